@@ -1,0 +1,37 @@
+"""sdedge-gym: LLM serving at the network edge with speculative decoding, as a Gymnasium benchmark.
+
+The core (config, catalogue, roofline, speculation, uplink, service, workload, episode, scenarios,
+actions) is pure numpy/scipy and knows nothing of Gymnasium.
+"""
+
+from sdedge_gym.config import (
+    FronthaulConfig,
+    GpuSpec,
+    ModelSpec,
+    NodeConfig,
+    ScenarioConfig,
+    UplinkConfig,
+    WorkloadConfig,
+)
+from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.scenarios import PRESETS, make_scenario
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "BatchOutcome",
+    "Episode",
+    "EpisodeClock",
+    "FronthaulConfig",
+    "GpuSpec",
+    "ModelSpec",
+    "NodeConfig",
+    "ScenarioConfig",
+    "ServingModel",
+    "UplinkConfig",
+    "WorkloadConfig",
+    "__version__",
+    "commit_batch",
+    "make_scenario",
+]

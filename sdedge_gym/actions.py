@@ -1,0 +1,99 @@
+"""The three action encodings and the action mask — one contract for env, vector env and policies.
+
+* ``discrete`` — ``MultiDiscrete([n_max, l_max + 1])``: ``[n - 1, l]``; the band is split by the closed
+  form (the paper's decomposition).
+* ``hybrid``  — ``Box(-1, 1, (2 + n_max,))``: entry 0 picks n and entry 1 picks l by equal bins over
+  [-1, 1]; entries 2.. are bandwidth logits x, and the batch's n users get shares
+  softmax(LOGIT_SCALE * x[:n]). With LOGIT_SCALE = 8 the shares can differ by a factor e^16, enough to
+  express the closed-form split of every preset's batches.
+* ``dict``    — ``Dict(batch_size=Discrete(n_max, start=1), speculation_length=Discrete(l_max + 1),
+  bandwidth=Box(0, 1, (n_max,)))``: the native form; the batch's n users get shares proportional to
+  ``bandwidth[:n]``, each weight floored at MIN_WEIGHT so that no user is left without band.
+
+The mask is one bool vector in MaskablePPO's MultiDiscrete layout: n_max batch-size entries, then
+l_max + 1 speculation entries; the same vector serves every mode. All functions broadcast over leading
+axes (the vector env's env axis).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACTION_MODES = ("discrete", "hybrid", "dict")
+LOGIT_SCALE = 8.0
+MIN_WEIGHT = 1e-6
+
+
+def _bin(x, bins: int):
+    """Equal bins of [-1, 1]: -1 -> 0, 1 -> bins - 1."""
+    index = np.floor((np.asarray(x, dtype=float) + 1.0) * 0.5 * bins)
+    return np.clip(index, 0, bins - 1).astype(np.int64)
+
+
+def _bin_centre(index, bins: int):
+    return -1.0 + (2.0 * np.asarray(index, dtype=float) + 1.0) / bins
+
+
+def hybrid_batch_and_speculation(action, max_batch: int, max_speculation: int):
+    """(n, l) from the first two entries of a hybrid action."""
+    action = np.asarray(action, dtype=float)
+    return _bin(action[..., 0], max_batch) + 1, _bin(action[..., 1], max_speculation + 1)
+
+
+def shares_from_logits(logits, batch_size):
+    """softmax(LOGIT_SCALE * x) over the first n entries; zero beyond (broadcasts over rows)."""
+    logits = np.asarray(logits, dtype=float)
+    present = np.arange(logits.shape[-1]) < np.asarray(batch_size)[..., None]
+    scaled = np.where(present, LOGIT_SCALE * logits, -np.inf)
+    weights = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def logits_from_shares(shares, width: int):
+    """Hybrid logits in [-1, 1] whose softmax reproduces ``shares`` (the largest share maps to 1)."""
+    shares = np.asarray(shares, dtype=float)
+    out = np.full((*shares.shape[:-1], width), -1.0)
+    log = np.log(np.maximum(shares, 1e-300))
+    logits = 1.0 + (log - log.max(axis=-1, keepdims=True)) / LOGIT_SCALE
+    out[..., : shares.shape[-1]] = np.clip(logits, -1.0, 1.0)
+    return out
+
+
+def shares_from_weights(weights, batch_size):
+    """Dict mode: shares proportional to max(w, MIN_WEIGHT) over the first n users."""
+    weights = np.asarray(weights, dtype=float)
+    present = np.arange(weights.shape[-1]) < np.asarray(batch_size)[..., None]
+    floored = np.where(present, np.maximum(weights, MIN_WEIGHT), 0.0)
+    return floored / floored.sum(axis=-1, keepdims=True)
+
+
+def encode_action(mode: str, batch_size: int, speculation_length: int, max_batch: int,
+                  max_speculation: int, shares=None):
+    """The action of ``mode`` that commits (n, l) with the given shares (closed form when omitted).
+
+    In ``hybrid`` and ``dict`` modes, omitted shares are encoded as equal logits / weights (uniform).
+    """
+    if mode == "discrete":
+        return np.array([batch_size - 1, speculation_length], dtype=np.int64)
+    if shares is None:
+        shares = np.full(batch_size, 1.0 / batch_size)
+    if mode == "hybrid":
+        action = np.empty(max_batch + 2)
+        action[2:] = logits_from_shares(shares, max_batch)
+        action[0] = _bin_centre(batch_size - 1, max_batch)
+        action[1] = _bin_centre(speculation_length, max_speculation + 1)
+        return action.astype(np.float32)
+    if mode == "dict":
+        weights = np.zeros(max_batch, dtype=np.float32)
+        weights[:batch_size] = np.asarray(shares) / np.max(shares)
+        return {"batch_size": int(batch_size), "speculation_length": int(speculation_length),
+                "bandwidth": weights}
+    raise ValueError(f"action_mode = {mode!r} is invalid; allowed: {' | '.join(ACTION_MODES)}")
+
+
+def action_mask(batch_limit, max_batch: int, max_speculation: int):
+    """MaskablePPO layout: [n = 1..n_max valid?] + [l = 0..l_max valid?] (every l is always valid)."""
+    limit = np.asarray(batch_limit)
+    batch_ok = np.arange(1, max_batch + 1) <= limit[..., None]
+    spec_ok = np.ones((*limit.shape, max_speculation + 1), dtype=bool)
+    return np.concatenate([batch_ok, spec_ok], axis=-1)

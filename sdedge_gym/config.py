@@ -1,0 +1,292 @@
+"""Typed, frozen, validated configuration of a serving scenario.
+
+Every dataclass validates itself in ``__post_init__``: a bad value raises ``ValueError`` naming the field
+and the allowed range, so a configuration error surfaces at construction, never mid-episode.
+``from_dict`` rejects unknown keys (a typo is an error, not a silently ignored setting) and ``to_dict``
+round-trips. Units are SI throughout: seconds, hertz, watts, bits, bytes, FLOP/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+RATE_MODELS = ("shannon", "fixed_snr")
+ACCEPTANCE_MODES = ("expected", "sampled")
+OBJECTIVES = ("mean_latency", "makespan")
+QUEUE_ORDERS = ("arrival", "shortest_payload")
+
+
+def _require(ok: bool, owner: str, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{owner}.{name} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _positive(owner: str, name: str, value: float) -> None:
+    _require(isinstance(value, int | float) and math.isfinite(value) and value > 0, owner, name, value,
+             "a finite number > 0")
+
+
+def _non_negative(owner: str, name: str, value: float) -> None:
+    _require(isinstance(value, int | float) and math.isfinite(value) and value >= 0, owner, name, value,
+             "a finite number >= 0")
+
+
+def _positive_int(owner: str, name: str, value: int, upper: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    ok = ok and (upper is None or value <= upper)
+    _require(ok, owner, name, value, f"an integer in [1, {upper}]" if upper else "an integer >= 1")
+
+
+def _ordered(owner: str, low_name: str, low: float, high_name: str, high: float) -> None:
+    _require(low <= high, owner, high_name, high, f"a value >= {low_name} ({low!r})")
+
+
+def _choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, owner, name, value, " | ".join(repr(c) for c in choices))
+
+
+class _DictMixin:
+    """``from_dict`` / ``to_dict`` for nested frozen dataclasses; unknown keys raise."""
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown key(s) {unknown}; allowed keys: {sorted(known)}")
+        kwargs = {}
+        for name, value in data.items():
+            kwargs[name] = _coerce_field(cls, name, value)
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, _DictMixin) else value
+        return out
+
+    def replace(self: T, **changes: Any) -> T:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _coerce_field(cls: type, name: str, value: Any) -> Any:
+    """Turn nested dicts (and catalogue names) into their dataclasses."""
+    nested = _NESTED.get((cls.__name__, name))
+    if nested is None:
+        return value
+    if isinstance(value, str) and nested in (ModelSpec, GpuSpec):
+        from sdedge_gym.catalogue import lookup  # the catalogue imports this module
+
+        return lookup(nested, value)
+    return nested.from_dict(value)
+
+
+@dataclass(frozen=True)
+class ModelSpec(_DictMixin):
+    """A decoder-only transformer: enough of it for the roofline latency model."""
+
+    name: str
+    num_layers: int  # J
+    hidden_size: int  # h: width of the attention (query) projection
+    kv_hidden_size: int  # width of the K and V caches per layer (< h with grouped-query attention)
+    num_params: float  # P
+    vocab_size: int
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        owner = f"ModelSpec({self.name!r})"
+        _positive_int(owner, "num_layers", self.num_layers)
+        _positive_int(owner, "hidden_size", self.hidden_size)
+        _positive_int(owner, "kv_hidden_size", self.kv_hidden_size, upper=self.hidden_size)
+        _positive(owner, "num_params", self.num_params)
+        _positive_int(owner, "vocab_size", self.vocab_size)
+
+
+@dataclass(frozen=True)
+class GpuSpec(_DictMixin):
+    """An accelerator: dense FP16 tensor throughput, memory bandwidth and capacity."""
+
+    name: str
+    peak_flops: float  # C, dense FP16 FLOP/s
+    memory_bandwidth: float  # W, bytes/s
+    memory_capacity: float  # bytes
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        owner = f"GpuSpec({self.name!r})"
+        _positive(owner, "peak_flops", self.peak_flops)
+        _positive(owner, "memory_bandwidth", self.memory_bandwidth)
+        _positive(owner, "memory_capacity", self.memory_capacity)
+
+
+@dataclass(frozen=True)
+class NodeConfig(_DictMixin):
+    """A base station's inference server: one GPU running one model."""
+
+    gpu: GpuSpec
+    model: ModelSpec
+    efficiency: float = 0.5  # eta: achieved fraction of peak FLOP/s
+    pass_overhead: float = 2e-3  # t0: fixed cost of one forward pass (launches, sampling), s
+    bytes_per_param: float = 2.0  # 2 for FP16 weights, 1 for INT8
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.gpu, GpuSpec), "NodeConfig", "gpu", self.gpu, "a GpuSpec or catalogue name")
+        _require(isinstance(self.model, ModelSpec), "NodeConfig", "model", self.model,
+                 "a ModelSpec or catalogue name")
+        _require(isinstance(self.efficiency, int | float) and 0 < self.efficiency <= 1, "NodeConfig",
+                 "efficiency", self.efficiency, "a number in (0, 1]")
+        _non_negative("NodeConfig", "pass_overhead", self.pass_overhead)
+        _require(self.bytes_per_param in (0.5, 1, 1.0, 2, 2.0, 4, 4.0), "NodeConfig", "bytes_per_param",
+                 self.bytes_per_param, "0.5, 1, 2 or 4")
+
+
+@dataclass(frozen=True)
+class UplinkConfig(_DictMixin):
+    """The shared wireless uplink from users to the small base station (FDMA within a slot)."""
+
+    bandwidth: float = 1e6  # B, Hz
+    transmit_power: float = 0.2  # p, W (23 dBm)
+    noise_density: float = 10 ** ((-174 + 9 - 30) / 10)  # N0, W/Hz: thermal -174 dBm/Hz + 9 dB noise figure
+    rate_model: str = "shannon"  # "shannon": r = b log2(1 + p g / (N0 b)); "fixed_snr": r = b s
+    bits_per_token: float = 32.0  # beta: prompt bits per token (about 4 bytes of UTF-8 text)
+
+    def __post_init__(self) -> None:
+        _positive("UplinkConfig", "bandwidth", self.bandwidth)
+        _positive("UplinkConfig", "transmit_power", self.transmit_power)
+        _positive("UplinkConfig", "noise_density", self.noise_density)
+        _choice("UplinkConfig", "rate_model", self.rate_model, RATE_MODELS)
+        _positive("UplinkConfig", "bits_per_token", self.bits_per_token)
+
+
+@dataclass(frozen=True)
+class FronthaulConfig(_DictMixin):
+    """The wired link that carries draft tokens from the SBS to the MBS."""
+
+    rate: float = 1e9  # R_f, bit/s
+    latency: float = 0.5e-3  # one-way, s
+    draft_token_bits: float = 64.0  # a 32-bit token id and its 32-bit draft probability
+
+    def __post_init__(self) -> None:
+        _positive("FronthaulConfig", "rate", self.rate)
+        _non_negative("FronthaulConfig", "latency", self.latency)
+        _non_negative("FronthaulConfig", "draft_token_bits", self.draft_token_bits)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig(_DictMixin):
+    """How an episode's tasks are drawn. Lengths are truncated log-normals (median, log-std, range)."""
+
+    num_tasks: int = 100  # K
+    prompt_median: float = 256.0
+    prompt_sigma: float = 0.6
+    prompt_min: int = 16
+    prompt_max: int = 1024
+    output_median: float = 128.0
+    output_sigma: float = 0.6
+    output_min: int = 8
+    max_new_tokens: int = 256  # O_cap
+    extra_bits_min: float = 0.0  # attachment payload (e.g. an image), uniform in [min, max], bits
+    extra_bits_max: float = 0.0
+    distance_min: float = 20.0  # m from the SBS
+    distance_max: float = 250.0
+    path_loss_db_at_1km: float = 128.1  # 3GPP TR 36.814 urban: PL = 128.1 + 37.6 log10(d / 1 km)
+    path_loss_db_per_decade: float = 37.6
+    rayleigh_fading: bool = True  # small-scale power gain ~ Exp(1), drawn per episode
+    spectral_efficiency_min: float = 1.0  # s_k for rate_model "fixed_snr", bit/s/Hz
+    spectral_efficiency_max: float = 6.0
+    alpha_min: float = 0.55  # draft acceptance rate alpha_k ~ U[min, max]
+    alpha_max: float = 0.9
+    alpha_estimate_noise: float = 0.1  # std of the non-clairvoyant alpha estimate
+    output_hint_sigma: float = 0.5  # log-std of the non-clairvoyant output-length hint
+
+    def __post_init__(self) -> None:
+        o = "WorkloadConfig"
+        _positive_int(o, "num_tasks", self.num_tasks, upper=100_000)
+        _positive(o, "prompt_median", self.prompt_median)
+        _non_negative(o, "prompt_sigma", self.prompt_sigma)
+        _positive_int(o, "prompt_min", self.prompt_min)
+        _positive_int(o, "prompt_max", self.prompt_max)
+        _ordered(o, "prompt_min", self.prompt_min, "prompt_max", self.prompt_max)
+        _positive(o, "output_median", self.output_median)
+        _non_negative(o, "output_sigma", self.output_sigma)
+        _positive_int(o, "output_min", self.output_min)
+        _positive_int(o, "max_new_tokens", self.max_new_tokens, upper=8192)
+        _ordered(o, "output_min", self.output_min, "max_new_tokens", self.max_new_tokens)
+        _non_negative(o, "extra_bits_min", self.extra_bits_min)
+        _non_negative(o, "extra_bits_max", self.extra_bits_max)
+        _ordered(o, "extra_bits_min", self.extra_bits_min, "extra_bits_max", self.extra_bits_max)
+        _positive(o, "distance_min", self.distance_min)
+        _positive(o, "distance_max", self.distance_max)
+        _ordered(o, "distance_min", self.distance_min, "distance_max", self.distance_max)
+        _non_negative(o, "path_loss_db_at_1km", self.path_loss_db_at_1km)
+        _non_negative(o, "path_loss_db_per_decade", self.path_loss_db_per_decade)
+        _positive(o, "spectral_efficiency_min", self.spectral_efficiency_min)
+        _positive(o, "spectral_efficiency_max", self.spectral_efficiency_max)
+        _ordered(o, "spectral_efficiency_min", self.spectral_efficiency_min, "spectral_efficiency_max",
+                 self.spectral_efficiency_max)
+        for name in ("alpha_min", "alpha_max"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and 0 <= value < 1, o, name, value, "a number in [0, 1)")
+        _ordered(o, "alpha_min", self.alpha_min, "alpha_max", self.alpha_max)
+        _non_negative(o, "alpha_estimate_noise", self.alpha_estimate_noise)
+        _non_negative(o, "output_hint_sigma", self.output_hint_sigma)
+
+
+@dataclass(frozen=True)
+class ScenarioConfig(_DictMixin):
+    """A complete scenario: nodes, links, workload, action limits and the episode's information model."""
+
+    name: str
+    draft: NodeConfig  # on the small base station (SBS)
+    target: NodeConfig  # on the macro base station (MBS)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    fronthaul: FronthaulConfig = field(default_factory=FronthaulConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    max_batch: int = 16  # n_max
+    max_speculation: int = 8  # l_max
+    pipelining: bool = True  # split a batch into two micro-batches that overlap draft and verify
+    acceptance: str = "expected"  # "expected" (fluid L(alpha, l)) or "sampled" (per-position uniforms)
+    clairvoyant: bool = True  # observation shows O_k and alpha_k, else a length hint and a noisy alpha
+    objective: str = "mean_latency"  # or "makespan"
+    queue_order: str = "arrival"  # or "shortest_payload"
+
+    def __post_init__(self) -> None:
+        o = "ScenarioConfig"
+        _require(isinstance(self.draft, NodeConfig), o, "draft", self.draft, "a NodeConfig")
+        _require(isinstance(self.target, NodeConfig), o, "target", self.target, "a NodeConfig")
+        _positive_int(o, "max_batch", self.max_batch, upper=256)
+        _require(isinstance(self.max_speculation, int) and not isinstance(self.max_speculation, bool)
+                 and 0 <= self.max_speculation <= 32, o, "max_speculation", self.max_speculation,
+                 "an integer in [0, 32]")
+        _require(isinstance(self.pipelining, bool), o, "pipelining", self.pipelining, "True | False")
+        _choice(o, "acceptance", self.acceptance, ACCEPTANCE_MODES)
+        _require(isinstance(self.clairvoyant, bool), o, "clairvoyant", self.clairvoyant, "True | False")
+        _choice(o, "objective", self.objective, OBJECTIVES)
+        _choice(o, "queue_order", self.queue_order, QUEUE_ORDERS)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.workload.num_tasks
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("NodeConfig", "gpu"): GpuSpec,
+    ("NodeConfig", "model"): ModelSpec,
+    ("ScenarioConfig", "draft"): NodeConfig,
+    ("ScenarioConfig", "target"): NodeConfig,
+    ("ScenarioConfig", "uplink"): UplinkConfig,
+    ("ScenarioConfig", "fronthaul"): FronthaulConfig,
+    ("ScenarioConfig", "workload"): WorkloadConfig,
+}

@@ -1,0 +1,236 @@
+"""Serving one batch: speculative rounds of two pipelined micro-batches (sections 3 and 4).
+
+A batch of n tasks is split into micro-batch A (the first ceil(n/2) tasks) and B (the rest); with n = 1
+or pipelining off, A holds them all. The SBS drafts and the MBS verifies in the fixed cyclic order
+A, B, A, B, ...; with D, F, V the draft, fronthaul and verify times of a round,
+
+    draft_start_X(r)  = max(sbs_free, verify_end_X(r-1))
+    verify_start_X(r) = max(mbs_free, draft_end_X(r) + F_X(r))
+
+Times are offsets from the batch's start (both nodes free at 0): the schedule is a pure function of the
+batch, l and nothing else, and a later start shifts every time equally.
+
+A round's times depend on its micro-batch only through a few aggregates (active tasks, sum of their
+contexts, and prompt sums for the first round), collected in :class:`RoundLoad`. Everything broadcasts
+over leading axes, so one call can time one batch or every segment of an episode (the oracle's tables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdedge_gym.config import FronthaulConfig
+from sdedge_gym.roofline import PassCost
+from sdedge_gym.speculation import TaskProgress
+
+
+@dataclass(frozen=True)
+class RoundLoad:
+    """What one micro-batch asks of the nodes, round by round (rounds on the last axis)."""
+
+    active: np.ndarray  # (..., R): tasks still decoding in round r
+    context: np.ndarray  # (..., R): sum over active tasks of prompt + tokens produced before round r
+    prompt: np.ndarray  # (...): sum of prompt lengths (prefilled in round 0)
+    prompt_square: np.ndarray  # (...): sum of squared prompt lengths (prefill attention work)
+
+
+@dataclass(frozen=True)
+class RoundTimes:
+    """Draft, fronthaul and verify durations of each round of a micro-batch, s."""
+
+    draft: np.ndarray
+    fronthaul: np.ndarray
+    verify: np.ndarray
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Start and end offsets (s) of every round's draft and verify; rounds on the last axis.
+
+    Rounds where the micro-batch is done repeat its last verify end (durations zero).
+    """
+
+    draft_start: np.ndarray
+    draft_end: np.ndarray
+    verify_start: np.ndarray
+    verify_end: np.ndarray
+
+
+@dataclass(frozen=True)
+class BatchService:
+    """The outcome of serving one batch, as offsets from its start."""
+
+    completion: np.ndarray  # (..., n): when each task's last verify ends, s
+    duration: np.ndarray  # (...): when the last verify ends, s
+    tokens: np.ndarray  # (...): output tokens produced
+    accepted_drafts: np.ndarray  # (...): draft tokens accepted by the target
+    micro_batch: np.ndarray  # (..., n) int: 0 for A, 1 for B
+    schedules: tuple[Schedule, Schedule]  # A and B
+
+
+def round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, load: RoundLoad,
+                speculation_length: int) -> RoundTimes:
+    """D, F and V of every round of a micro-batch at speculation length l."""
+    l = speculation_length
+    n, ctx = load.active, load.context
+    first = np.zeros(n.shape[-1], dtype=bool)
+    first[0] = True
+    prompt = load.prompt[..., None]
+    prompt_sq = load.prompt_square[..., None]
+    if l == 0:
+        # Autoregressive decoding on the MBS: round 0 prefills the prompt, later rounds add one token.
+        verify = np.where(first, target.pass_time(prompt, prompt_sq, prompt), target.pass_time(n, ctx, ctx))
+        zeros = np.zeros_like(verify)
+        return RoundTimes(zeros, zeros, verify)
+    # Draft: l single-token decode passes (pass j sees the context grown by j drafts); round 0 first
+    # prefills the prompt on the SBS.
+    j = np.arange(1, l + 1, dtype=float)
+    grown = ctx[..., None] + n[..., None] * j
+    draft_time = draft.pass_time(n[..., None], grown, grown).sum(axis=-1)
+    draft_time = draft_time + np.where(first, draft.pass_time(prompt, prompt_sq, prompt), 0.0)
+    fronthaul_time = np.where(
+        n > 0, fronthaul.latency + n * l * fronthaul.draft_token_bits / fronthaul.rate, 0.0)
+    # Verify: one pass over the l drafts plus the last accepted token (q = l + 1 on a context of
+    # ctx - 1), or, in round 0, over the prompt and the drafts (q = I + l on an empty cache).
+    later = target.pass_time(n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+    round0 = target.pass_time(prompt + n * l, prompt_sq + 2 * l * prompt + n * l * l, prompt + n * l)
+    verify = np.where(first, round0, later)
+    return RoundTimes(draft_time, fronthaul_time, verify)
+
+
+def pipeline_schedule(times_a: RoundTimes, active_a, times_b: RoundTimes,
+                      active_b) -> tuple[Schedule, Schedule]:
+    """Run the A, B, A, B, ... recursion over rounds; inputs broadcast over leading axes."""
+    if np.ndim(active_a) == 1:
+        return _schedule_one(times_a, active_a, times_b, active_b)
+    return _schedule_many(times_a, active_a, times_b, active_b)
+
+
+def _schedule_one(times_a, active_a, times_b, active_b) -> tuple[Schedule, Schedule]:
+    # One batch: the round loop on Python floats is an order of magnitude faster than on 0-d arrays.
+    # _schedule_many is the same recursion; tests check that both agree.
+    columns = [
+        np.asarray(x).tolist()
+        for x in (times_a.draft, times_a.fronthaul, times_a.verify, active_a,
+                  times_b.draft, times_b.fronthaul, times_b.verify, active_b)
+    ]
+    rounds = len(columns[0])
+    out = [[0.0] * rounds for _ in range(8)]
+    sbs_free = mbs_free = 0.0
+    ends = [0.0, 0.0]  # last verify end of A and B
+    for r in range(rounds):
+        for x, (d, f, v, act) in enumerate((columns[0:4], columns[4:8])):
+            base = 4 * x
+            if act[r]:
+                draft_start = max(sbs_free, ends[x])
+                sbs_free = draft_start + d[r]
+                verify_start = max(mbs_free, sbs_free + f[r])
+                mbs_free = ends[x] = verify_start + v[r]
+                out[base][r], out[base + 1][r], out[base + 2][r] = draft_start, sbs_free, verify_start
+            else:
+                out[base][r] = out[base + 1][r] = out[base + 2][r] = ends[x]
+            out[base + 3][r] = ends[x]
+    arrays = [np.asarray(o) for o in out]
+    return Schedule(*arrays[0:4]), Schedule(*arrays[4:8])
+
+
+def _schedule_many(times_a, active_a, times_b, active_b) -> tuple[Schedule, Schedule]:
+    shape = np.broadcast_shapes(np.shape(active_a), np.shape(active_b))
+    lead, rounds = shape[:-1], shape[-1]
+    sbs_free = np.zeros(lead)
+    mbs_free = np.zeros(lead)
+    ends = [np.zeros(lead), np.zeros(lead)]
+    out = [np.zeros(shape) for _ in range(8)]
+    micro = (
+        (np.broadcast_to(times_a.draft, shape), np.broadcast_to(times_a.fronthaul, shape),
+         np.broadcast_to(times_a.verify, shape), np.broadcast_to(active_a, shape)),
+        (np.broadcast_to(times_b.draft, shape), np.broadcast_to(times_b.fronthaul, shape),
+         np.broadcast_to(times_b.verify, shape), np.broadcast_to(active_b, shape)),
+    )
+    for r in range(rounds):
+        for x, (d, f, v, act) in enumerate(micro):
+            on = act[..., r]
+            draft_start = np.maximum(sbs_free, ends[x])
+            draft_end = draft_start + d[..., r]
+            verify_start = np.maximum(mbs_free, draft_end + f[..., r])
+            verify_end = verify_start + v[..., r]
+            sbs_free = np.where(on, draft_end, sbs_free)
+            mbs_free = np.where(on, verify_end, mbs_free)
+            ends[x] = np.where(on, verify_end, ends[x])
+            base = 4 * x
+            out[base][..., r] = np.where(on, draft_start, ends[x])
+            out[base + 1][..., r] = np.where(on, draft_end, ends[x])
+            out[base + 2][..., r] = np.where(on, verify_start, ends[x])
+            out[base + 3][..., r] = ends[x]
+    return Schedule(*out[0:4]), Schedule(*out[4:8])
+
+
+def micro_batch_index(batch_size, width: int, pipelined: bool) -> np.ndarray:
+    """(..., width) int: 0 for the tasks of micro-batch A (the first ceil(n/2)), 1 for B.
+
+    ``batch_size`` n may be an array (one per leading row, tasks padded to ``width``); without
+    pipelining, or with n = 1, micro-batch A holds every task.
+    """
+    index = np.arange(width)
+    if not pipelined:
+        return np.zeros((*np.shape(batch_size), width), dtype=np.int64)
+    half = (np.asarray(batch_size)[..., None] + 1) // 2  # ceil(n / 2); n = 1 gives A alone
+    return (index >= half).astype(np.int64)
+
+
+def micro_batch_load(prompt_len, progress: TaskProgress, member) -> RoundLoad:
+    """Aggregate the tasks selected by ``member`` (..., n) bool into a :class:`RoundLoad`."""
+    prompt_len = np.asarray(prompt_len, dtype=float)
+    r = np.arange(progress.max_rounds)
+    active = (r < progress.rounds[..., None]) & member[..., None]
+    context = np.where(active, prompt_len[..., None] + progress.produced_before, 0.0)
+    started = member & (progress.rounds > 0)
+    return RoundLoad(
+        active=active.sum(axis=-2).astype(float),
+        context=context.sum(axis=-2),
+        prompt=np.where(started, prompt_len, 0.0).sum(axis=-1),
+        prompt_square=np.where(started, prompt_len**2, 0.0).sum(axis=-1),
+    )
+
+
+def serve_batch(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, prompt_len, output_len,
+                progress: TaskProgress, speculation_length: int, pipelined: bool = True,
+                batch_size=None) -> BatchService:
+    """Serve one batch of n tasks (task axis last; leading axes broadcast) and time every completion.
+
+    Rows may be padded: give ``batch_size`` per row and zero output lengths for the padding, whose
+    completion offsets are then reported as 0.
+    """
+    prompt_len = np.asarray(prompt_len, dtype=float)
+    width = prompt_len.shape[-1]
+    which = micro_batch_index(width if batch_size is None else batch_size, width, pipelined)
+    schedules = []
+    rounds_active = []
+    for x in (0, 1):
+        member = np.broadcast_to(which == x, prompt_len.shape)
+        load = micro_batch_load(prompt_len, progress, member)
+        times = round_times(draft, target, fronthaul, load, speculation_length)
+        schedules.append(times)
+        rounds_active.append(load.active > 0)
+    schedule_a, schedule_b = pipeline_schedule(schedules[0], rounds_active[0], schedules[1], rounds_active[1])
+    completion = completion_offsets(schedule_a, schedule_b, which, progress.rounds)
+    duration = np.maximum(schedule_a.verify_end[..., -1], schedule_b.verify_end[..., -1])
+    return BatchService(
+        completion=completion,
+        duration=duration,
+        tokens=np.asarray(output_len, dtype=float).sum(axis=-1),
+        accepted_drafts=progress.accepted_drafts.sum(axis=-1),
+        micro_batch=which,
+        schedules=(schedule_a, schedule_b),
+    )
+
+
+def completion_offsets(schedule_a: Schedule, schedule_b: Schedule, which, rounds):
+    """verify_end of each task's micro-batch at the task's last round (0 for tasks with no round)."""
+    ends = np.where(np.asarray(which)[..., None] == 0, schedule_a.verify_end[..., None, :],
+                    schedule_b.verify_end[..., None, :])  # (..., n, R)
+    last_round = np.maximum(rounds - 1, 0)[..., None]
+    offsets = np.take_along_axis(ends, last_round, axis=-1)[..., 0]
+    return np.where(rounds > 0, offsets, 0.0)
