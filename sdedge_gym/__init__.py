@@ -1,7 +1,8 @@
 """sdedge-gym: LLM serving at the network edge with speculative decoding, as a Gymnasium benchmark.
 
 The core (config, catalogue, roofline, speculation, uplink, service, workload, episode, scenarios,
-actions) is pure numpy/scipy and knows nothing of Gymnasium.
+actions) is pure numpy/scipy and knows nothing of Gymnasium. Importing the package registers the
+environment ids (``ENV_IDS``, namespace ``sdedge``) with Gymnasium.
 """
 
 from sdedge_gym.config import (
@@ -13,14 +14,20 @@ from sdedge_gym.config import (
     UplinkConfig,
     WorkloadConfig,
 )
+from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.registration import ENV_IDS, register_envs
 from sdedge_gym.scenarios import PRESETS, make_scenario
+
+register_envs()
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENV_IDS",
     "PRESETS",
     "BatchOutcome",
+    "EdgeSDEnv",
     "Episode",
     "EpisodeClock",
     "FronthaulConfig",

@@ -232,6 +232,7 @@ class WorkloadConfig(_DictMixin):
         _ordered(o, "distance_min", self.distance_min, "distance_max", self.distance_max)
         _non_negative(o, "path_loss_db_at_1km", self.path_loss_db_at_1km)
         _non_negative(o, "path_loss_db_per_decade", self.path_loss_db_per_decade)
+        _require(isinstance(self.rayleigh_fading, bool), o, "rayleigh_fading", self.rayleigh_fading, "True | False")
         _positive(o, "spectral_efficiency_min", self.spectral_efficiency_min)
         _positive(o, "spectral_efficiency_max", self.spectral_efficiency_max)
         _ordered(o, "spectral_efficiency_min", self.spectral_efficiency_min, "spectral_efficiency_max",

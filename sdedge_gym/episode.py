@@ -14,14 +14,15 @@ costs of an episode add up to the objective exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.roofline import PassCost
-from sdedge_gym.service import BatchService, serve_batch
-from sdedge_gym.speculation import acceptance_runs, task_progress
-from sdedge_gym.uplink import channel_coefficient, closed_form_allocation, slot_length
+from sdedge_gym.service import BatchService, serve_expected_one, serve_sampled_one
+from sdedge_gym.speculation import acceptance_runs, expected_rounds_one, sampled_rounds_one
+from sdedge_gym.uplink import _shannon_one, channel_coefficient, closed_form_allocation, slot_length
 from sdedge_gym.workload import Workload, draw_workload
 
 
@@ -75,6 +76,25 @@ class Episode:
     @property
     def num_tasks(self) -> int:
         return self.workload.num_tasks
+
+    @cached_property
+    def task_lists(self) -> _TaskLists:
+        """The per-task columns as Python lists, built once per episode for the single-batch fast path."""
+        w = self.workload
+        return _TaskLists(
+            prompt_len=w.prompt_len.astype(float).tolist(), output_len=w.output_len.tolist(),
+            payload_bits=w.payload_bits.tolist(), channel=self.channel.tolist(), alpha=w.alpha.tolist(),
+            runs=None if self.runs is None else self.runs.tolist())
+
+
+@dataclass(frozen=True)
+class _TaskLists:
+    prompt_len: list[float]
+    output_len: list[int]
+    payload_bits: list[float]
+    channel: list[float]
+    alpha: list[float]
+    runs: list[list[int]] | None
 
 
 @dataclass(frozen=True)
@@ -133,20 +153,31 @@ def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, bat
     """
     cfg = model.config
     first = clock.next_task
-    sl = slice(first, first + batch_size)
+    end = first + batch_size
     w = episode.workload
-    if bandwidth is None:
-        slot, bandwidth = closed_form_allocation(w.payload_bits[sl], episode.channel[sl],
+    tasks = episode.task_lists  # one batch of a handful of tasks: Python floats beat numpy's call overhead
+    if bandwidth is None and cfg.uplink.rate_model == "shannon":
+        slot, bandwidth = _shannon_one(tasks.payload_bits[first:end], tasks.channel[first:end],
+                                       float(cfg.uplink.bandwidth))
+        slot = float(slot)
+    elif bandwidth is None:
+        slot, bandwidth = closed_form_allocation(w.payload_bits[first:end], episode.channel[first:end],
                                                  cfg.uplink.bandwidth, cfg.uplink.rate_model)
         slot = float(slot)
     else:
-        slot = float(slot_length(w.payload_bits[sl], bandwidth, episode.channel[sl], cfg.uplink.rate_model))
-    progress = task_progress(w.output_len[sl], w.alpha[sl], speculation_length,
-                             None if episode.runs is None else episode.runs[sl])
-    service = serve_batch(model.draft, model.target, cfg.fronthaul, w.prompt_len[sl], w.output_len[sl],
-                          progress, speculation_length, cfg.pipelining)
+        slot = float(slot_length(w.payload_bits[first:end], bandwidth, episode.channel[first:end],
+                                 cfg.uplink.rate_model))
+    prompt, output = tasks.prompt_len[first:end], tasks.output_len[first:end]
+    if tasks.runs is None or speculation_length == 0:
+        rounds, tokens = expected_rounds_one(output, tasks.alpha[first:end], speculation_length)
+        service = serve_expected_one(model.draft, model.target, cfg.fronthaul, prompt, output, rounds, tokens,
+                                     speculation_length, cfg.pipelining)
+    else:
+        rounds, produced, accepted = sampled_rounds_one(output, tasks.runs[first:end], speculation_length)
+        service = serve_sampled_one(model.draft, model.target, cfg.fronthaul, prompt, output, rounds, produced,
+                                    accepted, speculation_length, cfg.pipelining)
     ready = clock.uplink_end + slot
-    start = max(ready, clock.inference_end)
+    start = ready if ready > clock.inference_end else clock.inference_end
     finish = start + float(service.duration)
     completion = start + service.completion
     if cfg.objective == "mean_latency":

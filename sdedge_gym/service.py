@@ -75,13 +75,11 @@ def round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, l
     """D, F and V of every round of a micro-batch at speculation length l."""
     l = speculation_length
     n, ctx = load.active, load.context
-    first = np.zeros(n.shape[-1], dtype=bool)
-    first[0] = True
-    prompt = load.prompt[..., None]
-    prompt_sq = load.prompt_square[..., None]
+    prompt, prompt_sq = load.prompt, load.prompt_square
     if l == 0:
         # Autoregressive decoding on the MBS: round 0 prefills the prompt, later rounds add one token.
-        verify = np.where(first, target.pass_time(prompt, prompt_sq, prompt), target.pass_time(n, ctx, ctx))
+        verify = target.pass_time(n, ctx, ctx)
+        verify[..., 0] = target.pass_time(prompt, prompt_sq, prompt)
         zeros = np.zeros_like(verify)
         return RoundTimes(zeros, zeros, verify)
     # Draft: l single-token decode passes (pass j sees the context grown by j drafts); round 0 first
@@ -89,14 +87,14 @@ def round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, l
     j = np.arange(1, l + 1, dtype=float)
     grown = ctx[..., None] + n[..., None] * j
     draft_time = draft.pass_time(n[..., None], grown, grown).sum(axis=-1)
-    draft_time = draft_time + np.where(first, draft.pass_time(prompt, prompt_sq, prompt), 0.0)
+    draft_time[..., 0] += draft.pass_time(prompt, prompt_sq, prompt)
     fronthaul_time = np.where(
         n > 0, fronthaul.latency + n * l * fronthaul.draft_token_bits / fronthaul.rate, 0.0)
     # Verify: one pass over the l drafts plus the last accepted token (q = l + 1 on a context of
     # ctx - 1), or, in round 0, over the prompt and the drafts (q = I + l on an empty cache).
-    later = target.pass_time(n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
-    round0 = target.pass_time(prompt + n * l, prompt_sq + 2 * l * prompt + n * l * l, prompt + n * l)
-    verify = np.where(first, round0, later)
+    verify = target.pass_time(n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+    n0 = n[..., 0]
+    verify[..., 0] = target.pass_time(prompt + n0 * l, prompt_sq + 2 * l * prompt + n0 * l * l, prompt + n0 * l)
     return RoundTimes(draft_time, fronthaul_time, verify)
 
 
@@ -111,29 +109,50 @@ def pipeline_schedule(times_a: RoundTimes, active_a, times_b: RoundTimes,
 def _schedule_one(times_a, active_a, times_b, active_b) -> tuple[Schedule, Schedule]:
     # One batch: the round loop on Python floats is an order of magnitude faster than on 0-d arrays.
     # _schedule_many is the same recursion; tests check that both agree.
-    columns = [
-        np.asarray(x).tolist()
+    rows = np.array(_schedule_rows(times_a, active_a, times_b, active_b), dtype=float).reshape(8, -1)
+    return Schedule(*rows[0:4]), Schedule(*rows[4:8])
+
+
+def _schedule_rows(times_a, active_a, times_b, active_b) -> list[list[float]]:
+    """The A, B, A, B, ... recursion on Python floats: 8 lists (draft start/end, verify start/end of A, then B)."""
+    draft_a, fronthaul_a, verify_a, on_a, draft_b, fronthaul_b, verify_b, on_b = (
+        x if isinstance(x, list) else np.asarray(x).tolist()
         for x in (times_a.draft, times_a.fronthaul, times_a.verify, active_a,
-                  times_b.draft, times_b.fronthaul, times_b.verify, active_b)
-    ]
-    rounds = len(columns[0])
-    out = [[0.0] * rounds for _ in range(8)]
-    sbs_free = mbs_free = 0.0
-    ends = [0.0, 0.0]  # last verify end of A and B
-    for r in range(rounds):
-        for x, (d, f, v, act) in enumerate((columns[0:4], columns[4:8])):
-            base = 4 * x
-            if act[r]:
-                draft_start = max(sbs_free, ends[x])
-                sbs_free = draft_start + d[r]
-                verify_start = max(mbs_free, sbs_free + f[r])
-                mbs_free = ends[x] = verify_start + v[r]
-                out[base][r], out[base + 1][r], out[base + 2][r] = draft_start, sbs_free, verify_start
-            else:
-                out[base][r] = out[base + 1][r] = out[base + 2][r] = ends[x]
-            out[base + 3][r] = ends[x]
-    arrays = [np.asarray(o) for o in out]
-    return Schedule(*arrays[0:4]), Schedule(*arrays[4:8])
+                  times_b.draft, times_b.fronthaul, times_b.verify, active_b))
+    rows: list[list[float]] = [[] for _ in range(8)]
+    a_ds, a_de, a_vs, a_ve, b_ds, b_de, b_vs, b_ve = rows
+    sbs_free = mbs_free = end_a = end_b = 0.0  # end_x: last verify end of micro-batch x
+    for r in range(len(draft_a)):
+        # (conditional expressions rather than max(): this loop is the single env's hot path)
+        if on_a[r]:
+            start = sbs_free if sbs_free > end_a else end_a
+            sbs_free = start + draft_a[r]
+            ready = sbs_free + fronthaul_a[r]
+            verify = mbs_free if mbs_free > ready else ready
+            mbs_free = end_a = verify + verify_a[r]
+            a_ds.append(start)
+            a_de.append(sbs_free)
+            a_vs.append(verify)
+        else:
+            a_ds.append(end_a)
+            a_de.append(end_a)
+            a_vs.append(end_a)
+        a_ve.append(end_a)
+        if on_b[r]:
+            start = sbs_free if sbs_free > end_b else end_b
+            sbs_free = start + draft_b[r]
+            ready = sbs_free + fronthaul_b[r]
+            verify = mbs_free if mbs_free > ready else ready
+            mbs_free = end_b = verify + verify_b[r]
+            b_ds.append(start)
+            b_de.append(sbs_free)
+            b_vs.append(verify)
+        else:
+            b_ds.append(end_b)
+            b_de.append(end_b)
+            b_vs.append(end_b)
+        b_ve.append(end_b)
+    return rows
 
 
 def _schedule_many(times_a, active_a, times_b, active_b) -> tuple[Schedule, Schedule]:
@@ -206,6 +225,8 @@ def serve_batch(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, p
     prompt_len = np.asarray(prompt_len, dtype=float)
     width = prompt_len.shape[-1]
     which = micro_batch_index(width if batch_size is None else batch_size, width, pipelined)
+    if prompt_len.ndim == 1 and np.ndim(progress.rounds) == 1:
+        return _serve_one(draft, target, fronthaul, prompt_len, output_len, progress, speculation_length, which)
     schedules = []
     rounds_active = []
     for x in (0, 1):
@@ -225,6 +246,171 @@ def serve_batch(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, p
         micro_batch=which,
         schedules=(schedule_a, schedule_b),
     )
+
+
+def _serve_one(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, prompt_len: np.ndarray, output_len,
+               progress: TaskProgress, speculation_length: int, which: np.ndarray) -> BatchService:
+    """:func:`serve_batch` of one batch: loads aggregated in numpy, rounds timed and scheduled on floats."""
+    member = np.stack([which == 0, which == 1])  # (2, n)
+    rounds = progress.rounds
+    active = member[:, :, None] & (np.arange(progress.max_rounds) < rounds[:, None])  # (2, n, R)
+    started = member & (rounds > 0)
+    count = active.sum(axis=-2).astype(float).tolist()
+    context = np.where(active, prompt_len[:, None] + progress.produced_before, 0.0).sum(axis=-2).tolist()
+    prompt = np.where(started, prompt_len, 0.0).sum(axis=-1).tolist()
+    prompt_square = np.where(started, prompt_len**2, 0.0).sum(axis=-1).tolist()
+    loads = [(count[x], context[x], prompt[x], prompt_square[x]) for x in (0, 1)]
+    return _serve_loads(draft, target, fronthaul, loads, speculation_length, which.tolist(), rounds.tolist(),
+                        float(np.sum(output_len)), float(progress.accepted_drafts.sum()))
+
+
+def serve_expected_one(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, prompt_len: list[float],
+                       output_len: list[int], rounds: list[int], tokens_per_round: list[float],
+                       speculation_length: int, pipelined: bool = True) -> BatchService:
+    """:func:`serve_batch` of one batch in expected mode, on Python floats (the single env's hot path).
+
+    ``rounds`` and ``tokens_per_round`` come from :func:`sdedge_gym.speculation.expected_rounds_one`.
+    Task k's context before round r is I_k + r L_k, so a micro-batch's context is kept as running sums
+    of I and L over its active tasks, updated as tasks leave: O(n + R) work instead of the (n, R) table.
+    """
+    which = _micro_batch_list(len(prompt_len), pipelined)
+    max_rounds = max(max(rounds, default=1), 1)
+    loads = []
+    for x in (0, 1):
+        tasks = sorted((r, i, t) for r, i, t, w in zip(rounds, prompt_len, tokens_per_round, which, strict=True)
+                       if w == x and r > 0)
+        prompt_total = prompt_sum = sum(i for _, i, _ in tasks)
+        prompt_square = sum(i * i for _, i, _ in tasks)
+        token_sum = sum(t for _, _, t in tasks)
+        active, context = [], []
+        begin = 0
+        for count, (leave, prompt, tokens) in zip(range(len(tasks), 0, -1), tasks, strict=True):
+            # rounds begin..leave-1 run with `count` tasks; then this task leaves
+            active.extend([float(count)] * (leave - begin))
+            context.extend([prompt_sum + r * token_sum for r in range(begin, leave)])
+            prompt_sum -= prompt
+            token_sum -= tokens
+            begin = max(begin, leave)
+        active.extend([0.0] * (max_rounds - begin))
+        context.extend([0.0] * (max_rounds - begin))
+        loads.append((active, context, prompt_total, prompt_square))
+    accepted = sum(max(o - r, 0) for o, r in zip(output_len, rounds, strict=True))
+    return _serve_loads(draft, target, fronthaul, loads, speculation_length, which, rounds,
+                        float(sum(output_len)), float(accepted))
+
+
+def serve_sampled_one(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, prompt_len: list[float],
+                      output_len: list[int], rounds: list[int], produced_before: list[list[int]],
+                      accepted_drafts: list[int], speculation_length: int, pipelined: bool = True) -> BatchService:
+    """:func:`serve_batch` of one batch in sampled mode, from :func:`sdedge_gym.speculation.sampled_rounds_one`."""
+    which = _micro_batch_list(len(prompt_len), pipelined)
+    max_rounds = max(max(rounds, default=1), 1)
+    loads = []
+    for x in (0, 1):
+        active = [0.0] * max_rounds
+        context = [0.0] * max_rounds
+        prompt_sum = prompt_square = 0.0
+        for i, produced, w in zip(prompt_len, produced_before, which, strict=True):
+            if w != x or not produced:
+                continue
+            prompt_sum += i
+            prompt_square += i * i
+            for r, p in enumerate(produced):
+                active[r] += 1.0
+                context[r] += i + p
+        loads.append((active, context, prompt_sum, prompt_square))
+    return _serve_loads(draft, target, fronthaul, loads, speculation_length, which, rounds,
+                        float(sum(output_len)), float(sum(accepted_drafts)))
+
+
+def _micro_batch_list(batch_size: int, pipelined: bool) -> list[int]:
+    half = (batch_size + 1) // 2 if pipelined else batch_size
+    return [0 if k < half else 1 for k in range(batch_size)]
+
+
+def _serve_loads(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, loads: list, speculation_length: int,
+                 which: list[int], rounds: list[int], tokens: float, accepted: float) -> BatchService:
+    times = [_round_times_one(draft, target, fronthaul, *load, speculation_length) for load in loads]
+    rows = _schedule_rows(RoundTimes(*times[0]), loads[0][0], RoundTimes(*times[1]), loads[1][0])
+    table = np.array(rows, dtype=float).reshape(8, -1)
+    ends = (rows[3], rows[7])
+    completion = [ends[x][r - 1] if r > 0 else 0.0 for x, r in zip(which, rounds, strict=True)]
+    return BatchService(
+        completion=np.array(completion, dtype=float),
+        duration=np.float64(max(ends[0][-1], ends[1][-1])),
+        tokens=np.float64(tokens),
+        accepted_drafts=np.float64(accepted),
+        micro_batch=np.array(which, dtype=np.int64),
+        schedules=(Schedule(*table[0:4]), Schedule(*table[4:8])),
+    )
+
+
+def _pass_one(cost: PassCost, new_tokens: float, attention_work: float, kv_tokens: float) -> float:
+    """:meth:`PassCost.pass_time` on Python floats."""
+    if new_tokens <= 0:
+        return 0.0
+    compute = (cost.flops_per_token * new_tokens + cost.attention_flops * attention_work) * cost.seconds_per_flop
+    memory = (cost.weight_bytes + cost.kv_bytes_per_token * kv_tokens) * cost.seconds_per_byte
+    return cost.overhead + (compute if compute > memory else memory)
+
+
+def _round_times_one(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, active: list[float],
+                     context: list[float], prompt: float, prompt_square: float, speculation_length: int
+                     ) -> tuple[list[float], list[float], list[float]]:
+    """:func:`round_times` of one micro-batch on Python floats: lists D, F, V over rounds.
+
+    The target's pass is inlined: this loop runs once per round of every committed batch.
+    """
+    l = speculation_length
+    rounds = len(active)
+    draft_time, fronthaul_time, verify = [0.0] * rounds, [0.0] * rounds, [0.0] * rounds
+    v_t0, v_spf, v_spb = target.overhead, target.seconds_per_flop, target.seconds_per_byte
+    v_token, v_attention, v_weights, v_kv = (target.flops_per_token, target.attention_flops, target.weight_bytes,
+                                             target.kv_bytes_per_token)
+    if l == 0:
+        for r in range(1, rounds):
+            n, ctx = active[r], context[r]
+            if n > 0:
+                compute = (v_token * n + v_attention * ctx) * v_spf
+                memory = (v_weights + v_kv * ctx) * v_spb
+                verify[r] = v_t0 + (compute if compute > memory else memory)
+        verify[0] = _pass_one(target, prompt, prompt_square, prompt)
+        return draft_time, fronthaul_time, verify
+    # The l draft passes of a round read contexts ctx + n j, j = 1..l: compute and memory time are both
+    # affine in j, so when one of them wins at both ends it wins throughout and the sum has a closed form.
+    t0, spf, spb = draft.overhead, draft.seconds_per_flop, draft.seconds_per_byte
+    per_token, attention, weights, kv = draft.flops_per_token, draft.attention_flops, draft.weight_bytes, \
+        draft.kv_bytes_per_token
+    steps = l * (l + 1) / 2  # sum of j
+    q = l + 1
+    latency, draft_bits = fronthaul.latency, l * fronthaul.draft_token_bits / fronthaul.rate
+    for r in range(1, rounds):
+        n = active[r]
+        if n <= 0:
+            continue
+        ctx = context[r]
+        first, grown = ctx + n, ctx + n * l
+        tokens = per_token * n
+        c1, cl = (tokens + attention * first) * spf, (tokens + attention * grown) * spf
+        m1, ml = (weights + kv * first) * spb, (weights + kv * grown) * spb
+        if m1 >= c1 and ml >= cl:
+            draft_time[r] = l * t0 + (l * weights + kv * (l * ctx + n * steps)) * spb
+        elif c1 >= m1 and cl >= ml:
+            draft_time[r] = l * t0 + (l * tokens + attention * (l * ctx + n * steps)) * spf
+        else:
+            draft_time[r] = sum(_pass_one(draft, n, ctx + n * j, ctx + n * j) for j in range(1, l + 1))
+        fronthaul_time[r] = latency + n * draft_bits
+        compute = (v_token * (n * q) + v_attention * (q * grown)) * v_spf
+        memory = (v_weights + v_kv * grown) * v_spb
+        verify[r] = v_t0 + (compute if compute > memory else memory)
+    # Round 0 prefills the prompt: on the SBS before drafting, on the MBS together with the drafts.
+    n, ctx = active[0], context[0]
+    if n > 0:
+        draft_time[0] = sum(_pass_one(draft, n, ctx + n * j, ctx + n * j) for j in range(1, l + 1)) \
+            + _pass_one(draft, prompt, prompt_square, prompt)
+        fronthaul_time[0] = latency + n * draft_bits
+    verify[0] = _pass_one(target, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l, prompt + n * l)
+    return draft_time, fronthaul_time, verify
 
 
 def completion_offsets(schedule_a: Schedule, schedule_b: Schedule, which, rounds):

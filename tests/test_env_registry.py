@@ -1,0 +1,123 @@
+"""Registration, both API checkers on every id, and the stable-baselines3 integration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import sdedge_gym
+from sdedge_gym.registration import ENV_TABLE, register_envs
+
+
+def _short(env_id: str) -> dict:
+    return {"num_tasks": 60} if "Large" in env_id else {}
+
+
+def test_env_ids_cover_every_preset_and_mode():
+    expected = {"sdedge/EdgeSD-v0"}
+    for preset in ("Small", "Paper", "Large", "Uplink"):
+        expected |= {f"sdedge/EdgeSD-{preset}{suffix}-v0" for suffix in ("", "-Hybrid", "-Dict")}
+    for preset in ("Small", "Paper"):
+        expected |= {f"sdedge/EdgeSD-{preset}{suffix}-Stochastic-v0" for suffix in ("", "-Hybrid", "-Dict")}
+    assert set(sdedge_gym.ENV_IDS) == expected and len(sdedge_gym.ENV_IDS) == 19
+    for env_id in sdedge_gym.ENV_IDS:
+        spec = gym.spec(env_id)
+        assert spec.max_episode_steps is None and spec.kwargs == ENV_TABLE[env_id]
+        assert spec.entry_point == "sdedge_gym.env:EdgeSDEnv"
+
+
+def test_registration_is_idempotent():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gymnasium warns when an id is registered twice
+        register_envs()
+        register_envs()
+    assert sum(env_id.startswith("sdedge/") for env_id in gym.registry) == len(sdedge_gym.ENV_IDS)
+
+
+def test_make_by_module_prefix_in_a_fresh_process():
+    code = ("import gymnasium as gym; env = gym.make('sdedge_gym:sdedge/EdgeSD-v0'); obs, info = env.reset(seed=0); "
+            "print(obs.shape[0], env.unwrapped.scenario.name)")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["148", "paper"]
+
+
+# SB3 supports no Dict action space; its checker says so with this UserWarning, and nothing else is expected.
+_SB3_DICT_ACTION_WARNING = "The action space is not based off a numpy array"
+
+
+@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+def test_gymnasium_check_env(env_id):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(env_id, **_short(env_id))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)  # also renders through env.spec in every declared render mode
+
+
+@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+def test_sb3_check_env(env_id):
+    from stable_baselines3.common.env_checker import check_env
+
+    env = gym.make(env_id, **_short(env_id))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if env.unwrapped.action_mode == "dict":
+            warnings.filterwarnings("ignore", message=_SB3_DICT_ACTION_WARNING, category=UserWarning)
+        check_env(env.unwrapped)
+
+
+def test_sb3_subproc_vec_env_by_id():
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    venv = make_vec_env("sdedge_gym:sdedge/EdgeSD-Small-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        obs = venv.reset()
+        assert obs.shape == (2, 4 + 6 * 4)
+        done_seen = np.zeros(2, dtype=bool)
+        for _ in range(8):  # 8 tasks, at least one per step: every env finishes an episode
+            obs, rewards, dones, infos = venv.step(np.array([[1, 2], [0, 0]]))
+            assert np.all(rewards < 0) and np.all(np.isfinite(obs))
+            done_seen |= dones
+        assert done_seen.all()
+        assert all("action_mask" in info for info in infos)
+        masks = venv.env_method("action_masks")
+        assert len(masks) == 2 and masks[0].shape == (4 + 5,)
+    finally:
+        venv.close()
+
+
+def test_ppo_learns_on_the_discrete_small_env():
+    from stable_baselines3 import PPO
+
+    env = gym.make("sdedge/EdgeSD-Small-v0")
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps >= 256
+    obs, _ = env.reset(seed=1)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action)
+
+
+def test_maskable_ppo_learns_and_respects_masks():
+    from sb3_contrib import MaskablePPO
+    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    env = gym.make("sdedge/EdgeSD-Small-Stochastic-v0")
+    model = MaskablePPO("MlpPolicy", env, n_steps=64, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps >= 256
+    obs, _ = env.reset(seed=1)
+    terminated = False
+    while not terminated:
+        masks = get_action_masks(env)
+        action, _ = model.predict(obs, action_masks=masks)
+        obs, _, terminated, _, info = env.step(action)
+        assert info["action_clipped"] is False  # a masked policy never asks for an invalid batch
