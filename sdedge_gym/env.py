@@ -25,6 +25,7 @@ from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
+from sdedge_gym.workload import path_gain
 
 RENDER_MODES = ("ansi", "rgb_array")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
@@ -54,8 +55,7 @@ class ObservationScales:
         share = up.bandwidth / model.batch_limit
         # Half of a uniform-over-area cell lies within this distance (the median user).
         distance = np.sqrt(0.5 * (w.distance_min**2 + w.distance_max**2))
-        # Same path-loss law as sdedge_gym.workload, at unit (mean) Rayleigh power gain.
-        gain = 10.0 ** (-(w.path_loss_db_at_1km + w.path_loss_db_per_decade * np.log10(distance / 1000.0)) / 10.0)
+        gain = path_gain(w, distance)  # at unit (mean) Rayleigh power gain
         efficiency_mid = 0.5 * (w.spectral_efficiency_min + w.spectral_efficiency_max)
         channel = channel_coefficient(up, gain, efficiency_mid)
         efficiency = float(user_rate(share, channel, up.rate_model)) / share

@@ -60,6 +60,13 @@ def _truncated_lognormal(rng: np.random.Generator, median: float, sigma: float, 
     return np.clip(values, low, high).astype(np.int64)
 
 
+def path_gain(workload: WorkloadConfig, distance):
+    """Large-scale power gain 10^(-PL/10) at ``distance`` (m), PL = A + B log10(d / 1 km) in dB."""
+    path_loss_db = workload.path_loss_db_at_1km + workload.path_loss_db_per_decade * np.log10(
+        np.asarray(distance, dtype=float) / 1000.0)
+    return 10.0 ** (-path_loss_db / 10.0)
+
+
 def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator) -> Workload:
     """Draw the tasks of one episode (the only place an episode consumes randomness)."""
     w: WorkloadConfig = scenario.workload
@@ -76,8 +83,7 @@ def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator) -> Workloa
     hint = np.clip(hint, 1, w.max_new_tokens)
     uniforms = rng.random((k, w.max_new_tokens)) if scenario.acceptance == "sampled" else None
 
-    path_loss_db = w.path_loss_db_at_1km + w.path_loss_db_per_decade * np.log10(distance / 1000.0)
-    gain = 10.0 ** (-path_loss_db / 10.0) * fading
+    gain = path_gain(w, distance) * fading
     payload = scenario.uplink.bits_per_token * prompt + extra
 
     order = np.arange(k)
