@@ -1,0 +1,139 @@
+"""Baseline policies: fixed actions, max batching, the best constant action, autoregressive, random.
+
+The tuned baselines (best constant, max batching's l, autoregressive's n) search over constant actions on
+*tuning* episodes drawn with seeds of their own (``TUNING_SEEDS``, far from the evaluation seeds
+0, 1, 2, ...), scoring each candidate exactly with the episode's segment tables; the search is cached per
+scenario so several baselines share it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from agents.policy import Policy
+from sdedge_gym.actions import encode_action
+from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.segments import SegmentTables, segment_tables
+
+TUNING_SEEDS = (1_000_000, 1_000_001, 1_000_002)
+
+
+def constant_action_cost(tables: SegmentTables, objective: str, batch_size: int, speculation_length: int) -> float:
+    """Episode cost of committing (n, l) at every step (n clipped to the tasks left, as the env does)."""
+    total = tables.num_tasks
+    n_full = min(batch_size, tables.batch_limit)
+    uplink_end = inference_end = cost = 0.0
+    j = 0
+    while j < total:
+        n = min(n_full, total - j)
+        uplink_end += tables.uplink_slot[j, n - 1]
+        begin = max(uplink_end, inference_end)
+        finish = begin + tables.duration[j, n - 1, speculation_length]
+        if objective == "mean_latency":
+            cost += (n * begin + tables.completion_sum[j, n - 1, speculation_length]) / total
+        else:
+            cost += finish - inference_end
+        inference_end = finish
+        j += n
+    return float(cost)
+
+
+@lru_cache(maxsize=8)
+def constant_action_costs(scenario: ScenarioConfig, seeds: tuple[int, ...] = TUNING_SEEDS) -> np.ndarray:
+    """(N, L + 1): mean episode cost of every constant action (n, l) over the tuning episodes."""
+    model = ServingModel.of(scenario)
+    costs = np.zeros((model.batch_limit, scenario.max_speculation + 1))
+    for seed in seeds:
+        episode = Episode.draw(model, np.random.default_rng(seed))
+        tables = segment_tables(model, episode)
+        for n in range(1, model.batch_limit + 1):
+            for l in range(scenario.max_speculation + 1):
+                costs[n - 1, l] += constant_action_cost(tables, scenario.objective, n, l) / len(seeds)
+    return costs
+
+
+class FixedAction(Policy):
+    """Always (n, l) with the closed-form split (uniform shares in hybrid/dict if ``uniform_shares``)."""
+
+    name = "fixed"
+
+    def __init__(self, env, batch_size: int, speculation_length: int, uniform_shares: bool = False) -> None:
+        super().__init__(env)
+        if not (isinstance(batch_size, int | np.integer) and 1 <= batch_size <= self.max_batch):
+            raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer in [1, {self.max_batch}]")
+        if not (isinstance(speculation_length, int | np.integer) and 0 <= speculation_length <= self.max_speculation):
+            raise ValueError(f"speculation_length = {speculation_length!r} is invalid; allowed: an integer in "
+                             f"[0, {self.max_speculation}]")
+        if uniform_shares and self.action_mode == "discrete":
+            raise ValueError("uniform_shares = True needs action_mode 'hybrid' or 'dict' (discrete mode always uses "
+                             "the closed-form split)")
+        self.batch_size = int(batch_size)
+        self.speculation_length = int(speculation_length)
+        self.uniform_shares = uniform_shares
+
+    def act(self, observation):
+        n = min(self.batch_size, self.batch_limit())
+        shares = None
+        if self.action_mode != "discrete":
+            shares = np.full(n, 1.0 / n) if self.uniform_shares else self._closed_form_shares(n)
+        return encode_action(self.action_mode, n, self.speculation_length, self.max_batch, self.max_speculation,
+                             shares)
+
+    def _closed_form_shares(self, batch_size: int) -> np.ndarray:
+        from agents.oracle import closed_form_shares  # the oracle module imports this one's helpers
+
+        return closed_form_shares(self.unwrapped, batch_size)
+
+
+class MaxBatch(FixedAction):
+    """Max batching: the largest valid batch at every step, with a fixed l (default: the best on tuning)."""
+
+    name = "max-batch"
+
+    def __init__(self, env, speculation_length: int | None = None, seeds: tuple[int, ...] = TUNING_SEEDS) -> None:
+        if speculation_length is None:
+            costs = constant_action_costs(env.unwrapped.scenario, seeds)
+            speculation_length = int(np.argmin(costs[-1]))
+        super().__init__(env, env.unwrapped.scenario.max_batch, speculation_length)
+
+
+class BestConstant(FixedAction):
+    """The best constant (n, l) over the tuning episodes, closed-form shares."""
+
+    name = "best-constant"
+
+    def __init__(self, env, seeds: tuple[int, ...] = TUNING_SEEDS) -> None:
+        costs = constant_action_costs(env.unwrapped.scenario, seeds)
+        n, l = np.unravel_index(int(np.argmin(costs)), costs.shape)
+        super().__init__(env, int(n) + 1, int(l))
+
+
+class Autoregressive(FixedAction):
+    """Plain autoregressive decoding (l = 0, no draft) with the best batch size on the tuning episodes."""
+
+    name = "autoregressive"
+
+    def __init__(self, env, seeds: tuple[int, ...] = TUNING_SEEDS) -> None:
+        costs = constant_action_costs(env.unwrapped.scenario, seeds)
+        super().__init__(env, int(np.argmin(costs[:, 0])) + 1, 0)
+
+
+class RandomPolicy(Policy):
+    """Uniformly random valid actions: n in 1..batch_limit, l in 0..l_max, random shares in hybrid/dict."""
+
+    name = "random"
+
+    def __init__(self, env, seed: int | None = 0) -> None:
+        super().__init__(env)
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observation):
+        n = int(self.rng.integers(1, self.batch_limit() + 1))
+        l = int(self.rng.integers(0, self.max_speculation + 1))
+        shares = None
+        if self.action_mode != "discrete":
+            shares = self.rng.dirichlet(np.ones(n))
+        return encode_action(self.action_mode, n, l, self.max_batch, self.max_speculation, shares)

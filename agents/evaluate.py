@@ -1,0 +1,228 @@
+"""Evaluate policies on the same seeded episodes and print the benchmark table.
+
+    python -m agents.evaluate --env sdedge/EdgeSD-v0 --episodes 20 --seed 0
+    python -m agents.evaluate --env sdedge/EdgeSD-Small-Stochastic-v0 --policies oracle,planner,random \\
+        --json results.json
+
+Episode i of every policy uses ``reset(seed=S + i)``, so every policy faces the same episodes. The table
+reports the objective (mean latency or makespan, s; lower is better) with a 95 % t-interval over episodes,
+the gap to the oracle in %, the normalised score (R - R_random) / (R_oracle - R_random) on mean returns
+(1 = oracle, 0 = random) and the wall time. The oracle and random are always evaluated (the score needs
+them). Policies that set the band split themselves (``uniform-shares``) run on the same scenario in
+"dict" mode when the env is discrete: the episode draw does not depend on the action mode.
+
+Policy names: oracle, planner, planner-exact, best-constant, max-batch, autoregressive, uniform-shares,
+random, fixed:N:L (batch size N, speculation length L), sb3:ALGO:PATH (a saved Stable-Baselines3 or
+sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip; only this imports torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from scipy import stats
+
+import sdedge_gym  # registers the ids
+from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
+from agents.oracle import DPOracle, UniformShares
+from agents.planner import MPCPlanner
+
+DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
+                    "random")
+REFERENCE = ("oracle", "random")
+_NEEDS_BAND_CONTROL = ("uniform-shares",)
+
+
+@dataclass
+class PolicyResult:
+    """One policy's results over the evaluation episodes."""
+
+    policy: str
+    objective: str
+    values: list[float]  # per-episode objective (mean latency or makespan), s
+    returns: list[float]  # per-episode return (= -value)
+    mean: float
+    half_width: float  # 95 % t-interval half width of the mean value
+    gap_percent: float  # 100 (mean / oracle mean - 1)
+    score: float  # (R - R_random) / (R_oracle - R_random)
+    wall_time: float  # s, including planning
+    action_mode: str
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar when tqdm is installed, else a plain stderr counter; None when disabled."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _Counter(total)
+    return tqdm(total=total, unit="episode", file=sys.stderr, leave=False)
+
+
+class _Counter:
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def set_description(self, text: str) -> None:
+        self.text = text
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        print(f"\r{getattr(self, 'text', '')} {self.done}/{self.total} episodes", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr)
+
+
+def _sb3_policy(spec: str, env) -> Any:
+    _, algo, path = spec.split(":", 2)
+    if algo in ("MaskablePPO", "RecurrentPPO", "QRDQN", "TQC", "TRPO", "ARS", "CrossQ"):
+        import sb3_contrib as library
+    else:
+        import stable_baselines3 as library
+    if not hasattr(library, algo):
+        raise ValueError(f"policy {spec!r}: unknown algorithm {algo!r}; allowed: a class of stable_baselines3 "
+                         "or sb3_contrib, e.g. PPO, A2C, DQN, MaskablePPO")
+    return getattr(library, algo).load(path, device="cpu")
+
+
+def make_policy(spec: str, env) -> Any:
+    """The policy named ``spec`` bound to ``env`` (see the module docstring for the names)."""
+    factories: dict[str, Callable[[Any], Any]] = {
+        "oracle": DPOracle,
+        "planner": MPCPlanner,
+        "planner-exact": lambda e: MPCPlanner(e, exact=True),
+        "best-constant": BestConstant,
+        "max-batch": MaxBatch,
+        "autoregressive": Autoregressive,
+        "uniform-shares": UniformShares,
+        "random": RandomPolicy,
+    }
+    if spec in factories:
+        return factories[spec](env)
+    if spec.startswith("fixed:"):
+        parts = spec.split(":")
+        if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+            raise ValueError(f"policy {spec!r} is invalid; allowed: fixed:N:L with integers N >= 1, L >= 0")
+        return FixedAction(env, int(parts[1]), int(parts[2]))
+    if spec.startswith("sb3:") and spec.count(":") >= 2:
+        return _sb3_policy(spec, env)
+    raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, sb3:ALGO:PATH")
+
+
+def _env_for(spec: str, env_id: str, base_env):
+    """The env a policy runs on: the requested one, or its dict-mode twin for band-splitting policies."""
+    if spec in _NEEDS_BAND_CONTROL and base_env.unwrapped.action_mode == "discrete":
+        from sdedge_gym.env import EdgeSDEnv
+
+        return EdgeSDEnv(scenario=base_env.unwrapped.scenario, action_mode="dict")
+    return gym.make(env_id, disable_env_checker=True)
+
+
+def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[float]:
+    """The return of ``policy`` on each seeded episode of ``env``."""
+    returns = []
+    for seed in seeds:
+        observation, _ = env.reset(seed=int(seed))
+        state, episode_start, total, done = None, True, 0.0, False
+        while not done:
+            action, state = policy.predict(observation, state=state, episode_start=np.array([episode_start]),
+                                           deterministic=True)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            episode_start = False
+            done = terminated or truncated
+        returns.append(total)
+        if progress is not None:
+            progress.update(1)
+    return returns
+
+
+def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] = DEFAULT_POLICIES,
+             progress: bool = True) -> list[PolicyResult]:
+    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ..."""
+    if episodes < 1:
+        raise ValueError(f"episodes = {episodes} is invalid; allowed: an integer >= 1")
+    names = list(dict.fromkeys([*REFERENCE, *policies]))
+    seeds = [seed + i for i in range(episodes)]
+    base = gym.make(env_id, disable_env_checker=True)
+    objective = base.unwrapped.scenario.objective
+    bar = _progress(episodes * len(names), progress and episodes * len(names) > 5)
+    raw: dict[str, tuple[list[float], float, str]] = {}
+    try:
+        for name in names:
+            env = _env_for(name, env_id, base)
+            if bar is not None:
+                bar.set_description(name)
+            start = time.perf_counter()
+            policy = make_policy(name, env)
+            returns = run_episodes(policy, env, seeds, bar)
+            raw[name] = (returns, time.perf_counter() - start, env.unwrapped.action_mode)
+            env.close()
+    finally:
+        if bar is not None:
+            bar.close()
+        base.close()
+    oracle_return = float(np.mean(raw["oracle"][0]))
+    random_return = float(np.mean(raw["random"][0]))
+    results = []
+    for name in names:
+        returns, wall, mode = raw[name]
+        values = [-r for r in returns]
+        mean = float(np.mean(values))
+        half = 0.0
+        if len(values) > 1:
+            half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+        spread = oracle_return - random_return
+        score = float((np.mean(returns) - random_return) / spread) if spread != 0 else float("nan")
+        results.append(PolicyResult(name, objective, values, returns, mean, half,
+                                    100.0 * (mean / -oracle_return - 1.0), score, wall, mode))
+    return results
+
+
+def format_table(results: Sequence[PolicyResult]) -> str:
+    """A Markdown table, best policy first."""
+    label = "mean latency (s)" if results[0].objective == "mean_latency" else "makespan (s)"
+    lines = [f"| policy | {label} | gap to oracle | score | wall time (s) |", "|---|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: r.mean):
+        name = r.policy if r.action_mode in ("discrete",) else f"{r.policy} ({r.action_mode})"
+        lines.append(f"| {name} | {r.mean:.3f} ± {r.half_width:.3f} | {r.gap_percent:+.1f} % | {r.score:.3f} | "
+                     f"{r.wall_time:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0, help="episode i uses seed S + i")
+    parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
+                        help="comma-separated policy names (oracle and random are always added)")
+    parser.add_argument("--json", default=None, help="also write the per-episode results to this file")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.env not in sdedge_gym.ENV_IDS:
+        parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress)
+    print(f"{args.env}: {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}")
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"env": args.env, "episodes": args.episodes, "seed": args.seed,
+                       "results": [asdict(r) for r in results]}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""Segment tables: the cost of serving every contiguous batch of an episode, for the DP oracle (section 8).
+
+A batch is a contiguous segment of the queue: first task j, size n, speculation length l. Whatever the
+clock, serving it costs
+
+    uplink_slot[j, n-1]        U: the slot length of the segment's users under the band split
+    duration[j, n-1, l]        D: offset of the last verify end from the batch's start
+    completion_sum[j, n-1, l]  C: sum over the segment's tasks of their completion offsets
+
+so a batch started at S finishes at S + D and adds n S + C to the sum of completion times. The tables are
+computed once per episode with the same core functions :func:`sdedge_gym.episode.commit_batch` uses
+(closed-form allocation, task progress, round times, pipeline schedule), vectorised over segments:
+
+* a task's round structure does not depend on its batch, so :func:`task_progress` runs once per l over
+  the whole queue;
+* a micro-batch's round times depend on its tasks only through sums (active count, context, prompt
+  sums), so the loads of every window of m consecutive tasks are running sums, and :func:`round_times`
+  times all windows at once;
+* segment (j, n) pipelines window A (j, ceil(n/2)) with window B (j + ceil(n/2), floor(n/2)), and
+  :func:`pipeline_schedule` runs the round recursion for all segments of a chunk of first tasks together;
+* the completion offsets of a micro-batch sum to sum_r (tasks finishing in round r) x verify_end(r), and
+  the number finishing in round r is the drop of the active count after r.
+
+Segments that run past the end of the queue (j + n > K) are +inf everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdedge_gym.config import FronthaulConfig
+from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.roofline import PassCost
+from sdedge_gym.service import RoundLoad, RoundTimes, round_times
+from sdedge_gym.speculation import TaskProgress, task_progress
+from sdedge_gym.uplink import closed_form_allocation, slot_length, uniform_allocation
+
+ALLOCATIONS = ("closed_form", "uniform")
+# Elements of one (first task x batch size x round) block of the schedule; bounds memory on K = 1000.
+_CHUNK_ELEMENTS = 1_200_000
+
+
+@dataclass(frozen=True)
+class SegmentTables:
+    """Slot, service duration and completion-offset sum of every segment (first task j, size n, l)."""
+
+    uplink_slot: np.ndarray  # (K, N): U[j, n - 1], s
+    duration: np.ndarray  # (K, N, L + 1): D[j, n - 1, l], s
+    completion_sum: np.ndarray  # (K, N, L + 1): C[j, n - 1, l], s
+    allocation: str  # "closed_form" or "uniform"
+
+    @property
+    def num_tasks(self) -> int:
+        return self.uplink_slot.shape[0]
+
+    @property
+    def batch_limit(self) -> int:
+        return self.uplink_slot.shape[1]
+
+    @property
+    def max_speculation(self) -> int:
+        return self.duration.shape[2] - 1
+
+
+def segment_tables(model: ServingModel, episode: Episode, allocation: str = "closed_form",
+                   batch_limit: int | None = None) -> SegmentTables:
+    """Every segment's (U, D, C) for ``episode``, with n up to ``batch_limit`` (default: the model's)."""
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation = {allocation!r} is invalid; allowed: {' | '.join(map(repr, ALLOCATIONS))}")
+    limit = model.batch_limit if batch_limit is None else batch_limit
+    if not (isinstance(limit, int | np.integer) and 1 <= limit <= model.batch_limit):
+        raise ValueError(f"batch_limit = {batch_limit!r} is invalid; allowed: an integer in [1, {model.batch_limit}]")
+    cfg = model.config
+    num_tasks = episode.num_tasks
+    width = int(min(limit, num_tasks))
+    speculation_lengths = range(cfg.max_speculation + 1)
+    slot = uplink_slot_table(model, episode, width, allocation)
+    duration = np.full((num_tasks, width, len(speculation_lengths)), np.inf)
+    completion = np.full_like(duration, np.inf)
+    w = episode.workload
+    for l in speculation_lengths:
+        progress = task_progress(w.output_len, w.alpha, l, episode.runs)
+        duration[..., l], completion[..., l] = service_tables(model, w.prompt_len, progress, l, width)
+    invalid = _past_the_end(num_tasks, width)
+    slot[invalid] = np.inf
+    duration[invalid] = np.inf
+    completion[invalid] = np.inf
+    return SegmentTables(slot, duration, completion, allocation)
+
+
+def _past_the_end(num_tasks: int, width: int) -> np.ndarray:
+    """(K, N) bool: segment (j, n) needs tasks beyond the queue."""
+    return np.arange(num_tasks)[:, None] + np.arange(1, width + 1)[None, :] > num_tasks
+
+
+def uplink_slot_table(model: ServingModel, episode: Episode, width: int, allocation: str = "closed_form"
+                      ) -> np.ndarray:
+    """(K, N) slot lengths of every segment (inf past the end of the queue)."""
+    uplink = model.config.uplink
+    payload = np.asarray(episode.workload.payload_bits, dtype=float)
+    channel = np.asarray(episode.channel, dtype=float)
+    num_tasks = payload.shape[0]
+    slot = np.full((num_tasks, width), np.inf)
+    # One call per batch size on unpadded windows: the same inputs commit_batch sees, and the root finder
+    # iterates until every row has converged, so rows of similar size converge together.
+    for n in range(1, min(width, num_tasks) + 1):
+        rows_payload = np.lib.stride_tricks.sliding_window_view(payload, n)
+        rows_channel = np.lib.stride_tricks.sliding_window_view(channel, n)
+        if allocation == "uniform":
+            band = uniform_allocation(rows_payload, uplink.bandwidth)
+            slot[: num_tasks - n + 1, n - 1] = slot_length(rows_payload, band, rows_channel, uplink.rate_model)
+        else:
+            slot[: num_tasks - n + 1, n - 1], _ = closed_form_allocation(rows_payload, rows_channel,
+                                                                         uplink.bandwidth, uplink.rate_model)
+    return slot
+
+
+def service_tables(model: ServingModel, prompt_len, progress: TaskProgress, speculation_length: int,
+                   width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N) service duration and completion-offset sum of every segment at one speculation length."""
+    prompt_len = np.asarray(prompt_len, dtype=float)
+    num_tasks = prompt_len.shape[0]
+    sizes = np.arange(1, width + 1)
+    size_a = (sizes + 1) // 2 if model.config.pipelining else sizes
+    size_b = sizes - size_a
+    duration = np.empty((num_tasks, width))
+    completion = np.empty((num_tasks, width))
+    rounds = progress.rounds
+    max_rounds = max(int(rounds.max(initial=1)), 1)
+    chunk = max(1, _CHUNK_ELEMENTS // (width * max_rounds))
+    for first in range(0, num_tasks, chunk):
+        last = min(first + chunk, num_tasks)
+        tasks = slice(first, min(last + width, num_tasks))
+        chunk_rounds = max(int(rounds[tasks].max(initial=1)), 1)
+        windows = _window_times(model, prompt_len[tasks], progress, tasks, chunk_rounds, speculation_length,
+                                int(size_a.max()), last - first + width)
+        starts = np.arange(last - first)[:, None]
+        a = _gather(windows, size_a[None, :], starts)
+        b = _gather(windows, size_b[None, :], starts + size_a[None, :])
+        duration[first:last], completion[first:last] = pipelined_service(a, b)
+    return duration, completion
+
+
+def pipelined_service(a: tuple[RoundTimes, np.ndarray], b: tuple[RoundTimes, np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Duration and completion-offset sum of batches whose micro-batches have round times ``a`` and ``b``.
+
+    ``a`` and ``b`` are (times, active count) with rounds on the FIRST axis. This is the recursion of
+    :func:`sdedge_gym.service.pipeline_schedule` (same operations, so the same floats), keeping only what
+    the tables need: the schedule's arrays, rounds last, cost a strided copy per round, which made the
+    tables several times slower.
+    """
+    lead = a[1].shape[1:]
+    num_rounds = a[1].shape[0]
+    micro = []
+    for times, active in (a, b):
+        busy = active.reshape(num_rounds, -1).any(axis=1)
+        # The tasks active in round r but not in r + 1 finish at round r's verify end.
+        leaving = active - np.concatenate([active[1:], np.zeros((1, *lead))])
+        micro.append((times.draft, times.fronthaul, times.verify, active > 0, leaving, busy))
+    sbs_free = np.zeros(lead)
+    mbs_free = np.zeros(lead)
+    ends = [np.zeros(lead), np.zeros(lead)]
+    completion = np.zeros(lead)
+    draft_end = np.empty(lead)
+    verify_end = np.empty(lead)
+    for r in range(num_rounds):
+        for x, (d, f, v, on, leaving, busy) in enumerate(micro):
+            if not busy[r]:
+                continue
+            np.maximum(sbs_free, ends[x], out=draft_end)
+            draft_end += d[r]
+            np.add(draft_end, f[r], out=verify_end)
+            np.maximum(mbs_free, verify_end, out=verify_end)
+            verify_end += v[r]
+            np.copyto(sbs_free, draft_end, where=on[r])
+            np.copyto(mbs_free, verify_end, where=on[r])
+            np.copyto(ends[x], verify_end, where=on[r])
+            completion += leaving[r] * ends[x]
+    return np.maximum(ends[0], ends[1]), completion
+
+
+def _window_times(model: ServingModel, prompt_len: np.ndarray, progress: TaskProgress, tasks: slice,
+                  num_rounds: int, speculation_length: int, max_size: int, num_starts: int
+                  ) -> tuple[RoundTimes, np.ndarray]:
+    """Round times and active counts of every window (size m = 0..max_size, start i) of the chunk.
+
+    Returns (times, active) with arrays of shape (R, max_size + 1, num_starts); m = 0 is the empty window.
+    Windows that run past the chunk's tasks are padded with empty tasks (their segments are discarded).
+    """
+    count = prompt_len.shape[0]
+    rounds = progress.rounds[tasks]
+    r = np.arange(num_rounds)
+    active = (r[None, :] < rounds[:, None]).astype(float)
+    produced = progress.produced_before[tasks, :num_rounds]
+    if produced.shape[1] < num_rounds:  # the episode-wide round axis can be shorter than a chunk's
+        produced = np.pad(produced, ((0, 0), (0, num_rounds - produced.shape[1])))
+    context = np.where(active > 0, prompt_len[:, None] + produced, 0.0)
+    started = rounds > 0
+    prompt = np.where(started, prompt_len, 0.0)
+    pad = num_starts + max_size - count
+    per_task = [np.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
+                for x in (active, context, prompt, prompt * prompt)]
+    shape = (max_size + 1, num_starts)
+    load_active = np.zeros((*shape, num_rounds))
+    load_context = np.zeros((*shape, num_rounds))
+    load_prompt = np.zeros(shape)
+    load_prompt_sq = np.zeros(shape)
+    for m in range(1, max_size + 1):
+        # Window (i, m) = window (i, m - 1) + task i + m - 1: running sums, no cancellation.
+        shifted = slice(m - 1, m - 1 + num_starts)
+        load_active[m] = load_active[m - 1] + per_task[0][shifted]
+        load_context[m] = load_context[m - 1] + per_task[1][shifted]
+        load_prompt[m] = load_prompt[m - 1] + per_task[2][shifted]
+        load_prompt_sq[m] = load_prompt_sq[m - 1] + per_task[3][shifted]
+    load = RoundLoad(load_active, load_context, load_prompt, load_prompt_sq)
+    times = window_round_times(model.draft, model.target, model.config.fronthaul, load, speculation_length)
+
+    def round_major(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(np.broadcast_to(x, load_active.shape), -1, 0))
+
+    return RoundTimes(*(round_major(x) for x in (times.draft, times.fronthaul, times.verify))), \
+        round_major(load_active)
+
+
+def window_round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, load: RoundLoad,
+                       speculation_length: int) -> RoundTimes:
+    """:func:`sdedge_gym.service.round_times`, with the draft's l decode passes summed in closed form.
+
+    round_times materialises the l passes of every round (an l-times larger array); over every window of
+    an episode that dominated the tables' cost. Pass j of a round sees the context x_j = c + n j, so its
+    compute and memory times are both affine in j and the roofline max(compute_j, memory_j) summed over
+    j = 1..l is the memory sum plus the positive part of an affine function over a range of j. F and V
+    are round_times' own formulas. Tests check this against round_times to 1e-12.
+    """
+    l = speculation_length
+    if l == 0:
+        return round_times(draft, target, fronthaul, load, 0)
+    n, ctx = load.active, load.context
+    first = np.zeros(n.shape[-1], dtype=bool)
+    first[0] = True
+    prompt = load.prompt[..., None]
+    prompt_sq = load.prompt_square[..., None]
+    # memory_j = m0 + m1 j and compute_j - memory_j = e0 + e1 j, for j = 1..l.
+    m0 = (draft.weight_bytes + draft.kv_bytes_per_token * ctx) * draft.seconds_per_byte
+    m1 = draft.kv_bytes_per_token * n * draft.seconds_per_byte
+    e0 = (draft.flops_per_token * n + draft.attention_flops * ctx) * draft.seconds_per_flop - m0
+    e1 = draft.attention_flops * n * draft.seconds_per_flop - m1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossing = -e0 / e1  # e0 + e1 j > 0 for j above (e1 > 0) or below (e1 < 0) the crossing
+    low = np.where(e1 > 0, np.clip(np.floor(crossing) + 1, 1, l + 1), 1.0)
+    high = np.where(e1 < 0, np.clip(np.ceil(crossing) - 1, 0, l), float(l))
+    flat = e1 == 0
+    low = np.where(flat, np.where(e0 > 0, 1.0, l + 1.0), low)
+    high = np.where(flat, float(l), high)
+    count = np.maximum(high - low + 1, 0.0)
+    excess = count * e0 + e1 * (low + high) * count / 2
+    decode = l * (draft.overhead + m0) + m1 * l * (l + 1) / 2 + excess
+    draft_time = np.where(n > 0, decode, 0.0)
+    draft_time = draft_time + np.where(first, draft.pass_time(prompt, prompt_sq, prompt), 0.0)
+    fronthaul_time = np.where(
+        n > 0, fronthaul.latency + n * l * fronthaul.draft_token_bits / fronthaul.rate, 0.0)
+    later = target.pass_time(n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+    round0 = target.pass_time(prompt + n * l, prompt_sq + 2 * l * prompt + n * l * l, prompt + n * l)
+    verify = np.where(first, round0, later)
+    return RoundTimes(draft_time, fronthaul_time, verify)
+
+
+def _gather(windows: tuple[RoundTimes, np.ndarray], size: np.ndarray, start: np.ndarray
+            ) -> tuple[RoundTimes, np.ndarray]:
+    """(RoundTimes, active) of windows (size, start), rounds moved to the first axis: (R, ...)."""
+    times, active = windows
+    size, start = np.broadcast_arrays(size, start)
+    return (RoundTimes(times.draft[:, size, start], times.fronthaul[:, size, start], times.verify[:, size, start]),
+            active[:, size, start])

@@ -1,0 +1,52 @@
+"""The evaluation harness: table, JSON, reference policies, no torch on the base path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from agents.evaluate import evaluate, format_table, main, make_policy
+
+
+def test_evaluate_table_and_json(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    assert main(["--env", "sdedge/EdgeSD-Small-v0", "--episodes", "3", "--seed", "5", "--policies",
+                 "best-constant,fixed:2:3,uniform-shares", "--json", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "| oracle |" in text and "| random |" in text and "uniform-shares (dict)" in text
+    data = json.loads(out.read_text())
+    results = {r["policy"]: r for r in data["results"]}
+    assert set(results) == {"oracle", "random", "best-constant", "fixed:2:3", "uniform-shares"}
+    assert results["oracle"]["gap_percent"] == pytest.approx(0.0)
+    assert results["oracle"]["score"] == pytest.approx(1.0) and results["random"]["score"] == pytest.approx(0.0)
+    for r in results.values():
+        assert len(r["values"]) == 3
+        assert r["mean"] >= results["oracle"]["mean"] * (1 - 1e-9)
+
+
+def test_same_seeds_give_the_same_numbers():
+    a = evaluate("sdedge/EdgeSD-Small-Stochastic-v0", 2, 11, ["planner"], progress=False)
+    b = evaluate("sdedge/EdgeSD-Small-Stochastic-v0", 2, 11, ["planner"], progress=False)
+    assert [r.values for r in a] == [r.values for r in b]
+    assert "planner" in format_table(a)
+
+
+def test_bad_arguments_are_clear():
+    import gymnasium as gym
+
+    env = gym.make("sdedge/EdgeSD-Small-v0")
+    with pytest.raises(ValueError, match="unknown"):
+        make_policy("greedy", env)
+    with pytest.raises(ValueError, match="fixed:N:L"):
+        make_policy("fixed:2", env)
+    with pytest.raises(SystemExit):
+        main(["--env", "sdedge/Nope-v0"])
+
+
+def test_base_path_does_not_import_torch():
+    code = ("import sys, agents.evaluate as e; e.evaluate('sdedge/EdgeSD-Small-v0', 1, 0, ['oracle'], False); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
