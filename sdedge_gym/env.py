@@ -193,9 +193,11 @@ class EdgeSDEnv(gym.Env):
 
     Every step: ``batch_size``, ``speculation_length``, ``bandwidth`` (Hz per user of the batch),
     ``uplink_slot``, ``wait`` (ready batch waiting for the previous batch's service), ``service_time``
-    (s), ``completion_times`` (array, s from the episode start), ``tokens``, ``accepted_drafts``,
+    (s), ``completion_times`` (s from the episode start), ``tokens``, ``accepted_drafts``,
     ``action_clipped``, ``action_mask``. At the last step also ``mean_latency``, ``makespan`` (s) and
     ``throughput`` (output tokens / s over the makespan). ``reset`` returns ``action_mask``.
+    ``bandwidth`` and ``completion_times`` have length ``n_max``: the batch's tasks first, zeros after
+    (fixed shapes, so that Gymnasium's vector envs can stack the infos of different batch sizes).
 
     ## Arguments
 
@@ -281,14 +283,21 @@ class EdgeSDEnv(gym.Env):
                                            speculation_length, bandwidth)
         self.outcomes.append(outcome)
         terminated = self.clock.next_task >= self.episode.num_tasks
+        # Per-task arrays are zero-padded to n_max: every step's info then has the same shapes, which
+        # Gymnasium's sync/async vector envs need to stack the infos of envs whose batches differ.
+        n_max = self.scenario.max_batch
+        bandwidth = np.zeros(n_max)
+        bandwidth[:batch_size] = outcome.bandwidth
+        completion_times = np.zeros(n_max)
+        completion_times[:batch_size] = outcome.completion_times
         info = {
             "batch_size": batch_size,
             "speculation_length": speculation_length,
-            "bandwidth": np.array(outcome.bandwidth, dtype=float),
+            "bandwidth": bandwidth,
             "uplink_slot": outcome.uplink_slot,
             "wait": outcome.wait,
             "service_time": outcome.service_time,
-            "completion_times": np.array(outcome.completion_times, dtype=float),
+            "completion_times": completion_times,
             "tokens": outcome.tokens,
             "accepted_drafts": outcome.accepted_drafts,
             "action_clipped": batch_size != requested,

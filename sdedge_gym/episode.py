@@ -22,7 +22,7 @@ from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.roofline import PassCost
 from sdedge_gym.service import BatchService, serve_expected_one, serve_sampled_one
 from sdedge_gym.speculation import acceptance_runs, expected_rounds_one, sampled_rounds_one
-from sdedge_gym.uplink import _shannon_one, channel_coefficient, closed_form_allocation, slot_length
+from sdedge_gym.uplink import channel_coefficient, closed_form_allocation, shannon_allocation_one, slot_length
 from sdedge_gym.workload import Workload, draw_workload
 
 
@@ -157,8 +157,8 @@ def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, bat
     w = episode.workload
     tasks = episode.task_lists  # one batch of a handful of tasks: Python floats beat numpy's call overhead
     if bandwidth is None and cfg.uplink.rate_model == "shannon":
-        slot, bandwidth = _shannon_one(tasks.payload_bits[first:end], tasks.channel[first:end],
-                                       float(cfg.uplink.bandwidth))
+        slot, bandwidth = shannon_allocation_one(tasks.payload_bits[first:end], tasks.channel[first:end],
+                                                 float(cfg.uplink.bandwidth))
         slot = float(slot)
     elif bandwidth is None:
         slot, bandwidth = closed_form_allocation(w.payload_bits[first:end], episode.channel[first:end],

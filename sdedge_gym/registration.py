@@ -21,7 +21,7 @@ from sdedge_gym.actions import ACTION_MODES
 
 ENTRY_POINT = "sdedge_gym.env:EdgeSDEnv"
 # The native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")) plugs in here.
-VECTOR_ENTRY_POINT: str | None = None
+VECTOR_ENTRY_POINT: str | None = "sdedge_gym.vector_env:EdgeSDVectorEnv"
 
 _MODE_SUFFIX = {"discrete": "", "hybrid": "-Hybrid", "dict": "-Dict"}
 _STOCHASTIC = {"acceptance": "sampled", "clairvoyant": False}

@@ -84,9 +84,7 @@ def round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, l
         return RoundTimes(zeros, zeros, verify)
     # Draft: l single-token decode passes (pass j sees the context grown by j drafts); round 0 first
     # prefills the prompt on the SBS.
-    j = np.arange(1, l + 1, dtype=float)
-    grown = ctx[..., None] + n[..., None] * j
-    draft_time = draft.pass_time(n[..., None], grown, grown).sum(axis=-1)
+    draft_time = _draft_passes(draft, n, ctx, l)
     draft_time[..., 0] += draft.pass_time(prompt, prompt_sq, prompt)
     fronthaul_time = np.where(
         n > 0, fronthaul.latency + n * l * fronthaul.draft_token_bits / fronthaul.rate, 0.0)
@@ -96,6 +94,30 @@ def round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, l
     n0 = n[..., 0]
     verify[..., 0] = target.pass_time(prompt + n0 * l, prompt_sq + 2 * l * prompt + n0 * l * l, prompt + n0 * l)
     return RoundTimes(draft_time, fronthaul_time, verify)
+
+
+def _draft_passes(draft: PassCost, n: np.ndarray, ctx: np.ndarray, l: int) -> np.ndarray:
+    """Sum over j = 1..l of the draft pass on n sequences with context ctx + n j (0 where n = 0).
+
+    Compute and memory time are both affine in j, so where one of them wins at j = 1 and at j = l it wins
+    throughout and the sum has a closed form; only rounds where they cross are summed pass by pass.
+    """
+    t0, spf, spb = draft.overhead, draft.seconds_per_flop, draft.seconds_per_byte
+    first, last = ctx + n, ctx + n * l
+    tokens = draft.flops_per_token * n
+    c1, cl = (tokens + draft.attention_flops * first) * spf, (tokens + draft.attention_flops * last) * spf
+    m1, ml = (draft.weight_bytes + draft.kv_bytes_per_token * first) * spb, \
+        (draft.weight_bytes + draft.kv_bytes_per_token * last) * spb
+    memory_bound = (m1 >= c1) & (ml >= cl)
+    work = l * ctx + n * (l * (l + 1) / 2)  # sum over j of ctx + n j
+    total = np.where(memory_bound, l * t0 + (l * draft.weight_bytes + draft.kv_bytes_per_token * work) * spb,
+                     l * t0 + (l * tokens + draft.attention_flops * work) * spf)
+    mixed = ~memory_bound & ~((c1 >= m1) & (cl >= ml)) & (n > 0)
+    if mixed.any():
+        j = np.arange(1, l + 1, dtype=float)
+        grown = ctx[mixed][:, None] + n[mixed][:, None] * j
+        total[mixed] = draft.pass_time(n[mixed][:, None], grown, grown).sum(axis=-1)
+    return np.where(n > 0, total, 0.0)
 
 
 def pipeline_schedule(times_a: RoundTimes, active_a, times_b: RoundTimes,
@@ -114,75 +136,125 @@ def _schedule_one(times_a, active_a, times_b, active_b) -> tuple[Schedule, Sched
 
 
 def _schedule_rows(times_a, active_a, times_b, active_b) -> list[list[float]]:
-    """The A, B, A, B, ... recursion on Python floats: 8 lists (draft start/end, verify start/end of A, then B)."""
+    """The A, B, A, B, ... recursion on Python floats: 8 lists (draft start/end, verify start/end of A, then B).
+
+    This loop is the single env's hot path, so it is written for speed: conditional expressions rather
+    than max(), preallocated lists, and two phases. While both micro-batches run they take turns; once
+    one has finished (a finished micro-batch never restarts), the other runs alone, and then each of its
+    rounds starts when its previous verify ends, so its times are running sums (same additions, same
+    order: the same floats). A finished micro-batch repeats its last verify end.
+    """
     draft_a, fronthaul_a, verify_a, on_a, draft_b, fronthaul_b, verify_b, on_b = (
         x if isinstance(x, list) else np.asarray(x).tolist()
         for x in (times_a.draft, times_a.fronthaul, times_a.verify, active_a,
                   times_b.draft, times_b.fronthaul, times_b.verify, active_b))
-    rows: list[list[float]] = [[] for _ in range(8)]
-    a_ds, a_de, a_vs, a_ve, b_ds, b_de, b_vs, b_ve = rows
+    rounds = len(draft_a)
+    rows_a = [[0.0] * rounds for _ in range(4)]
+    rows_b = [[0.0] * rounds for _ in range(4)]
+    a_ds, a_de, a_vs, a_ve = rows_a
+    b_ds, b_de, b_vs, b_ve = rows_b
+    last_a = sum(1 for x in on_a if x)  # active rounds form a prefix
+    last_b = sum(1 for x in on_b if x)
     sbs_free = mbs_free = end_a = end_b = 0.0  # end_x: last verify end of micro-batch x
-    for r in range(len(draft_a)):
-        # (conditional expressions rather than max(): this loop is the single env's hot path)
-        if on_a[r]:
-            start = sbs_free if sbs_free > end_a else end_a
-            sbs_free = start + draft_a[r]
-            ready = sbs_free + fronthaul_a[r]
-            verify = mbs_free if mbs_free > ready else ready
-            mbs_free = end_a = verify + verify_a[r]
-            a_ds.append(start)
-            a_de.append(sbs_free)
-            a_vs.append(verify)
-        else:
-            a_ds.append(end_a)
-            a_de.append(end_a)
-            a_vs.append(end_a)
-        a_ve.append(end_a)
-        if on_b[r]:
-            start = sbs_free if sbs_free > end_b else end_b
-            sbs_free = start + draft_b[r]
-            ready = sbs_free + fronthaul_b[r]
-            verify = mbs_free if mbs_free > ready else ready
-            mbs_free = end_b = verify + verify_b[r]
-            b_ds.append(start)
-            b_de.append(sbs_free)
-            b_vs.append(verify)
-        else:
-            b_ds.append(end_b)
-            b_de.append(end_b)
-            b_vs.append(end_b)
-        b_ve.append(end_b)
-    return rows
+    both = min(last_a, last_b)
+    for r in range(both):
+        start = sbs_free if sbs_free > end_a else end_a
+        a_ds[r] = start
+        sbs_free = a_de[r] = start + draft_a[r]
+        ready = sbs_free + fronthaul_a[r]
+        verify = a_vs[r] = mbs_free if mbs_free > ready else ready
+        mbs_free = end_a = a_ve[r] = verify + verify_a[r]
+        start = sbs_free if sbs_free > end_b else end_b
+        b_ds[r] = start
+        sbs_free = b_de[r] = start + draft_b[r]
+        ready = sbs_free + fronthaul_b[r]
+        verify = b_vs[r] = mbs_free if mbs_free > ready else ready
+        mbs_free = end_b = b_ve[r] = verify + verify_b[r]
+    if last_a > both:
+        alone, rows, draft, fronthaul, verify_time, end, last = 0, rows_a, draft_a, fronthaul_a, verify_a, end_a, last_a
+    else:
+        alone, rows, draft, fronthaul, verify_time, end, last = 1, rows_b, draft_b, fronthaul_b, verify_b, end_b, last_b
+    ds, de, vs, ve = rows
+    if both < last:  # the first round alone may still wait for the SBS or the MBS
+        start = sbs_free if sbs_free > end else end
+        ds[both] = start
+        sbs_free = de[both] = start + draft[both]
+        ready = sbs_free + fronthaul[both]
+        verify = vs[both] = mbs_free if mbs_free > ready else ready
+        end = ve[both] = verify + verify_time[both]
+    for r in range(both + 1, last):  # then both nodes are free when it needs them
+        ds[r] = end
+        de[r] = end = end + draft[r]
+        vs[r] = end = end + fronthaul[r]
+        ve[r] = end = end + verify_time[r]
+    if alone == 0:
+        end_a = end
+    else:
+        end_b = end
+    for rows, last, end in ((rows_a, last_a, end_a), (rows_b, last_b, end_b)):
+        if last < rounds:
+            tail = [end] * (rounds - last)
+            for row in rows:
+                row[last:] = tail
+    return rows_a + rows_b
 
 
 def _schedule_many(times_a, active_a, times_b, active_b) -> tuple[Schedule, Schedule]:
+    """The recursion on arrays: one numpy step per round over all rows still running.
+
+    Rows are sorted by how many rounds they run, so that round r only touches the prefix of rows that
+    still have a micro-batch active (views, no copies): the work is the sum of the rows' round counts,
+    not rows x the longest row. A micro-batch that has finished keeps its last verify end, which is
+    filled in after the loop (a finished micro-batch never becomes active again).
+    """
     shape = np.broadcast_shapes(np.shape(active_a), np.shape(active_b))
     lead, rounds = shape[:-1], shape[-1]
-    sbs_free = np.zeros(lead)
-    mbs_free = np.zeros(lead)
-    ends = [np.zeros(lead), np.zeros(lead)]
-    out = [np.zeros(shape) for _ in range(8)]
-    micro = (
-        (np.broadcast_to(times_a.draft, shape), np.broadcast_to(times_a.fronthaul, shape),
-         np.broadcast_to(times_a.verify, shape), np.broadcast_to(active_a, shape)),
-        (np.broadcast_to(times_b.draft, shape), np.broadcast_to(times_b.fronthaul, shape),
-         np.broadcast_to(times_b.verify, shape), np.broadcast_to(active_b, shape)),
-    )
+    rows = int(np.prod(lead, dtype=np.int64))
+
+    def flat(x):
+        return np.broadcast_to(x, shape).reshape(rows, rounds)
+
+    on = (flat(active_a).astype(bool), flat(active_b).astype(bool))
+    for x in (0, 1):
+        if np.any(on[x][:, 1:] & ~on[x][:, :-1]):
+            raise ValueError("pipeline_schedule: active_a / active_b are invalid; allowed: each row's active rounds "
+                             "form a prefix (a micro-batch that has finished never becomes active again)")
+    running = (on[0] | on[1]).sum(axis=-1)  # rounds each row runs
+    order = np.argsort(-running, kind="stable")
+    live = np.searchsorted(-running[order], -np.arange(rounds), side="right")  # rows running at round r
+    micro = [[flat(t)[order] for t in (times.draft, times.fronthaul, times.verify)] + [on[x][order]]
+             for x, times in enumerate((times_a, times_b))]
+    sbs_free = np.zeros(rows)
+    mbs_free = np.zeros(rows)
+    ends = [np.zeros(rows), np.zeros(rows)]
+    out = [np.zeros((rows, rounds)) for _ in range(8)]
     for r in range(rounds):
+        m = int(live[r])
+        if m == 0:
+            break
+        sbs, mbs = sbs_free[:m], mbs_free[:m]
         for x, (d, f, v, act) in enumerate(micro):
-            on = act[..., r]
-            draft_start = np.maximum(sbs_free, ends[x])
-            draft_end = draft_start + d[..., r]
-            verify_start = np.maximum(mbs_free, draft_end + f[..., r])
-            verify_end = verify_start + v[..., r]
-            sbs_free = np.where(on, draft_end, sbs_free)
-            mbs_free = np.where(on, verify_end, mbs_free)
-            ends[x] = np.where(on, verify_end, ends[x])
+            go = act[:m, r]
+            end = ends[x][:m]
+            draft_start = np.maximum(sbs, end)
+            draft_end = draft_start + d[:m, r]
+            verify_start = np.maximum(mbs, draft_end + f[:m, r])
+            verify_end = verify_start + v[:m, r]
+            sbs = np.where(go, draft_end, sbs)
+            mbs = np.where(go, verify_end, mbs)
+            ends[x][:m] = np.where(go, verify_end, end)
             base = 4 * x
-            out[base][..., r] = np.where(on, draft_start, ends[x])
-            out[base + 1][..., r] = np.where(on, draft_end, ends[x])
-            out[base + 2][..., r] = np.where(on, verify_start, ends[x])
-            out[base + 3][..., r] = ends[x]
+            out[base][:m, r] = draft_start
+            out[base + 1][:m, r] = draft_end
+            out[base + 2][:m, r] = verify_start
+            out[base + 3][:m, r] = verify_end
+        sbs_free[:m], mbs_free[:m] = sbs, mbs
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(rows)
+    for x in (0, 1):
+        go, final = micro[x][3], ends[x][:, None]
+        for k in range(4 * x, 4 * x + 4):
+            out[k] = np.where(go, out[k], final)[inverse].reshape(shape)
     return Schedule(*out[0:4]), Schedule(*out[4:8])
 
 

@@ -118,7 +118,7 @@ def _bandwidth_needed(finish, channel, kappa, present, log_snr=None):
 
 def _shannon_closed_form(payload, channel, total_bandwidth, present):
     if payload.ndim == 1:
-        return _shannon_one(payload.tolist(), channel.tolist(), float(total_bandwidth))
+        return shannon_allocation_one(payload.tolist(), channel.tolist(), float(total_bandwidth))
     safe_channel = np.where(present, channel, 1.0)
     # Bracket: below the infinite-bandwidth time of the slowest user no split works; at the uniform
     # split's slot length every user already has enough band, so sum_k b_k(T) <= B there.
@@ -166,14 +166,12 @@ def _initial_finish(payload, channel, total_bandwidth, present, lower, upper):
     return np.where((guess > lower) & (guess < upper), guess, upper)
 
 
-def _shannon_one(payload: list[float], channel: list[float], total_bandwidth: float):
-    """One batch on Python floats: the same safeguarded Newton as the array path, 20-50x faster for a
-    handful of users (numpy's per-call overhead dominates arrays that small). Tests check both agree.
+def shannon_allocation_one(payload: list[float], channel: list[float], total_bandwidth: float):
+    """:func:`closed_form_allocation` (shannon) of one batch on Python floats: (T*, b_k as an array).
 
-    b_k(T) is computed without Lambert W: with u = ln(1 + a_k / b_k), user k's rate condition
-    S_k ln2 = b_k T u reads u = ln(1 + u / c_k), c_k = S_k ln2 / (a_k T), whose positive root a Newton
-    iteration finds from the right (the left side of the root is concave), warm-started from the root
-    at the previous T.
+    The same safeguarded Newton as the array path, many times faster for a handful of users (numpy's
+    per-call overhead dominates arrays that small); tests check both agree. b_k(T) comes from
+    :func:`_log_snr_root`'s iteration on floats, warm-started from the roots at the previous T.
     """
     users = [k for k, s in enumerate(payload) if s > 0]
     bandwidth = [0.0] * len(payload)

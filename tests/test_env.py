@@ -138,7 +138,7 @@ def test_return_is_minus_objective(objective, acceptance):
     env = EdgeSDEnv("paper", objective=objective, acceptance=acceptance, num_tasks=37)
     actions = [np.array([n, l]) for n, l in [(4, 0), (10, 3), (23, 8), (0, 1), (15, 5)] * 10]
     total, infos, _ = _run_episode(env, 11, actions)
-    completion = np.concatenate([info["completion_times"] for info in infos])
+    completion = np.concatenate([info["completion_times"][: info["batch_size"]] for info in infos])
     assert completion.shape == (37,)
     value = completion.mean() if objective == "mean_latency" else completion.max()
     assert total == pytest.approx(-value, rel=1e-9)
@@ -160,8 +160,10 @@ def test_step_is_commit_batch_with_closed_form():
     assert reward == -outcome.cost and isinstance(reward, float)
     assert terminated is False and truncated is False
     assert env.clock == clock
-    np.testing.assert_array_equal(info["completion_times"], outcome.completion_times)
-    np.testing.assert_allclose(info["bandwidth"], closed_form_shares(env.model, env.episode, 0, 3))
+    np.testing.assert_array_equal(info["completion_times"][:3], outcome.completion_times)
+    np.testing.assert_allclose(info["bandwidth"][:3], closed_form_shares(env.model, env.episode, 0, 3))
+    assert info["bandwidth"].shape == info["completion_times"].shape == (env.scenario.max_batch,)
+    assert not info["bandwidth"][3:].any() and not info["completion_times"][3:].any()
     assert info["bandwidth"].sum() == pytest.approx(env.scenario.uplink.bandwidth)
     assert info["uplink_slot"] == outcome.uplink_slot and info["wait"] == 0.0
     assert info["service_time"] == pytest.approx(outcome.finish - outcome.start)
@@ -178,7 +180,7 @@ def test_hybrid_and_dict_modes_use_the_agent_shares():
     bandwidth = discrete.scenario.uplink.bandwidth
     # Equal weights: the uniform split.
     _, _, _, _, info = dict_env.step(encode_action("dict", 3, 2, 4, 4))
-    np.testing.assert_allclose(info["bandwidth"], np.full(3, bandwidth / 3))
+    np.testing.assert_allclose(info["bandwidth"][:3], np.full(3, bandwidth / 3))
     # The closed-form shares encoded as hybrid logits reproduce the closed form's slot within 1 %.
     shares = closed_form_shares(discrete.model, discrete.episode, 0, 3) / bandwidth
     _, _, _, _, info_h = hybrid.step(encode_action("hybrid", 3, 2, 4, 4, shares))

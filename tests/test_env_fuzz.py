@@ -68,12 +68,13 @@ def test_random_actions_keep_every_invariant(env_id):
             assert n == min(_requested_batch(env, action), limit)
             assert info["action_clipped"] is (_requested_batch(env, action) > limit)
             assert env.outcomes[-1].first_task == first and env.clock.next_task == first + n
-            assert info["completion_times"].shape == (n,) and np.all(np.isfinite(info["completion_times"]))
+            assert info["completion_times"].shape == info["bandwidth"].shape == (env.scenario.max_batch,)
+            assert np.all(np.isfinite(info["completion_times"])) and not info["completion_times"][n:].any()
             assert info["bandwidth"].sum() == pytest.approx(env.scenario.uplink.bandwidth, rel=1e-9)
             assert info["uplink_slot"] > 0.0 and info["wait"] >= 0.0 and info["service_time"] > 0.0
             total += reward
             starts.append(env.outcomes[-1].start)
-            completions.append(info["completion_times"])
+            completions.append(info["completion_times"][:n])
         episodes += 1
         # Every task served exactly once, in queue order.
         served = np.concatenate([np.arange(o.first_task, o.first_task + o.batch_size) for o in env.outcomes])
