@@ -97,3 +97,16 @@ def action_mask(batch_limit, max_batch: int, max_speculation: int):
     batch_ok = np.arange(1, max_batch + 1) <= limit[..., None]
     spec_ok = np.ones((*limit.shape, max_speculation + 1), dtype=bool)
     return np.concatenate([batch_ok, spec_ok], axis=-1)
+
+
+def finite_array(value, name: str, shape: tuple[int, ...], allowed: str) -> np.ndarray:
+    """``value`` as a finite float array of ``shape``, or a ValueError naming ``name``."""
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != shape or not np.all(np.isfinite(array)):
+        got = "not numeric" if array is None else f"shape {array.shape}" + (
+            "" if array.shape != shape or np.all(np.isfinite(array)) else " with NaN or inf")
+        raise ValueError(f"{name} ({got}) is invalid; allowed: shape {shape}, {allowed}")
+    return array

@@ -17,6 +17,7 @@ from gymnasium import spaces
 from sdedge_gym.actions import (
     ACTION_MODES,
     action_mask,
+    finite_array,
     hybrid_batch_and_speculation,
     shares_from_logits,
     shares_from_weights,
@@ -355,13 +356,13 @@ class EdgeSDEnv(gym.Env):
         """(requested n, l, bandwidth logits or weights) of an in-space action; ValueError otherwise."""
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         if self.action_mode == "discrete":
-            values = _numeric(action, "action", (2,), f"[n - 1, l], integers with 0 <= n - 1 < {n_max} and "
+            values = finite_array(action, "action", (2,), f"[n - 1, l], integers with 0 <= n - 1 < {n_max} and "
                                                       f"0 <= l <= {l_max}")
             _integer_in(values[0], "action[0] (batch_size - 1)", 0, n_max - 1)
             _integer_in(values[1], "action[1] (speculation_length)", 0, l_max)
             return int(values[0]) + 1, int(values[1]), None
         if self.action_mode == "hybrid":
-            values = _numeric(action, "action", (2 + n_max,), f"{2 + n_max} finite numbers in [-1, 1]")
+            values = finite_array(action, "action", (2 + n_max,), f"{2 + n_max} finite numbers in [-1, 1]")
             outside = np.flatnonzero((values < -1.0) | (values > 1.0))
             if outside.size:
                 i = int(outside[0])
@@ -373,26 +374,15 @@ class EdgeSDEnv(gym.Env):
             got = sorted(action) if isinstance(action, Mapping) else type(action).__name__
             raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                              "exactly the keys ['bandwidth', 'batch_size', 'speculation_length']")
-        n = _numeric(action["batch_size"], "action['batch_size']", (), f"an integer in [1, {n_max}]")
-        l = _numeric(action["speculation_length"], "action['speculation_length']", (),
+        n = finite_array(action["batch_size"], "action['batch_size']", (), f"an integer in [1, {n_max}]")
+        l = finite_array(action["speculation_length"], "action['speculation_length']", (),
                      f"an integer in [0, {l_max}]")
         _integer_in(n, "action['batch_size']", 1, n_max)
         _integer_in(l, "action['speculation_length']", 0, l_max)
-        weights = _numeric(action["bandwidth"], "action['bandwidth']", (n_max,), f"{n_max} numbers in [0, 1]")
+        weights = finite_array(action["bandwidth"], "action['bandwidth']", (n_max,), f"{n_max} numbers in [0, 1]")
         if np.any((weights < 0.0) | (weights > 1.0)):
             raise ValueError(f"action['bandwidth'] = {weights!r} is invalid; allowed: {n_max} numbers in [0, 1]")
         return int(n), int(l), weights
-
-
-def _numeric(value, name: str, shape: tuple[int, ...], allowed: str) -> np.ndarray:
-    """``value`` as a finite float array of ``shape``, or a ValueError naming ``name``."""
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.shape != shape or not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
-    return array
 
 
 def _integer_in(value: np.ndarray, name: str, low: int, high: int) -> None:

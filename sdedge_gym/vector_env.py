@@ -32,6 +32,7 @@ from gymnasium.vector.utils import batch_space
 
 from sdedge_gym.actions import (
     action_mask,
+    finite_array,
     hybrid_batch_and_speculation,
     shares_from_logits,
     shares_from_weights,
@@ -343,13 +344,13 @@ class EdgeSDVectorEnv(VectorEnv):
         """(requested n, l, bandwidth logits or weights) per env; ValueError for an out-of-space action."""
         e, n_max, l_max = self.num_envs, self.n_max, self.l_max
         if self.action_mode == "discrete":
-            values = _numeric(actions, "actions", (e, 2), f"integers [n - 1, l] per env with 0 <= n - 1 < {n_max} "
+            values = finite_array(actions, "actions", (e, 2), f"integers [n - 1, l] per env with 0 <= n - 1 < {n_max} "
                                                           f"and 0 <= l <= {l_max}")
             _integers_in(values[:, 0], "actions[:, 0] (batch_size - 1)", 0, n_max - 1)
             _integers_in(values[:, 1], "actions[:, 1] (speculation_length)", 0, l_max)
             return values[:, 0].astype(np.int64) + 1, values[:, 1].astype(np.int64), None
         if self.action_mode == "hybrid":
-            values = _numeric(actions, "actions", (e, 2 + n_max), f"{2 + n_max} numbers in [-1, 1] per env")
+            values = finite_array(actions, "actions", (e, 2 + n_max), f"{2 + n_max} numbers in [-1, 1] per env")
             outside = np.argwhere((values < -1.0) | (values > 1.0))
             if outside.size:
                 i, j = outside[0]
@@ -361,12 +362,12 @@ class EdgeSDVectorEnv(VectorEnv):
             got = sorted(actions) if isinstance(actions, Mapping) else type(actions).__name__
             raise ValueError(f"actions = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                              "exactly the keys ['bandwidth', 'batch_size', 'speculation_length'] of arrays over envs")
-        n = _numeric(actions["batch_size"], "actions['batch_size']", (e,), f"integers in [1, {n_max}]")
-        l = _numeric(actions["speculation_length"], "actions['speculation_length']", (e,),
+        n = finite_array(actions["batch_size"], "actions['batch_size']", (e,), f"integers in [1, {n_max}]")
+        l = finite_array(actions["speculation_length"], "actions['speculation_length']", (e,),
                      f"integers in [0, {l_max}]")
         _integers_in(n, "actions['batch_size']", 1, n_max)
         _integers_in(l, "actions['speculation_length']", 0, l_max)
-        weights = _numeric(actions["bandwidth"], "actions['bandwidth']", (e, n_max), f"{n_max} numbers in [0, 1]")
+        weights = finite_array(actions["bandwidth"], "actions['bandwidth']", (e, n_max), f"{n_max} numbers in [0, 1]")
         if np.any((weights < 0.0) | (weights > 1.0)):
             raise ValueError(f"actions['bandwidth'] has entries outside [0, 1]; allowed: {n_max} numbers in "
                              "[0, 1] per env")
@@ -415,17 +416,6 @@ def _empty_step_infos(num_envs: int, n_max: int) -> dict[str, np.ndarray]:
     return infos
 
 
-def _numeric(value, name: str, shape: tuple[int, ...], allowed: str) -> np.ndarray:
-    """``value`` as a finite float array of ``shape``, or a ValueError naming ``name``."""
-    try:
-        array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.shape != shape or not np.all(np.isfinite(array)):
-        got = "not numeric" if array is None else f"shape {array.shape}" + (
-            "" if array.shape != shape or np.all(np.isfinite(array)) else " with NaN or inf")
-        raise ValueError(f"{name} ({got}) is invalid; allowed: shape {shape}, {allowed}")
-    return array
 
 
 def _integers_in(values: np.ndarray, name: str, low: int, high: int) -> None:
