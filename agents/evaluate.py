@@ -12,8 +12,10 @@ them). Policies that set the band split themselves (``uniform-shares``) run on t
 "dict" mode when the env is discrete: the episode draw does not depend on the action mode.
 
 Policy names: oracle, planner, planner-exact, best-constant, max-batch, autoregressive, uniform-shares,
-random, fixed:N:L (batch size N, speculation length L), sb3:ALGO:PATH (a saved Stable-Baselines3 or
-sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip; only this imports torch).
+random, fixed:N:L (batch size N, speculation length L), pretrained:NAME (a shipped agent of
+agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
+sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip). Only the last two import torch; MaskablePPO agents
+are given the env's action mask.
 """
 
 from __future__ import annotations
@@ -93,7 +95,10 @@ def _sb3_policy(spec: str, env) -> Any:
     if not hasattr(library, algo):
         raise ValueError(f"policy {spec!r}: unknown algorithm {algo!r}; allowed: a class of stable_baselines3 "
                          "or sb3_contrib, e.g. PPO, A2C, DQN, MaskablePPO")
-    return getattr(library, algo).load(path, device="cpu")
+    from agents.pretrained import PretrainedPolicy  # applies the env's mask to MaskablePPO
+
+    return PretrainedPolicy(spec, getattr(library, algo).load(path, device="cpu"), env,
+                            uses_mask=algo == "MaskablePPO")
 
 
 def make_policy(spec: str, env) -> Any:
@@ -117,7 +122,12 @@ def make_policy(spec: str, env) -> Any:
         return FixedAction(env, int(parts[1]), int(parts[2]))
     if spec.startswith("sb3:") and spec.count(":") >= 2:
         return _sb3_policy(spec, env)
-    raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, sb3:ALGO:PATH")
+    if spec.startswith("pretrained:"):
+        from agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
+
+        return load_pretrained(spec.split(":", 1)[1], env)
+    raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
+                     "sb3:ALGO:PATH")
 
 
 def _env_for(spec: str, env_id: str, base_env):

@@ -50,3 +50,16 @@ def test_base_path_does_not_import_torch():
     code = ("import sys, agents.evaluate as e; e.evaluate('sdedge/EdgeSD-Small-v0', 1, 0, ['oracle'], False); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_agent_is_a_policy_choice():
+    pytest.importorskip("sb3_contrib")
+    results = {r.policy: r for r in evaluate("sdedge/EdgeSD-Small-v0", 5, 0, ["pretrained:maskable-ppo-small"],
+                                             progress=False)}
+    agent, oracle = results["pretrained:maskable-ppo-small"], results["oracle"]
+    assert len(agent.values) == 5 and agent.mean >= oracle.mean * (1 - 1e-9)
+    assert agent.mean < results["random"].mean  # a trained agent, not a random one
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match="maskable-ppo-small"):  # the error lists the shipped agents
+        make_policy("pretrained:nope", gym.make("sdedge/EdgeSD-Small-v0"))

@@ -1,0 +1,219 @@
+"""The shipped pretrained agents and a loader that binds one to an env as a Policy-like predictor.
+
+    import gymnasium as gym, sdedge_gym
+    from agents.pretrained import load_pretrained
+
+    env = gym.make("sdedge/EdgeSD-Small-v0")
+    agent = load_pretrained("maskable-ppo-small", env)
+    observation, _ = env.reset(seed=0)
+    action, _ = agent.predict(observation)
+
+Each agent is a Stable-Baselines3 zip in ``agents/pretrained/`` with a JSON card beside it (env id,
+algorithm, timesteps, seed, the command that trained it, its wall time and its evaluation with the seeds
+used); ``scripts/train_pretrained.sh`` reproduces them: it trains with ``python -m agents.train`` and then
+ships the run with ``python -m agents.pretrained ship NAME --run DIR --command CMD``, which copies the model
+and writes the card after evaluating the agent against the reference policies on seeded episodes. Loading
+needs the ``train`` extra (``pip install 'sdedge-gym[train]'``); importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
+
+
+@dataclass(frozen=True)
+class PretrainedAgent:
+    """One shipped agent: its model zip and JSON card in :data:`PRETRAINED_DIR`."""
+
+    name: str
+    env_id: str  # the id it was trained on; it runs on any env with the same spaces
+    algo: str  # an agents.train algorithm name
+    model_file: str
+    card_file: str
+
+    @property
+    def model_path(self) -> Path:
+        return PRETRAINED_DIR / self.model_file
+
+    @property
+    def card_path(self) -> Path:
+        return PRETRAINED_DIR / self.card_file
+
+    def card(self) -> dict[str, Any]:
+        """The JSON card: training command, wall time, evaluation results and their seeds."""
+        return json.loads(self.card_path.read_text())
+
+
+def _agent(name: str, env_id: str, algo: str) -> PretrainedAgent:
+    return PretrainedAgent(name, env_id, algo, f"{name}.zip", f"{name}.json")
+
+
+PRETRAINED: dict[str, PretrainedAgent] = {
+    agent.name: agent
+    for agent in (
+        _agent("maskable-ppo-small", "sdedge/EdgeSD-Small-v0", "maskable_ppo"),
+        _agent("maskable-ppo-small-stochastic", "sdedge/EdgeSD-Small-Stochastic-v0", "maskable_ppo"),
+    )
+}
+
+
+class PretrainedPolicy:
+    """A loaded SB3 model bound to one env; ``predict`` has SB3's signature and applies the env's mask.
+
+    Like the reference policies of :mod:`agents.policy`, it is bound to a single (possibly wrapped)
+    ``EdgeSDEnv`` and reads its current ``action_masks()``, so the observation passed in must be that env's
+    current observation. Invalid batch sizes are never chosen.
+    """
+
+    def __init__(self, name: str, model: Any, env: gym.Env, uses_mask: bool) -> None:
+        self.name = name
+        self.model = model
+        self.env = env
+        self.uses_mask = uses_mask  # MaskablePPO: predict takes the mask; the others cannot use one
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Any, Any]:
+        """The agent's action for the env's current state (no recurrent state: ``state`` passes through)."""
+        if self.uses_mask:
+            mask = np.asarray(self.env.get_wrapper_attr("action_masks")(), dtype=bool)
+            action, _ = self.model.predict(observation, deterministic=deterministic, action_masks=mask)
+        else:
+            action, _ = self.model.predict(observation, deterministic=deterministic)
+        return action, state
+
+
+def load_pretrained(name: str, env: gym.Env) -> PretrainedPolicy:
+    """The shipped agent ``name`` bound to ``env`` (which must have the agent's observation and action spaces)."""
+    if name not in PRETRAINED:
+        raise ValueError(f"pretrained agent {name!r} is unknown; allowed: {' | '.join(PRETRAINED)}")
+    agent = PRETRAINED[name]
+    try:
+        from sb3_contrib import MaskablePPO
+        from stable_baselines3 import A2C, DQN, PPO
+    except ImportError as error:
+        raise ImportError(f"pretrained agents need stable-baselines3, sb3-contrib and torch: {TRAIN_EXTRA_HINT} "
+                          f"({error})") from error
+    classes = {"ppo": PPO, "maskable_ppo": MaskablePPO, "a2c": A2C, "dqn": DQN}
+    if not agent.model_path.exists():
+        raise FileNotFoundError(f"pretrained agent {name!r}: {agent.model_path} is missing (a broken install?); "
+                                "scripts/train_pretrained.sh rebuilds it")
+    model = classes[agent.algo].load(agent.model_path, device="cpu")
+    if model.observation_space.shape != env.observation_space.shape or model.action_space != env.action_space:
+        raise ValueError(f"pretrained agent {name!r} was trained on {agent.env_id} (observation "
+                         f"{model.observation_space}, action {model.action_space}); env has observation "
+                         f"{env.observation_space}, action {env.action_space}; allowed: an env with the same spaces, "
+                         f"e.g. gym.make({agent.env_id!r})")
+    return PretrainedPolicy(name, model, env, uses_mask=agent.algo == "maskable_ppo")
+
+
+# ---------------------------------------------------------------------- shipping a trained run
+
+CARD_REFERENCES = ("oracle", "planner", "best-constant", "random")
+
+
+def evaluate_shipped(name: str, episodes: int, seed: int) -> dict[str, Any]:
+    """The shipped agent and the reference policies on episodes seeded seed .. seed + episodes - 1.
+
+    Every policy faces the same episodes (``agents.evaluate.run_episodes``); "random" is uniformly random
+    valid actions.
+    """
+    from agents.evaluate import make_policy, run_episodes
+
+    agent = PRETRAINED[name]
+    seeds = list(range(seed, seed + episodes))
+    values: dict[str, list[float]] = {}
+    for policy_name in (name, *CARD_REFERENCES):
+        env = gym.make(agent.env_id)
+        policy = load_pretrained(name, env) if policy_name == name else make_policy(policy_name, env)
+        values[policy_name] = [-r for r in run_episodes(policy, env, seeds)]
+        env.close()
+    means = {policy_name: float(np.mean(v)) for policy_name, v in values.items()}
+    objective = gym.make(agent.env_id).unwrapped.scenario.objective
+    return {
+        "objective": objective,
+        "seeds": f"{seed}..{seed + episodes - 1}",
+        "mean": means,
+        "gap_to_oracle_percent": {k: 100.0 * (v / means["oracle"] - 1.0) for k, v in means.items()},
+        "gap_to_best_constant_percent": 100.0 * (means[name] / means["best-constant"] - 1.0),
+        "score": (means["random"] - means[name]) / (means["random"] - means["oracle"]),
+        "per_episode": values,
+    }
+
+
+def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Copy ``run_dir/model.zip`` of a finished agents.train run to the shipped agent ``name`` and write its card."""
+    if name not in PRETRAINED:
+        raise ValueError(f"pretrained agent {name!r} is unknown; allowed: {' | '.join(PRETRAINED)} (add it to "
+                         "PRETRAINED first)")
+    agent = PRETRAINED[name]
+    run = json.loads((run_dir / "run.json").read_text())
+    if run["status"] != "completed" or run["config"]["env_id"] != agent.env_id or run["config"]["algo"] != agent.algo:
+        raise ValueError(f"run {run_dir} (status {run['status']!r}, env {run['config']['env_id']!r}, algo "
+                         f"{run['config']['algo']!r}) is not a completed {agent.algo} run on {agent.env_id}")
+    shutil.copyfile(run_dir / "model.zip", agent.model_path)
+    card = {
+        "name": name,
+        "env_id": agent.env_id,
+        "algo": agent.algo,
+        "timesteps": run["steps"],
+        "seed": run["config"]["seed"],
+        "n_envs": run["config"]["n_envs"],
+        "command": command,
+        "wall_time_s": round(run["wall_time_s"], 1),
+        "hyperparameters": run["hyperparameters"],
+        "vectorisation": run["vectorisation"],
+        "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}
+        if run["evaluation"] else None,
+        "evaluation": evaluate_shipped(name, episodes, seed),
+    }
+    agent.card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agents.pretrained",
+                                     description="List the shipped agents, or ship a finished training run.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the shipped agents and their evaluation")
+    ship_parser = commands.add_parser("ship", help="copy a run's model.zip into agents/pretrained and write the card")
+    ship_parser.add_argument("name", choices=sorted(PRETRAINED))
+    ship_parser.add_argument("--run", required=True, help="the agents.train --out directory")
+    ship_parser.add_argument("--command", required=True, help="the exact training command, for the card")
+    ship_parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
+    ship_parser.add_argument("--seed", type=int, default=0, help="evaluation episode i uses seed S + i")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, agent in PRETRAINED.items():
+            if not agent.card_path.exists():
+                print(f"{name}: {agent.env_id} (not built)")
+                continue
+            evaluation = agent.card()["evaluation"]
+            gaps = evaluation["gap_to_oracle_percent"]
+            print(f"{name}: {agent.env_id}, {evaluation['objective']} {evaluation['mean'][name]:.3f} s on seeds "
+                  f"{evaluation['seeds']}; gap to oracle {gaps[name]:+.1f} % (best constant "
+                  f"{gaps['best-constant']:+.1f} %, random {gaps['random']:+.1f} %)")
+        return 0
+    if args.episodes < 1:
+        parser.error(f"--episodes = {args.episodes} is invalid; allowed: an integer >= 1")
+    card = ship(args.name, Path(args.run), args.command, args.episodes, args.seed)
+    evaluation = card["evaluation"]
+    print(json.dumps({k: evaluation[k] for k in ("seeds", "mean", "gap_to_oracle_percent",
+                                                  "gap_to_best_constant_percent", "score")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

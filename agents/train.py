@@ -1,0 +1,496 @@
+"""Train a Stable-Baselines3 agent on an ``sdedge`` id, with checkpoints, resume and a final evaluation.
+
+    python -m agents.train --env sdedge/EdgeSD-Small-v0 --algo maskable_ppo --timesteps 200000 \\
+        --n-envs 8 --seed 1000 --out runs/small
+
+Writes into ``--out``:
+
+* ``checkpoints/model_<steps>_steps.zip`` every ``--checkpoint-every`` env steps (SB3's CheckpointCallback),
+  and ``checkpoints/interrupted_<steps>.zip`` when the run is stopped by Ctrl-C or SIGTERM (the process
+  then exits with 130 or 143);
+* ``model.zip``, the final model;
+* ``run.json``: the arguments, the status, the steps done, the wall time and the final evaluation (the
+  objective, mean latency or makespan in s, over ``--eval-episodes`` episodes seeded EVAL_SEED_BASE,
+  EVAL_SEED_BASE + 1, ..., which no training env is ever seeded with).
+
+``--resume`` continues from the newest checkpoint in ``--out`` (interrupted or periodic) with the same
+env, algorithm, number of envs and seed, keeping the step counter: ``--timesteps`` is the total to reach.
+It restores the policy and optimiser, not the envs' random streams nor DQN's replay buffer (refilled
+after ``learning_starts`` steps).
+
+Algorithms and action modes: ``ppo`` and ``a2c`` work on the discrete and hybrid ids, ``maskable_ppo``
+(which reads the env's ``action_masks()``) and ``dqn`` (on the env flattened by
+:class:`FlattenBatchSpeculation`) on the discrete ids only. This module needs the ``train`` extra
+(``pip install 'sdedge-gym[train]'``); the ``sdedge_gym`` package itself never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+import sdedge_gym  # noqa: F401  (registers the ids)
+from sdedge_gym.registration import ENV_TABLE
+
+TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
+try:
+    import torch
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import A2C, DQN, PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
+except ImportError as error:  # the optional extra is missing: say which one
+    raise ImportError(f"agents.train needs stable-baselines3, sb3-contrib and torch: {TRAIN_EXTRA_HINT} "
+                      f"({error})") from error
+
+ALGORITHMS: tuple[str, ...] = ("ppo", "maskable_ppo", "a2c", "dqn")
+# Which action modes each algorithm can drive ("dict" needs a custom hybrid algorithm, none of these).
+ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {
+    "ppo": ("discrete", "hybrid"),
+    "a2c": ("discrete", "hybrid"),
+    "maskable_ppo": ("discrete",),
+    "dqn": ("discrete",),
+}
+# Evaluation episodes are reset with seeds EVAL_SEED_BASE + i; training envs are seeded seed .. seed + n_envs - 1
+# (their later episodes continue those streams), so training seeds must stay below this base.
+EVAL_SEED_BASE = 900_000
+CHECKPOINT_PREFIX = "model"
+INTERRUPTED_PREFIX = "interrupted"
+_CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTED_PREFIX}_(\d+))\.zip$")
+# The arguments a resumed run must share with the run it continues (timesteps may grow, the rest is free).
+_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The arguments of one training run (the CLI's, validated)."""
+
+    env_id: str
+    algo: str
+    timesteps: int
+    n_envs: int = 1
+    seed: int = 0
+    out: str = "runs/agent"
+    resume: bool = False
+    eval_episodes: int = 20
+    checkpoint_every: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.env_id not in ENV_TABLE:
+            raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of sdedge_gym.ENV_IDS, e.g. "
+                             "'sdedge/EdgeSD-Small-v0' (see sdedge_gym/registration.py)")
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"--algo = {self.algo!r} is invalid; allowed: {' | '.join(ALGORITHMS)}")
+        mode = self.action_mode
+        if mode not in ALGORITHM_ACTION_MODES[self.algo]:
+            raise ValueError(f"--algo = {self.algo!r} cannot drive --env {self.env_id!r} (action_mode {mode!r}); "
+                             f"allowed action modes for {self.algo}: "
+                             f"{' | '.join(ALGORITHM_ACTION_MODES[self.algo])}")
+        # Messages name the CLI flags: that is where users meet these values.
+        _check_int("--timesteps", self.timesteps, 1)
+        _check_int("--n-envs", self.n_envs, 1)
+        _check_int("--seed", self.seed, 0, EVAL_SEED_BASE - self.n_envs)
+        _check_int("--eval-episodes", self.eval_episodes, 0)
+        _check_int("--checkpoint-every", self.checkpoint_every, 1)
+
+    @property
+    def action_mode(self) -> str:
+        return ENV_TABLE[self.env_id]["action_mode"]
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out) / "checkpoints"
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
+
+
+# ---------------------------------------------------------------------- the DQN action wrapper
+
+
+class FlattenBatchSpeculation(gym.ActionWrapper):
+    """Discrete(n_max * (l_max + 1)) over the discrete mode's MultiDiscrete([n_max, l_max + 1]), for DQN.
+
+    Flat action a = (n - 1) * (l_max + 1) + l, so ``[n - 1, l] = divmod(a, l_max + 1)``. The env still
+    clips an invalid batch size to the largest valid one (DQN cannot use masks).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.action_space
+        if not (isinstance(space, spaces.MultiDiscrete) and space.shape == (2,)):
+            raise ValueError(f"FlattenBatchSpeculation needs action_mode 'discrete' (MultiDiscrete([n_max, "
+                             f"l_max + 1])); got action space {space} (action_mode "
+                             f"{getattr(env.unwrapped, 'action_mode', '?')!r})")
+        self.max_batch, self.speculation_choices = (int(v) for v in space.nvec)
+        self.action_space = spaces.Discrete(self.max_batch * self.speculation_choices)
+
+    def action(self, action: Any) -> np.ndarray:
+        """Flat index -> ``[n - 1, l]``."""
+        index = int(action)
+        if not 0 <= index < self.action_space.n:
+            raise ValueError(f"action = {action!r} is invalid; allowed: an integer in [0, {self.action_space.n - 1}]")
+        return np.array(divmod(index, self.speculation_choices), dtype=np.int64)
+
+    def reverse_action(self, action: Any) -> int:
+        """``[n - 1, l]`` -> flat index."""
+        batch_index, speculation_length = (int(v) for v in np.asarray(action).reshape(2))
+        return batch_index * self.speculation_choices + speculation_length
+
+
+# ---------------------------------------------------------------------- envs and models
+
+
+def make_single_env(config: TrainConfig) -> gym.Env:
+    """One env of the run (DQN's flattened), as the evaluation and the n_envs == 1 training path use it."""
+    env = gym.make(config.env_id)
+    if config.algo == "dqn":
+        env = FlattenBatchSpeculation(env)
+    return env
+
+
+def make_training_env(config: TrainConfig):
+    """The training VecEnv — the one place where the vectorisation is chosen.
+
+    * n_envs == 1: ``gym.make`` + Monitor (SB3 wraps it in a DummyVecEnv);
+    * n_envs > 1: the native numpy vector env through ``agents.sb3_vec_env`` when that module exists,
+      otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
+    Env i's first episode is seeded ``seed + i`` (by SB3's ``model.set_random_seed`` / ``VecEnv.seed``).
+    """
+    if config.n_envs == 1:
+        return DummyVecEnv([lambda: Monitor(make_single_env(config))])
+    native = _native_vec_env(config)
+    if native is not None:
+        return native
+    return make_vec_env(lambda: make_single_env(config), n_envs=config.n_envs, seed=config.seed,
+                        vec_env_cls=DummyVecEnv)
+
+
+def vectorisation_path(config: TrainConfig) -> str:
+    """Which path :func:`make_training_env` takes for ``config`` (recorded in run.json)."""
+    if config.n_envs == 1:
+        return "gym.make+Monitor"
+    return "native:agents.sb3_vec_env" if _native_adapter_available() else "sb3:DummyVecEnv"
+
+
+def _native_adapter_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("agents.sb3_vec_env") is not None
+
+
+def _native_vec_env(config: TrainConfig):
+    """The native SB3 adapter with a VecMonitor, or None while ``agents/sb3_vec_env.py`` does not exist."""
+    if not _native_adapter_available():
+        return None
+    from agents.sb3_vec_env import make_sb3_vec_env
+
+    venv = make_sb3_vec_env(config.env_id, num_envs=config.n_envs, seed=config.seed)
+    if config.algo == "dqn":
+        venv = FlattenVecActions(venv)
+    return VecMonitor(venv)
+
+
+class FlattenVecActions(VecEnvWrapper):
+    """:class:`FlattenBatchSpeculation` for a whole VecEnv (the native adapter has no per-env wrappers)."""
+
+    def __init__(self, venv) -> None:
+        nvec = venv.action_space.nvec
+        self.speculation_choices = int(nvec[1])
+        super().__init__(venv, action_space=spaces.Discrete(int(nvec[0]) * self.speculation_choices))
+
+    def step_async(self, actions: np.ndarray) -> None:
+        flat = np.asarray(actions, dtype=np.int64).reshape(-1)
+        self.venv.step_async(np.stack(np.divmod(flat, self.speculation_choices), axis=1))
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+    def reset(self):
+        return self.venv.reset()
+
+
+def algorithm_class(algo: str):
+    """The SB3 / sb3-contrib class of ``algo``."""
+    return {"ppo": PPO, "maskable_ppo": MaskablePPO, "a2c": A2C, "dqn": DQN}[algo]
+
+
+def hyperparameters(config: TrainConfig) -> dict[str, Any]:
+    """Hyperparameters for this env family.
+
+    Episodes are short (at most K steps: 8 on the small preset) and the return is exactly minus the
+    objective, so there is no discount (gamma = 1): discounting would weigh the first batches more than the
+    objective does. For the same reason PPO uses Monte-Carlo returns (gae_lambda = 1): they are unbiased and
+    cheap over a few steps, where bootstrapping from an early, poor value function kept PPO at the best
+    constant action on EdgeSD-Small-v0 (gae_lambda 0.95, entropy 0.01, 64x64: no better than the best
+    constant after 300k steps; gae_lambda 1, no entropy bonus, lr 1e-3, 128x128: 3 % below it after 100k).
+    The observation is already normalised to [0, 1] and the rewards are seconds of O(1), so no VecNormalize:
+    it would add statistics to ship with every model for no gain on these scales.
+    """
+    net = {"net_arch": [128, 128]}
+    if config.algo in ("ppo", "maskable_ppo"):
+        # 2048 transitions per update whatever the number of envs (fewer when the whole run is shorter: a
+        # rollout longer than the run would only overshoot it).
+        rollout = min(2048, config.timesteps)
+        n_steps = max(rollout // config.n_envs, 8)
+        return {"n_steps": n_steps, "batch_size": min(256, n_steps * config.n_envs), "n_epochs": 10,
+                "learning_rate": 1e-3, "gamma": 1.0, "gae_lambda": 1.0, "ent_coef": 0.0, "clip_range": 0.2,
+                "policy_kwargs": net}
+    if config.algo == "a2c":
+        return {"n_steps": 16, "learning_rate": 7e-4, "gamma": 1.0, "gae_lambda": 0.95, "ent_coef": 0.01,
+                "policy_kwargs": net}
+    # A 1M-transition default buffer would hold ~0.2 GB of observations for nothing: runs here are short.
+    return {"buffer_size": 100_000, "learning_starts": 1_000, "batch_size": 128, "learning_rate": 1e-3,
+            "gamma": 1.0, "train_freq": 4, "target_update_interval": 1_000, "exploration_fraction": 0.3,
+            "exploration_final_eps": 0.02, "policy_kwargs": net}
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def newest_checkpoint(checkpoint_dir: Path) -> tuple[Path, int] | None:
+    """(path, steps) of the checkpoint with the most steps (periodic or interrupted), or None."""
+    found = []
+    if checkpoint_dir.is_dir():
+        for path in checkpoint_dir.iterdir():
+            match = _CHECKPOINT_NAME.match(path.name)
+            if match:
+                steps = int(match.group(1) or match.group(2))
+                # On equal steps prefer the interrupted save: it was written last.
+                found.append((steps, path.name.startswith(INTERRUPTED_PREFIX), path))
+    if not found:
+        return None
+    steps, _, path = max(found)
+    return path, steps
+
+
+def _read_run(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / "run.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
+    # Write then rename, so an interrupt never leaves a half-written run.json.
+    tmp = out_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out_dir / "run.json")
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def masked_predict(model, env: gym.Env, observation: np.ndarray, deterministic: bool = True):
+    """``model.predict`` with the env's action mask when the model is a MaskablePPO."""
+    if isinstance(model, MaskablePPO):
+        mask = env.get_wrapper_attr("action_masks")()
+        return model.predict(observation, deterministic=deterministic, action_masks=mask)
+    return model.predict(observation, deterministic=deterministic)
+
+
+def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str, Any]:
+    """The objective (mean latency or makespan, s) of the deterministic policy on episodes ``seeds``."""
+    env = make_single_env(config)
+    objective = env.unwrapped.scenario.objective
+    values = []
+    for seed in seeds:
+        observation, _ = env.reset(seed=int(seed))
+        total, done = 0.0, False
+        while not done:
+            action, _ = masked_predict(model, env, observation)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        values.append(-total)  # the return is exactly minus the objective
+    env.close()
+    return {"objective": objective, "mean": float(np.mean(values)), "std": float(np.std(values)),
+            "episodes": len(values), "seeds": [int(s) for s in seeds], "values": values}
+
+
+# ---------------------------------------------------------------------- the run
+
+
+class TrainingTerminated(KeyboardInterrupt):
+    """SIGTERM, raised where the training loop is, so that it is handled like Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise TrainingTerminated(f"signal {signum}")
+
+
+def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0) -> dict[str, Any]:
+    """Run (or resume) the training described by ``config``; returns the final run.json record.
+
+    On KeyboardInterrupt (Ctrl-C, or SIGTERM under :func:`main`) the model is saved to
+    ``checkpoints/interrupted_<steps>.zip``, run.json is marked "interrupted" and the exception propagates.
+    ``callbacks`` are extra SB3 callbacks (tests use one to simulate an interrupt).
+    """
+    out_dir, checkpoint_dir = config.out_dir, config.checkpoint_dir
+    previous = _read_run(out_dir)
+    newest = newest_checkpoint(checkpoint_dir)
+    if config.resume:
+        if newest is None:
+            raise ValueError(f"resume: no checkpoint in {checkpoint_dir}; allowed: an --out directory of an earlier "
+                             "run that saved checkpoints (drop --resume to start a new run)")
+        if previous is not None:
+            for key in _RESUME_MUST_MATCH:
+                if previous["config"][key] != getattr(config, key):
+                    raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
+                                     f"({previous['config'][key]!r}); allowed: the same "
+                                     f"{', '.join(_RESUME_MUST_MATCH)} as that run")
+    elif newest is not None or (out_dir / "model.zip").exists():
+        raise ValueError(f"--out = {str(out_dir)!r} already holds a run; allowed: pass --resume to continue it, or a "
+                         "new --out directory")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    env = make_training_env(config)
+    cls = algorithm_class(config.algo)
+    if config.resume:
+        path, _ = newest
+        model = cls.load(path, env=env, device="cpu")  # keeps the hyperparameters it was created with
+        resumed_from = {"checkpoint": path.name, "steps": int(model.num_timesteps)}
+        settings = previous["hyperparameters"] if previous else None
+    else:
+        settings = hyperparameters(config)
+        # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
+        model = cls("MlpPolicy", env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
+        resumed_from = None
+    wall_before = float(previous.get("wall_time_s", 0.0)) if config.resume and previous else 0.0
+    record: dict[str, Any] = {
+        "config": asdict(config),
+        "hyperparameters": _jsonable(settings),
+        "vectorisation": vectorisation_path(config),
+        "status": "running",
+        "resumed_from": resumed_from,
+        "steps": int(model.num_timesteps),
+        "wall_time_s": wall_before,
+        "evaluation": None,
+    }
+    _write_run(out_dir, record)
+
+    # CheckpointCallback counts calls, one per vector step of n_envs transitions.
+    checkpoint = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
+                                    save_path=str(checkpoint_dir), name_prefix=CHECKPOINT_PREFIX)
+    remaining = max(config.timesteps - model.num_timesteps, 0)
+    start = time.perf_counter()
+    try:
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=[checkpoint, *callbacks],
+                        reset_num_timesteps=not config.resume, progress_bar=False)
+    except KeyboardInterrupt:
+        model.save(checkpoint_dir / f"{INTERRUPTED_PREFIX}_{model.num_timesteps}.zip")
+        record.update(status="interrupted", steps=int(model.num_timesteps),
+                      wall_time_s=wall_before + time.perf_counter() - start)
+        _write_run(out_dir, record)
+        raise
+    finally:
+        env.close()
+    model.save(out_dir / "model.zip")
+    # The final model is also the newest checkpoint, so that --resume with more --timesteps extends this run.
+    final_checkpoint = checkpoint_dir / f"{CHECKPOINT_PREFIX}_{model.num_timesteps}_steps.zip"
+    if not final_checkpoint.exists():
+        model.save(final_checkpoint)
+    record.update(steps=int(model.num_timesteps), wall_time_s=wall_before + time.perf_counter() - start)
+    if config.eval_episodes > 0:
+        seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + config.eval_episodes)
+        record["evaluation"] = evaluate_model(model, config, seeds)
+    record["status"] = "completed"
+    _write_run(out_dir, record)
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-Small-v0")
+    parser.add_argument("--algo", required=True, choices=ALGORITHMS)
+    parser.add_argument("--timesteps", type=int, required=True, help="total env steps to reach")
+    parser.add_argument("--n-envs", type=int, default=1, help="parallel envs (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help=f"training seed, in [0, {EVAL_SEED_BASE} - n_envs]")
+    parser.add_argument("--out", required=True, help="run directory (checkpoints/, model.zip, run.json)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="final evaluation episodes (0: none)")
+    parser.add_argument("--checkpoint-every", type=int, default=10_000, help="env steps between checkpoints")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: the policies are small MLPs, more threads only "
+                             "add synchronisation and contend on a shared machine)")
+    parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """(config, all arguments) from the command line; bad values exit through argparse with a message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.torch_threads < 1:
+        parser.error(f"--torch-threads = {args.torch_threads} is invalid; allowed: an integer >= 1")
+    try:
+        config = TrainConfig(env_id=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
+                             seed=args.seed, out=args.out, resume=args.resume, eval_episodes=args.eval_episodes,
+                             checkpoint_every=args.checkpoint_every)
+    except ValueError as error:
+        parser.error(str(error))
+    return config, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, args = parse_config(argv)
+    torch.set_num_threads(args.torch_threads)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        record = train(config, verbose=args.verbose)
+    except KeyboardInterrupt as interrupt:
+        newest = newest_checkpoint(config.checkpoint_dir)
+        where = newest[0] if newest else config.checkpoint_dir
+        print(f"interrupted: saved {where}; continue with the same arguments and --resume", file=sys.stderr)
+        return 143 if isinstance(interrupt, TrainingTerminated) else 130
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    evaluation = record["evaluation"]
+    summary = f"trained {record['steps']} steps in {record['wall_time_s']:.1f} s -> {config.out_dir / 'model.zip'}"
+    if evaluation is not None:
+        summary += (f"; {evaluation['objective']} {evaluation['mean']:.4f} s over {evaluation['episodes']} episodes "
+                    f"(seeds {EVAL_SEED_BASE}..{EVAL_SEED_BASE + evaluation['episodes'] - 1})")
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

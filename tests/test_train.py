@@ -1,0 +1,287 @@
+"""agents.train (checkpoints, resume, interrupts, validation, the DQN wrapper) and the shipped agents.
+
+Training runs here are tiny (a few hundred to a few thousand env steps); the shipped agents are trained by
+scripts/train_pretrained.sh.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("sb3_contrib")
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+import sdedge_gym  # noqa: F401  (registers the ids)
+from agents.baselines import RandomPolicy
+from agents.pretrained import PRETRAINED, load_pretrained
+from agents.train import (
+    EVAL_SEED_BASE,
+    FlattenBatchSpeculation,
+    FlattenVecActions,
+    TrainConfig,
+    main,
+    make_training_env,
+    newest_checkpoint,
+    parse_config,
+    train,
+    vectorisation_path,
+)
+
+SMALL = "sdedge/EdgeSD-Small-v0"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """In-process runs use one torch thread, as the CLI does by default (tiny MLPs; shared cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class InterruptAt(BaseCallback):
+    """Raises KeyboardInterrupt once the model has taken ``steps`` env steps (a simulated Ctrl-C)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.steps:
+            raise KeyboardInterrupt
+        return True
+
+
+class CountSteps(BaseCallback):
+    """Counts the env steps taken in this learn() call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 0
+
+    def _on_step(self) -> bool:
+        self.steps += self.training_env.num_envs
+        return True
+
+
+def _run_json(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+@pytest.mark.parametrize(("env_id", "algo", "n_envs"), [
+    (SMALL, "maskable_ppo", 1),
+    (SMALL, "maskable_ppo", 2),
+    (SMALL, "dqn", 2),
+    ("sdedge/EdgeSD-Small-Hybrid-v0", "ppo", 2),
+])
+def test_tiny_run_writes_checkpoints_model_and_run_json(tmp_path, env_id, algo, n_envs):
+    config = TrainConfig(env_id, algo, timesteps=256, n_envs=n_envs, seed=3, out=str(tmp_path),
+                         eval_episodes=2, checkpoint_every=128)
+    record = train(config)
+    assert (tmp_path / "model.zip").is_file()
+    newest = newest_checkpoint(tmp_path / "checkpoints")
+    assert newest is not None and newest[1] == record["steps"] >= 256
+    assert len(list((tmp_path / "checkpoints").glob("model_*_steps.zip"))) >= 2  # periodic + final
+    saved = _run_json(tmp_path)
+    assert saved == json.loads(json.dumps(record))
+    assert saved["status"] == "completed"
+    assert saved["config"]["env_id"] == env_id and saved["config"]["n_envs"] == n_envs
+    evaluation = saved["evaluation"]
+    assert evaluation["seeds"] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1]
+    assert evaluation["objective"] == "mean_latency"
+    assert evaluation["mean"] > 0 and len(evaluation["values"]) == 2
+
+
+def test_interrupt_leaves_a_checkpoint_and_resume_keeps_the_step_counter(tmp_path):
+    config = TrainConfig(SMALL, "a2c", timesteps=400, seed=1, out=str(tmp_path), eval_episodes=1,
+                         checkpoint_every=64)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[InterruptAt(160)])
+    assert (tmp_path / "checkpoints" / "interrupted_160.zip").is_file()
+    assert not (tmp_path / "model.zip").exists()
+    interrupted = _run_json(tmp_path)
+    assert interrupted["status"] == "interrupted" and interrupted["steps"] == 160
+
+    counter = CountSteps()
+    resumed = train(TrainConfig(**{**config.__dict__, "resume": True}), callbacks=[counter])
+    assert resumed["resumed_from"] == {"checkpoint": "interrupted_160.zip", "steps": 160}
+    assert resumed["status"] == "completed" and resumed["steps"] >= 400
+    # Only the missing steps were trained: the counter carried on from 160.
+    assert counter.steps == resumed["steps"] - 160
+    assert newest_checkpoint(tmp_path / "checkpoints")[1] == resumed["steps"]
+
+
+def test_resume_refuses_a_different_run_and_a_fresh_run_refuses_to_overwrite(tmp_path):
+    config = TrainConfig(SMALL, "a2c", timesteps=64, seed=1, out=str(tmp_path), eval_episodes=0,
+                         checkpoint_every=32)
+    train(config)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(config)
+    with pytest.raises(ValueError, match="seed = 2 differs"):
+        train(TrainConfig(SMALL, "a2c", timesteps=128, seed=2, out=str(tmp_path), resume=True))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(TrainConfig(SMALL, "a2c", timesteps=64, out=str(tmp_path / "empty"), resume=True))
+
+
+def _wait_for_checkpoint(out: Path, alive=lambda: True) -> None:
+    deadline = time.monotonic() + 60
+    while newest_checkpoint(out / "checkpoints") is None:  # training is under way once one exists
+        assert alive(), "training ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_saves_interrupted_checkpoint_and_main_exits_non_zero(tmp_path, capsys):
+    argv = ["--env", SMALL, "--algo", "a2c", "--timesteps", "10000000", "--out", str(tmp_path),
+            "--checkpoint-every", "64"]
+
+    def press_ctrl_c_once_training() -> None:
+        try:
+            _wait_for_checkpoint(tmp_path)
+        finally:  # always: a real Ctrl-C (KeyboardInterrupt in the main thread), and never a run left going
+            _thread.interrupt_main()
+
+    watcher = threading.Thread(target=press_ctrl_c_once_training)
+    watcher.start()
+    code = main(argv)
+    watcher.join()
+    assert code == 130
+    assert "--resume" in capsys.readouterr().err
+    assert len(list((tmp_path / "checkpoints").glob("interrupted_*.zip"))) == 1
+    assert _run_json(tmp_path)["status"] == "interrupted"
+
+
+def test_sigterm_saves_interrupted_checkpoint_and_exits_143(tmp_path):
+    command = [sys.executable, "-m", "agents.train", "--env", SMALL, "--algo", "a2c", "--timesteps", "10000000",
+               "--out", str(tmp_path), "--checkpoint-every", "64"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_checkpoint(tmp_path, alive=lambda: process.poll() is None)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr
+    assert "interrupted" in stderr and "--resume" in stderr
+    interrupted = list((tmp_path / "checkpoints").glob("interrupted_*.zip"))
+    assert len(interrupted) == 1
+    record = _run_json(tmp_path)
+    assert record["status"] == "interrupted" and interrupted[0].name == f"interrupted_{record['steps']}.zip"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--algo", "sac"], "invalid choice: 'sac'"),
+    (["--algo", "maskable_ppo", "--env", "sdedge/EdgeSD-Small-Hybrid-v0"], "allowed action modes for maskable_ppo"),
+    (["--algo", "dqn", "--env", "sdedge/EdgeSD-Small-Dict-v0"], "allowed action modes for dqn: discrete"),
+    (["--algo", "ppo", "--env", "sdedge/EdgeSD-Small-Dict-v0"], "discrete | hybrid"),
+    (["--env", "CartPole-v1"], "--env = 'CartPole-v1' is unknown"),
+    (["--n-envs", "0"], "--n-envs = 0 is invalid"),
+    (["--timesteps", "0"], "--timesteps = 0 is invalid"),
+    (["--seed", str(EVAL_SEED_BASE)], "--seed"),
+    (["--checkpoint-every", "0"], "--checkpoint-every = 0 is invalid"),
+    (["--eval-episodes", "-1"], "--eval-episodes = -1 is invalid"),
+])
+def test_bad_arguments_are_argparse_errors_naming_the_argument(capsys, argv, message):
+    base = {"--env": SMALL, "--algo": "maskable_ppo", "--timesteps": "100", "--out": "unused"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = value
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([item for pair in base.items() for item in pair])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flatten_wrapper_round_trips_every_action():
+    env = FlattenBatchSpeculation(gym.make(SMALL))
+    inner = env.env.action_space
+    n_max, choices = (int(v) for v in inner.nvec)
+    assert env.action_space == gym.spaces.Discrete(n_max * choices)
+    seen = set()
+    for flat in range(env.action_space.n):
+        pair = env.action(flat)
+        assert inner.contains(pair)
+        assert env.reverse_action(pair) == flat
+        seen.add(tuple(int(v) for v in pair))
+    assert len(seen) == n_max * choices  # a bijection
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.reverse_action(np.array([1, 3])))
+    assert (info["batch_size"], info["speculation_length"]) == (2, 3)
+    with pytest.raises(ValueError, match="allowed: an integer in"):
+        env.action(n_max * choices)
+    with pytest.raises(ValueError, match="needs action_mode 'discrete'"):
+        FlattenBatchSpeculation(gym.make("sdedge/EdgeSD-Small-Hybrid-v0"))
+
+
+def test_n_envs_above_one_uses_the_native_adapter_when_it_exists():
+    sb3_vec_env = pytest.importorskip("agents.sb3_vec_env")
+    config = TrainConfig(SMALL, "dqn", timesteps=64, n_envs=3, seed=5, out="unused")
+    assert vectorisation_path(config) == "native:agents.sb3_vec_env"
+    venv = make_training_env(config)  # VecMonitor(FlattenVecActions(SB3VecEnv))
+    assert isinstance(venv.venv, FlattenVecActions) and isinstance(venv.venv.venv, sb3_vec_env.SB3VecEnv)
+    assert venv.action_space == gym.spaces.Discrete(4 * 5)
+    venv.reset()
+    # Flat a = (n - 1) * (l_max + 1) + l, as FlattenBatchSpeculation: n = 1, 2, 3 with l = 0, 2, 4.
+    venv.step_async(np.array([0 * 5 + 0, 1 * 5 + 2, 2 * 5 + 4]))
+    _, _, _, infos = venv.step_wait()
+    assert [(i["batch_size"], i["speculation_length"]) for i in infos] == [(1, 0), (2, 2), (3, 4)]
+    venv.close()
+    assert vectorisation_path(TrainConfig(SMALL, "dqn", timesteps=64, n_envs=1, out="unused")) == "gym.make+Monitor"
+
+
+def _mean_latency(policy, env, seeds) -> float:
+    values = []
+    for seed in seeds:
+        observation, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            action, _ = policy.predict(observation)
+            observation, reward, terminated, truncated, info = env.step(action)
+            assert not info["action_clipped"]  # the mask keeps the agent's batches valid
+            total += reward
+            done = terminated or truncated
+        values.append(-total)
+    return float(np.mean(values))
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_pretrained_agent_loads_and_beats_random_valid_actions(name):
+    agent = PRETRAINED[name]
+    assert agent.model_path.stat().st_size < 2_000_000
+    card = agent.card()
+    assert card["env_id"] == agent.env_id and card["algo"] == agent.algo
+    for key in ("timesteps", "seed", "command", "wall_time_s", "evaluation"):
+        assert key in card
+    env = gym.make(agent.env_id)
+    policy = load_pretrained(name, env)
+    seeds = list(range(20))
+    random_env = gym.make(agent.env_id)
+    assert _mean_latency(policy, env, seeds) < _mean_latency(RandomPolicy(random_env, seed=0), random_env, seeds)
+
+
+def test_load_pretrained_errors_name_the_alternatives():
+    with pytest.raises(ValueError, match="unknown; allowed: maskable-ppo-small"):
+        load_pretrained("no-such-agent", gym.make(SMALL))
+    with pytest.raises(ValueError, match="same spaces"):
+        load_pretrained("maskable-ppo-small", gym.make("sdedge/EdgeSD-v0"))
+
+
+def test_importing_pretrained_does_not_import_torch():
+    code = "import sys, agents.pretrained; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
