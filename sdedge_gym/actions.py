@@ -99,6 +99,17 @@ def action_mask(batch_limit, max_batch: int, max_speculation: int):
     return np.concatenate([batch_ok, spec_ok], axis=-1)
 
 
+def action_mask_table(max_batch: int, max_speculation: int) -> np.ndarray:
+    """(max_batch + 1, n_max + l_max + 1) read-only: row b is ``action_mask(b, ...)``.
+
+    Indexing it (``table[limit]``, a copy for an array of limits) replaces building each mask anew; limits
+    above max_batch must be clipped to it first (their masks equal that row's).
+    """
+    table = action_mask(np.arange(max_batch + 1), max_batch, max_speculation)
+    table.setflags(write=False)
+    return table
+
+
 def finite_array(value, name: str, shape: tuple[int, ...], allowed: str) -> np.ndarray:
     """``value`` as a finite float array of ``shape``, or a ValueError naming ``name``."""
     try:

@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from sdedge_gym.actions import (
     ACTION_MODES,
-    action_mask,
+    action_mask_table,
     finite_array,
     hybrid_batch_and_speculation,
     shares_from_logits,
@@ -84,17 +84,16 @@ def task_feature_table(model: ServingModel, scales: ObservationScales, episode: 
     The observation's task block at a step is rows next_task .. next_task + n_max - 1, flattened.
     """
     cfg, w = model.config, episode.workload
+    k = episode.num_tasks
     efficiency = user_rate(scales.equal_share, episode.channel, cfg.uplink.rate_model) / scales.equal_share
-    columns = (
-        np.ones(episode.num_tasks),
-        w.prompt_len / scales.prompt_len,
-        w.payload_bits / scales.payload,
-        efficiency / (efficiency + scales.spectral_efficiency),
-        w.alpha if cfg.clairvoyant else w.alpha_estimate,
-        (w.output_len if cfg.clairvoyant else w.output_hint) / scales.output_len,
-    )
-    table = np.zeros((episode.num_tasks + cfg.max_batch, len(TASK_FEATURES)), dtype=np.float32)
-    table[: episode.num_tasks] = np.stack(columns, axis=1)
+    table = np.zeros((k + cfg.max_batch, len(TASK_FEATURES)), dtype=np.float32)
+    # Column by column into the float32 table: the same float64 values cast once, without a stacked copy.
+    table[:k, 0] = 1.0
+    table[:k, 1] = w.prompt_len / scales.prompt_len
+    table[:k, 2] = w.payload_bits / scales.payload
+    table[:k, 3] = efficiency / (efficiency + scales.spectral_efficiency)
+    table[:k, 4] = w.alpha if cfg.clairvoyant else w.alpha_estimate
+    table[:k, 5] = (w.output_len if cfg.clairvoyant else w.output_hint) / scales.output_len
     return table
 
 
@@ -109,6 +108,19 @@ def global_feature_values(model: ServingModel, scales: ObservationScales, num_ta
         _squash(backlog, model.batch_limit * tau),
         np.asarray(batch_limit) / model.config.max_batch,
     ), axis=-1).astype(np.float32)
+
+
+def global_features_one(model: ServingModel, scales: ObservationScales, num_tasks: int, next_task: int,
+                        uplink_end: float, inference_end: float, batch_limit: int) -> list[float]:
+    """:func:`global_feature_values` of one env on Python floats (the single env's every step).
+
+    The same float64 operations in the same order (``max`` keeps numpy.maximum's -0.0 and NaN), so that the
+    float32 observation is bit-identical; tests/test_env_speed_paths.py compares both.
+    """
+    tau = scales.task_time
+    backlog = max(inference_end - uplink_end, 0.0)
+    return [(num_tasks - next_task) / float(num_tasks), uplink_end / (uplink_end + num_tasks * tau),
+            backlog / (backlog + model.batch_limit * tau), batch_limit / model.config.max_batch]
 
 
 class EdgeSDEnv(gym.Env):
@@ -252,6 +264,7 @@ class EdgeSDEnv(gym.Env):
             })
         size = len(GLOBAL_FEATURES) + len(TASK_FEATURES) * n_max
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
+        self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b
 
         self.episode: Episode | None = None
         self.clock = EpisodeClock()
@@ -329,7 +342,7 @@ class EdgeSDEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Valid actions in MaskablePPO's layout: [n = 1..n_max] + [l = 0..l_max]."""
-        return action_mask(self.batch_limit(), self.scenario.max_batch, self.scenario.max_speculation)
+        return self._mask_table[self.batch_limit()].copy()  # a copy: callers may write into their mask
 
     def episode_kpis(self) -> dict[str, float]:
         """Mean latency, makespan (s) and throughput (tokens/s) of the batches committed so far."""
@@ -345,10 +358,13 @@ class EdgeSDEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         clock = self.clock
-        global_features = global_feature_values(self.model, self.scales, self.episode.num_tasks, clock.next_task,
-                                                clock.uplink_end, clock.inference_end, self.batch_limit())
-        window = self._task_features[clock.next_task: clock.next_task + self.scenario.max_batch]
-        return np.concatenate([global_features, window.ravel()])
+        n_global = len(GLOBAL_FEATURES)
+        observation = np.empty(n_global + len(TASK_FEATURES) * self.scenario.max_batch, dtype=np.float32)
+        observation[:n_global] = global_features_one(self.model, self.scales, self.episode.num_tasks,
+                                                     clock.next_task, clock.uplink_end, clock.inference_end,
+                                                     self.batch_limit())
+        observation[n_global:] = self._task_features[clock.next_task: clock.next_task + self.scenario.max_batch].ravel()
+        return observation
 
     # ------------------------------------------------------------------ action decoding
 
@@ -356,6 +372,12 @@ class EdgeSDEnv(gym.Env):
         """(requested n, l, bandwidth logits or weights) of an in-space action; ValueError otherwise."""
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         if self.action_mode == "discrete":
+            # Fast path: an integer array (what samplers and policies give) is finite and integral already;
+            # anything else, or out of range, takes the full validation below (and its error messages).
+            if type(action) is np.ndarray and action.shape == (2,) and action.dtype.kind in "iu":
+                n, l = action.tolist()
+                if 0 <= n < n_max and 0 <= l <= l_max:
+                    return n + 1, l, None
             values = finite_array(action, "action", (2,), f"[n - 1, l], integers with 0 <= n - 1 < {n_max} and "
                                                       f"0 <= l <= {l_max}")
             _integer_in(values[0], "action[0] (batch_size - 1)", 0, n_max - 1)

@@ -49,7 +49,7 @@ class ServingModel:
                     f"{node.gpu.memory_capacity / 2**30:.0f} GiB (try bytes_per_param=1 or a larger GPU)")
         return cls(config, draft, target, min(limits.values()))
 
-    @property
+    @cached_property  # read in every step's mask and observation: computed once
     def batch_limit(self) -> int:
         """Largest batch allowed by both the action space and memory."""
         return min(self.config.max_batch, self.memory_batch_limit)
@@ -73,7 +73,7 @@ class Episode:
         runs = None if workload.uniforms is None else acceptance_runs(workload.uniforms, workload.alpha)
         return cls(workload, channel, runs)
 
-    @property
+    @cached_property  # read several times per step: computed once
     def num_tasks(self) -> int:
         return self.workload.num_tasks
 

@@ -31,7 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sdedge_gym.actions import (
-    action_mask,
+    action_mask_table,
     finite_array,
     hybrid_batch_and_speculation,
     shares_from_logits,
@@ -40,15 +40,29 @@ from sdedge_gym.actions import (
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import EdgeSDEnv, ObservationScales, global_feature_values
 from sdedge_gym.episode import Episode, ServingModel
-from sdedge_gym.service import serve_batch
+from sdedge_gym.service import (
+    RoundTimes,
+    completion_offsets,
+    micro_batch_index,
+    micro_batch_load,
+    pipeline_schedule,
+    round_times,
+    serve_batch,
+)
 from sdedge_gym.speculation import acceptance_runs, task_progress
 from sdedge_gym.uplink import channel_coefficient, closed_form_allocation, slot_length, user_rate
-from sdedge_gym.workload import draw_workload
+from sdedge_gym.workload import draw_workloads
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot", "wait", "service_time",
                   "completion_times", "tokens", "accepted_drafts", "action_clipped")
 KPI_KEYS = ("mean_latency", "makespan", "throughput")
+# When EdgeSDVectorEnv._serve merges speculation-length groups into one pipeline-schedule call (measured on
+# the small and paper presets): one round of the schedule's loop costs about as much as this many padded
+# (row, round) cells, and past this many rows a merged call's column-wise writes to its (rows, rounds)
+# arrays fall out of cache and cost more than the round loops they save.
+ROUND_COST_IN_ROW_ROUNDS = 250
+MERGE_MAX_ROWS = 128
 
 
 class EdgeSDVectorEnv(VectorEnv):
@@ -98,6 +112,7 @@ class EdgeSDVectorEnv(VectorEnv):
         cfg = self.scenario
         e, k, n_max = self.num_envs, cfg.num_tasks, cfg.max_batch
         self.n_max, self.l_max, self.num_tasks = n_max, cfg.max_speculation, k
+        self._mask_table = action_mask_table(n_max, cfg.max_speculation)  # row b: the mask of batch limit b
         self._rngs: list[np.random.Generator | None] = [None] * e
         self.episodes: list[Episode | None] = [None] * e
         # Every env's episode, stacked: (num_envs, K) task columns and the observation's task table.
@@ -210,7 +225,7 @@ class EdgeSDVectorEnv(VectorEnv):
 
     def action_masks(self) -> np.ndarray:
         """(num_envs, n_max + l_max + 1) bool: every env's valid actions in MaskablePPO's layout."""
-        return action_mask(self.batch_limit(), self.n_max, self.l_max)
+        return self._mask_table[self.batch_limit()]  # fancy indexing: a fresh, writable array
 
     # ------------------------------------------------------------------ internals
 
@@ -223,14 +238,12 @@ class EdgeSDVectorEnv(VectorEnv):
         if indices.size == 0:
             return
         cfg = self.scenario
-        workloads = [draw_workload(cfg, self._rngs[i]) for i in indices]
-        columns = {name: np.stack([getattr(w, name) for w in workloads])
-                   for name in ("prompt_len", "output_len", "payload_bits", "channel_gain", "spectral_efficiency",
-                                "alpha", "alpha_estimate", "output_hint")}
+        # Draws per env from its own Generator, derived columns computed once across the resetting envs.
+        columns, workloads = draw_workloads(cfg, [self._rngs[i] for i in indices])
         channel = channel_coefficient(cfg.uplink, columns["channel_gain"], columns["spectral_efficiency"])
         runs = None
         if self._runs is not None:
-            runs = acceptance_runs(np.stack([w.uniforms for w in workloads]), columns["alpha"])
+            runs = acceptance_runs(columns["uniforms"], columns["alpha"])
             self._runs[indices] = runs
         for j, (i, workload) in enumerate(zip(indices, workloads, strict=True)):
             self.episodes[i] = Episode(workload, channel[j], None if runs is None else runs[j])
@@ -280,19 +293,7 @@ class EdgeSDVectorEnv(VectorEnv):
         prompt = np.where(member, self._prompt[env_rows, rows], 0.0)
         output = np.where(member, self._output[env_rows, rows], 0)
         alpha = self._alpha[env_rows, rows]
-        offsets = np.zeros((envs.size, width))
-        duration = np.zeros(envs.size)
-        accepted = np.zeros(envs.size)
-        # One array call per speculation length in use (at most l_max + 1), none per env.
-        for l in np.unique(spec_len).tolist():
-            group = np.flatnonzero(spec_len == l)
-            runs = None if self._runs is None else self._runs[envs[group][:, None], rows[group]]
-            progress = task_progress(output[group], alpha[group], l, runs)
-            service = serve_batch(self.model.draft, self.model.target, cfg.fronthaul, prompt[group], output[group],
-                                  progress, l, cfg.pipelining, batch_size=size[group])
-            offsets[group] = service.completion
-            duration[group] = service.duration
-            accepted[group] = service.accepted_drafts
+        offsets, duration, accepted = self._serve(envs, rows, size, spec_len, prompt, output, alpha)
 
         ready = self.uplink_end[envs] + slot
         start = np.maximum(ready, self.inference_end[envs])
@@ -317,6 +318,72 @@ class EdgeSDVectorEnv(VectorEnv):
                                                 np.where(member, completion, -np.inf).max(axis=-1))
         self._tokens[envs] += tokens
         return info
+
+    def _serve(self, envs: np.ndarray, rows: np.ndarray, size: np.ndarray, spec_len: np.ndarray, prompt: np.ndarray,
+               output: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``serve_batch`` of every env's padded batch: (completion offsets, duration, accepted drafts).
+
+        Task progress and round times take a scalar speculation length, so they run once per length in
+        use (at most l_max + 1 array calls, none per env). The pipeline schedule's numpy loop runs once per
+        round, so its fixed cost is paid per round of every call: groups of different lengths are merged
+        into one schedule call, their round times padded with inactive rounds, when the padding costs less
+        than the round loop it saves (:data:`ROUND_COST_IN_ROW_ROUNDS`, :data:`MERGE_MAX_ROWS`). Each row's
+        recursion is independent of the others and an inactive round changes nothing, so any merge gives
+        serve_batch's floats exactly.
+        """
+        cfg, model = self.scenario, self.model
+        width = rows.shape[-1]
+        offsets = np.zeros((envs.size, width))
+        duration = np.zeros(envs.size)
+        accepted = np.zeros(envs.size)
+        groups = []  # (env positions, speculation length, task progress)
+        for l in np.unique(spec_len).tolist():
+            group = np.flatnonzero(spec_len == l)
+            runs = None if self._runs is None else self._runs[envs[group][:, None], rows[group]]
+            groups.append((group, l, task_progress(output[group], alpha[group], l, runs)))
+        # Longest first; a group joins the last merged set if padding it to that set's rounds is cheaper.
+        groups.sort(key=lambda g: -g[2].max_rounds)
+        merged: list[list[tuple]] = []
+        for g in groups:
+            if (merged and sum(h[0].size for h in merged[-1]) + g[0].size <= MERGE_MAX_ROWS
+                    and g[0].size * (merged[-1][0][2].max_rounds - g[2].max_rounds)
+                    <= ROUND_COST_IN_ROW_ROUNDS * g[2].max_rounds):
+                merged[-1].append(g)
+            else:
+                merged.append([g])
+        for part in merged:
+            if len(part) == 1:  # alone: serve_batch itself
+                group, l, progress = part[0]
+                service = serve_batch(model.draft, model.target, cfg.fronthaul, prompt[group], output[group],
+                                      progress, l, cfg.pipelining, batch_size=size[group])
+                offsets[group] = service.completion
+                duration[group] = service.duration
+                accepted[group] = service.accepted_drafts
+                continue
+            # serve_batch's steps, with one schedule call over the part's groups
+            index = np.concatenate([g[0] for g in part])
+            which = micro_batch_index(size[index], width, cfg.pipelining)
+            rounds = np.zeros((index.size, width), dtype=np.int64)
+            num_rounds = part[0][2].max_rounds
+            padded = [[np.zeros((index.size, num_rounds)) for _ in range(3)] for _ in (0, 1)]
+            active = [np.zeros((index.size, num_rounds), dtype=bool) for _ in (0, 1)]
+            begin = 0
+            for group, l, progress in part:
+                block = slice(begin, begin + group.size)
+                begin += group.size
+                rounds[block] = progress.rounds
+                accepted[group] = progress.accepted_drafts.sum(axis=-1)
+                for x in (0, 1):
+                    load = micro_batch_load(prompt[group], progress, which[block] == x)
+                    times = round_times(model.draft, model.target, cfg.fronthaul, load, l)
+                    for column, value in zip(padded[x], (times.draft, times.fronthaul, times.verify), strict=True):
+                        column[block, : progress.max_rounds] = value
+                    active[x][block, : progress.max_rounds] = load.active > 0
+            schedule_a, schedule_b = pipeline_schedule(RoundTimes(*padded[0]), active[0], RoundTimes(*padded[1]),
+                                                       active[1])
+            offsets[index] = completion_offsets(schedule_a, schedule_b, which, rounds)
+            duration[index] = np.maximum(schedule_a.verify_end[..., -1], schedule_b.verify_end[..., -1])
+        return offsets, duration, accepted
 
     def _same_step_reset(self, done: np.ndarray, observations: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
         """SAME_STEP: keep the terminal observation and info of ``done`` envs, then reset them."""

@@ -44,8 +44,10 @@ class Workload:
     uniforms: np.ndarray | None  # (K, max_new_tokens) u_{k,p}, sampled mode only
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
+        # The field names are a module constant: dataclasses.fields() costs more than the flags themselves,
+        # and a Workload is built at every reset (many per step in the vector env).
+        for name in WORKLOAD_FIELDS:
+            value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
 
@@ -54,10 +56,16 @@ class Workload:
         return int(self.prompt_len.shape[-1])
 
 
-def _truncated_lognormal(rng: np.random.Generator, median: float, sigma: float, low: int, high: int,
-                         size: int) -> np.ndarray:
-    values = np.rint(median * np.exp(sigma * rng.standard_normal(size)))
-    return np.clip(values, low, high).astype(np.int64)
+WORKLOAD_FIELDS = tuple(f.name for f in fields(Workload))
+
+
+def _lognormal_tokens(z: np.ndarray, median: float, sigma: float, low: int, high: int) -> np.ndarray:
+    """Truncated log-normal token counts from standard normals ``z`` (round, then clip to [low, high])."""
+    values = np.rint(median * np.exp(sigma * z))
+    # maximum-then-minimum is what np.clip computes, without its Python-level wrapper (bit-identical).
+    np.maximum(values, low, out=values)
+    np.minimum(values, high, out=values)
+    return values.astype(np.int64)
 
 
 def path_gain(workload: WorkloadConfig, distance):
@@ -67,31 +75,82 @@ def path_gain(workload: WorkloadConfig, distance):
     return 10.0 ** (-path_loss_db / 10.0)
 
 
+def _raw_draws(scenario: ScenarioConfig, rng: np.random.Generator) -> tuple[np.ndarray | None, ...]:
+    """Every random draw of one episode, in the fixed order (see the module docstring); nothing derived.
+
+    Splitting the draws from what is computed from them lets the vector env draw per env (each env's own
+    Generator) and derive for all its resetting envs at once with :func:`_derive`.
+    """
+    w = scenario.workload
+    k = w.num_tasks
+    normal, uniform = rng.standard_normal, rng.uniform
+    prompt_z = normal(k)
+    output_z = normal(k)
+    distance_sq = uniform(w.distance_min**2, w.distance_max**2, k)
+    fading = rng.exponential(1.0, k) if w.rayleigh_fading else None
+    extra = uniform(w.extra_bits_min, w.extra_bits_max, k)
+    spectral = uniform(w.spectral_efficiency_min, w.spectral_efficiency_max, k)
+    alpha = uniform(w.alpha_min, w.alpha_max, k)
+    alpha_z = normal(k)
+    hint_z = normal(k)
+    uniforms = rng.random((k, w.max_new_tokens)) if scenario.acceptance == "sampled" else None
+    return prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms
+
+
+def _derive(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z,
+            hint_z, uniforms) -> dict[str, np.ndarray | None]:
+    """The Workload columns from :func:`_raw_draws`' arrays, task axis last (leading axes: envs).
+
+    Only elementwise operations and a per-row stable sort: a row of a stacked call equals the 1-D call
+    bit for bit (tests/test_env_speed_paths.py checks it).
+    """
+    w = scenario.workload
+    prompt = _lognormal_tokens(prompt_z, w.prompt_median, w.prompt_sigma, w.prompt_min, w.prompt_max)
+    output = _lognormal_tokens(output_z, w.output_median, w.output_sigma, w.output_min, w.max_new_tokens)
+    distance = np.sqrt(distance_sq)
+    alpha_estimate = alpha + w.alpha_estimate_noise * alpha_z
+    np.maximum(alpha_estimate, 0.0, out=alpha_estimate)
+    np.minimum(alpha_estimate, MAX_ALPHA_ESTIMATE, out=alpha_estimate)
+    hint = np.rint(output * np.exp(w.output_hint_sigma * hint_z))
+    np.maximum(hint, 1, out=hint)
+    np.minimum(hint, w.max_new_tokens, out=hint)
+
+    gain = path_gain(w, distance)
+    if fading is not None:  # no fading is a unit gain: multiplying by 1.0 would change nothing
+        gain = gain * fading
+    payload = scenario.uplink.bits_per_token * prompt + extra
+    columns = {"prompt_len": prompt, "output_len": output, "payload_bits": payload, "distance": distance,
+               "channel_gain": gain, "spectral_efficiency": spectral, "alpha": alpha,
+               "alpha_estimate": alpha_estimate, "output_hint": hint, "uniforms": uniforms}
+    if scenario.queue_order == "shortest_payload":  # FIFO needs no reordering (the arrays are fresh)
+        order = np.argsort(payload, axis=-1, kind="stable")
+        for name, value in columns.items():
+            if value is not None:
+                index = order if name != "uniforms" else order[..., None]
+                axis = -1 if name != "uniforms" else -2
+                columns[name] = np.take_along_axis(value, index, axis=axis)
+    return columns
+
+
 def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator) -> Workload:
     """Draw the tasks of one episode (the only place an episode consumes randomness)."""
-    w: WorkloadConfig = scenario.workload
-    k = w.num_tasks
-    prompt = _truncated_lognormal(rng, w.prompt_median, w.prompt_sigma, w.prompt_min, w.prompt_max, k)
-    output = _truncated_lognormal(rng, w.output_median, w.output_sigma, w.output_min, w.max_new_tokens, k)
-    distance = np.sqrt(rng.uniform(w.distance_min**2, w.distance_max**2, k))
-    fading = rng.exponential(1.0, k) if w.rayleigh_fading else np.ones(k)
-    extra = rng.uniform(w.extra_bits_min, w.extra_bits_max, k)
-    spectral = rng.uniform(w.spectral_efficiency_min, w.spectral_efficiency_max, k)
-    alpha = rng.uniform(w.alpha_min, w.alpha_max, k)
-    alpha_estimate = np.clip(alpha + w.alpha_estimate_noise * rng.standard_normal(k), 0.0, MAX_ALPHA_ESTIMATE)
-    hint = np.rint(output * np.exp(w.output_hint_sigma * rng.standard_normal(k)))
-    hint = np.clip(hint, 1, w.max_new_tokens)
-    uniforms = rng.random((k, w.max_new_tokens)) if scenario.acceptance == "sampled" else None
+    return Workload(**_derive(scenario, *_raw_draws(scenario, rng)))
 
-    gain = path_gain(w, distance) * fading
-    payload = scenario.uplink.bits_per_token * prompt + extra
 
-    order = np.arange(k)
-    if scenario.queue_order == "shortest_payload":
-        order = np.argsort(payload, kind="stable")
-    return Workload(
-        prompt_len=prompt[order], output_len=output[order], payload_bits=payload[order],
-        distance=distance[order], channel_gain=gain[order], spectral_efficiency=spectral[order],
-        alpha=alpha[order], alpha_estimate=alpha_estimate[order], output_hint=hint[order],
-        uniforms=None if uniforms is None else uniforms[order],
-    )
+def draw_workloads(scenario: ScenarioConfig, rngs: list[np.random.Generator]
+                   ) -> tuple[dict[str, np.ndarray | None], list[Workload]]:
+    """:func:`draw_workload` for each Generator: (columns stacked over them, one Workload per Generator).
+
+    The draws run per Generator; the derived arrays are computed once for all of them (numpy's per-call
+    overhead would otherwise dominate arrays of K entries). Each Workload holds read-only rows of the
+    stacked columns, equal bit for bit to what :func:`draw_workload` gives from the same Generator state.
+    """
+    raws = [_raw_draws(scenario, rng) for rng in rngs]
+    stacked = [None if column[0] is None else np.array(column) for column in zip(*raws, strict=True)]
+    columns = _derive(scenario, *stacked)
+    for value in columns.values():
+        if value is not None:
+            value.setflags(write=False)
+    rows = [[None] * len(rngs) if columns[name] is None else list(columns[name]) for name in WORKLOAD_FIELDS]
+    workloads = [Workload(*row) for row in zip(*rows, strict=True)]
+    return columns, workloads

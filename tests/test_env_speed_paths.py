@@ -1,0 +1,199 @@
+"""The env's fast paths against their reference paths, on random inputs: they must agree bit for bit.
+
+* ``draw_workload`` against the original one-function implementation (np.clip, fancy-index reordering);
+* ``draw_workloads`` (the vector env's batched derivation) row by row against ``draw_workload``;
+* ``global_features_one`` (Python floats) against ``global_feature_values`` (numpy);
+* the cached action-mask table against ``action_mask``;
+* the discrete-action fast path of ``EdgeSDEnv._decode`` against its full validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sdedge_gym.actions import action_mask, action_mask_table
+from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.env import EdgeSDEnv, global_feature_values, global_features_one
+from sdedge_gym.scenarios import make_scenario
+from sdedge_gym.workload import (
+    MAX_ALPHA_ESTIMATE,
+    WORKLOAD_FIELDS,
+    Workload,
+    draw_workload,
+    draw_workloads,
+    path_gain,
+)
+
+SCENARIOS: list[tuple[str, dict[str, Any]]] = [
+    ("small", {}),
+    ("paper", {}),
+    ("uplink", {}),
+    ("small", {"acceptance": "sampled"}),
+    ("small", {"queue_order": "shortest_payload"}),
+    ("paper", {"queue_order": "shortest_payload", "acceptance": "sampled"}),
+    ("small", {"config": {"workload": {"rayleigh_fading": False}}}),
+]
+
+
+def _reference_draw(scenario: ScenarioConfig, rng: np.random.Generator) -> dict[str, np.ndarray | None]:
+    """The original draw_workload, kept verbatim as the reference for bit-identity."""
+    w = scenario.workload
+    k = w.num_tasks
+
+    def lognormal(median: float, sigma: float, low: int, high: int) -> np.ndarray:
+        values = np.rint(median * np.exp(sigma * rng.standard_normal(k)))
+        return np.clip(values, low, high).astype(np.int64)
+
+    prompt = lognormal(w.prompt_median, w.prompt_sigma, w.prompt_min, w.prompt_max)
+    output = lognormal(w.output_median, w.output_sigma, w.output_min, w.max_new_tokens)
+    distance = np.sqrt(rng.uniform(w.distance_min**2, w.distance_max**2, k))
+    fading = rng.exponential(1.0, k) if w.rayleigh_fading else np.ones(k)
+    extra = rng.uniform(w.extra_bits_min, w.extra_bits_max, k)
+    spectral = rng.uniform(w.spectral_efficiency_min, w.spectral_efficiency_max, k)
+    alpha = rng.uniform(w.alpha_min, w.alpha_max, k)
+    alpha_estimate = np.clip(alpha + w.alpha_estimate_noise * rng.standard_normal(k), 0.0, MAX_ALPHA_ESTIMATE)
+    hint = np.rint(output * np.exp(w.output_hint_sigma * rng.standard_normal(k)))
+    hint = np.clip(hint, 1, w.max_new_tokens)
+    uniforms = rng.random((k, w.max_new_tokens)) if scenario.acceptance == "sampled" else None
+    gain = path_gain(w, distance) * fading
+    payload = scenario.uplink.bits_per_token * prompt + extra
+    order = np.argsort(payload, kind="stable") if scenario.queue_order == "shortest_payload" else np.arange(k)
+    return {"prompt_len": prompt[order], "output_len": output[order], "payload_bits": payload[order],
+            "distance": distance[order], "channel_gain": gain[order], "spectral_efficiency": spectral[order],
+            "alpha": alpha[order], "alpha_estimate": alpha_estimate[order], "output_hint": hint[order],
+            "uniforms": None if uniforms is None else uniforms[order]}
+
+
+def _assert_bit_equal(got: np.ndarray | None, want: np.ndarray | None, where: str) -> None:
+    assert (got is None) == (want is None), where
+    if want is not None:
+        assert got.dtype == want.dtype and got.shape == want.shape, where
+        assert got.tobytes() == want.tobytes(), where
+
+
+def _scenario(preset: str, kwargs: dict[str, Any]) -> ScenarioConfig:
+    kwargs = dict(kwargs)
+    return make_scenario(preset, kwargs.pop("config", None), num_tasks=12, **kwargs)
+
+
+@pytest.mark.parametrize(("preset", "kwargs"), SCENARIOS)
+def test_draw_workload_is_bit_identical_to_the_reference(preset: str, kwargs: dict[str, Any]) -> None:
+    scenario = _scenario(preset, kwargs)
+    for seed in range(10):
+        rng, reference_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        workload = draw_workload(scenario, rng)
+        want = _reference_draw(scenario, reference_rng)
+        for name in WORKLOAD_FIELDS:
+            _assert_bit_equal(getattr(workload, name), want[name], f"{preset} {kwargs} seed {seed} {name}")
+            value = getattr(workload, name)
+            assert value is None or not value.flags.writeable
+        assert rng.random() == reference_rng.random()  # the same number of draws
+
+
+@pytest.mark.parametrize(("preset", "kwargs"), SCENARIOS)
+def test_draw_workloads_rows_equal_draw_workload(preset: str, kwargs: dict[str, Any]) -> None:
+    scenario = _scenario(preset, kwargs)
+    seeds = list(range(7))
+    columns, workloads = draw_workloads(scenario, [np.random.default_rng(s) for s in seeds])
+    assert len(workloads) == len(seeds)
+    for i, seed in enumerate(seeds):
+        single = draw_workload(scenario, np.random.default_rng(seed))
+        for name in WORKLOAD_FIELDS:
+            want = getattr(single, name)
+            _assert_bit_equal(getattr(workloads[i], name), want, f"{preset} {kwargs} env {i} {name}")
+            _assert_bit_equal(None if columns[name] is None else columns[name][i], want, f"column {name}")
+            value = getattr(workloads[i], name)
+            assert value is None or not value.flags.writeable
+
+
+def test_workload_accepts_a_missing_uniforms_array() -> None:
+    w = draw_workload(make_scenario("small"), np.random.default_rng(0))
+    again = Workload(*(getattr(w, name) for name in WORKLOAD_FIELDS))
+    assert again.uniforms is None and again.num_tasks == w.num_tasks
+
+
+def test_global_features_one_equals_the_array_path() -> None:
+    env = EdgeSDEnv("small")
+    rng = np.random.default_rng(0)
+    k = 50
+    for _ in range(2000):
+        next_task = int(rng.integers(0, k + 1))
+        uplink_end = float(rng.exponential(5.0)) if rng.random() < 0.9 else 0.0
+        inference_end = uplink_end + float(rng.normal(0.0, 3.0)) if rng.random() < 0.8 else uplink_end
+        limit = min(env.model.batch_limit, k - next_task)
+        want = global_feature_values(env.model, env.scales, k, next_task, uplink_end, inference_end, limit)
+        got = np.array(global_features_one(env.model, env.scales, k, next_task, uplink_end, inference_end, limit),
+                       dtype=np.float32)
+        assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(("n_max", "l_max"), [(1, 0), (4, 4), (16, 8)])
+def test_action_mask_table_rows_equal_action_mask(n_max: int, l_max: int) -> None:
+    table = action_mask_table(n_max, l_max)
+    assert not table.flags.writeable
+    for limit in range(n_max + 1):
+        np.testing.assert_array_equal(table[limit], action_mask(limit, n_max, l_max))
+    limits = np.array([0, n_max, 1 if n_max > 1 else 0])
+    np.testing.assert_array_equal(table[limits], action_mask(limits, n_max, l_max))
+
+
+def test_env_masks_are_fresh_writable_copies() -> None:
+    env = EdgeSDEnv("small")
+    _, info = env.reset(seed=0)
+    info["action_mask"][:] = False  # a caller writing into its mask must not change the env's next one
+    assert env.action_masks().any() and env.action_masks().flags.writeable
+
+
+def test_discrete_decode_fast_path_equals_full_validation() -> None:
+    env = EdgeSDEnv("small")
+    env.reset(seed=0)
+    n_max, l_max = env.scenario.max_batch, env.scenario.max_speculation
+    for n in range(-1, n_max + 1):
+        for l in range(-1, l_max + 2):
+            for dtype in (np.int64, np.int32, np.uint8):
+                if (n < 0 or l < 0) and dtype == np.uint8:
+                    continue
+                action = np.array([n, l], dtype=dtype)
+                reference = action.astype(float)  # floats always take the full validation
+                if 0 <= n < n_max and 0 <= l <= l_max:
+                    got = env._decode(action)
+                    assert got == env._decode(reference) == (n + 1, l, None)
+                    assert all(type(x) is int for x in got[:2])
+                else:
+                    with pytest.raises(ValueError) as fast_error:
+                        env._decode(action)
+                    with pytest.raises(ValueError) as full_error:
+                        env._decode(reference)
+                    assert str(fast_error.value).split(" = ")[0] == str(full_error.value).split(" = ")[0]
+    with pytest.raises(ValueError, match="shape"):
+        env._decode(np.array([0, 0, 0]))
+
+
+@pytest.mark.parametrize(("preset", "kwargs"), [("small", {}), ("small", {"acceptance": "sampled"}),
+                                                ("paper", {"pipelining": False})])
+def test_vector_env_merged_schedules_equal_per_length_schedules(preset: str, kwargs: dict[str, Any],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merging speculation-length groups into one schedule call changes no float (bit for bit)."""
+    from sdedge_gym import vector_env
+
+    def run(merge: bool) -> list[Any]:
+        monkeypatch.setattr(vector_env, "MERGE_MAX_ROWS", 10**9 if merge else 0)
+        monkeypatch.setattr(vector_env, "ROUND_COST_IN_ROW_ROUNDS", 10**9 if merge else 0)
+        env = vector_env.EdgeSDVectorEnv(24, preset, num_tasks=10, **kwargs)
+        env.reset(seed=5)
+        env.action_space.seed(5)
+        out = []
+        for _ in range(25):
+            obs, reward, terminated, _, info = env.step(env.action_space.sample())
+            out.append((obs, reward, terminated, {k: v for k, v in info.items() if k != "final_info"}))
+        return out
+
+    for (obs, reward, terminated, info), (obs2, reward2, terminated2, info2) in zip(run(True), run(False),
+                                                                                    strict=True):
+        assert obs.tobytes() == obs2.tobytes() and reward.tobytes() == reward2.tobytes()
+        assert np.array_equal(terminated, terminated2) and sorted(info) == sorted(info2)
+        for key, value in info.items():
+            assert value.dtype == info2[key].dtype and value.tobytes() == info2[key].tobytes(), key
