@@ -7,7 +7,8 @@ Writes into ``--out``:
 
 * ``checkpoints/model_<steps>_steps.zip`` every ``--checkpoint-every`` env steps (SB3's CheckpointCallback),
   and ``checkpoints/interrupted_<steps>.zip`` when the run is stopped by Ctrl-C or SIGTERM (the process
-  then exits with 130 or 143);
+  then exits with 130 or 143). A signal only asks the run to stop: training ends at the next env step,
+  never in the middle of writing a checkpoint (a second Ctrl-C stops at once);
 * ``model.zip``, the final model;
 * ``run.json``: the arguments, the status, the steps done, the wall time and the final evaluation (the
   objective, mean latency or makespan in s, over ``--eval-episodes`` episodes seeded EVAL_SEED_BASE,
@@ -50,7 +51,7 @@ try:
     import torch
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import A2C, DQN, PPO
-    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
@@ -333,19 +334,49 @@ def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str
 # ---------------------------------------------------------------------- the run
 
 
-class TrainingTerminated(KeyboardInterrupt):
-    """SIGTERM, raised where the training loop is, so that it is handled like Ctrl-C."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (Ctrl-C or SIGTERM); its interrupted checkpoint is saved."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise TrainingTerminated(f"signal {signum}")
+class StopRequest:
+    """A signal handler that asks the training loop to stop instead of raising where it happens to be.
+
+    Raising KeyboardInterrupt from the handler could land inside torch.save while SB3 writes a checkpoint,
+    which turns it into a RuntimeError and leaves a corrupt file; a flag checked at every env step cannot.
+    A second signal while the run is stopping raises at once (the user insists).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {signum} while stopping")
+        self.signum = signum
 
 
-def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0) -> dict[str, Any]:
+class StopOnRequest(BaseCallback):
+    """Ends ``learn`` at the next env step once a :class:`StopRequest` has been made."""
+
+    def __init__(self, request: StopRequest) -> None:
+        super().__init__()
+        self.request = request
+
+    def _on_step(self) -> bool:
+        return self.request.signum is None
+
+
+def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
+          stop: StopRequest | None = None) -> dict[str, Any]:
     """Run (or resume) the training described by ``config``; returns the final run.json record.
 
-    On KeyboardInterrupt (Ctrl-C, or SIGTERM under :func:`main`) the model is saved to
-    ``checkpoints/interrupted_<steps>.zip``, run.json is marked "interrupted" and the exception propagates.
+    When ``stop`` is requested (the signal handler :func:`main` installs) or a KeyboardInterrupt reaches
+    the loop, the model is saved to ``checkpoints/interrupted_<steps>.zip``, run.json is marked
+    "interrupted" and a KeyboardInterrupt (:class:`TrainingInterrupted` for a signal) propagates.
     ``callbacks`` are extra SB3 callbacks (tests use one to simulate an interrupt).
     """
     out_dir, checkpoint_dir = config.out_dir, config.checkpoint_dir
@@ -395,11 +426,14 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0) 
     checkpoint = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
                                     save_path=str(checkpoint_dir), name_prefix=CHECKPOINT_PREFIX)
     remaining = max(config.timesteps - model.num_timesteps, 0)
+    stopper = [] if stop is None else [StopOnRequest(stop)]
     start = time.perf_counter()
     try:
         if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=[checkpoint, *callbacks],
+            model.learn(total_timesteps=remaining, callback=[checkpoint, *stopper, *callbacks],
                         reset_num_timesteps=not config.resume, progress_bar=False)
+        if stop is not None and stop.signum is not None:
+            raise TrainingInterrupted(stop.signum)
     except KeyboardInterrupt:
         model.save(checkpoint_dir / f"{INTERRUPTED_PREFIX}_{model.num_timesteps}.zip")
         record.update(status="interrupted", steps=int(model.num_timesteps),
@@ -470,19 +504,21 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argpar
 def main(argv: Sequence[str] | None = None) -> int:
     config, args = parse_config(argv)
     torch.set_num_threads(args.torch_threads)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    stop = StopRequest()
+    previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        record = train(config, verbose=args.verbose)
+        record = train(config, verbose=args.verbose, stop=stop)
     except KeyboardInterrupt as interrupt:
         newest = newest_checkpoint(config.checkpoint_dir)
         where = newest[0] if newest else config.checkpoint_dir
         print(f"interrupted: saved {where}; continue with the same arguments and --resume", file=sys.stderr)
-        return 143 if isinstance(interrupt, TrainingTerminated) else 130
+        return 143 if getattr(interrupt, "signum", None) == signal.SIGTERM else 130
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
     evaluation = record["evaluation"]
     summary = f"trained {record['steps']} steps in {record['wall_time_s']:.1f} s -> {config.out_dir / 'model.zip'}"
     if evaluation is not None:
