@@ -20,7 +20,7 @@ computed once per episode with the same core functions :func:`sdedge_gym.episode
   round recursion of :func:`pipeline_schedule` runs for all segments of a chunk of first tasks together:
   :func:`compacted_service` over the segments still running in each round, and at l = 0 (no draft, no
   fronthaul) :func:`autoregressive_service` as a running sum, with no round loop. Both give the same
-  floats as :func:`pipelined_service`, the plain recursion, which tests keep as the reference;
+  floats as :func:`pipeline_schedule` itself, which tests use as the reference;
 * the completion offsets of a micro-batch sum to sum_r (tasks finishing in round r) x verify_end(r), and
   the number finishing in round r is the drop of the active count after r.
 
@@ -36,7 +36,7 @@ import numpy as np
 from sdedge_gym.config import FronthaulConfig
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.roofline import PassCost
-from sdedge_gym.service import RoundLoad, RoundTimes
+from sdedge_gym.service import RoundTimes
 from sdedge_gym.speculation import TaskProgress, task_progress
 from sdedge_gym.uplink import closed_form_allocation, slot_length, uniform_allocation
 
@@ -164,7 +164,7 @@ def _flat_windows(windows: tuple[RoundTimes, np.ndarray]) -> tuple[np.ndarray, .
 
 def autoregressive_service(windows: tuple[RoundTimes, np.ndarray], lanes_a: np.ndarray, lanes_b: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pipelined_service` at l = 0 without the round loop: the MBS's clock is a running sum.
+    """:func:`compacted_service` at l = 0 without the round loop: the MBS's clock is a running sum.
 
     ``lanes_a`` and ``lanes_b`` are flat window indices (size * num_starts + start) of each segment's
     micro-batches. At l = 0, D = F = 0, and the recursion's invariants are sbs_free <= mbs_free and
@@ -189,9 +189,11 @@ def autoregressive_service(windows: tuple[RoundTimes, np.ndarray], lanes_a: np.n
 
 def compacted_service(windows: tuple[RoundTimes, np.ndarray], lanes_a: np.ndarray, lanes_b: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pipelined_service` on lanes sorted by their number of rounds, each round touching only live lanes.
+    """The recursion of :func:`sdedge_gym.service.pipeline_schedule`, for every segment, rounds on the first axis.
 
-    Same operations per lane in the same order (so the same floats); a lane whose micro-batches have both
+    Only what the tables need is kept (each micro-batch's last verify end and the completion sum), on lanes
+    sorted by their number of rounds, each round touching only live lanes. Same operations per lane in the
+    same order as pipeline_schedule (so the same floats); a lane whose micro-batches have both
     finished never changes again, so round r only runs over the prefix of lanes still running, and each
     round's times are taken from the windows for those lanes only (no (R, lanes) gather).
     """
@@ -232,45 +234,6 @@ def compacted_service(windows: tuple[RoundTimes, np.ndarray], lanes_a: np.ndarra
     return duration, out
 
 
-def pipelined_service(a: tuple[RoundTimes, np.ndarray], b: tuple[RoundTimes, np.ndarray]
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Duration and completion-offset sum of batches whose micro-batches have round times ``a`` and ``b``.
-
-    ``a`` and ``b`` are (times, active count) with rounds on the FIRST axis. This is the recursion of
-    :func:`sdedge_gym.service.pipeline_schedule` (same operations, so the same floats), keeping only what
-    the tables need: the schedule's arrays, rounds last, cost a strided copy per round, which made the
-    tables several times slower.
-    """
-    lead = a[1].shape[1:]
-    num_rounds = a[1].shape[0]
-    micro = []
-    for times, active in (a, b):
-        busy = active.reshape(num_rounds, -1).any(axis=1)
-        # The tasks active in round r but not in r + 1 finish at round r's verify end.
-        leaving = active - np.concatenate([active[1:], np.zeros((1, *lead))])
-        micro.append((times.draft, times.fronthaul, times.verify, active > 0, leaving, busy))
-    sbs_free = np.zeros(lead)
-    mbs_free = np.zeros(lead)
-    ends = [np.zeros(lead), np.zeros(lead)]
-    completion = np.zeros(lead)
-    draft_end = np.empty(lead)
-    verify_end = np.empty(lead)
-    for r in range(num_rounds):
-        for x, (d, f, v, on, leaving, busy) in enumerate(micro):
-            if not busy[r]:
-                continue
-            np.maximum(sbs_free, ends[x], out=draft_end)
-            draft_end += d[r]
-            np.add(draft_end, f[r], out=verify_end)
-            np.maximum(mbs_free, verify_end, out=verify_end)
-            verify_end += v[r]
-            np.copyto(sbs_free, draft_end, where=on[r])
-            np.copyto(mbs_free, verify_end, where=on[r])
-            np.copyto(ends[x], verify_end, where=on[r])
-            completion += leaving[r] * ends[x]
-    return np.maximum(ends[0], ends[1]), completion
-
-
 def _window_times(model: ServingModel, prompt_len: np.ndarray, progress: TaskProgress, tasks: slice,
                   num_rounds: int, speculation_length: int, max_size: int, num_starts: int
                   ) -> tuple[RoundTimes, np.ndarray]:
@@ -307,26 +270,6 @@ def _window_times(model: ServingModel, prompt_len: np.ndarray, progress: TaskPro
     times = _round_times_first_axis(model.draft, model.target, model.config.fronthaul, load_active, load_context,
                                     load_prompt, load_prompt_sq, speculation_length)
     return times, load_active
-
-
-def window_round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, load: RoundLoad,
-                       speculation_length: int) -> RoundTimes:
-    """:func:`sdedge_gym.service.round_times`, with the draft's l decode passes summed in closed form.
-
-    round_times materialises the l passes of every round (an l-times larger array); over every window of
-    an episode that dominated the tables' cost. Pass j of a round sees the context x_j = c + n j, so its
-    compute and memory times are both affine in j and the roofline max(compute_j, memory_j) summed over
-    j = 1..l is the memory sum plus the positive part of an affine function over a range of j. F and V
-    are round_times' own formulas. Tests check this against round_times to 1e-12.
-
-    Rounds on the last axis here; :func:`_window_times` calls the same formulas with rounds first.
-    """
-    def first(x: np.ndarray) -> np.ndarray:
-        return np.moveaxis(x, -1, 0)
-
-    times = _round_times_first_axis(draft, target, fronthaul, first(load.active), first(load.context),
-                                    load.prompt, load.prompt_square, speculation_length)
-    return RoundTimes(*(np.moveaxis(x, 0, -1) for x in (times.draft, times.fronthaul, times.verify)))
 
 
 def _round_times_first_axis(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, n: np.ndarray,
@@ -398,12 +341,3 @@ def _excess(e0: np.ndarray, e1: np.ndarray, l: int) -> np.ndarray:
     high = np.where(flat, float(l), high)
     count = np.maximum(high - low + 1, 0.0)
     return count * e0 + e1 * (low + high) * count / 2
-
-
-def _gather(windows: tuple[RoundTimes, np.ndarray], size: np.ndarray, start: np.ndarray
-            ) -> tuple[RoundTimes, np.ndarray]:
-    """(RoundTimes, active) of windows (size, start), rounds moved to the first axis: (R, ...)."""
-    times, active = windows
-    size, start = np.broadcast_arrays(size, start)
-    return (RoundTimes(times.draft[:, size, start], times.fronthaul[:, size, start], times.verify[:, size, start]),
-            active[:, size, start])

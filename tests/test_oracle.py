@@ -9,9 +9,8 @@ import pytest
 
 from agents.oracle import non_dominated, optimal_plan, solve
 from sdedge_gym import Episode, EpisodeClock, ServingModel, commit_batch, make_scenario
-from sdedge_gym.segments import _gather, _window_times, pipelined_service, segment_tables, window_round_times
-from sdedge_gym.service import RoundLoad, pipeline_schedule, round_times
-from sdedge_gym.speculation import task_progress
+from sdedge_gym.segments import _round_times_first_axis, segment_tables
+from sdedge_gym.service import RoundLoad, round_times
 
 
 def _tiny(seed: int, **overrides) -> tuple[ServingModel, Episode]:
@@ -65,7 +64,7 @@ def test_tables_match_commit_batch(preset, overrides):
     assert np.isinf(tables.uplink_slot[-1, 1:]).all() if tables.batch_limit > 1 else True
 
 
-def test_window_round_times_equal_round_times():
+def test_table_round_times_equal_round_times():
     model = ServingModel.of(make_scenario("paper"))
     rng = np.random.default_rng(0)
     active = rng.integers(0, 12, (5, 40)).astype(float)
@@ -73,36 +72,13 @@ def test_window_round_times_equal_round_times():
     load = RoundLoad(active, active * rng.uniform(16, 900, (5, 40)), rng.uniform(0, 5000, 5), rng.uniform(0, 1e6, 5))
     for l in range(9):
         want = round_times(model.draft, model.target, model.config.fronthaul, load, l)
-        got = window_round_times(model.draft, model.target, model.config.fronthaul, load, l)
+        # The tables' formulas take rounds on the first axis.
+        got = _round_times_first_axis(model.draft, model.target, model.config.fronthaul, load.active.T,
+                                      load.context.T, load.prompt, load.prompt_square, l)
+        got = type(got)(got.draft.T, got.fronthaul.T, got.verify.T)
         for a, b in zip((got.draft, got.fronthaul, got.verify), (want.draft, want.fronthaul, want.verify),
                         strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
-
-
-def test_pipelined_service_equals_pipeline_schedule():
-    model = ServingModel.of(make_scenario("small"))
-    episode = Episode.draw(model, np.random.default_rng(3))
-    w = episode.workload
-    progress = task_progress(w.output_len, w.alpha, 3)
-    rounds = int(progress.rounds.max())
-    windows = _window_times(model, np.asarray(w.prompt_len, float), progress, slice(0, 8), rounds, 3, 2, 8)
-    starts = np.arange(4)[:, None]
-    a = _gather(windows, np.array([[1, 1, 2, 2]]), starts)
-    b = _gather(windows, np.array([[0, 1, 1, 2]]), starts + np.array([[1, 1, 2, 2]]))
-    duration, completion = pipelined_service(a, b)
-
-    def rounds_last(x):
-        return np.moveaxis(x, 0, -1)
-
-    times_a = type(a[0])(*(rounds_last(x) for x in (a[0].draft, a[0].fronthaul, a[0].verify)))
-    times_b = type(b[0])(*(rounds_last(x) for x in (b[0].draft, b[0].fronthaul, b[0].verify)))
-    sa, sb = pipeline_schedule(times_a, rounds_last(a[1]) > 0, times_b, rounds_last(b[1]) > 0)
-    np.testing.assert_array_equal(duration, np.maximum(sa.verify_end[..., -1], sb.verify_end[..., -1]))
-    def leaving(active):
-        return active - np.concatenate([active[..., 1:], np.zeros_like(active[..., :1])], axis=-1)
-
-    leave_a, leave_b = leaving(rounds_last(a[1])), leaving(rounds_last(b[1]))
-    np.testing.assert_allclose(completion, (leave_a * sa.verify_end).sum(-1) + (leave_b * sb.verify_end).sum(-1))
 
 
 def test_non_dominated_matches_brute_force():

@@ -1,4 +1,4 @@
-"""The fast paths of the segment tables against the general ones they replace (same floats)."""
+"""The fast paths of the segment tables against the core they stand for (same floats)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from sdedge_gym import Episode, ServingModel, make_scenario
 from sdedge_gym.segments import (
     _draft_decode,
     _excess,
-    _gather,
     _window_times,
     autoregressive_service,
     compacted_service,
-    pipelined_service,
 )
-from sdedge_gym.service import RoundTimes, micro_batch_load, round_times
+from sdedge_gym.service import RoundTimes, micro_batch_load, pipeline_schedule, round_times
 from sdedge_gym.speculation import task_progress
 
 CASES = [(preset, acceptance, pipelining, seed)
@@ -46,14 +44,38 @@ def _windows(model: ServingModel, episode: Episode, l: int):
     return windows, size_a, size_b, starts, progress
 
 
+def _reference_service(windows, size_a, size_b, starts):
+    """Duration and completion sum of every segment from the core's own pipeline_schedule.
+
+    The completion sum adds (tasks leaving in round r) x verify_end(r), A then B, round by round: the order
+    the fast paths accumulate in, so the floats must agree exactly.
+    """
+    times, active = windows
+
+    def micro(size, start):  # (RoundTimes, active) of windows (size, start), rounds moved last
+        size, start = np.broadcast_arrays(size, start)
+        return (RoundTimes(*(np.moveaxis(x[:, size, start], 0, -1)
+                             for x in (times.draft, times.fronthaul, times.verify))),
+                np.moveaxis(active[:, size, start], 0, -1))
+
+    (times_a, active_a), (times_b, active_b) = micro(size_a[None, :], starts), micro(size_b[None, :],
+                                                                                     starts + size_a[None, :])
+    schedule_a, schedule_b = pipeline_schedule(times_a, active_a > 0, times_b, active_b > 0)
+    duration = np.maximum(schedule_a.verify_end[..., -1], schedule_b.verify_end[..., -1])
+    completion = np.zeros(duration.shape)
+    for r in range(active_a.shape[-1]):
+        for active_x, schedule in ((active_a, schedule_a), (active_b, schedule_b)):
+            after = active_x[..., r + 1] if r + 1 < active_x.shape[-1] else 0.0
+            completion += (active_x[..., r] - after) * schedule.verify_end[..., r]
+    return duration, completion
+
+
 @pytest.mark.parametrize("preset,acceptance,pipelining,seed", CASES)
-def test_fast_services_equal_pipelined_service(preset, acceptance, pipelining, seed):
+def test_fast_services_equal_pipeline_schedule(preset, acceptance, pipelining, seed):
     model, episode = _model_episode(preset, acceptance, pipelining, seed)
     for l in range(model.config.max_speculation + 1):
         windows, size_a, size_b, starts, _ = _windows(model, episode, l)
-        a = _gather(windows, size_a[None, :], starts)
-        b = _gather(windows, size_b[None, :], starts + size_a[None, :])
-        want_duration, want_completion = pipelined_service(a, b)
+        want_duration, want_completion = _reference_service(windows, size_a, size_b, starts)
         num_starts = windows[1].shape[2]
         lanes_a = (size_a[None, :] * num_starts + starts).ravel()
         lanes_b = (size_b[None, :] * num_starts + starts + size_a[None, :]).ravel()
