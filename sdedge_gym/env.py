@@ -330,7 +330,7 @@ class EdgeSDEnv(gym.Env):
 
         if self.render_mode == "ansi":
             return render.dashboard(self.scenario, self.action_mode, self.episode, self.clock, self.outcomes)
-        return render.gantt_rgb(self.scenario, self.episode, self.clock, self.outcomes)
+        return render.gantt_rgb(self.model, self.episode, self.clock, self.outcomes)
 
     # ------------------------------------------------------------------ masks and KPIs
 

@@ -18,12 +18,17 @@ from functools import cached_property
 
 import numpy as np
 
+from sdedge_gym import kernels
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.roofline import PassCost
-from sdedge_gym.service import BatchService, serve_expected_one, serve_sampled_one
-from sdedge_gym.speculation import acceptance_runs, expected_rounds_one, sampled_rounds_one
-from sdedge_gym.uplink import channel_coefficient, closed_form_allocation, shannon_allocation_one, slot_length
+from sdedge_gym.service import BatchService, serve_batch
+from sdedge_gym.speculation import acceptance_runs, task_progress
+from sdedge_gym.uplink import channel_coefficient, closed_form_allocation
 from sdedge_gym.workload import Workload, draw_workload
+
+# Expected-mode episodes pass this in place of the acceptance runs (the kernel's argument types stay fixed).
+NO_RUNS = np.zeros((1, 1), dtype=np.int32)
+NO_RUNS.setflags(write=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ class ServingModel:
         """Largest batch allowed by both the action space and memory."""
         return min(self.config.max_batch, self.memory_batch_limit)
 
+    @cached_property
+    def kernel_parameters(self) -> np.ndarray:
+        """The scenario's constants as the compiled kernel reads them (:func:`kernels.scenario_parameters`)."""
+        return kernels.scenario_parameters(self.config, self.draft, self.target)
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -78,23 +88,13 @@ class Episode:
         return self.workload.num_tasks
 
     @cached_property
-    def task_lists(self) -> _TaskLists:
-        """The per-task columns as Python lists, built once per episode for the single-batch fast path."""
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        """(prompt, output, alpha, payload, channel, runs) as the kernel reads them, built once per episode."""
         w = self.workload
-        return _TaskLists(
-            prompt_len=w.prompt_len.astype(float).tolist(), output_len=w.output_len.tolist(),
-            payload_bits=w.payload_bits.tolist(), channel=self.channel.tolist(), alpha=w.alpha.tolist(),
-            runs=None if self.runs is None else self.runs.tolist())
-
-
-@dataclass(frozen=True)
-class _TaskLists:
-    prompt_len: list[float]
-    output_len: list[int]
-    payload_bits: list[float]
-    channel: list[float]
-    alpha: list[float]
-    runs: list[list[int]] | None
+        runs = NO_RUNS if self.runs is None else np.ascontiguousarray(self.runs, dtype=np.int32)
+        return (w.prompt_len.astype(float), np.ascontiguousarray(w.output_len, dtype=np.int64),
+                np.ascontiguousarray(w.alpha, dtype=float), np.ascontiguousarray(w.payload_bits, dtype=float),
+                np.ascontiguousarray(self.channel, dtype=float), runs)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,6 @@ class BatchOutcome:
     tokens: float
     accepted_drafts: float
     cost: float  # this batch's share of the objective
-    service: BatchService
 
     @property
     def wait(self) -> float:
@@ -149,45 +148,42 @@ def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, bat
                  ) -> tuple[BatchOutcome, EpisodeClock]:
     """Serve the next ``batch_size`` tasks; ``bandwidth`` (Hz per user) defaults to the closed form.
 
-    The caller validates the action (see the env); this function trusts it.
+    The caller validates the action (see the env); this function trusts it. The batch is timed by the
+    compiled kernel (:func:`sdedge_gym.kernels.commit`).
     """
     cfg = model.config
     first = clock.next_task
-    end = first + batch_size
-    w = episode.workload
-    tasks = episode.task_lists  # one batch of a handful of tasks: Python floats beat numpy's call overhead
-    if bandwidth is None and cfg.uplink.rate_model == "shannon":
-        slot, bandwidth = shannon_allocation_one(tasks.payload_bits[first:end], tasks.channel[first:end],
-                                                 float(cfg.uplink.bandwidth))
-        slot = float(slot)
-    elif bandwidth is None:
-        slot, bandwidth = closed_form_allocation(w.payload_bits[first:end], episode.channel[first:end],
-                                                 cfg.uplink.bandwidth, cfg.uplink.rate_model)
-        slot = float(slot)
-    else:
-        slot = float(slot_length(w.payload_bits[first:end], bandwidth, episode.channel[first:end],
-                                 cfg.uplink.rate_model))
-    prompt, output = tasks.prompt_len[first:end], tasks.output_len[first:end]
-    if tasks.runs is None or speculation_length == 0:
-        rounds, tokens = expected_rounds_one(output, tasks.alpha[first:end], speculation_length)
-        service = serve_expected_one(model.draft, model.target, cfg.fronthaul, prompt, output, rounds, tokens,
-                                     speculation_length, cfg.pipelining)
-    else:
-        rounds, produced, accepted = sampled_rounds_one(output, tasks.runs[first:end], speculation_length)
-        service = serve_sampled_one(model.draft, model.target, cfg.fronthaul, prompt, output, rounds, produced,
-                                    accepted, speculation_length, cfg.pipelining)
+    prompt, output, alpha, payload, channel, runs = episode.kernel_arrays
+    explicit = bandwidth is not None
+    band = np.array(bandwidth, dtype=float) if explicit else np.empty(batch_size)
+    offsets = np.empty(batch_size)
+    slot, duration, accepted, tokens = kernels.commit(
+        model.kernel_parameters, prompt, output, alpha, payload, channel, runs, first, batch_size,
+        speculation_length, episode.runs is not None, explicit, band, offsets)
     ready = clock.uplink_end + slot
     start = ready if ready > clock.inference_end else clock.inference_end
-    finish = start + float(service.duration)
-    completion = start + service.completion
+    finish = start + duration
+    completion = start + offsets
     if cfg.objective == "mean_latency":
         cost = float(completion.sum()) / episode.num_tasks
     else:
         cost = finish - clock.inference_end
     outcome = BatchOutcome(
-        first_task=first, batch_size=batch_size, speculation_length=speculation_length, bandwidth=bandwidth,
+        first_task=first, batch_size=batch_size, speculation_length=speculation_length, bandwidth=band,
         uplink_start=clock.uplink_end, uplink_slot=slot, ready=ready, start=start, finish=finish,
-        completion_times=completion, tokens=float(service.tokens),
-        accepted_drafts=float(service.accepted_drafts), cost=cost, service=service,
+        completion_times=completion, tokens=tokens, accepted_drafts=accepted, cost=cost,
     )
     return outcome, EpisodeClock(first + batch_size, ready, finish, clock.batches + 1)
+
+
+def batch_service(model: ServingModel, episode: Episode, outcome: BatchOutcome) -> BatchService:
+    """The committed batch's full schedule (every round's draft and verify times), from the numpy specification.
+
+    The env's hot path keeps only what it reports; the Gantt chart and the tests ask for the rest here.
+    """
+    sl = slice(outcome.first_task, outcome.first_task + outcome.batch_size)
+    w = episode.workload
+    runs = None if episode.runs is None else episode.runs[sl]
+    progress = task_progress(w.output_len[sl], w.alpha[sl], outcome.speculation_length, runs)
+    return serve_batch(model.draft, model.target, model.config.fronthaul, w.prompt_len[sl], w.output_len[sl],
+                       progress, outcome.speculation_length, model.config.pipelining)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock
+from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, batch_service
 
 GANTT_SIZE_INCHES = (10.0, 3.6)
 GANTT_DPI = 100
@@ -60,7 +60,7 @@ def _intervals(start: np.ndarray, end: np.ndarray, offset: float) -> list[tuple[
     return list(zip((start[keep] + offset).tolist(), (end[keep] - start[keep]).tolist(), strict=True))
 
 
-def gantt_rgb(scenario: ScenarioConfig, episode: Episode | None, clock: EpisodeClock,
+def gantt_rgb(model: ServingModel, episode: Episode | None, clock: EpisodeClock,
               outcomes: list[BatchOutcome]) -> np.ndarray:
     """An (H, W, 3) uint8 Gantt chart: uplink slots, SBS draft and MBS verify busy intervals, completions.
 
@@ -82,7 +82,7 @@ def gantt_rgb(scenario: ScenarioConfig, episode: Episode | None, clock: EpisodeC
             axes.text(outcome.uplink_start + 0.5 * outcome.uplink_slot, rows["uplink"],
                       f"n={outcome.batch_size} l={outcome.speculation_length}", ha="center", va="center",
                       fontsize=8, color="white")
-        for x, schedule in enumerate(outcome.service.schedules):
+        for x, schedule in enumerate(batch_service(model, episode, outcome).schedules):
             y_low = 0.0 if x == 0 else -0.4  # A on the upper half of the row, B on the lower half
             alpha = 1.0 if x == 0 else 0.5
             axes.broken_barh(_intervals(schedule.draft_start, schedule.draft_end, outcome.start),
@@ -97,7 +97,7 @@ def gantt_rgb(scenario: ScenarioConfig, episode: Episode | None, clock: EpisodeC
     axes.set_xlabel("time since the episode start (s)")
     axes.grid(axis="x", linewidth=0.3)
     k = 0 if episode is None else episode.num_tasks
-    title = f"{scenario.name}: {clock.next_task}/{k} tasks in {clock.batches} batches"
+    title = f"{model.config.name}: {clock.next_task}/{k} tasks in {clock.batches} batches"
     if outcomes:
         completion = np.concatenate([o.completion_times for o in outcomes])
         title += f" | mean latency {completion.mean():.2f} s | makespan {completion.max():.2f} s"

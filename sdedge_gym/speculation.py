@@ -17,7 +17,6 @@ All functions broadcast over leading axes (episodes, segments) and a trailing ta
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,38 +101,3 @@ def _sampled_progress(output_len, runs, speculation_length: int) -> TaskProgress
     produced = np.stack(history, axis=-1)
     rounds = (produced < output_len[..., None]).sum(axis=-1)
     return TaskProgress(rounds.astype(np.int64), produced, accepted)
-
-
-def expected_rounds_one(output_len: list[int], alpha: list[float], speculation_length: int
-                        ) -> tuple[list[int], list[float]]:
-    """Expected mode for one batch on Python floats: (rounds per task, tokens per round L per task).
-
-    The same arithmetic as :func:`task_progress` (which tests compare it with), without the (n, R) table:
-    a task has produced r L tokens before each of its rounds r.
-    """
-    power = speculation_length + 1
-    tokens = [(1.0 - a**power) / (1.0 - a) for a in alpha]
-    rounds = [math.ceil(o / t - _CEIL_SLACK) for o, t in zip(output_len, tokens, strict=True)]
-    return rounds, tokens
-
-
-def sampled_rounds_one(output_len: list[int], runs: list[list[int]], speculation_length: int
-                       ) -> tuple[list[int], list[list[int]], list[int]]:
-    """Sampled mode for one batch: (rounds, tokens produced before each round, accepted drafts) per task.
-
-    Each task's positions are walked on Python ints, the same walk as :func:`task_progress`.
-    """
-    rounds, history, accepted = [], [], []
-    for output, run in zip(output_len, runs, strict=True):
-        last = len(run) - 1
-        position = taken = 0
-        produced = []
-        while position < output:
-            produced.append(position)
-            accept = min(run[min(position, last)], speculation_length)
-            taken += min(accept, output - position)
-            position = min(position + accept + 1, output)
-        rounds.append(len(produced))
-        history.append(produced)
-        accepted.append(taken)
-    return rounds, history, accepted

@@ -117,8 +117,6 @@ def _bandwidth_needed(finish, channel, kappa, present, log_snr=None):
 
 
 def _shannon_closed_form(payload, channel, total_bandwidth, present):
-    if payload.ndim == 1:
-        return shannon_allocation_one(payload.tolist(), channel.tolist(), float(total_bandwidth))
     safe_channel = np.where(present, channel, 1.0)
     # Bracket: below the infinite-bandwidth time of the slowest user no split works; at the uniform
     # split's slot length every user already has enough band, so sum_k b_k(T) <= B there.
@@ -164,77 +162,3 @@ def _initial_finish(payload, channel, total_bandwidth, present, lower, upper):
     efficiency = np.log2(1.0 + channel * count / total_bandwidth)
     guess = np.where(present, payload / efficiency, 0.0).sum(axis=-1) / total_bandwidth
     return np.where((guess > lower) & (guess < upper), guess, upper)
-
-
-def shannon_allocation_one(payload: list[float], channel: list[float], total_bandwidth: float):
-    """:func:`closed_form_allocation` (shannon) of one batch on Python floats: (T*, b_k as an array).
-
-    The same safeguarded Newton as the array path, many times faster for a handful of users (numpy's
-    per-call overhead dominates arrays that small); tests check both agree. b_k(T) comes from
-    :func:`_log_snr_root`'s iteration on floats, warm-started from the roots at the previous T.
-    """
-    users = [k for k, s in enumerate(payload) if s > 0]
-    bandwidth = [0.0] * len(payload)
-    if not users:
-        return np.float64(0.0), np.asarray(bandwidth)
-    if len(users) == 1:  # the whole band to the one user
-        k = users[0]
-        bandwidth[k] = total_bandwidth
-        slot = payload[k] / (total_bandwidth * math.log2(1.0 + channel[k] / total_bandwidth))
-        return np.float64(slot), np.asarray(bandwidth)
-    a = [channel[k] for k in users]
-    s = [payload[k] for k in users]
-    kappa = [sk * LN2 / ak for sk, ak in zip(s, a, strict=True)]  # each user's slot at infinite bandwidth
-    count = len(users)
-    share = total_bandwidth / count
-    uniform_rate = [share * math.log2(1.0 + ak / share) for ak in a]
-    lower = max(kappa)
-    upper = max(sk / rk for sk, rk in zip(s, uniform_rate, strict=True))
-    guess = sum(sk / math.log2(1.0 + ak * count / total_bandwidth) for sk, ak in zip(s, a, strict=True))
-    guess /= total_bandwidth
-    finish = guess if lower < guess < upper else upper
-    log_snr = [math.log1p(ak / share) for ak in a]  # u at the equal split: a warm start near the root
-    for _ in range(_MAX_ITERATIONS):
-        need, slope = _shannon_need(finish, a, kappa, log_snr)
-        excess = need - total_bandwidth
-        if excess > 0:
-            lower = finish
-        else:
-            upper = finish
-        step = finish - excess / slope * (need / total_bandwidth) if slope != 0.0 else math.nan
-        converged = abs(step - finish) <= _ROOT_RTOL * finish
-        if not (converged or lower < step < upper):
-            step = 0.5 * (lower + upper)
-        done = converged or upper - lower <= _ROOT_RTOL * upper
-        finish = step
-        if done:
-            break
-    _shannon_need(finish, a, kappa, log_snr)
-    need_k = [ak / math.expm1(u) for ak, u in zip(a, log_snr, strict=True)]
-    total = sum(need_k)
-    slot = 0.0
-    for k, ak, sk, bk in zip(users, a, s, need_k, strict=True):
-        b = bk * total_bandwidth / total
-        bandwidth[k] = b
-        slot = max(slot, sk / (b * math.log2(1.0 + ak / b)))
-    return np.float64(slot), np.asarray(bandwidth)
-
-
-def _shannon_need(finish: float, a: list[float], kappa: list[float], log_snr: list[float]) -> tuple[float, float]:
-    """sum_k b_k(T) and its derivative; updates ``log_snr`` (u_k) in place to the roots at T."""
-    need = slope = 0.0
-    for k, (ak, kk) in enumerate(zip(a, kappa, strict=True)):
-        c = kk / finish  # < 1 inside the bracket, where T exceeds every user's infinite-band slot
-        u = log_snr[k]
-        if u <= 1.0 - c:  # left of the maximum of ln(1 + u/c) - u: restart from a point right of the root
-            u = 2.0 * math.log1p(1.0 / c) + 1.0
-        for _ in range(_MAX_ITERATIONS):
-            delta = (math.log1p(u / c) - u) / (1.0 / (c + u) - 1.0)
-            u -= delta
-            if abs(delta) <= _INNER_RTOL * u:
-                break
-        log_snr[k] = u
-        x = math.expm1(u)  # SNR a_k / b_k
-        need += ak / x
-        slope += ak * c / (x * (1.0 / (1.0 + x) - c) * finish)
-    return need, slope

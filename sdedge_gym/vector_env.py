@@ -1,13 +1,18 @@
-"""A natively vectorised EdgeSD environment: numpy across environments over the same core.
+"""A natively vectorised EdgeSD environment: the single env's compiled kernel, looped over environments.
 
-``gymnasium.make_vec(id, num_envs=N)`` builds it for every registered id (``vector_entry_point``).
-Sub-env i is the single :class:`~sdedge_gym.env.EdgeSDEnv` seeded with ``seed + i`` (as ``SyncVectorEnv``
-seeds it): the same episodes, observations, rewards and infos, step for step. What differs is how it is
-computed: one step commits a batch in every environment with array calls across environments (the
-vectorised uplink solver, task progress, round times and pipeline schedule that the oracle's segment
-tables use), grouped by speculation length, so that no Python loop runs over environments in the step's
-hot path. The only per-environment loop draws a new workload when an episode ends, from that sub-env's
-own ``numpy.random.Generator``: that is what keeps each sub-env identical to the single env.
+``gymnasium.make_vec(id, num_envs=N)`` builds it for every registered id (``vector_entry_point``). One step
+commits a batch in every environment with one call of :func:`sdedge_gym.kernels.commit_many`, the same
+kernel the single env calls for its one batch: the dynamics are computed by the same compiled code, so
+a sub-env's step gives the single env's numbers on the same episode (to the last bit where the inputs
+are the same; the tests allow 1e-9 relative).
+
+Seeding (the contract): ``reset(seed=s)`` gives sub-env i the first episode of the single env seeded
+``s + i`` (as ``SyncVectorEnv`` seeds it), from that sub-env's own Generator. Episodes after an
+autoreset are drawn for all resetting envs at once, in one batched call, from the vector env's own
+Generator (seeded from ``s``): the vector env is deterministic given its seed, and each episode is a
+draw from the scenario's workload distribution, but sub-env i's later episodes are not the single env's
+later episodes (drawing per env would cost a Python Generator call per resetting env, the bottleneck at
+large widths). ``reset(options={"workload": ...})`` on the single env replays any episode exactly.
 
 Autoreset (``metadata["autoreset_mode"]``): ``NEXT_STEP`` (the default, as Gymnasium's own vector envs)
 or ``SAME_STEP`` (``final_obs`` and ``final_info`` in ``infos``), chosen with ``autoreset_mode=``.
@@ -30,6 +35,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from sdedge_gym import kernels
 from sdedge_gym.actions import (
     action_mask_table,
     finite_array,
@@ -40,30 +46,19 @@ from sdedge_gym.actions import (
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import EdgeSDEnv, ObservationScales, global_feature_values
 from sdedge_gym.episode import Episode, ServingModel
-from sdedge_gym.service import (
-    RoundTimes,
-    completion_offsets,
-    micro_batch_index,
-    micro_batch_load,
-    pipeline_schedule,
-    round_times,
-    serve_batch,
-)
-from sdedge_gym.speculation import acceptance_runs, task_progress
-from sdedge_gym.uplink import channel_coefficient, closed_form_allocation, slot_length, user_rate
-from sdedge_gym.workload import draw_workloads
+from sdedge_gym.speculation import acceptance_runs
+from sdedge_gym.uplink import channel_coefficient, user_rate
+from sdedge_gym.workload import WORKLOAD_FIELDS, Workload, derive_workload, draw_columns, raw_draws
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot", "wait", "service_time",
                   "completion_times", "tokens", "accepted_drafts", "action_clipped")
 KPI_KEYS = ("mean_latency", "makespan", "throughput")
-# When EdgeSDVectorEnv._serve merges speculation-length groups into one pipeline-schedule call (measured on
-# the small and paper presets): one round of the schedule's loop costs about as much as this many padded
-# (row, round) cells, and past this many rows a merged call's column-wise writes to its (rows, rounds)
-# arrays fall out of cache and cost more than the round loops they save.
-ROUND_COST_IN_ROW_ROUNDS = 250
-MERGE_MAX_ROWS = 128
-
+# Mixed into the reset seed for the autoreset stream, so that it never replays a sub-env's own stream.
+AUTORESET_STREAM = 0x5D3D6E
+# Workload columns the vector env keeps stacked over envs (what steps, observations and `episodes` read).
+STACKED_COLUMNS = tuple(name for name in WORKLOAD_FIELDS if name != "uniforms")
+NO_RUNS = np.zeros((1, 1, 1), dtype=np.int32)
 
 class EdgeSDVectorEnv(VectorEnv):
     """``num_envs`` copies of :class:`~sdedge_gym.env.EdgeSDEnv` stepped together with numpy.
@@ -114,13 +109,13 @@ class EdgeSDVectorEnv(VectorEnv):
         self.n_max, self.l_max, self.num_tasks = n_max, cfg.max_speculation, k
         self._mask_table = action_mask_table(n_max, cfg.max_speculation)  # row b: the mask of batch limit b
         self._rngs: list[np.random.Generator | None] = [None] * e
-        self.episodes: list[Episode | None] = [None] * e
-        # Every env's episode, stacked: (num_envs, K) task columns and the observation's task table.
+        self._autoreset_rng: np.random.Generator | None = None
+        # Every env's episode, stacked: (num_envs, K) workload columns, the kernel's task arrays, and the
+        # observation's task table.
+        self._columns = {name: np.zeros((e, k), dtype=np.int64 if name in ("prompt_len", "output_len") else float)
+                         for name in STACKED_COLUMNS}
         self._prompt = np.zeros((e, k))
-        self._output = np.zeros((e, k), dtype=np.int64)
-        self._payload = np.zeros((e, k))
         self._channel = np.ones((e, k))
-        self._alpha = np.zeros((e, k))
         self._runs = (np.zeros((e, k, cfg.workload.max_new_tokens), dtype=np.int32)
                       if cfg.acceptance == "sampled" else None)
         self._task_table = np.zeros((e, k + n_max, 6), dtype=np.float32)
@@ -154,11 +149,15 @@ class EdgeSDVectorEnv(VectorEnv):
                                  f"({self.num_envs},) with at least one True")
         elif not self._started:
             self._rngs = [None] * self.num_envs
+        if seed is not None or self._autoreset_rng is None:  # the autoreset stream follows the reset seeds
+            given = [int(x) for x in seeds if x is not None]
+            self._autoreset_rng = np.random.default_rng(np.random.SeedSequence([*given, AUTORESET_STREAM])
+                                                        if given else None)
         indices = np.flatnonzero(mask)
         for i in indices:
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
-        self._draw(indices)
+        self._store(indices, draw_columns(self.scenario, [self._rngs[i] for i in indices]))
         self._needs_reset[indices] = False
         self._started = True
         infos = {"action_mask": self.action_masks(), "_action_mask": mask.copy()}
@@ -196,7 +195,7 @@ class EdgeSDVectorEnv(VectorEnv):
 
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             if resetting.any():
-                self._draw(np.flatnonzero(resetting))
+                self._autoreset(np.flatnonzero(resetting))
             self._needs_reset = terminated.copy()
             observations = self._observations()
         else:
@@ -215,7 +214,19 @@ class EdgeSDVectorEnv(VectorEnv):
         return observations, rewards, terminated, np.zeros(e, dtype=bool), _present_keys(infos)
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.episodes = [None] * self.num_envs
+        self._started = False
+
+    @property
+    def episodes(self) -> list[Episode | None]:
+        """The current :class:`~sdedge_gym.episode.Episode` of every env (built on demand from the stacked
+        columns; in sampled mode with the acceptance runs and without the raw uniforms)."""
+        if not self._started:
+            return [None] * self.num_envs
+        out = []
+        for i in range(self.num_envs):
+            workload = Workload(**{name: self._columns[name][i].copy() for name in STACKED_COLUMNS}, uniforms=None)
+            out.append(Episode(workload, self._channel[i].copy(), None if self._runs is None else self._runs[i].copy()))
+        return out
 
     # ------------------------------------------------------------------ masks
 
@@ -229,29 +240,27 @@ class EdgeSDVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ internals
 
-    def _draw(self, indices: np.ndarray) -> None:
-        """New episodes for ``indices``, each from its env's own Generator (the single env's reset).
+    def _autoreset(self, indices: np.ndarray) -> None:
+        """New episodes for ``indices``, drawn for all of them in one batched call from the autoreset stream."""
+        raw = raw_draws(self.scenario, self._autoreset_rng, count=indices.size)
+        self._store(indices, derive_workload(self.scenario, *raw))
 
-        Only the draws run per env; what an Episode derives from its workload (channel coefficients,
-        acceptance runs) and the observation's task table are computed for all of them at once.
+    def _store(self, indices: np.ndarray, columns: dict[str, np.ndarray | None]) -> None:
+        """Install the workloads ``columns`` (rows over ``indices``) and restart those envs' clocks.
+
+        What an Episode derives from its workload (channel coefficients, acceptance runs) and the
+        observation's task table are computed for all of them at once.
         """
         if indices.size == 0:
             return
         cfg = self.scenario
-        # Draws per env from its own Generator, derived columns computed once across the resetting envs.
-        columns, workloads = draw_workloads(cfg, [self._rngs[i] for i in indices])
         channel = channel_coefficient(cfg.uplink, columns["channel_gain"], columns["spectral_efficiency"])
-        runs = None
         if self._runs is not None:
-            runs = acceptance_runs(columns["uniforms"], columns["alpha"])
-            self._runs[indices] = runs
-        for j, (i, workload) in enumerate(zip(indices, workloads, strict=True)):
-            self.episodes[i] = Episode(workload, channel[j], None if runs is None else runs[j])
+            self._runs[indices] = acceptance_runs(columns["uniforms"], columns["alpha"])
+        for name in STACKED_COLUMNS:
+            self._columns[name][indices] = columns[name]
         self._prompt[indices] = columns["prompt_len"]
-        self._output[indices] = columns["output_len"]
-        self._payload[indices] = columns["payload_bits"]
         self._channel[indices] = channel
-        self._alpha[indices] = columns["alpha"]
         self._task_table[indices, : self.num_tasks] = task_features(
             self.model, self.scales, channel, columns["prompt_len"], columns["payload_bits"],
             columns["alpha"] if cfg.clairvoyant else columns["alpha_estimate"],
@@ -272,118 +281,34 @@ class EdgeSDVectorEnv(VectorEnv):
         return np.concatenate([global_features, window.reshape(self.num_envs, -1)], axis=1)
 
     def _commit(self, envs: np.ndarray, requested: np.ndarray, spec_len: np.ndarray, weights) -> dict[str, Any]:
-        """Commit one batch in each of ``envs`` (what ``commit_batch`` does, across envs)."""
+        """Commit one batch in each of ``envs``: one call of the compiled kernel for all of them."""
         cfg = self.scenario
-        limit = np.minimum(self.model.batch_limit, self.num_tasks - self.next_task[envs])
-        size = np.minimum(requested, limit)
-        width = self.n_max
-        rows = np.minimum(self.next_task[envs][:, None] + np.arange(width), self.num_tasks - 1)
-        member = np.arange(width) < size[:, None]
-        env_rows = envs[:, None]
-        payload = np.where(member, self._payload[env_rows, rows], 0.0)  # zero payload: padding
-        channel = self._channel[env_rows, rows]
-        band = cfg.uplink.bandwidth
-        if self.action_mode == "discrete":
-            slot, bandwidth = closed_form_allocation(payload, channel, band, cfg.uplink.rate_model)
-        else:
+        e = self.num_envs
+        size = np.zeros(e, dtype=np.int64)
+        size[envs] = np.minimum(requested, np.minimum(self.model.batch_limit, self.num_tasks - self.next_task[envs]))
+        lengths = np.zeros(e, dtype=np.int64)
+        lengths[envs] = spec_len
+        bandwidth = np.zeros((e, self.n_max))
+        explicit = self.action_mode != "discrete"
+        if explicit:
             shares = shares_from_logits if self.action_mode == "hybrid" else shares_from_weights
-            bandwidth = shares(weights, size) * band
-            slot = slot_length(payload, bandwidth, channel, cfg.uplink.rate_model)
-
-        prompt = np.where(member, self._prompt[env_rows, rows], 0.0)
-        output = np.where(member, self._output[env_rows, rows], 0)
-        alpha = self._alpha[env_rows, rows]
-        offsets, duration, accepted = self._serve(envs, rows, size, spec_len, prompt, output, alpha)
-
-        ready = self.uplink_end[envs] + slot
-        start = np.maximum(ready, self.inference_end[envs])
-        finish = start + duration
-        completion = np.where(member, start[:, None] + offsets, 0.0)
-        if cfg.objective == "mean_latency":
-            cost = completion.sum(axis=-1) / self.num_tasks
-        else:
-            cost = finish - self.inference_end[envs]
-        tokens = output.sum(axis=-1).astype(float)
-        info = {
-            "reward": -cost, "batch_size": size, "speculation_length": spec_len,
-            "bandwidth": np.where(member, bandwidth, 0.0), "uplink_slot": slot, "wait": start - ready,
-            "service_time": finish - start, "completion_times": completion, "tokens": tokens,
-            "accepted_drafts": accepted, "action_clipped": size != requested,
+            bandwidth[envs] = shares(weights, size[envs]) * cfg.uplink.bandwidth
+        completion = np.zeros((e, self.n_max))
+        results = np.zeros((e, kernels.NUM_RESULTS))
+        sampled = self._runs is not None
+        kernels.commit_many(
+            self.model.kernel_parameters, self._prompt, self._columns["output_len"], self._columns["alpha"],
+            self._columns["payload_bits"], self._channel, self._runs if sampled else NO_RUNS, envs, size, lengths,
+            sampled, explicit, bandwidth, completion, results, self.next_task, self.uplink_end, self.inference_end,
+            self._completion_sum, self._completion_max, self._tokens, cfg.objective == "mean_latency")
+        r = results[envs]
+        return {
+            "reward": -r[:, kernels.COST], "batch_size": size[envs], "speculation_length": spec_len,
+            "bandwidth": bandwidth[envs], "uplink_slot": r[:, kernels.SLOT], "wait": r[:, kernels.WAIT],
+            "service_time": r[:, kernels.SERVICE_TIME], "completion_times": completion[envs],
+            "tokens": r[:, kernels.TOKENS], "accepted_drafts": r[:, kernels.ACCEPTED],
+            "action_clipped": size[envs] != requested,
         }
-        self.next_task[envs] += size
-        self.uplink_end[envs] = ready
-        self.inference_end[envs] = finish
-        self._completion_sum[envs] += completion.sum(axis=-1)
-        self._completion_max[envs] = np.maximum(self._completion_max[envs],
-                                                np.where(member, completion, -np.inf).max(axis=-1))
-        self._tokens[envs] += tokens
-        return info
-
-    def _serve(self, envs: np.ndarray, rows: np.ndarray, size: np.ndarray, spec_len: np.ndarray, prompt: np.ndarray,
-               output: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``serve_batch`` of every env's padded batch: (completion offsets, duration, accepted drafts).
-
-        Task progress and round times take a scalar speculation length, so they run once per length in
-        use (at most l_max + 1 array calls, none per env). The pipeline schedule's numpy loop runs once per
-        round, so its fixed cost is paid per round of every call: groups of different lengths are merged
-        into one schedule call, their round times padded with inactive rounds, when the padding costs less
-        than the round loop it saves (:data:`ROUND_COST_IN_ROW_ROUNDS`, :data:`MERGE_MAX_ROWS`). Each row's
-        recursion is independent of the others and an inactive round changes nothing, so any merge gives
-        serve_batch's floats exactly.
-        """
-        cfg, model = self.scenario, self.model
-        width = rows.shape[-1]
-        offsets = np.zeros((envs.size, width))
-        duration = np.zeros(envs.size)
-        accepted = np.zeros(envs.size)
-        groups = []  # (env positions, speculation length, task progress)
-        for l in np.unique(spec_len).tolist():
-            group = np.flatnonzero(spec_len == l)
-            runs = None if self._runs is None else self._runs[envs[group][:, None], rows[group]]
-            groups.append((group, l, task_progress(output[group], alpha[group], l, runs)))
-        # Longest first; a group joins the last merged set if padding it to that set's rounds is cheaper.
-        groups.sort(key=lambda g: -g[2].max_rounds)
-        merged: list[list[tuple]] = []
-        for g in groups:
-            if (merged and sum(h[0].size for h in merged[-1]) + g[0].size <= MERGE_MAX_ROWS
-                    and g[0].size * (merged[-1][0][2].max_rounds - g[2].max_rounds)
-                    <= ROUND_COST_IN_ROW_ROUNDS * g[2].max_rounds):
-                merged[-1].append(g)
-            else:
-                merged.append([g])
-        for part in merged:
-            if len(part) == 1:  # alone: serve_batch itself
-                group, l, progress = part[0]
-                service = serve_batch(model.draft, model.target, cfg.fronthaul, prompt[group], output[group],
-                                      progress, l, cfg.pipelining, batch_size=size[group])
-                offsets[group] = service.completion
-                duration[group] = service.duration
-                accepted[group] = service.accepted_drafts
-                continue
-            # serve_batch's steps, with one schedule call over the part's groups
-            index = np.concatenate([g[0] for g in part])
-            which = micro_batch_index(size[index], width, cfg.pipelining)
-            rounds = np.zeros((index.size, width), dtype=np.int64)
-            num_rounds = part[0][2].max_rounds
-            padded = [[np.zeros((index.size, num_rounds)) for _ in range(3)] for _ in (0, 1)]
-            active = [np.zeros((index.size, num_rounds), dtype=bool) for _ in (0, 1)]
-            begin = 0
-            for group, l, progress in part:
-                block = slice(begin, begin + group.size)
-                begin += group.size
-                rounds[block] = progress.rounds
-                accepted[group] = progress.accepted_drafts.sum(axis=-1)
-                for x in (0, 1):
-                    load = micro_batch_load(prompt[group], progress, which[block] == x)
-                    times = round_times(model.draft, model.target, cfg.fronthaul, load, l)
-                    for column, value in zip(padded[x], (times.draft, times.fronthaul, times.verify), strict=True):
-                        column[block, : progress.max_rounds] = value
-                    active[x][block, : progress.max_rounds] = load.active > 0
-            schedule_a, schedule_b = pipeline_schedule(RoundTimes(*padded[0]), active[0], RoundTimes(*padded[1]),
-                                                       active[1])
-            offsets[index] = completion_offsets(schedule_a, schedule_b, which, rounds)
-            duration[index] = np.maximum(schedule_a.verify_end[..., -1], schedule_b.verify_end[..., -1])
-        return offsets, duration, accepted
 
     def _same_step_reset(self, done: np.ndarray, observations: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
         """SAME_STEP: keep the terminal observation and info of ``done`` envs, then reset them."""
@@ -404,7 +329,7 @@ class EdgeSDVectorEnv(VectorEnv):
         flag[done] = True
         infos = {**infos, "final_obs": final_obs, "_final_obs": flag, "final_info": final_info,
                  "_final_info": flag.copy()}
-        self._draw(done)
+        self._autoreset(done)
         return infos
 
     def _decode(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

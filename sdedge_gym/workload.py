@@ -75,14 +75,16 @@ def path_gain(workload: WorkloadConfig, distance):
     return 10.0 ** (-path_loss_db / 10.0)
 
 
-def _raw_draws(scenario: ScenarioConfig, rng: np.random.Generator) -> tuple[np.ndarray | None, ...]:
+def raw_draws(scenario: ScenarioConfig, rng: np.random.Generator, count: int | None = None
+              ) -> tuple[np.ndarray | None, ...]:
     """Every random draw of one episode, in the fixed order (see the module docstring); nothing derived.
 
-    Splitting the draws from what is computed from them lets the vector env draw per env (each env's own
-    Generator) and derive for all its resetting envs at once with :func:`_derive`.
+    With ``count``, the draws of ``count`` episodes at once, each array (count, K): one call per quantity
+    for all of them (the vector env's autoreset). Splitting the draws from what is computed from them lets
+    the vector env derive for all its resetting envs at once with :func:`derive_workload`.
     """
     w = scenario.workload
-    k = w.num_tasks
+    k = w.num_tasks if count is None else (count, w.num_tasks)
     normal, uniform = rng.standard_normal, rng.uniform
     prompt_z = normal(k)
     output_z = normal(k)
@@ -93,13 +95,13 @@ def _raw_draws(scenario: ScenarioConfig, rng: np.random.Generator) -> tuple[np.n
     alpha = uniform(w.alpha_min, w.alpha_max, k)
     alpha_z = normal(k)
     hint_z = normal(k)
-    uniforms = rng.random((k, w.max_new_tokens)) if scenario.acceptance == "sampled" else None
+    uniforms = rng.random((*np.atleast_1d(k), w.max_new_tokens)) if scenario.acceptance == "sampled" else None
     return prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms
 
 
-def _derive(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z,
+def derive_workload(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z,
             hint_z, uniforms) -> dict[str, np.ndarray | None]:
-    """The Workload columns from :func:`_raw_draws`' arrays, task axis last (leading axes: envs).
+    """The Workload columns from :func:`raw_draws`' arrays, task axis last (leading axes: envs).
 
     Only elementwise operations and a per-row stable sort: a row of a stacked call equals the 1-D call
     bit for bit (tests/test_env_speed_paths.py checks it).
@@ -134,23 +136,15 @@ def _derive(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, fading, e
 
 def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator) -> Workload:
     """Draw the tasks of one episode (the only place an episode consumes randomness)."""
-    return Workload(**_derive(scenario, *_raw_draws(scenario, rng)))
+    return Workload(**derive_workload(scenario, *raw_draws(scenario, rng)))
 
 
-def draw_workloads(scenario: ScenarioConfig, rngs: list[np.random.Generator]
-                   ) -> tuple[dict[str, np.ndarray | None], list[Workload]]:
-    """:func:`draw_workload` for each Generator: (columns stacked over them, one Workload per Generator).
+def draw_columns(scenario: ScenarioConfig, rngs: list[np.random.Generator]) -> dict[str, np.ndarray | None]:
+    """:func:`draw_workload` for each Generator, as columns stacked over them (rows equal draw_workload's).
 
     The draws run per Generator; the derived arrays are computed once for all of them (numpy's per-call
-    overhead would otherwise dominate arrays of K entries). Each Workload holds read-only rows of the
-    stacked columns, equal bit for bit to what :func:`draw_workload` gives from the same Generator state.
+    overhead would otherwise dominate arrays of K entries).
     """
-    raws = [_raw_draws(scenario, rng) for rng in rngs]
+    raws = [raw_draws(scenario, rng) for rng in rngs]
     stacked = [None if column[0] is None else np.array(column) for column in zip(*raws, strict=True)]
-    columns = _derive(scenario, *stacked)
-    for value in columns.values():
-        if value is not None:
-            value.setflags(write=False)
-    rows = [[None] * len(rngs) if columns[name] is None else list(columns[name]) for name in WORKLOAD_FIELDS]
-    workloads = [Workload(*row) for row in zip(*rows, strict=True)]
-    return columns, workloads
+    return derive_workload(scenario, *stacked)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdedge_gym.catalogue import GPUS, MODELS
-from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, closed_form_shares, commit_batch
+from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, batch_service, closed_form_shares, commit_batch
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.uplink import closed_form_allocation, slot_length, uniform_allocation
 
@@ -49,8 +49,8 @@ def test_clocks_of_two_batches(small: ServingModel) -> None:
     np.testing.assert_allclose(first.bandwidth, band)
     assert first.ready == first.uplink_slot
     assert first.start == first.ready  # both nodes idle at t = 0: the batch starts when it is uploaded
-    assert first.finish == pytest.approx(first.start + float(first.service.duration))
-    np.testing.assert_allclose(first.completion_times, first.start + first.service.completion)
+    assert first.finish == pytest.approx(first.start + float(batch_service(small, episode, first).duration))
+    np.testing.assert_allclose(first.completion_times, first.start + batch_service(small, episode, first).completion)
     assert first.cost == pytest.approx(first.completion_times.sum() / 8)
     assert clock == EpisodeClock(next_task=3, uplink_end=first.ready, inference_end=first.finish, batches=1)
 

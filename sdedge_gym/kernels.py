@@ -1,0 +1,407 @@
+"""The compiled serving kernel: one implementation of a batch's service for the env, the vector env and the oracle.
+
+Everything a committed batch costs is computed here, in ``numba.njit(cache=True)`` functions on flat
+arrays: the uplink slot and band split (the closed-form equal-finish split for both rate models, or an
+explicit split), the batch's round loads in expected or sampled acceptance, the round times (roofline
+passes), and the max-plus recursion of the two pipelined micro-batches. The single env calls
+:func:`commit` for one batch, the vector env :func:`commit_many` for all its envs in one call, and the
+oracle's segment tables :func:`segment_service` over every segment of an episode.
+
+The readable numpy implementation (:mod:`sdedge_gym.service`, :mod:`sdedge_gym.uplink`,
+:mod:`sdedge_gym.speculation`) is the specification: the tests hold this kernel to it on random
+instances to a stated tolerance (the same formulas, but compiled code may fuse or reorder float
+operations, and ``math.log`` may differ from numpy's SIMD ``log`` by an ulp). docs/MODEL.md says which
+function implements which equation.
+
+A scenario's constants travel as one float64 vector, :func:`scenario_parameters`, so that a call unboxes
+one array instead of a dozen objects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.roofline import PassCost
+
+# Layout of the parameter vector: a node's seven roofline coefficients at DRAFT and TARGET.
+DRAFT, TARGET = 0, 7
+_T0, _SPF, _SPB, _FLOPS_PER_TOKEN, _ATTENTION, _WEIGHTS, _KV = range(7)
+FRONTHAUL_LATENCY, FRONTHAUL_TOKEN_TIME = 14, 15  # s, and s per draft token (bits / rate)
+PIPELINING, BANDWIDTH, SHANNON = 16, 17, 18  # flags are 0.0 / 1.0
+NUM_PARAMETERS = 19
+
+# Shared with the numpy specification (same stopping rules, so the same roots to rounding).
+CEIL_SLACK = 1e-9
+ROOT_RTOL = 1e-14
+INNER_RTOL = 1e-9
+MAX_ITERATIONS = 100
+LN2 = math.log(2.0)
+
+
+def scenario_parameters(config: ScenarioConfig, draft: PassCost, target: PassCost) -> np.ndarray:
+    """The kernel's float64 parameter vector of a scenario (see the layout constants above)."""
+    p = np.zeros(NUM_PARAMETERS)
+    for offset, cost in ((DRAFT, draft), (TARGET, target)):
+        p[offset: offset + 7] = (cost.overhead, cost.seconds_per_flop, cost.seconds_per_byte, cost.flops_per_token,
+                                 cost.attention_flops, cost.weight_bytes, cost.kv_bytes_per_token)
+    p[FRONTHAUL_LATENCY] = config.fronthaul.latency
+    p[FRONTHAUL_TOKEN_TIME] = config.fronthaul.draft_token_bits / config.fronthaul.rate
+    p[PIPELINING] = 1.0 if config.pipelining else 0.0
+    p[BANDWIDTH] = config.uplink.bandwidth
+    p[SHANNON] = 1.0 if config.uplink.rate_model == "shannon" else 0.0
+    p.setflags(write=False)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- uplink
+
+
+@njit(cache=True)
+def _log_snr(c, u):
+    """u = ln(1 + a/b) solving u = ln(1 + u/c), c in (0, 1), by Newton from ``u`` (uplink._log_snr_root)."""
+    if u <= 1.0 - c:  # left of the maximum of ln(1 + u/c) - u: restart right of the root
+        u = 2.0 * math.log1p(1.0 / c) + 1.0
+    for _ in range(MAX_ITERATIONS):
+        delta = (math.log1p(u / c) - u) / (1.0 / (c + u) - 1.0)
+        u -= delta
+        if abs(delta) <= INNER_RTOL * u:
+            break
+    return u
+
+
+@njit(cache=True)
+def shannon_split(payload, channel, total_bandwidth, bandwidth):
+    """The equal-finish split under r = b log2(1 + a/b): writes ``bandwidth`` (Hz), returns the slot (s).
+
+    A safeguarded Newton on the common finish time T, bracketed by the slowest user's infinite-band time
+    and the uniform split's slot (uplink._shannon_closed_form is the specification). Zero payload is
+    padding and gets no band.
+    """
+    n = payload.shape[0]
+    users = 0
+    for k in range(n):
+        bandwidth[k] = 0.0
+        if payload[k] > 0:
+            users += 1
+    if users == 0:
+        return 0.0
+    if users == 1:  # the whole band to the one user
+        for k in range(n):
+            if payload[k] > 0:
+                bandwidth[k] = total_bandwidth
+                return payload[k] / (total_bandwidth * math.log2(1.0 + channel[k] / total_bandwidth))
+    share = total_bandwidth / users
+    kappa = np.zeros(n)  # each user's slot at infinite bandwidth, S ln2 / a
+    log_snr = np.zeros(n)
+    lower = 0.0
+    upper = 0.0
+    guess = 0.0
+    for k in range(n):
+        if payload[k] > 0:
+            kappa[k] = payload[k] * LN2 / channel[k]
+            lower = max(lower, kappa[k])
+            upper = max(upper, payload[k] / (share * math.log2(1.0 + channel[k] / share)))
+            guess += payload[k] / math.log2(1.0 + channel[k] * users / total_bandwidth)
+            log_snr[k] = math.log1p(channel[k] / share)  # u at the equal split: a warm start
+    guess /= total_bandwidth
+    finish = guess if lower < guess < upper else upper
+    for _ in range(MAX_ITERATIONS):
+        need = 0.0
+        slope = 0.0
+        for k in range(n):
+            if payload[k] > 0:
+                c = kappa[k] / finish
+                u = _log_snr(c, log_snr[k])
+                log_snr[k] = u
+                x = math.expm1(u)
+                need += channel[k] / x
+                slope += channel[k] * c / (x * (1.0 / (1.0 + x) - c) * finish)
+        excess = need - total_bandwidth
+        if excess > 0:
+            lower = finish
+        else:
+            upper = finish
+        step = finish - excess / slope * (need / total_bandwidth) if slope != 0.0 else math.nan
+        converged = abs(step - finish) <= ROOT_RTOL * finish
+        if not (converged or lower < step < upper):
+            step = 0.5 * (lower + upper)
+        done = converged or upper - lower <= ROOT_RTOL * upper
+        finish = step
+        if done:
+            break
+    total = 0.0
+    for k in range(n):
+        if payload[k] > 0:
+            log_snr[k] = _log_snr(kappa[k] / finish, log_snr[k])
+            bandwidth[k] = channel[k] / math.expm1(log_snr[k])
+            total += bandwidth[k]
+    # Renormalise the last rounding error away so the split uses exactly B, and report the slot this very
+    # split achieves, so that callers never see a slot the shares do not deliver.
+    slot = 0.0
+    for k in range(n):
+        if payload[k] > 0:
+            bandwidth[k] = bandwidth[k] * total_bandwidth / total
+            slot = max(slot, payload[k] / (bandwidth[k] * math.log2(1.0 + channel[k] / bandwidth[k])))
+    return slot
+
+
+@njit(cache=True)
+def fixed_snr_split(payload, efficiency, total_bandwidth, bandwidth):
+    """The equal-finish split under r = b s: b_k = B (S_k / s_k) / sum_j (S_j / s_j); returns the slot."""
+    total = 0.0
+    for k in range(payload.shape[0]):
+        if payload[k] > 0:
+            total += payload[k] / efficiency[k]
+    for k in range(payload.shape[0]):
+        bandwidth[k] = total_bandwidth * (payload[k] / efficiency[k]) / total if payload[k] > 0 else 0.0
+    return total / total_bandwidth
+
+
+@njit(cache=True)
+def slot_of_split(payload, channel, bandwidth, shannon):
+    """max_k S_k / r_k(b_k) over users with a payload (inf if one of them has no band)."""
+    slot = 0.0
+    for k in range(payload.shape[0]):
+        if payload[k] > 0:
+            b = bandwidth[k]
+            if b <= 0:
+                return math.inf
+            rate = b * math.log2(1.0 + channel[k] / b) if shannon else b * channel[k]
+            slot = max(slot, payload[k] / rate)
+    return slot
+
+
+@njit(cache=True)
+def uplink_slot(p, payload, channel, bandwidth, explicit):
+    """The batch's slot: the closed-form split written into ``bandwidth``, or ``explicit`` shares (Hz) used."""
+    shannon = p[SHANNON] > 0
+    if explicit:
+        return slot_of_split(payload, channel, bandwidth, shannon)
+    if shannon:
+        return shannon_split(payload, channel, p[BANDWIDTH], bandwidth)
+    return fixed_snr_split(payload, channel, p[BANDWIDTH], bandwidth)
+
+
+# ---------------------------------------------------------------------------------------------- service
+
+
+@njit(cache=True)
+def _pass(p, node, new_tokens, attention_work, kv_tokens):
+    """Roofline time of one pass from the aggregates N, A, T (PassCost.pass_time); 0 when N == 0."""
+    if new_tokens <= 0:
+        return 0.0
+    compute = (p[node + _FLOPS_PER_TOKEN] * new_tokens + p[node + _ATTENTION] * attention_work) * p[node + _SPF]
+    memory = (p[node + _WEIGHTS] + p[node + _KV] * kv_tokens) * p[node + _SPB]
+    return p[node + _T0] + max(compute, memory)
+
+
+@njit(cache=True)
+def _draft_decode(p, n, ctx, l):
+    """Sum over j = 1..l of the draft's decode pass on n sequences of context ctx + n j (service._draft_passes).
+
+    Compute and memory time are both affine in j: where one wins at j = 1 and at j = l it wins throughout
+    and the sum has a closed form; otherwise the passes are summed one by one.
+    """
+    t0, spf, spb = p[DRAFT + _T0], p[DRAFT + _SPF], p[DRAFT + _SPB]
+    weights, kv, attention = p[DRAFT + _WEIGHTS], p[DRAFT + _KV], p[DRAFT + _ATTENTION]
+    tokens = p[DRAFT + _FLOPS_PER_TOKEN] * n
+    first, last = ctx + n, ctx + n * l
+    c1, cl = (tokens + attention * first) * spf, (tokens + attention * last) * spf
+    m1, ml = (weights + kv * first) * spb, (weights + kv * last) * spb
+    work = l * ctx + n * (l * (l + 1) / 2)  # sum over j of ctx + n j
+    if m1 >= c1 and ml >= cl:
+        return l * t0 + (l * weights + kv * work) * spb
+    if c1 >= m1 and cl >= ml:
+        return l * t0 + (l * tokens + attention * work) * spf
+    total = 0.0
+    for j in range(1, l + 1):
+        grown = ctx + n * j
+        total += _pass(p, DRAFT, n, grown, grown)
+    return total
+
+
+@njit(cache=True)
+def round_times(p, active, context, prompt, prompt_square, l, draft, fronthaul, verify):
+    """D, F and V of every round of a micro-batch at speculation length l (service.round_times)."""
+    for r in range(active.shape[0]):
+        n, ctx = active[r], context[r]
+        if n <= 0:
+            draft[r] = fronthaul[r] = verify[r] = 0.0
+            continue
+        if l == 0:  # autoregressive decoding on the MBS: round 0 prefills, later rounds add one token
+            draft[r] = fronthaul[r] = 0.0
+            verify[r] = _pass(p, TARGET, prompt, prompt_square, prompt) if r == 0 else _pass(p, TARGET, n, ctx, ctx)
+            continue
+        draft[r] = _draft_decode(p, n, ctx, l)
+        fronthaul[r] = p[FRONTHAUL_LATENCY] + n * l * p[FRONTHAUL_TOKEN_TIME]
+        if r == 0:  # the prompt is prefilled on the SBS before drafting and verified with the drafts
+            draft[r] += _pass(p, DRAFT, prompt, prompt_square, prompt)
+            verify[r] = _pass(p, TARGET, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l, prompt + n * l)
+        else:
+            verify[r] = _pass(p, TARGET, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+
+
+@njit(cache=True)
+def pipeline(draft_a, fronthaul_a, verify_a, active_a, draft_b, fronthaul_b, verify_b, active_b, end_a, end_b):
+    """The A, B, A, B, ... max-plus recursion (service.pipeline_schedule): verify ends per round.
+
+    ``end_a[r]`` / ``end_b[r]`` receive the micro-batch's verify end after round r (a finished
+    micro-batch keeps its last). Returns the batch's duration, the last verify end.
+    """
+    sbs = mbs = last_a = last_b = 0.0
+    for r in range(active_a.shape[0]):
+        if active_a[r] > 0:
+            start = max(sbs, last_a)
+            sbs = start + draft_a[r]
+            mbs = last_a = max(mbs, sbs + fronthaul_a[r]) + verify_a[r]
+        end_a[r] = last_a
+        if active_b[r] > 0:
+            start = max(sbs, last_b)
+            sbs = start + draft_b[r]
+            mbs = last_b = max(mbs, sbs + fronthaul_b[r]) + verify_b[r]
+        end_b[r] = last_b
+    return max(last_a, last_b)
+
+
+@njit(cache=True)
+def task_rounds(output, alpha, runs, row, l, sampled, produced):
+    """Rounds of one task and its tokens before each round (``produced[r]``); returns (rounds, accepted).
+
+    Expected mode: L = (1 - alpha^(l+1)) / (1 - alpha) tokens per round, ceil(O / L) rounds, min(O, r L)
+    tokens before round r (speculation.task_progress). Sampled mode (l >= 1): the walk over the task's
+    acceptance runs, A = min(l, run_p) drafts accepted and A + 1 tokens per round, truncated at O.
+    """
+    if output <= 0:
+        return 0, 0.0
+    if not sampled or l == 0:
+        tokens = (1.0 - math.pow(alpha, float(l + 1))) / (1.0 - alpha)
+        rounds = math.ceil(output / tokens - CEIL_SLACK)
+        for r in range(rounds):
+            produced[r] = min(float(output), r * tokens)
+        return rounds, float(max(output - rounds, 0))
+    last = runs.shape[1] - 1
+    position = 0
+    taken = 0
+    rounds = 0
+    while position < output:
+        produced[rounds] = position
+        rounds += 1
+        accept = min(runs[row, min(position, last)], l)
+        taken += min(accept, output - position)
+        position = min(position + accept + 1, output)
+    return rounds, float(taken)
+
+
+@njit(cache=True)
+def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion):
+    """Serve tasks first..first+n-1 (rows of ``runs`` too) at speculation length l.
+
+    Writes each task's completion offset from the batch's start into ``completion[:n]`` and returns
+    (duration, accepted drafts). Micro-batch A holds the first ceil(n/2) tasks (all of them without
+    pipelining or with n = 1), B the rest.
+    """
+    size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
+    max_rounds = 1
+    for k in range(first, first + n):
+        max_rounds = max(max_rounds, output[k])
+    active = np.zeros((2, max_rounds))
+    context = np.zeros((2, max_rounds))
+    prompt_sum = np.zeros(2)
+    prompt_square = np.zeros(2)
+    rounds = np.zeros(n, dtype=np.int64)
+    produced = np.empty(max_rounds)
+    used = 1
+    accepted = 0.0
+    for i in range(n):
+        k = first + i
+        x = 0 if i < size_a else 1
+        count, taken = task_rounds(output[k], alpha[k], runs, k, l, sampled, produced)
+        rounds[i] = count
+        accepted += taken
+        used = max(used, count)
+        if count > 0:
+            prompt_sum[x] += prompt[k]
+            prompt_square[x] += prompt[k] * prompt[k]
+        for r in range(count):
+            active[x, r] += 1.0
+            context[x, r] += prompt[k] + produced[r]
+    times = np.empty((2, 3, used))
+    for x in range(2):
+        round_times(p, active[x, :used], context[x, :used], prompt_sum[x], prompt_square[x], l,
+                    times[x, 0], times[x, 1], times[x, 2])
+    ends = np.empty((2, used))
+    duration = pipeline(times[0, 0], times[0, 1], times[0, 2], active[0, :used],
+                        times[1, 0], times[1, 1], times[1, 2], active[1, :used], ends[0], ends[1])
+    for i in range(n):
+        completion[i] = ends[0 if i < size_a else 1, rounds[i] - 1] if rounds[i] > 0 else 0.0
+    return duration, accepted
+
+
+@njit(cache=True)
+def commit(p, prompt, output, alpha, payload, channel, runs, first, n, l, sampled, explicit, bandwidth, completion):
+    """One batch: its uplink slot (closed form, or ``explicit`` shares already in ``bandwidth``) and service.
+
+    Returns (slot, duration, accepted drafts, output tokens); writes ``bandwidth[:n]`` (Hz) and
+    ``completion[:n]`` (offsets from the batch's start).
+    """
+    slot = uplink_slot(p, payload[first:first + n], channel[first:first + n], bandwidth[:n], explicit)
+    duration, accepted = serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion)
+    tokens = 0.0
+    for k in range(first, first + n):
+        tokens += output[k]
+    return slot, duration, accepted, tokens
+
+
+# Columns of commit_many's per-env result table.
+SLOT, DURATION, ACCEPTED, TOKENS, COST, WAIT, SERVICE_TIME = range(7)
+NUM_RESULTS = 7
+
+
+@njit(cache=True)
+def commit_many(p, prompt, output, alpha, payload, channel, runs, envs, size, l, sampled, explicit, bandwidth,
+                completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
+                tokens_total, mean_latency_objective):
+    """:func:`commit` for each env in ``envs`` (rows of the (num_envs, K) task arrays), with the clocks.
+
+    Per env e: serves ``size[e]`` tasks from ``next_task[e]`` at ``l[e]``; writes the band split (Hz) and
+    absolute completion times into rows of (num_envs, n_max) arrays (zeros beyond the batch; explicit
+    shares are read from ``bandwidth``), a row of ``results`` (SLOT, DURATION, ACCEPTED, TOKENS, COST,
+    WAIT, SERVICE_TIME), and advances next_task, uplink_end, inference_end and the running KPIs, as
+    :func:`sdedge_gym.episode.commit_batch` does for one env.
+    """
+    num_tasks = output.shape[1]
+    offsets = np.empty(bandwidth.shape[1])
+    for e in envs:
+        n = size[e]
+        first = next_task[e]
+        runs_e = runs[e] if sampled else runs[0]
+        slot, duration, accepted, tokens = commit(p, prompt[e], output[e], alpha[e], payload[e], channel[e], runs_e,
+                                                  first, n, l[e], sampled, explicit, bandwidth[e], offsets)
+        ready = uplink_end[e] + slot
+        start = max(ready, inference_end[e])
+        finish = start + duration
+        total = 0.0
+        for i in range(bandwidth.shape[1]):
+            if i < n:
+                completion[e, i] = start + offsets[i]
+                total += completion[e, i]
+                completion_max[e] = max(completion_max[e], completion[e, i])
+            else:
+                completion[e, i] = 0.0
+                bandwidth[e, i] = 0.0
+        results[e, SLOT] = slot
+        results[e, DURATION] = duration
+        results[e, ACCEPTED] = accepted
+        results[e, TOKENS] = tokens
+        results[e, COST] = total / num_tasks if mean_latency_objective else finish - inference_end[e]
+        results[e, WAIT] = start - ready
+        results[e, SERVICE_TIME] = finish - start
+        completion_sum[e] += total
+        tokens_total[e] += tokens
+        next_task[e] = first + n
+        uplink_end[e] = ready
+        inference_end[e] = finish
