@@ -60,6 +60,11 @@ class ServingModel:
         return min(self.config.max_batch, self.memory_batch_limit)
 
     @cached_property
+    def workspace(self) -> np.ndarray:
+        """The kernel's scratch memory for one batch (never carries state between batches; not thread-safe)."""
+        return kernels.workspace(self.config)
+
+    @cached_property
     def kernel_parameters(self) -> np.ndarray:
         """The scenario's constants as the compiled kernel reads them (:func:`kernels.scenario_parameters`)."""
         return kernels.scenario_parameters(self.config, self.draft, self.target)
@@ -158,8 +163,8 @@ def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, bat
     band = np.array(bandwidth, dtype=float) if explicit else np.empty(batch_size)
     offsets = np.empty(batch_size)
     slot, duration, accepted, tokens = kernels.commit(
-        model.kernel_parameters, prompt, output, alpha, payload, channel, runs, first, batch_size,
-        speculation_length, episode.runs is not None, explicit, band, offsets)
+        model.kernel_parameters, prompt, output, alpha, payload, channel, runs, first, int(batch_size),
+        int(speculation_length), episode.runs is not None, explicit, band, offsets, model.workspace)
     ready = clock.uplink_end + slot
     start = ready if ready > clock.inference_end else clock.inference_end
     finish = start + duration

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.roofline import PassCost
@@ -74,12 +74,12 @@ def _log_snr(c, u):
 
 
 @njit(cache=True)
-def shannon_split(payload, channel, total_bandwidth, bandwidth):
+def shannon_split(payload, channel, total_bandwidth, bandwidth, kappa, log_snr):
     """The equal-finish split under r = b log2(1 + a/b): writes ``bandwidth`` (Hz), returns the slot (s).
 
     A safeguarded Newton on the common finish time T, bracketed by the slowest user's infinite-band time
     and the uniform split's slot (uplink._shannon_closed_form is the specification). Zero payload is
-    padding and gets no band.
+    padding and gets no band. ``kappa`` and ``log_snr`` are scratch rows of at least n entries.
     """
     n = payload.shape[0]
     users = 0
@@ -95,8 +95,7 @@ def shannon_split(payload, channel, total_bandwidth, bandwidth):
                 bandwidth[k] = total_bandwidth
                 return payload[k] / (total_bandwidth * math.log2(1.0 + channel[k] / total_bandwidth))
     share = total_bandwidth / users
-    kappa = np.zeros(n)  # each user's slot at infinite bandwidth, S ln2 / a
-    log_snr = np.zeros(n)
+    # kappa: each user's slot at infinite bandwidth, S ln2 / a; log_snr: u = ln(1 + a/b) at the current T
     lower = 0.0
     upper = 0.0
     guess = 0.0
@@ -176,13 +175,13 @@ def slot_of_split(payload, channel, bandwidth, shannon):
 
 
 @njit(cache=True)
-def uplink_slot(p, payload, channel, bandwidth, explicit):
+def uplink_slot(p, payload, channel, bandwidth, explicit, work):
     """The batch's slot: the closed-form split written into ``bandwidth``, or ``explicit`` shares (Hz) used."""
     shannon = p[SHANNON] > 0
     if explicit:
         return slot_of_split(payload, channel, bandwidth, shannon)
     if shannon:
-        return shannon_split(payload, channel, p[BANDWIDTH], bandwidth)
+        return shannon_split(payload, channel, p[BANDWIDTH], bandwidth, work[_KAPPA], work[_LOG_SNR])
     return fixed_snr_split(payload, channel, p[BANDWIDTH], bandwidth)
 
 
@@ -225,9 +224,9 @@ def _draft_decode(p, n, ctx, l):
 
 
 @njit(cache=True)
-def round_times(p, active, context, prompt, prompt_square, l, draft, fronthaul, verify):
-    """D, F and V of every round of a micro-batch at speculation length l (service.round_times)."""
-    for r in range(active.shape[0]):
+def round_times(p, active, context, rounds, prompt, prompt_square, l, draft, fronthaul, verify):
+    """D, F and V of rounds 0..rounds-1 of a micro-batch at speculation length l (service.round_times)."""
+    for r in range(rounds):
         n, ctx = active[r], context[r]
         if n <= 0:
             draft[r] = fronthaul[r] = verify[r] = 0.0
@@ -246,20 +245,21 @@ def round_times(p, active, context, prompt, prompt_square, l, draft, fronthaul, 
 
 
 @njit(cache=True)
-def pipeline(draft_a, fronthaul_a, verify_a, active_a, draft_b, fronthaul_b, verify_b, active_b, end_a, end_b):
+def pipeline(draft_a, fronthaul_a, verify_a, rounds_a, draft_b, fronthaul_b, verify_b, rounds_b, end_a, end_b):
     """The A, B, A, B, ... max-plus recursion (service.pipeline_schedule): verify ends per round.
 
-    ``end_a[r]`` / ``end_b[r]`` receive the micro-batch's verify end after round r (a finished
-    micro-batch keeps its last). Returns the batch's duration, the last verify end.
+    Micro-batch X runs rounds 0..rounds_x-1 (active rounds form a prefix). ``end_a[r]`` / ``end_b[r]``
+    receive the micro-batch's verify end after round r (a finished micro-batch keeps its last). Returns
+    the batch's duration, the last verify end.
     """
     sbs = mbs = last_a = last_b = 0.0
-    for r in range(active_a.shape[0]):
-        if active_a[r] > 0:
+    for r in range(max(rounds_a, rounds_b)):
+        if r < rounds_a:
             start = max(sbs, last_a)
             sbs = start + draft_a[r]
             mbs = last_a = max(mbs, sbs + fronthaul_a[r]) + verify_a[r]
         end_a[r] = last_a
-        if active_b[r] > 0:
+        if r < rounds_b:
             start = max(sbs, last_b)
             sbs = start + draft_b[r]
             mbs = last_b = max(mbs, sbs + fronthaul_b[r]) + verify_b[r]
@@ -296,25 +296,40 @@ def task_rounds(output, alpha, runs, row, l, sampled, produced):
     return rounds, float(taken)
 
 
+# Rows of the kernel's float workspace (see :func:`workspace`).
+_ACTIVE_A, _ACTIVE_B, _CONTEXT_A, _CONTEXT_B, _PRODUCED, _DRAFT_A, _FRONTHAUL_A, _VERIFY_A, _DRAFT_B, \
+    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS = range(16)
+WORKSPACE_ROWS = 16
+
+
+def workspace(config: ScenarioConfig) -> np.ndarray:
+    """Scratch memory for one batch of the scenario: the kernel allocates nothing per batch.
+
+    A task needs at most O <= max_new_tokens rounds (every round yields a token), so rows of
+    max(max_new_tokens, n_max) entries hold any batch's per-round loads and times and per-user scratch.
+    Its contents never carry over from one batch to the next (every entry is written before it is read).
+    """
+    return np.empty((WORKSPACE_ROWS, max(config.workload.max_new_tokens, config.max_batch, 1)))
+
+
 @njit(cache=True)
-def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion):
+def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work):
     """Serve tasks first..first+n-1 (rows of ``runs`` too) at speculation length l.
 
     Writes each task's completion offset from the batch's start into ``completion[:n]`` and returns
     (duration, accepted drafts). Micro-batch A holds the first ceil(n/2) tasks (all of them without
-    pipelining or with n = 1), B the rest.
+    pipelining or with n = 1), B the rest. ``work`` is a :func:`workspace`.
     """
     size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
     max_rounds = 1
     for k in range(first, first + n):
         max_rounds = max(max_rounds, output[k])
-    active = np.zeros((2, max_rounds))
-    context = np.zeros((2, max_rounds))
-    prompt_sum = np.zeros(2)
-    prompt_square = np.zeros(2)
-    rounds = np.zeros(n, dtype=np.int64)
-    produced = np.empty(max_rounds)
-    used = 1
+    for row in range(_ACTIVE_A, _CONTEXT_B + 1):
+        work[row, :max_rounds] = 0.0
+    produced = work[_PRODUCED]
+    rounds = work[_ROUNDS]
+    prompt_sum_a = prompt_sum_b = prompt_square_a = prompt_square_b = 0.0
+    rounds_a = rounds_b = 0
     accepted = 0.0
     for i in range(n):
         k = first + i
@@ -322,34 +337,43 @@ def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion):
         count, taken = task_rounds(output[k], alpha[k], runs, k, l, sampled, produced)
         rounds[i] = count
         accepted += taken
-        used = max(used, count)
+        if x == 0:
+            rounds_a = max(rounds_a, count)
+        else:
+            rounds_b = max(rounds_b, count)
         if count > 0:
-            prompt_sum[x] += prompt[k]
-            prompt_square[x] += prompt[k] * prompt[k]
+            if x == 0:
+                prompt_sum_a += prompt[k]
+                prompt_square_a += prompt[k] * prompt[k]
+            else:
+                prompt_sum_b += prompt[k]
+                prompt_square_b += prompt[k] * prompt[k]
+        active, context = work[_ACTIVE_A + x], work[_CONTEXT_A + x]
         for r in range(count):
-            active[x, r] += 1.0
-            context[x, r] += prompt[k] + produced[r]
-    times = np.empty((2, 3, used))
-    for x in range(2):
-        round_times(p, active[x, :used], context[x, :used], prompt_sum[x], prompt_square[x], l,
-                    times[x, 0], times[x, 1], times[x, 2])
-    ends = np.empty((2, used))
-    duration = pipeline(times[0, 0], times[0, 1], times[0, 2], active[0, :used],
-                        times[1, 0], times[1, 1], times[1, 2], active[1, :used], ends[0], ends[1])
+            active[r] += 1.0
+            context[r] += prompt[k] + produced[r]
+    round_times(p, work[_ACTIVE_A], work[_CONTEXT_A], rounds_a, prompt_sum_a, prompt_square_a, l,
+                work[_DRAFT_A], work[_FRONTHAUL_A], work[_VERIFY_A])
+    round_times(p, work[_ACTIVE_B], work[_CONTEXT_B], rounds_b, prompt_sum_b, prompt_square_b, l,
+                work[_DRAFT_B], work[_FRONTHAUL_B], work[_VERIFY_B])
+    duration = pipeline(work[_DRAFT_A], work[_FRONTHAUL_A], work[_VERIFY_A], rounds_a,
+                        work[_DRAFT_B], work[_FRONTHAUL_B], work[_VERIFY_B], rounds_b, work[_END_A], work[_END_B])
     for i in range(n):
-        completion[i] = ends[0 if i < size_a else 1, rounds[i] - 1] if rounds[i] > 0 else 0.0
+        count = int(rounds[i])
+        completion[i] = work[_END_A if i < size_a else _END_B, count - 1] if count > 0 else 0.0
     return duration, accepted
 
 
 @njit(cache=True)
-def commit(p, prompt, output, alpha, payload, channel, runs, first, n, l, sampled, explicit, bandwidth, completion):
+def commit(p, prompt, output, alpha, payload, channel, runs, first, n, l, sampled, explicit, bandwidth, completion,
+           work):
     """One batch: its uplink slot (closed form, or ``explicit`` shares already in ``bandwidth``) and service.
 
     Returns (slot, duration, accepted drafts, output tokens); writes ``bandwidth[:n]`` (Hz) and
-    ``completion[:n]`` (offsets from the batch's start).
+    ``completion[:n]`` (offsets from the batch's start). ``work`` is a :func:`workspace`.
     """
-    slot = uplink_slot(p, payload[first:first + n], channel[first:first + n], bandwidth[:n], explicit)
-    duration, accepted = serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion)
+    slot = uplink_slot(p, payload[first:first + n], channel[first:first + n], bandwidth[:n], explicit, work)
+    duration, accepted = serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work)
     tokens = 0.0
     for k in range(first, first + n):
         tokens += output[k]
@@ -362,46 +386,159 @@ NUM_RESULTS = 7
 
 
 @njit(cache=True)
+def _commit_env(p, prompt, output, alpha, payload, channel, runs, e, size, l, sampled, explicit, bandwidth,
+                completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
+                tokens_total, mean_latency_objective, work):
+    """:func:`commit_many`'s work for env e (``work`` row 0 holds the completion offsets)."""
+    num_tasks = output.shape[1]
+    n = size[e]
+    first = next_task[e]
+    runs_e = runs[e] if sampled else runs[0]
+    offsets = completion[e]
+    slot, duration, accepted, tokens = commit(p, prompt[e], output[e], alpha[e], payload[e], channel[e], runs_e,
+                                              first, n, l[e], sampled, explicit, bandwidth[e], offsets, work)
+    ready = uplink_end[e] + slot
+    start = max(ready, inference_end[e])
+    finish = start + duration
+    total = 0.0
+    for i in range(bandwidth.shape[1]):
+        if i < n:
+            completion[e, i] = start + offsets[i]
+            total += completion[e, i]
+            completion_max[e] = max(completion_max[e], completion[e, i])
+        else:
+            completion[e, i] = 0.0
+            bandwidth[e, i] = 0.0
+    results[e, SLOT] = slot
+    results[e, DURATION] = duration
+    results[e, ACCEPTED] = accepted
+    results[e, TOKENS] = tokens
+    results[e, COST] = total / num_tasks if mean_latency_objective else finish - inference_end[e]
+    results[e, WAIT] = start - ready
+    results[e, SERVICE_TIME] = finish - start
+    completion_sum[e] += total
+    tokens_total[e] += tokens
+    next_task[e] = first + n
+    uplink_end[e] = ready
+    inference_end[e] = finish
+
+
+@njit(cache=True, parallel=True)
 def commit_many(p, prompt, output, alpha, payload, channel, runs, envs, size, l, sampled, explicit, bandwidth,
                 completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
-                tokens_total, mean_latency_objective):
+                tokens_total, mean_latency_objective, works):
     """:func:`commit` for each env in ``envs`` (rows of the (num_envs, K) task arrays), with the clocks.
 
     Per env e: serves ``size[e]`` tasks from ``next_task[e]`` at ``l[e]``; writes the band split (Hz) and
     absolute completion times into rows of (num_envs, n_max) arrays (zeros beyond the batch; explicit
     shares are read from ``bandwidth``), a row of ``results`` (SLOT, DURATION, ACCEPTED, TOKENS, COST,
     WAIT, SERVICE_TIME), and advances next_task, uplink_end, inference_end and the running KPIs, as
-    :func:`sdedge_gym.episode.commit_batch` does for one env.
+    :func:`sdedge_gym.episode.commit_batch` does for one env. ``works`` holds one :func:`workspace` per
+    worker thread: the envs are split into that many interleaved chunks, run in parallel (envs are
+    independent, so the result does not depend on the split).
     """
-    num_tasks = output.shape[1]
-    offsets = np.empty(bandwidth.shape[1])
-    for e in envs:
-        n = size[e]
-        first = next_task[e]
-        runs_e = runs[e] if sampled else runs[0]
-        slot, duration, accepted, tokens = commit(p, prompt[e], output[e], alpha[e], payload[e], channel[e], runs_e,
-                                                  first, n, l[e], sampled, explicit, bandwidth[e], offsets)
-        ready = uplink_end[e] + slot
-        start = max(ready, inference_end[e])
-        finish = start + duration
-        total = 0.0
-        for i in range(bandwidth.shape[1]):
-            if i < n:
-                completion[e, i] = start + offsets[i]
-                total += completion[e, i]
-                completion_max[e] = max(completion_max[e], completion[e, i])
+    chunks = works.shape[0]
+    for c in prange(chunks):
+        for index in range(c, envs.shape[0], chunks):
+            _commit_env(p, prompt, output, alpha, payload, channel, runs, envs[index], size, l, sampled, explicit,
+                        bandwidth, completion, results, next_task, uplink_end, inference_end, completion_sum,
+                        completion_max, tokens_total, mean_latency_objective, works[c])
+
+
+# ---------------------------------------------------------------------------------------------- segment tables
+
+# First tasks whose segments are timed together (their windows' round times are kept for the chunk).
+SEGMENT_CHUNK = 32
+
+
+@njit(cache=True)
+def segment_slots(p, payload, channel, width, uniform, slot):
+    """slot[j, n-1]: the uplink slot of every segment (first task j, size n <= width), inf past the queue end.
+
+    The closed-form split (the same :func:`uplink_slot` the env's commit uses), or equal shares B / n.
+    """
+    num_tasks = payload.shape[0]
+    bandwidth = np.empty(width)
+    work = np.empty((WORKSPACE_ROWS, max(width, 1)))
+    for j in range(num_tasks):
+        for n in range(1, width + 1):
+            if j + n > num_tasks:
+                slot[j, n - 1] = math.inf
+            elif uniform:
+                bandwidth[:n] = p[BANDWIDTH] / n
+                slot[j, n - 1] = slot_of_split(payload[j:j + n], channel[j:j + n], bandwidth[:n], p[SHANNON] > 0)
             else:
-                completion[e, i] = 0.0
-                bandwidth[e, i] = 0.0
-        results[e, SLOT] = slot
-        results[e, DURATION] = duration
-        results[e, ACCEPTED] = accepted
-        results[e, TOKENS] = tokens
-        results[e, COST] = total / num_tasks if mean_latency_objective else finish - inference_end[e]
-        results[e, WAIT] = start - ready
-        results[e, SERVICE_TIME] = finish - start
-        completion_sum[e] += total
-        tokens_total[e] += tokens
-        next_task[e] = first + n
-        uplink_end[e] = ready
-        inference_end[e] = finish
+                slot[j, n - 1] = uplink_slot(p, payload[j:j + n], channel[j:j + n], bandwidth[:n], False, work)
+
+
+@njit(cache=True)
+def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion):
+    """duration[j, n-1, l] and completion[j, n-1, l] (sum of completion offsets) of every segment at length l.
+
+    A segment pipelines window A = tasks j..j+a-1 (a = ceil(n/2), or n without pipelining) with window
+    B = tasks j+a..j+n-1. A window's loads are its tasks' round profiles added in queue order, which is
+    the order :func:`serve` adds them in, and its round times are :func:`round_times`: every segment's
+    numbers are :func:`serve`'s for that batch. Windows of a chunk of first tasks are timed once and
+    shared by the segments that use them.
+    """
+    num_tasks = output.shape[0]
+    max_rounds = 1
+    for k in range(num_tasks):
+        max_rounds = max(max_rounds, output[k])
+    rounds = np.zeros(num_tasks, dtype=np.int64)
+    produced = np.zeros((num_tasks, max_rounds))
+    for k in range(num_tasks):
+        rounds[k], _ = task_rounds(output[k], alpha[k], runs, k, l, sampled, produced[k])
+    pipelined = p[PIPELINING] > 0
+    window_max = (width + 1) // 2 if pipelined else width
+    starts = SEGMENT_CHUNK + window_max
+    times = np.empty((3, starts, window_max + 1, max_rounds))
+    window_rounds = np.zeros((starts, window_max + 1), dtype=np.int64)
+    active = np.empty(max_rounds)
+    context = np.empty(max_rounds)
+    ends = np.empty((2, max_rounds))
+    for first in range(0, num_tasks, SEGMENT_CHUNK):
+        last = min(first + SEGMENT_CHUNK, num_tasks)
+        for i in range(first, min(last + window_max, num_tasks)):
+            active[:] = 0.0
+            context[:] = 0.0
+            prompt_sum = prompt_square = 0.0
+            longest = 0
+            for m in range(1, min(window_max, num_tasks - i) + 1):
+                k = i + m - 1
+                for r in range(rounds[k]):
+                    active[r] += 1.0
+                    context[r] += prompt[k] + produced[k, r]
+                if rounds[k] > 0:
+                    prompt_sum += prompt[k]
+                    prompt_square += prompt[k] * prompt[k]
+                longest = max(longest, rounds[k])
+                w = i - first
+                window_rounds[w, m] = longest
+                round_times(p, active, context, longest, prompt_sum, prompt_square, l, times[0, w, m], times[1, w, m],
+                            times[2, w, m])
+        for j in range(first, last):
+            for n in range(1, width + 1):
+                if j + n > num_tasks:
+                    duration[j, n - 1, l] = completion[j, n - 1, l] = math.inf
+                    continue
+                a = (n + 1) // 2 if pipelined else n
+                wa, wb = j - first, j + a - first
+                b = n - a
+                rounds_b = window_rounds[wb, b] if b > 0 else 0
+                duration[j, n - 1, l] = pipeline(times[0, wa, a], times[1, wa, a], times[2, wa, a],
+                                                 window_rounds[wa, a], times[0, wb, b], times[1, wb, b],
+                                                 times[2, wb, b], rounds_b, ends[0], ends[1])
+                total = 0.0
+                for t in range(n):
+                    count = rounds[j + t]
+                    if count > 0:
+                        total += ends[0 if t < a else 1, count - 1]
+                completion[j, n - 1, l] = total
+
+
+@njit(cache=True, parallel=True)
+def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, duration, completion):
+    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, the speculation lengths in parallel."""
+    for l in prange(max_speculation + 1):
+        _segments_at_length(p, prompt, output, alpha, runs, sampled, np.int64(l), width, duration, completion)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -59,6 +60,9 @@ AUTORESET_STREAM = 0x5D3D6E
 # Workload columns the vector env keeps stacked over envs (what steps, observations and `episodes` read).
 STACKED_COLUMNS = tuple(name for name in WORKLOAD_FIELDS if name != "uniforms")
 NO_RUNS = np.zeros((1, 1, 1), dtype=np.int32)
+# Below this many stepping envs per worker thread, one thread serves them all (a parallel region's start-up
+# costs more than it saves on a few batches).
+PARALLEL_MIN_ENVS = 32
 
 class EdgeSDVectorEnv(VectorEnv):
     """``num_envs`` copies of :class:`~sdedge_gym.env.EdgeSDEnv` stepped together with numpy.
@@ -119,6 +123,8 @@ class EdgeSDVectorEnv(VectorEnv):
         self._runs = (np.zeros((e, k, cfg.workload.max_new_tokens), dtype=np.int32)
                       if cfg.acceptance == "sampled" else None)
         self._task_table = np.zeros((e, k + n_max, 6), dtype=np.float32)
+        # One kernel workspace per worker thread (chunks of envs are served in parallel).
+        self._works = np.stack([kernels.workspace(cfg) for _ in range(numba.get_num_threads())])
         # Clocks and running KPIs
         self.next_task = np.zeros(e, dtype=np.int64)
         self.uplink_end = np.zeros(e)
@@ -300,7 +306,8 @@ class EdgeSDVectorEnv(VectorEnv):
             self.model.kernel_parameters, self._prompt, self._columns["output_len"], self._columns["alpha"],
             self._columns["payload_bits"], self._channel, self._runs if sampled else NO_RUNS, envs, size, lengths,
             sampled, explicit, bandwidth, completion, results, self.next_task, self.uplink_end, self.inference_end,
-            self._completion_sum, self._completion_max, self._tokens, cfg.objective == "mean_latency")
+            self._completion_sum, self._completion_max, self._tokens, cfg.objective == "mean_latency",
+            self._works[: max(1, min(len(self._works), envs.size // PARALLEL_MIN_ENVS))])
         r = results[envs]
         return {
             "reward": -r[:, kernels.COST], "batch_size": size[envs], "speculation_length": spec_len,
