@@ -26,7 +26,7 @@ from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
-from sdedge_gym.workload import path_gain
+from sdedge_gym.workload import Workload, path_gain
 
 RENDER_MODES = ("ansi", "rgb_array")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
@@ -194,8 +194,10 @@ class EdgeSDEnv(gym.Env):
 
     ``reset`` draws a workload (prompt and output lengths, payloads, distances and fading, acceptance
     rates, the non-clairvoyant hints, and in sampled mode one uniform per output position) from the
-    scenario with ``self.np_random``; both clocks start at 0 and the whole queue is waiting. ``options``
-    is accepted and unused.
+    scenario with ``self.np_random``; both clocks start at 0 and the whole queue is waiting.
+    ``options={"workload": w}`` (a :class:`~sdedge_gym.workload.Workload`) or ``options={"episode": e}``
+    (an :class:`~sdedge_gym.episode.Episode`, e.g. one of the vector env's ``episodes``) replays that
+    episode instead of drawing one; other option keys are ignored.
 
     ## Episode End
 
@@ -275,7 +277,7 @@ class EdgeSDEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.episode = Episode.draw(self.model, self.np_random)
+        self.episode = self._episode_from(options)
         self.clock = EpisodeClock()
         self.outcomes = []
         self._task_features = task_feature_table(self.model, self.scales, self.episode)
@@ -331,6 +333,31 @@ class EdgeSDEnv(gym.Env):
         if self.render_mode == "ansi":
             return render.dashboard(self.scenario, self.action_mode, self.episode, self.clock, self.outcomes)
         return render.gantt_rgb(self.model, self.episode, self.clock, self.outcomes)
+
+    def _episode_from(self, options: Mapping[str, Any] | None) -> Episode:
+        """A drawn episode, or the one ``options`` replays ("workload": a Workload, "episode": an Episode)."""
+        options = options or {}  # other keys are left alone: wrappers and vector envs pass their own
+        if "workload" in options and "episode" in options:
+            raise ValueError("reset options 'workload' and 'episode' are exclusive; allowed: one of them")
+        if "workload" in options:
+            workload = options["workload"]
+            if not isinstance(workload, Workload):
+                raise ValueError(f"options['workload'] is a {type(workload).__name__}; allowed: a "
+                                 "sdedge_gym.workload.Workload")
+            episode = Episode.of(self.model, workload)
+        elif "episode" in options:
+            episode = options["episode"]
+            if not isinstance(episode, Episode):
+                raise ValueError(f"options['episode'] is a {type(episode).__name__}; allowed: a "
+                                 "sdedge_gym.episode.Episode")
+        else:
+            return Episode.draw(self.model, self.np_random)
+        if episode.num_tasks != self.scenario.num_tasks or (episode.runs is None) != (
+                self.scenario.acceptance == "expected"):
+            raise ValueError(f"the replayed episode has {episode.num_tasks} tasks and "
+                             f"{'no ' if episode.runs is None else ''}acceptance draws; allowed: "
+                             f"{self.scenario.num_tasks} tasks, with acceptance draws only in sampled mode")
+        return episode
 
     # ------------------------------------------------------------------ masks and KPIs
 

@@ -1,7 +1,8 @@
 """The env's fast paths against their reference paths, on random inputs: they must agree bit for bit.
 
 * ``draw_workload`` against the original one-function implementation (np.clip, fancy-index reordering);
-* ``draw_workloads`` (the vector env's batched derivation) row by row against ``draw_workload``;
+* ``draw_columns`` (the vector env's batched derivation at reset) row by row against ``draw_workload``, and
+  ``raw_draws(count=m)`` (its batched autoreset draw) against m single draws of the same shape;
 * ``global_features_one`` (Python floats) against ``global_feature_values`` (numpy);
 * the cached action-mask table against ``action_mask``;
 * the discrete-action fast path of ``EdgeSDEnv._decode`` against its full validation.
@@ -22,9 +23,11 @@ from sdedge_gym.workload import (
     MAX_ALPHA_ESTIMATE,
     WORKLOAD_FIELDS,
     Workload,
+    derive_workload,
+    draw_columns,
     draw_workload,
-    draw_workloads,
     path_gain,
+    raw_draws,
 )
 
 SCENARIOS: list[tuple[str, dict[str, Any]]] = [
@@ -97,16 +100,34 @@ def test_draw_workload_is_bit_identical_to_the_reference(preset: str, kwargs: di
 def test_draw_workloads_rows_equal_draw_workload(preset: str, kwargs: dict[str, Any]) -> None:
     scenario = _scenario(preset, kwargs)
     seeds = list(range(7))
-    columns, workloads = draw_workloads(scenario, [np.random.default_rng(s) for s in seeds])
-    assert len(workloads) == len(seeds)
+    columns = draw_columns(scenario, [np.random.default_rng(s) for s in seeds])
     for i, seed in enumerate(seeds):
         single = draw_workload(scenario, np.random.default_rng(seed))
         for name in WORKLOAD_FIELDS:
             want = getattr(single, name)
-            _assert_bit_equal(getattr(workloads[i], name), want, f"{preset} {kwargs} env {i} {name}")
+            # the same elementwise operations on the same values: bit for bit
             _assert_bit_equal(None if columns[name] is None else columns[name][i], want, f"column {name}")
-            value = getattr(workloads[i], name)
-            assert value is None or not value.flags.writeable
+
+
+@pytest.mark.parametrize(("preset", "kwargs"), SCENARIOS)
+def test_batched_raw_draws_have_the_single_draws_shapes_and_ranges(preset: str, kwargs: dict[str, Any]) -> None:
+    scenario = _scenario(preset, kwargs)
+    columns = derive_workload(scenario, *raw_draws(scenario, np.random.default_rng(0), count=5))
+    single = draw_workload(scenario, np.random.default_rng(0))
+    w = scenario.workload
+    for name in WORKLOAD_FIELDS:
+        want = getattr(single, name)
+        got = columns[name]
+        assert (got is None) == (want is None), name
+        if want is not None:
+            assert got.shape == (5, *want.shape) and got.dtype == want.dtype, name
+    assert columns["prompt_len"].min() >= w.prompt_min and columns["prompt_len"].max() <= w.prompt_max
+    assert columns["output_len"].min() >= w.output_min and columns["output_len"].max() <= w.max_new_tokens
+    assert np.all((columns["alpha"] >= w.alpha_min) & (columns["alpha"] <= w.alpha_max))
+    # one Generator draws m episodes at once: different episodes, deterministic given the seed
+    assert not np.array_equal(columns["payload_bits"][0], columns["payload_bits"][1])
+    again = derive_workload(scenario, *raw_draws(scenario, np.random.default_rng(0), count=5))
+    assert all(np.array_equal(columns[name], again[name]) for name in WORKLOAD_FIELDS if columns[name] is not None)
 
 
 def test_workload_accepts_a_missing_uniforms_array() -> None:
@@ -170,30 +191,3 @@ def test_discrete_decode_fast_path_equals_full_validation() -> None:
                     assert str(fast_error.value).split(" = ")[0] == str(full_error.value).split(" = ")[0]
     with pytest.raises(ValueError, match="shape"):
         env._decode(np.array([0, 0, 0]))
-
-
-@pytest.mark.parametrize(("preset", "kwargs"), [("small", {}), ("small", {"acceptance": "sampled"}),
-                                                ("paper", {"pipelining": False})])
-def test_vector_env_merged_schedules_equal_per_length_schedules(preset: str, kwargs: dict[str, Any],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Merging speculation-length groups into one schedule call changes no float (bit for bit)."""
-    from sdedge_gym import vector_env
-
-    def run(merge: bool) -> list[Any]:
-        monkeypatch.setattr(vector_env, "MERGE_MAX_ROWS", 10**9 if merge else 0)
-        monkeypatch.setattr(vector_env, "ROUND_COST_IN_ROW_ROUNDS", 10**9 if merge else 0)
-        env = vector_env.EdgeSDVectorEnv(24, preset, num_tasks=10, **kwargs)
-        env.reset(seed=5)
-        env.action_space.seed(5)
-        out = []
-        for _ in range(25):
-            obs, reward, terminated, _, info = env.step(env.action_space.sample())
-            out.append((obs, reward, terminated, {k: v for k, v in info.items() if k != "final_info"}))
-        return out
-
-    for (obs, reward, terminated, info), (obs2, reward2, terminated2, info2) in zip(run(True), run(False),
-                                                                                    strict=True):
-        assert obs.tobytes() == obs2.tobytes() and reward.tobytes() == reward2.tobytes()
-        assert np.array_equal(terminated, terminated2) and sorted(info) == sorted(info2)
-        for key, value in info.items():
-            assert value.dtype == info2[key].dtype and value.tobytes() == info2[key].tobytes(), key

@@ -9,8 +9,7 @@ import pytest
 
 from agents.oracle import non_dominated, optimal_plan, solve
 from sdedge_gym import Episode, EpisodeClock, ServingModel, commit_batch, make_scenario
-from sdedge_gym.segments import _round_times_first_axis, segment_tables
-from sdedge_gym.service import RoundLoad, round_times
+from sdedge_gym.segments import segment_tables
 
 
 def _tiny(seed: int, **overrides) -> tuple[ServingModel, Episode]:
@@ -62,23 +61,6 @@ def test_tables_match_commit_batch(preset, overrides):
         np.testing.assert_allclose(tables.completion_sum[j, n - 1, l],
                                    (outcome.completion_times - outcome.start).sum(), rtol=1e-9)
     assert np.isinf(tables.uplink_slot[-1, 1:]).all() if tables.batch_limit > 1 else True
-
-
-def test_table_round_times_equal_round_times():
-    model = ServingModel.of(make_scenario("paper"))
-    rng = np.random.default_rng(0)
-    active = rng.integers(0, 12, (5, 40)).astype(float)
-    active[0] = 0.0
-    load = RoundLoad(active, active * rng.uniform(16, 900, (5, 40)), rng.uniform(0, 5000, 5), rng.uniform(0, 1e6, 5))
-    for l in range(9):
-        want = round_times(model.draft, model.target, model.config.fronthaul, load, l)
-        # The tables' formulas take rounds on the first axis.
-        got = _round_times_first_axis(model.draft, model.target, model.config.fronthaul, load.active.T,
-                                      load.context.T, load.prompt, load.prompt_square, l)
-        got = type(got)(got.draft.T, got.fronthaul.T, got.verify.T)
-        for a, b in zip((got.draft, got.fronthaul, got.verify), (want.draft, want.fronthaul, want.verify),
-                        strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
 
 
 def test_non_dominated_matches_brute_force():

@@ -1,7 +1,13 @@
 """The native vector env against the single env, step for step, in every action mode and autoreset mode.
 
-The reference is Gymnasium's own SyncVectorEnv over the single env (sub-env i seeded with seed + i), unwrapped
-and unadapted: both report the per-task info arrays (``bandwidth``, ``completion_times``) zero-padded to n_max.
+The contract (vector_env's docstring): sub-env i's first episode is the single env's seeded seed + i, so
+until its first autoreset it is compared with Gymnasium's own SyncVectorEnv over the single env; later
+episodes come from the vector env's batched autoreset stream, so each is replayed on a single env
+(``reset(options={"episode": ...})``) with the same actions. Both run the same compiled kernel on the same
+inputs; the comparison allows 1e-9 relative (the hybrid/dict share normalisation sums rows of a 2-D array
+in the vector env and a 1-D array in the single env, which numpy may add in a different order).
+Observations are float32 (1e-6). Both report the per-task info arrays (``bandwidth``,
+``completion_times``) zero-padded to n_max.
 """
 
 from __future__ import annotations
@@ -58,16 +64,65 @@ def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed:
         out_f = fast.step(actions)
         out_r = reference.step(actions)
         where = f"{env_id} {mode.value} step {t}"
-        np.testing.assert_allclose(out_f[0], out_r[0], rtol=1e-6, atol=1e-7, err_msg=where)
+        if out_r[2].any():  # an episode ends: a new one follows from the autoreset stream (see the replay test)
+            np.testing.assert_allclose(out_f[1], out_r[1], rtol=1e-9, atol=1e-12, err_msg=where)
+            np.testing.assert_array_equal(out_f[2], out_r[2], err_msg=where)
+            episodes += int(out_r[2].sum())
+            break
         np.testing.assert_allclose(out_f[1], out_r[1], rtol=1e-9, atol=1e-12, err_msg=where)
         np.testing.assert_array_equal(out_f[2], out_r[2], err_msg=where)
         np.testing.assert_array_equal(out_f[3], out_r[3], err_msg=where)
         _assert_infos_match(out_f[4], out_r[4], where)
         np.testing.assert_array_equal(fast.unwrapped.action_masks(),
                                       np.stack([e.unwrapped.action_masks() for e in reference.envs]))
-        episodes += int(out_r[2].sum())
     fast.close()
     reference.close()
+    return episodes
+
+
+def _replay_each_sub_env(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed: int,
+                         **kwargs: Any) -> int:
+    """Run the vector env, then replay every episode of every sub-env on a single env with the same actions."""
+    vec = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", autoreset_mode=mode,
+                       **kwargs)
+    obs, _ = vec.reset(seed=seed)
+    vec.action_space.seed(seed)
+    # per sub-env: a list of episodes, each (Episode, first observation, [(action, obs, reward, info)])
+    runs: list[list[list[Any]]] = [[[vec.unwrapped.episodes[i], obs[i], []]] for i in range(num_envs)]
+    pending = np.zeros(num_envs, dtype=bool)  # NEXT_STEP: this step resets the env
+    episodes = 0
+    for _ in range(steps):
+        actions = vec.action_space.sample()
+        obs, reward, terminated, _, info = vec.step(actions)
+        current = vec.unwrapped.episodes
+        for i in range(num_envs):
+            action = {k: v[i] for k, v in actions.items()} if isinstance(actions, dict) else actions[i]
+            if mode == AutoresetMode.NEXT_STEP and pending[i]:
+                runs[i].append([current[i], obs[i], []])  # the step only reset the env
+                continue
+            final_obs = info["final_obs"][i] if mode == AutoresetMode.SAME_STEP and terminated[i] else obs[i]
+            source = info["final_info"] if mode == AutoresetMode.SAME_STEP and terminated[i] else info
+            step_info = {k: v[i] for k, v in source.items()
+                         if not k.startswith("_") and k not in ("final_obs", "final_info") and source["_" + k][i]}
+            runs[i][-1][2].append((action, final_obs, reward[i], step_info))
+            if mode == AutoresetMode.SAME_STEP and terminated[i]:
+                runs[i].append([current[i], obs[i], []])
+        pending = terminated.copy()
+        episodes += int(terminated.sum())
+    single = gym.make(env_id, **kwargs)
+    for i in range(num_envs):
+        for e, (episode, first_obs, steps_taken) in enumerate(runs[i]):
+            got, _ = single.reset(options={"episode": episode})
+            where = f"{env_id} {mode.value} env {i} episode {e}"
+            np.testing.assert_allclose(got, first_obs, rtol=1e-6, atol=1e-7, err_msg=where)
+            for t, (action, want_obs, want_reward, want_info) in enumerate(steps_taken):
+                got, reward, _, _, info = single.step(action)
+                np.testing.assert_allclose(got, want_obs, rtol=1e-6, atol=1e-7, err_msg=f"{where} step {t}")
+                np.testing.assert_allclose(reward, want_reward, rtol=1e-9, atol=1e-12, err_msg=f"{where} step {t}")
+                for key, value in want_info.items():
+                    np.testing.assert_allclose(np.asarray(info[key], dtype=float), np.asarray(value, dtype=float),
+                                               rtol=1e-9, atol=1e-12, err_msg=f"{where} step {t} {key}")
+    vec.close()
     return episodes
 
 
@@ -77,9 +132,33 @@ def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed:
     "sdedge/EdgeSD-Small-Stochastic-v0", "sdedge/EdgeSD-Small-Hybrid-Stochastic-v0",
     "sdedge/EdgeSD-Small-Dict-Stochastic-v0",
 ])
-def test_step_for_step_equal_to_the_single_env(env_id: str, mode: AutoresetMode) -> None:
-    episodes = _run_both(env_id, mode, num_envs=4, steps=40, seed=3)
+def test_first_episodes_equal_the_single_env_seeded_per_sub_env(env_id: str, mode: AutoresetMode) -> None:
+    assert _run_both(env_id, mode, num_envs=4, steps=40, seed=3) >= 1
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=["next", "same"])
+@pytest.mark.parametrize("env_id", [
+    "sdedge/EdgeSD-Small-v0", "sdedge/EdgeSD-Small-Hybrid-v0", "sdedge/EdgeSD-Small-Dict-v0",
+    "sdedge/EdgeSD-Small-Stochastic-v0", "sdedge/EdgeSD-Small-Dict-Stochastic-v0",
+])
+def test_every_episode_replays_on_the_single_env(env_id: str, mode: AutoresetMode) -> None:
+    episodes = _replay_each_sub_env(env_id, mode, num_envs=4, steps=40, seed=3)
     assert episodes >= 8  # autoreset was exercised many times
+
+
+def test_autoreset_stream_is_deterministic_given_the_seed() -> None:
+    def payloads(seed: int) -> list[np.ndarray]:
+        env = EdgeSDVectorEnv(num_envs=6, scenario="small")
+        env.reset(seed=seed)
+        out = []
+        for _ in range(12):
+            env.step(np.tile([3, 1], (6, 1)))
+            out.extend(e.workload.payload_bits for e in env.episodes)
+        return out
+
+    first, again, other = payloads(4), payloads(4), payloads(5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=["next", "same"])
@@ -93,6 +172,7 @@ def test_step_for_step_equal_on_other_scenarios(env_id: str, kwargs: dict[str, A
     if kwargs.pop("rate_model", "shannon") is None:
         kwargs["config"] = {"uplink": {"rate_model": "fixed_snr"}}
     _run_both(env_id, mode, num_envs=3, steps=12, seed=7, **kwargs)
+    _replay_each_sub_env(env_id, mode, num_envs=3, steps=12, seed=7, **kwargs)
 
 
 def test_make_vec_builds_the_native_env_with_declared_autoreset() -> None:
