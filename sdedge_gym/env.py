@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sdedge_gym import kernels
 from sdedge_gym.actions import (
     ACTION_MODES,
     action_mask_table,
@@ -26,7 +27,7 @@ from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
-from sdedge_gym.workload import Workload, path_gain
+from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
 
 RENDER_MODES = ("ansi", "rgb_array")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
@@ -76,6 +77,36 @@ class ObservationScales:
 def _squash(x, scale):
     """x / (x + scale): 0 at 0, 1/2 at the scale, below 1 for every finite x >= 0."""
     return x / (x + scale)
+
+
+def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int
+                   ) -> dict[str, np.ndarray | None]:
+    """The workload columns, channel figures, acceptance runs and observation task tables of m episodes.
+
+    ``raw`` is :func:`sdedge_gym.workload.raw_draws` of m episodes (arrays (m, K)); ``parameters`` is the
+    env's :func:`sdedge_gym.kernels.workload_parameters`. One compiled call (:func:`kernels.derive_episodes`)
+    does what :func:`sdedge_gym.workload.derive_workload`, :meth:`Episode.of` and :func:`task_feature_table`
+    specify. ``table`` is (m, table_rows, 6), zero beyond the K tasks.
+    """
+    prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms = raw
+    m, k = prompt_z.shape
+    sampled = uniforms is not None
+    columns = np.empty((8, m, k))
+    prompt = np.empty((m, k), dtype=np.int64)
+    output = np.empty((m, k), dtype=np.int64)
+    runs = np.empty((m, k, uniforms.shape[2]), dtype=np.int32) if sampled else np.empty((m, k, 0), dtype=np.int32)
+    table = np.zeros((m, table_rows, len(TASK_FEATURES)), dtype=np.float32)
+    queue = np.empty((m, k), dtype=np.int64)
+    kernels.derive_episodes(parameters, prompt_z, output_z, distance_sq,
+                            np.empty((m, 0)) if fading is None else fading, extra, spectral, alpha, alpha_z, hint_z,
+                            uniforms if sampled else np.empty((m, k, 0)), columns, prompt, output, runs, table, queue)
+    if sampled and scenario.queue_order == "shortest_payload":  # the kernel ordered everything but the uniforms
+        uniforms = np.take_along_axis(uniforms, queue[..., None], axis=-2)
+    out = {name: columns[row] for row, name in enumerate(("payload_bits", "distance", "channel_gain",
+                                                         "spectral_efficiency", "alpha", "alpha_estimate",
+                                                         "output_hint", "channel"))}
+    return {**out, "prompt_len": prompt, "output_len": output, "uniforms": uniforms,
+            "runs": runs if sampled else None, "table": table}
 
 
 def task_feature_table(model: ServingModel, scales: ObservationScales, episode: Episode) -> np.ndarray:
@@ -250,6 +281,7 @@ class EdgeSDEnv(gym.Env):
         self.scenario: ScenarioConfig = make_scenario(scenario, config, **overrides)
         self.model = ServingModel.of(self.scenario)
         self.scales = ObservationScales.of(self.model)
+        self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
         self.action_mode = action_mode
         self.render_mode = render_mode
 
@@ -277,10 +309,9 @@ class EdgeSDEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.episode = self._episode_from(options)
+        self.episode, self._task_features = self._episode_from(options)
         self.clock = EpisodeClock()
         self.outcomes = []
-        self._task_features = task_feature_table(self.model, self.scales, self.episode)
         return self._observation(), {"action_mask": self.action_masks()}
 
     def step(self, action):
@@ -334,8 +365,9 @@ class EdgeSDEnv(gym.Env):
             return render.dashboard(self.scenario, self.action_mode, self.episode, self.clock, self.outcomes)
         return render.gantt_rgb(self.model, self.episode, self.clock, self.outcomes)
 
-    def _episode_from(self, options: Mapping[str, Any] | None) -> Episode:
-        """A drawn episode, or the one ``options`` replays ("workload": a Workload, "episode": an Episode)."""
+    def _episode_from(self, options: Mapping[str, Any] | None) -> tuple[Episode, np.ndarray]:
+        """A drawn episode, or the one ``options`` replays ("workload": a Workload, "episode": an Episode),
+        and its observation task table."""
         options = options or {}  # other keys are left alone: wrappers and vector envs pass their own
         if "workload" in options and "episode" in options:
             raise ValueError("reset options 'workload' and 'episode' are exclusive; allowed: one of them")
@@ -351,13 +383,22 @@ class EdgeSDEnv(gym.Env):
                 raise ValueError(f"options['episode'] is a {type(episode).__name__}; allowed: a "
                                  "sdedge_gym.episode.Episode")
         else:
-            return Episode.draw(self.model, self.np_random)
+            return self._draw_episode()
         if episode.num_tasks != self.scenario.num_tasks or (episode.runs is None) != (
                 self.scenario.acceptance == "expected"):
             raise ValueError(f"the replayed episode has {episode.num_tasks} tasks and "
                              f"{'no ' if episode.runs is None else ''}acceptance draws; allowed: "
                              f"{self.scenario.num_tasks} tasks, with acceptance draws only in sampled mode")
-        return episode
+        return episode, task_feature_table(self.model, self.scales, episode)
+
+    def _draw_episode(self) -> tuple[Episode, np.ndarray]:
+        """Draw the next episode from ``self.np_random``: the draws of workload.raw_draws, derived by the kernel."""
+        raw = tuple(None if x is None else x[None] for x in raw_draws(self.scenario, self.np_random))
+        rows = self.scenario.num_tasks + self.scenario.max_batch
+        c = derive_columns(self.scenario, self._workload_parameters, raw, rows)
+        workload = Workload(**{name: None if c[name] is None else c[name][0] for name in WORKLOAD_FIELDS})
+        episode = Episode(workload, c["channel"][0], None if c["runs"] is None else c["runs"][0])
+        return episode, c["table"][0]
 
     # ------------------------------------------------------------------ masks and KPIs
 

@@ -542,3 +542,107 @@ def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, wi
     """duration[j, n-1, l] and completion[j, n-1, l] of every segment, the speculation lengths in parallel."""
     for l in prange(max_speculation + 1):
         _segments_at_length(p, prompt, output, alpha, runs, sampled, np.int64(l), width, duration, completion)
+
+
+# ---------------------------------------------------------------------------------------------- episodes
+
+# Layout of the workload parameter vector (see :func:`workload_parameters`).
+(_PROMPT_MEDIAN, _PROMPT_SIGMA, _PROMPT_MIN, _PROMPT_MAX, _OUTPUT_MEDIAN, _OUTPUT_SIGMA, _OUTPUT_MIN, _OUTPUT_MAX,
+ _ESTIMATE_NOISE, _HINT_SIGMA, _MAX_ESTIMATE, _PATH_LOSS, _PATH_LOSS_SLOPE, _BITS_PER_TOKEN, _FADING, _SHORTEST_FIRST,
+ _SHANNON_RATE, _POWER_OVER_NOISE, _EQUAL_SHARE, _SCALE_PROMPT, _SCALE_PAYLOAD, _SCALE_OUTPUT, _SCALE_EFFICIENCY,
+ _CLAIRVOYANT) = range(24)
+NUM_WORKLOAD_PARAMETERS = 24
+
+
+def workload_parameters(config: ScenarioConfig, scales, max_alpha_estimate: float) -> np.ndarray:
+    """The float64 vector :func:`derive_episodes` reads: the workload's distributions, the uplink's channel
+    figure and the observation's scales (``scales`` is the env's ObservationScales)."""
+    w, up = config.workload, config.uplink
+    p = np.zeros(NUM_WORKLOAD_PARAMETERS)
+    p[_PROMPT_MEDIAN], p[_PROMPT_SIGMA], p[_PROMPT_MIN], p[_PROMPT_MAX] = (w.prompt_median, w.prompt_sigma,
+                                                                           w.prompt_min, w.prompt_max)
+    p[_OUTPUT_MEDIAN], p[_OUTPUT_SIGMA], p[_OUTPUT_MIN], p[_OUTPUT_MAX] = (w.output_median, w.output_sigma,
+                                                                           w.output_min, w.max_new_tokens)
+    p[_ESTIMATE_NOISE], p[_HINT_SIGMA] = w.alpha_estimate_noise, w.output_hint_sigma
+    p[_MAX_ESTIMATE] = max_alpha_estimate
+    p[_PATH_LOSS], p[_PATH_LOSS_SLOPE] = w.path_loss_db_at_1km, w.path_loss_db_per_decade
+    p[_BITS_PER_TOKEN] = up.bits_per_token
+    p[_FADING] = 1.0 if w.rayleigh_fading else 0.0
+    p[_SHORTEST_FIRST] = 1.0 if config.queue_order == "shortest_payload" else 0.0
+    p[_SHANNON_RATE] = 1.0 if up.rate_model == "shannon" else 0.0
+    p[_POWER_OVER_NOISE] = up.transmit_power / up.noise_density
+    p[_EQUAL_SHARE] = scales.equal_share
+    p[_SCALE_PROMPT], p[_SCALE_PAYLOAD], p[_SCALE_OUTPUT] = scales.prompt_len, scales.payload, scales.output_len
+    p[_SCALE_EFFICIENCY] = scales.spectral_efficiency
+    p[_CLAIRVOYANT] = 1.0 if config.clairvoyant else 0.0
+    p.setflags(write=False)
+    return p
+
+
+@njit(cache=True)
+def _tokens(z, median, sigma, low, high):
+    """A truncated log-normal token count (workload._lognormal_tokens): round, then clip to [low, high]."""
+    return min(max(np.rint(median * math.exp(sigma * z)), low), high)
+
+
+@njit(cache=True)
+def derive_episodes(wp, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms,
+                    columns, prompt, output, runs, table, queue):
+    """Every workload column, the channel figure, the acceptance runs and the observation's task table of m
+    episodes from their raw draws (rows of the (m, K) arrays; workload.derive_workload is the specification).
+
+    ``columns`` (9, m, K) float receives payload_bits, distance, channel_gain, spectral_efficiency, alpha,
+    alpha_estimate, output_hint and the channel coefficient (rows 0-7, queue order applied); ``prompt``
+    and ``output`` (m, K) int64 the token counts; ``runs`` (m, K, P) int32 the acceptance runs (sampled
+    mode: ``uniforms`` has P > 0 positions); ``table`` (m, K, 6) float32 the task features; ``queue``
+    (m, K) int64 which drawn task stands at each queue position. ``fading`` has zero columns when the
+    scenario has no fading.
+    """
+    m, k = prompt_z.shape
+    order = np.arange(k)
+    for e in range(m):
+        for i in range(k):
+            prompt[e, i] = _tokens(prompt_z[e, i], wp[_PROMPT_MEDIAN], wp[_PROMPT_SIGMA], wp[_PROMPT_MIN],
+                                   wp[_PROMPT_MAX])
+            output[e, i] = _tokens(output_z[e, i], wp[_OUTPUT_MEDIAN], wp[_OUTPUT_SIGMA], wp[_OUTPUT_MIN],
+                                   wp[_OUTPUT_MAX])
+            columns[0, e, i] = wp[_BITS_PER_TOKEN] * prompt[e, i] + extra[e, i]
+        if wp[_SHORTEST_FIRST] > 0:
+            order = np.argsort(columns[0, e], kind="mergesort")  # stable, as np.argsort(kind="stable")
+        prompt_row = prompt[e].copy()
+        output_row = output[e].copy()
+        payload_row = columns[0, e].copy()
+        for slot in range(k):
+            i = order[slot]
+            queue[e, slot] = i
+            prompt[e, slot], output[e, slot], columns[0, e, slot] = prompt_row[i], output_row[i], payload_row[i]
+            distance = math.sqrt(distance_sq[e, i])
+            columns[1, e, slot] = distance
+            path_loss_db = wp[_PATH_LOSS] + wp[_PATH_LOSS_SLOPE] * math.log10(distance / 1000.0)
+            gain = 10.0 ** (-path_loss_db / 10.0)
+            if wp[_FADING] > 0:
+                gain = gain * fading[e, i]
+            columns[2, e, slot] = gain
+            columns[3, e, slot] = spectral[e, i]
+            columns[4, e, slot] = alpha[e, i]
+            columns[5, e, slot] = min(max(alpha[e, i] + wp[_ESTIMATE_NOISE] * alpha_z[e, i], 0.0), wp[_MAX_ESTIMATE])
+            columns[6, e, slot] = min(max(np.rint(output_row[i] * math.exp(wp[_HINT_SIGMA] * hint_z[e, i])), 1.0),
+                                      wp[_OUTPUT_MAX])
+            channel = wp[_POWER_OVER_NOISE] * gain if wp[_SHANNON_RATE] > 0 else spectral[e, i]
+            columns[7, e, slot] = channel
+            positions = uniforms.shape[2]
+            if positions > 0:  # run[p]: consecutive positions p, p+1, ... with u < alpha
+                run = 0
+                for q in range(positions - 1, -1, -1):
+                    run = run + 1 if uniforms[e, i, q] < alpha[e, i] else 0
+                    runs[e, slot, q] = run
+            share = wp[_EQUAL_SHARE]
+            rate = share * math.log2(1.0 + channel / share) if wp[_SHANNON_RATE] > 0 else share * channel
+            efficiency = rate / share
+            clairvoyant = wp[_CLAIRVOYANT] > 0
+            table[e, slot, 0] = 1.0
+            table[e, slot, 1] = prompt[e, slot] / wp[_SCALE_PROMPT]
+            table[e, slot, 2] = columns[0, e, slot] / wp[_SCALE_PAYLOAD]
+            table[e, slot, 3] = efficiency / (efficiency + wp[_SCALE_EFFICIENCY])
+            table[e, slot, 4] = alpha[e, i] if clairvoyant else columns[5, e, slot]
+            table[e, slot, 5] = (output[e, slot] if clairvoyant else columns[6, e, slot]) / wp[_SCALE_OUTPUT]

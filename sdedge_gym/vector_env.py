@@ -45,11 +45,9 @@ from sdedge_gym.actions import (
     shares_from_weights,
 )
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.env import EdgeSDEnv, ObservationScales, global_feature_values
+from sdedge_gym.env import EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
 from sdedge_gym.episode import Episode, ServingModel
-from sdedge_gym.speculation import acceptance_runs
-from sdedge_gym.uplink import channel_coefficient, user_rate
-from sdedge_gym.workload import WORKLOAD_FIELDS, Workload, derive_workload, draw_columns, raw_draws
+from sdedge_gym.workload import WORKLOAD_FIELDS, Workload, raw_draws
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot", "wait", "service_time",
@@ -98,6 +96,7 @@ class EdgeSDVectorEnv(VectorEnv):
         self.scenario: ScenarioConfig = template.scenario
         self.model: ServingModel = template.model
         self.scales: ObservationScales = template.scales
+        self._workload_parameters = template._workload_parameters
         self.action_mode = action_mode
         self.render_mode = None
         self.num_envs = int(num_envs)
@@ -163,7 +162,8 @@ class EdgeSDVectorEnv(VectorEnv):
         for i in indices:
             if seeds[i] is not None or self._rngs[i] is None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
-        self._store(indices, draw_columns(self.scenario, [self._rngs[i] for i in indices]))
+        raws = [raw_draws(self.scenario, self._rngs[i]) for i in indices]
+        self._store(indices, tuple(None if x[0] is None else np.stack(x) for x in zip(*raws, strict=True)))
         self._needs_reset[indices] = False
         self._started = True
         infos = {"action_mask": self.action_masks(), "_action_mask": mask.copy()}
@@ -248,29 +248,24 @@ class EdgeSDVectorEnv(VectorEnv):
 
     def _autoreset(self, indices: np.ndarray) -> None:
         """New episodes for ``indices``, drawn for all of them in one batched call from the autoreset stream."""
-        raw = raw_draws(self.scenario, self._autoreset_rng, count=indices.size)
-        self._store(indices, derive_workload(self.scenario, *raw))
+        self._store(indices, raw_draws(self.scenario, self._autoreset_rng, count=indices.size))
 
-    def _store(self, indices: np.ndarray, columns: dict[str, np.ndarray | None]) -> None:
-        """Install the workloads ``columns`` (rows over ``indices``) and restart those envs' clocks.
+    def _store(self, indices: np.ndarray, raw: tuple) -> None:
+        """Derive the episodes of the raw draws ``raw`` (rows over ``indices``) and restart those envs' clocks.
 
-        What an Episode derives from its workload (channel coefficients, acceptance runs) and the
-        observation's task table are computed for all of them at once.
+        One call of the single env's compiled derivation (:func:`sdedge_gym.env.derive_columns`) for all of
+        them: workload columns, channel figures, acceptance runs and the observation's task table.
         """
         if indices.size == 0:
             return
-        cfg = self.scenario
-        channel = channel_coefficient(cfg.uplink, columns["channel_gain"], columns["spectral_efficiency"])
+        columns = derive_columns(self.scenario, self._workload_parameters, raw, self.num_tasks)
         if self._runs is not None:
-            self._runs[indices] = acceptance_runs(columns["uniforms"], columns["alpha"])
+            self._runs[indices] = columns["runs"]
         for name in STACKED_COLUMNS:
             self._columns[name][indices] = columns[name]
         self._prompt[indices] = columns["prompt_len"]
-        self._channel[indices] = channel
-        self._task_table[indices, : self.num_tasks] = task_features(
-            self.model, self.scales, channel, columns["prompt_len"], columns["payload_bits"],
-            columns["alpha"] if cfg.clairvoyant else columns["alpha_estimate"],
-            columns["output_len"] if cfg.clairvoyant else columns["output_hint"])
+        self._channel[indices] = columns["channel"]
+        self._task_table[indices, : self.num_tasks] = columns["table"]
         self.next_task[indices] = 0
         self.uplink_end[indices] = 0.0
         self.inference_end[indices] = 0.0
@@ -371,24 +366,6 @@ class EdgeSDVectorEnv(VectorEnv):
             raise ValueError(f"actions['bandwidth'] has entries outside [0, 1]; allowed: {n_max} numbers in "
                              "[0, 1] per env")
         return n.astype(np.int64), l.astype(np.int64), weights
-
-
-def task_features(model: ServingModel, scales: ObservationScales, channel, prompt_len, payload_bits, acceptance,
-                  output_len) -> np.ndarray:
-    """(..., K, 6) the observation's per-task features, over any leading axes (here: envs).
-
-    The same columns as :func:`sdedge_gym.env.task_feature_table` (``acceptance`` and ``output_len`` are
-    the clairvoyant or the estimated values); the vector env tests check that both agree.
-    """
-    efficiency = user_rate(scales.equal_share, channel, model.config.uplink.rate_model) / scales.equal_share
-    return np.stack([
-        np.ones(np.shape(prompt_len)),
-        prompt_len / scales.prompt_len,
-        payload_bits / scales.payload,
-        efficiency / (efficiency + scales.spectral_efficiency),
-        acceptance,
-        output_len / scales.output_len,
-    ], axis=-1)
 
 
 def _present_keys(infos: dict[str, Any]) -> dict[str, Any]:

@@ -137,14 +137,3 @@ def derive_workload(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, f
 def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator) -> Workload:
     """Draw the tasks of one episode (the only place an episode consumes randomness)."""
     return Workload(**derive_workload(scenario, *raw_draws(scenario, rng)))
-
-
-def draw_columns(scenario: ScenarioConfig, rngs: list[np.random.Generator]) -> dict[str, np.ndarray | None]:
-    """:func:`draw_workload` for each Generator, as columns stacked over them (rows equal draw_workload's).
-
-    The draws run per Generator; the derived arrays are computed once for all of them (numpy's per-call
-    overhead would otherwise dominate arrays of K entries).
-    """
-    raws = [raw_draws(scenario, rng) for rng in rngs]
-    stacked = [None if column[0] is None else np.array(column) for column in zip(*raws, strict=True)]
-    return derive_workload(scenario, *stacked)
