@@ -423,20 +423,30 @@ def _commit_env(p, prompt, output, alpha, payload, channel, runs, e, size, l, sa
     inference_end[e] = finish
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def commit_many(p, prompt, output, alpha, payload, channel, runs, envs, size, l, sampled, explicit, bandwidth,
                 completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
-                tokens_total, mean_latency_objective, works):
+                tokens_total, mean_latency_objective, work):
     """:func:`commit` for each env in ``envs`` (rows of the (num_envs, K) task arrays), with the clocks.
 
     Per env e: serves ``size[e]`` tasks from ``next_task[e]`` at ``l[e]``; writes the band split (Hz) and
     absolute completion times into rows of (num_envs, n_max) arrays (zeros beyond the batch; explicit
     shares are read from ``bandwidth``), a row of ``results`` (SLOT, DURATION, ACCEPTED, TOKENS, COST,
     WAIT, SERVICE_TIME), and advances next_task, uplink_end, inference_end and the running KPIs, as
-    :func:`sdedge_gym.episode.commit_batch` does for one env. ``works`` holds one :func:`workspace` per
-    worker thread: the envs are split into that many interleaved chunks, run in parallel (envs are
-    independent, so the result does not depend on the split).
+    :func:`sdedge_gym.episode.commit_batch` does for one env. ``work`` is a :func:`workspace`.
     """
+    for index in range(envs.shape[0]):
+        _commit_env(p, prompt, output, alpha, payload, channel, runs, envs[index], size, l, sampled, explicit,
+                    bandwidth, completion, results, next_task, uplink_end, inference_end, completion_sum,
+                    completion_max, tokens_total, mean_latency_objective, work)
+
+
+@njit(cache=True, parallel=True)
+def commit_many_parallel(p, prompt, output, alpha, payload, channel, runs, envs, size, l, sampled, explicit,
+                         bandwidth, completion, results, next_task, uplink_end, inference_end, completion_sum,
+                         completion_max, tokens_total, mean_latency_objective, works):
+    """:func:`commit_many` on ``works.shape[0]`` threads, one :func:`workspace` each: the envs are split into
+    that many interleaved chunks (envs are independent, so the numbers do not depend on the split)."""
     chunks = works.shape[0]
     for c in prange(chunks):
         for index in range(c, envs.shape[0], chunks):
@@ -537,11 +547,11 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
                 completion[j, n - 1, l] = total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, duration, completion):
-    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, the speculation lengths in parallel."""
-    for l in prange(max_speculation + 1):
-        _segments_at_length(p, prompt, output, alpha, runs, sampled, np.int64(l), width, duration, completion)
+    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length."""
+    for l in range(max_speculation + 1):
+        _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion)
 
 
 # ---------------------------------------------------------------------------------------------- episodes

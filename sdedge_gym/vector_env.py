@@ -66,8 +66,11 @@ class EdgeSDVectorEnv(VectorEnv):
     """``num_envs`` copies of :class:`~sdedge_gym.env.EdgeSDEnv` stepped together with numpy.
 
     ``EdgeSDVectorEnv(num_envs=1, scenario="paper", action_mode="discrete", autoreset_mode=NEXT_STEP,
-    render_mode=None, config=None, **overrides)``: the single env's arguments (its docstring is the env
-    card: spaces, reward, observation, info) plus ``num_envs`` and ``autoreset_mode``. Actions are the
+    render_mode=None, config=None, num_threads=1, **overrides)``: the single env's arguments (its docstring
+    is the env card: spaces, reward, observation, info) plus ``num_envs``, ``autoreset_mode`` and
+    ``num_threads``: with more than one, the kernel serves chunks of envs on that many threads (it pays on
+    an idle machine at hundreds of envs; on a shared one, or beside a learner's own threads, one thread is
+    steadier, hence the default). Actions are the
     single env's, batched: an array ``(num_envs, ...)`` in the discrete and hybrid modes, a dict of arrays
     in the dict mode. Attributes: ``scenario``, ``model``, ``scales``, ``action_mode``, ``episodes`` (the
     current :class:`~sdedge_gym.episode.Episode` of every env), ``next_task``, ``uplink_end``,
@@ -78,9 +81,16 @@ class EdgeSDVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, render_mode: str | None = None,
-                 config: Mapping[str, Any] | ScenarioConfig | None = None, **overrides: Any) -> None:
+                 config: Mapping[str, Any] | ScenarioConfig | None = None, num_threads: int = 1,
+                 **overrides: Any) -> None:
         if not isinstance(num_envs, int | np.integer) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs = {num_envs!r} is invalid; allowed: an integer >= 1")
+        threads = numba.config.NUMBA_NUM_THREADS
+        if (not isinstance(num_threads, int | np.integer) or isinstance(num_threads, bool)
+                or not 1 <= num_threads <= threads):
+            raise ValueError(f"num_threads = {num_threads!r} is invalid; allowed: an integer in [1, {threads}] "
+                             "(numba's thread count)")
+        self.num_threads = int(num_threads)
         try:
             autoreset_mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -123,7 +133,7 @@ class EdgeSDVectorEnv(VectorEnv):
                       if cfg.acceptance == "sampled" else None)
         self._task_table = np.zeros((e, k + n_max, 6), dtype=np.float32)
         # One kernel workspace per worker thread (chunks of envs are served in parallel).
-        self._works = np.stack([kernels.workspace(cfg) for _ in range(numba.get_num_threads())])
+        self._works = np.stack([kernels.workspace(cfg) for _ in range(self.num_threads)])
         # Clocks and running KPIs
         self.next_task = np.zeros(e, dtype=np.int64)
         self.uplink_end = np.zeros(e)
@@ -297,12 +307,14 @@ class EdgeSDVectorEnv(VectorEnv):
         completion = np.zeros((e, self.n_max))
         results = np.zeros((e, kernels.NUM_RESULTS))
         sampled = self._runs is not None
-        kernels.commit_many(
+        threads = min(self.num_threads, max(1, envs.size // PARALLEL_MIN_ENVS))
+        commit = kernels.commit_many if threads == 1 else kernels.commit_many_parallel
+        commit(
             self.model.kernel_parameters, self._prompt, self._columns["output_len"], self._columns["alpha"],
             self._columns["payload_bits"], self._channel, self._runs if sampled else NO_RUNS, envs, size, lengths,
             sampled, explicit, bandwidth, completion, results, self.next_task, self.uplink_end, self.inference_end,
             self._completion_sum, self._completion_max, self._tokens, cfg.objective == "mean_latency",
-            self._works[: max(1, min(len(self._works), envs.size // PARALLEL_MIN_ENVS))])
+            self._works[0] if threads == 1 else self._works[:threads])
         r = results[envs]
         return {
             "reward": -r[:, kernels.COST], "batch_size": size[envs], "speculation_length": spec_len,
