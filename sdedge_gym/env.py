@@ -329,6 +329,7 @@ class EdgeSDEnv(gym.Env):
         outcome, self.clock = commit_batch(self.model, self.episode, self.clock, batch_size,
                                            speculation_length, bandwidth)
         self.outcomes.append(outcome)
+        limit = self.batch_limit()
         terminated = self.clock.next_task >= self.episode.num_tasks
         # Per-task arrays are zero-padded to n_max: every step's info then has the same shapes, which
         # Gymnasium's sync/async vector envs need to stack the infos of envs whose batches differ.
@@ -348,11 +349,11 @@ class EdgeSDEnv(gym.Env):
             "tokens": outcome.tokens,
             "accepted_drafts": outcome.accepted_drafts,
             "action_clipped": batch_size != requested,
-            "action_mask": self.action_masks(),
+            "action_mask": self._mask_table[limit].copy(),
         }
         if terminated:
             info.update(self.episode_kpis())
-        return self._observation(), -float(outcome.cost), bool(terminated), False, info
+        return self._observation(limit), -outcome.cost, terminated, False, info
 
     def render(self):
         if self.render_mode is None:
@@ -424,13 +425,13 @@ class EdgeSDEnv(gym.Env):
 
     # ------------------------------------------------------------------ observation
 
-    def _observation(self) -> np.ndarray:
+    def _observation(self, batch_limit: int | None = None) -> np.ndarray:
         clock = self.clock
         n_global = len(GLOBAL_FEATURES)
         observation = np.empty(n_global + len(TASK_FEATURES) * self.scenario.max_batch, dtype=np.float32)
+        limit = self.batch_limit() if batch_limit is None else batch_limit
         observation[:n_global] = global_features_one(self.model, self.scales, self.episode.num_tasks,
-                                                     clock.next_task, clock.uplink_end, clock.inference_end,
-                                                     self.batch_limit())
+                                                     clock.next_task, clock.uplink_end, clock.inference_end, limit)
         observation[n_global:] = self._task_features[clock.next_task: clock.next_task + self.scenario.max_batch].ravel()
         return observation
 

@@ -156,23 +156,15 @@ def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, bat
     The caller validates the action (see the env); this function trusts it. The batch is timed by the
     compiled kernel (:func:`sdedge_gym.kernels.commit`).
     """
-    cfg = model.config
     first = clock.next_task
     prompt, output, alpha, payload, channel, runs = episode.kernel_arrays
     explicit = bandwidth is not None
     band = np.array(bandwidth, dtype=float) if explicit else np.empty(batch_size)
-    offsets = np.empty(batch_size)
-    slot, duration, accepted, tokens = kernels.commit(
+    completion = np.empty(batch_size)
+    slot, ready, start, finish, cost, accepted, tokens = kernels.commit(
         model.kernel_parameters, prompt, output, alpha, payload, channel, runs, first, int(batch_size),
-        int(speculation_length), episode.runs is not None, explicit, band, offsets, model.workspace)
-    ready = clock.uplink_end + slot
-    start = ready if ready > clock.inference_end else clock.inference_end
-    finish = start + duration
-    completion = start + offsets
-    if cfg.objective == "mean_latency":
-        cost = float(completion.sum()) / episode.num_tasks
-    else:
-        cost = finish - clock.inference_end
+        int(speculation_length), episode.runs is not None, explicit, band, completion, clock.uplink_end,
+        clock.inference_end, model.config.objective == "mean_latency", model.workspace)
     outcome = BatchOutcome(
         first_task=first, batch_size=batch_size, speculation_length=speculation_length, bandwidth=band,
         uplink_start=clock.uplink_end, uplink_slot=slot, ready=ready, start=start, finish=finish,

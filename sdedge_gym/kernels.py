@@ -366,18 +366,31 @@ def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work
 
 @njit(cache=True)
 def commit(p, prompt, output, alpha, payload, channel, runs, first, n, l, sampled, explicit, bandwidth, completion,
-           work):
-    """One batch: its uplink slot (closed form, or ``explicit`` shares already in ``bandwidth``) and service.
+           uplink_end, inference_end, mean_latency_objective, work):
+    """One batch of an episode (tasks first..first+n-1 of the (K,) task arrays), from the clocks it starts at.
 
-    Returns (slot, duration, accepted drafts, output tokens); writes ``bandwidth[:n]`` (Hz) and
-    ``completion[:n]`` (offsets from the batch's start). ``work`` is a :func:`workspace`.
+    The uplink slot follows the previous one (closed-form split, or ``explicit`` shares already in
+    ``bandwidth``), the service starts when both the slot and the previous service are done:
+
+        ready = uplink_end + U,  start = max(ready, inference_end),  finish = start + duration,
+
+    and the cost is sum_k C_k / K (mean latency) or finish - inference_end (makespan). Writes
+    ``bandwidth[:n]`` (Hz) and ``completion[:n]`` (completion times C_k from the episode start); returns
+    (slot, ready, start, finish, cost, accepted drafts, output tokens). ``work`` is a :func:`workspace`.
     """
     slot = uplink_slot(p, payload[first:first + n], channel[first:first + n], bandwidth[:n], explicit, work)
     duration, accepted = serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work)
+    ready = uplink_end + slot
+    start = max(ready, inference_end)
+    finish = start + duration
+    total = 0.0
     tokens = 0.0
-    for k in range(first, first + n):
-        tokens += output[k]
-    return slot, duration, accepted, tokens
+    for i in range(n):
+        completion[i] = start + completion[i]
+        total += completion[i]
+        tokens += output[first + i]
+    cost = total / output.shape[0] if mean_latency_objective else finish - inference_end
+    return slot, ready, start, finish, cost, accepted, tokens
 
 
 # Columns of commit_many's per-env result table.
@@ -389,31 +402,26 @@ NUM_RESULTS = 7
 def _commit_env(p, prompt, output, alpha, payload, channel, runs, e, size, l, sampled, explicit, bandwidth,
                 completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
                 tokens_total, mean_latency_objective, work):
-    """:func:`commit_many`'s work for env e (``work`` row 0 holds the completion offsets)."""
-    num_tasks = output.shape[1]
+    """:func:`commit_many`'s work for env e: :func:`commit` on its rows, then its clocks and running KPIs."""
     n = size[e]
     first = next_task[e]
     runs_e = runs[e] if sampled else runs[0]
-    offsets = completion[e]
-    slot, duration, accepted, tokens = commit(p, prompt[e], output[e], alpha[e], payload[e], channel[e], runs_e,
-                                              first, n, l[e], sampled, explicit, bandwidth[e], offsets, work)
-    ready = uplink_end[e] + slot
-    start = max(ready, inference_end[e])
-    finish = start + duration
+    slot, ready, start, finish, cost, accepted, tokens = commit(
+        p, prompt[e], output[e], alpha[e], payload[e], channel[e], runs_e, first, n, l[e], sampled, explicit,
+        bandwidth[e], completion[e], uplink_end[e], inference_end[e], mean_latency_objective, work)
     total = 0.0
     for i in range(bandwidth.shape[1]):
         if i < n:
-            completion[e, i] = start + offsets[i]
             total += completion[e, i]
             completion_max[e] = max(completion_max[e], completion[e, i])
         else:
             completion[e, i] = 0.0
             bandwidth[e, i] = 0.0
     results[e, SLOT] = slot
-    results[e, DURATION] = duration
+    results[e, DURATION] = finish - start
     results[e, ACCEPTED] = accepted
     results[e, TOKENS] = tokens
-    results[e, COST] = total / num_tasks if mean_latency_objective else finish - inference_end[e]
+    results[e, COST] = cost
     results[e, WAIT] = start - ready
     results[e, SERVICE_TIME] = finish - start
     completion_sum[e] += total
