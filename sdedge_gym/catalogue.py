@@ -75,6 +75,13 @@ GPUS: dict[str, GpuSpec] = {
                    "tensor TFLOPS with FP32 accumulate 59.5 (dense), 760 GB/s GDDR6X, 10 GB",
         ),
         GpuSpec(
+            # The calibration's convention (docs/FIDELITY.md): every peak is the dense FP16 rate with FP16
+            # accumulate, which GeForce cards run at twice their FP32-accumulate rate (RTX 3090: 142 vs 71).
+            name="rtx-3080-full-rate", peak_flops=119e12, memory_bandwidth=760e9, memory_capacity=10 * GIB,
+            source="rtx-3080 with the dense FP16 tensor rate at FP16 accumulate: 2 x 59.5 = 119 TFLOPS (the "
+                   "GeForce 2:1 ratio of FP16- to FP32-accumulate, as for the RTX 3090's 142 vs 71)",
+        ),
+        GpuSpec(
             # Kept at 79.4 TFLOPS because every preset's MBS uses this entry and the presets must not move
             # (golden trajectories, agents, figures); "rtx-4500-ada-full-rate" below has the corrected figure.
             name="rtx-4500-ada", peak_flops=79.4e12, memory_bandwidth=432e9, memory_capacity=24 * GIB,
@@ -153,7 +160,8 @@ def tokens_per_round(alpha: float, speculation_length: int) -> float:
 def alpha_for_tokens_per_round(mean_tokens: float, speculation_length: int) -> float:
     """The per-position acceptance rate alpha whose L(alpha, l) equals a published mean tokens per round."""
     if not 1.0 < mean_tokens < speculation_length + 1:
-        raise ValueError(f"mean_tokens = {mean_tokens!r} is invalid; allowed: a number in (1, {speculation_length + 1})")
+        raise ValueError(f"mean_tokens = {mean_tokens!r} is invalid; allowed: a number in "
+                         f"(1, {speculation_length + 1})")
     return float(brentq(lambda a: tokens_per_round(a, speculation_length) - mean_tokens, 0.0, 1.0 - 1e-12,
                         xtol=1e-12))
 
