@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sdedge_gym.calibration import (  # noqa: E402
+from sdedge_gym.calibration import (
     CALIBRATED,
     CLASSES,
     CONTEXT_ROWS,
@@ -33,9 +33,9 @@ from sdedge_gym.calibration import (  # noqa: E402
     node,
     predict,
 )
-from sdedge_gym.catalogue import GPUS  # noqa: E402
-from sdedge_gym.pass_profile import write_profile  # noqa: E402
-from sdedge_gym.roofline import PassCost  # noqa: E402
+from sdedge_gym.catalogue import GPUS
+from sdedge_gym.pass_profile import write_profile
+from sdedge_gym.roofline import PassCost
 
 TOLERANCE = 0.25
 
