@@ -16,6 +16,7 @@ from that table instead; the table is indexed by the batch size too, so ``pass_t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,17 +41,22 @@ class PassCost:
 
     @classmethod
     def of(cls, node: NodeConfig) -> PassCost:
+        """The node's coefficients. A profiled node gets NaN for t0, 1/(eta C) and 1/(mu W): code that
+        inlines the roofline from those coefficients (instead of calling pass_time) yields NaN, never a
+        roofline time silently standing in for the measured one."""
         m, g = node.model, node.gpu
+        profile = load_profile(node.profile) if node.profile is not None else None
+        roofline = profile is None
         return cls(
-            overhead=node.pass_overhead,
-            seconds_per_flop=1.0 / (node.efficiency * g.peak_flops),
-            seconds_per_byte=1.0 / (node.memory_efficiency * g.memory_bandwidth),
+            overhead=node.pass_overhead if roofline else math.nan,
+            seconds_per_flop=1.0 / (node.efficiency * g.peak_flops) if roofline else math.nan,
+            seconds_per_byte=1.0 / (node.memory_efficiency * g.memory_bandwidth) if roofline else math.nan,
             flops_per_token=2.0 * m.num_params,
             attention_flops=4.0 * m.num_layers * m.hidden_size,
             weight_bytes=node.bytes_per_param * m.num_params,
             kv_bytes_per_token=4.0 * m.num_layers * m.kv_hidden_size,
             memory_capacity=g.memory_capacity,
-            profile=load_profile(node.profile) if node.profile is not None else None,
+            profile=profile,
         )
 
     def pass_time(self, new_tokens, attention_work, kv_tokens, batch=None):

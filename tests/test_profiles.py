@@ -105,6 +105,14 @@ def test_a_profiled_node_needs_the_batch_size(roofline_csv: Path) -> None:
         profiled.pass_time(8.0, 8.0 * 300, 300.0)
 
 
+def test_a_profiled_node_has_no_roofline_coefficients(roofline_csv: Path) -> None:
+    # Code that inlines the roofline from the coefficients gets NaN, not a roofline time in disguise;
+    # the memory check keeps its model figures.
+    profiled, roofline = PassCost.of(TARGET.replace(profile=str(roofline_csv))), PassCost.of(TARGET)
+    assert np.isnan([profiled.overhead, profiled.seconds_per_flop, profiled.seconds_per_byte]).all()
+    assert profiled.max_batch_for_memory(1024) == roofline.max_batch_for_memory(1024)
+
+
 def test_out_of_range_queries_raise(roofline_csv: Path) -> None:
     profile = load_profile(roofline_csv)
     with pytest.raises(ValueError, match=r"new_tokens = 600 is outside the profile's range \[1.0, 520.0\]"):
