@@ -2,6 +2,7 @@
 
     python scripts/fidelity.py                 # the table of docs/FIDELITY.md
     python scripts/fidelity.py --fit           # re-fit mu, eta, t0 per GPU class; leave-one-GPU-out check
+    python scripts/fidelity.py --presets       # paper preset vs its calibrated variant: mean latency by l
     python scripts/fidelity.py --write-profile sdedge_gym/profiles/llama-2-7b-f16-rtx-3090-llamacpp.csv
 
 Every row: a (model, GPU, precision, quantity), the published measurement and its source, the model's
@@ -27,6 +28,7 @@ from sdedge_gym.calibration import (
     DRAFT_PASS_OVERHEAD,
     GPU_CLASS,
     MEASUREMENTS,
+    REFERENCE,
     class_of,
     draft_pass_overhead,
     fit,
@@ -34,8 +36,10 @@ from sdedge_gym.calibration import (
     predict,
 )
 from sdedge_gym.catalogue import GPUS
+from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.pass_profile import write_profile
 from sdedge_gym.roofline import PassCost
+from sdedge_gym.scenarios import make_scenario
 
 TOLERANCE = 0.25
 
@@ -149,6 +153,30 @@ def print_fit() -> None:
     print(f"  draft t0 {draft * 1e3:.2f} ms (preset SBS 4 ms)")
 
 
+def _mean_latency(model, episode, n: int, l: int) -> float:
+    clock, total = EpisodeClock(), 0.0
+    while clock.next_task < episode.num_tasks:
+        outcome, clock = commit_batch(model, episode, clock, min(n, episode.num_tasks - clock.next_task), l)
+        total += outcome.cost
+    return total
+
+
+def print_presets(seeds=(0, 1)) -> None:
+    """Mean latency of the paper preset at n = n_lim for every l, with the preset's and the calibrated nodes."""
+    calibrated = {"calibration": REFERENCE}
+    variants = (("paper", {}), ("paper, calibration", calibrated),
+                ("paper, calibration + spec-bench alpha", {**calibrated, "acceptance_dataset": "spec-bench"}))
+    for label, options in variants:
+        model = ServingModel.of(make_scenario("paper", **options))
+        for seed in seeds:
+            episode = Episode.draw(model, np.random.default_rng(seed))
+            n = model.batch_limit
+            by_l = [_mean_latency(model, episode, n, l) for l in range(model.config.max_speculation + 1)]
+            best = int(np.argmin(by_l))
+            print(f"{label:38s} seed {seed}, n = {n}: l = 0 {by_l[0]:.1f} s, best l = {best} {by_l[best]:.1f} s "
+                  f"({1 - by_l[best] / by_l[0]:.0%} lower); by l: " + " ".join(f"{v:.1f}" for v in by_l))
+
+
 def write_example_profile(path: str) -> None:
     """Tabulate the calibrated roofline of LLaMA-2-7B F16 on an RTX 3090 (llama.cpp) on a grid."""
     cost = PassCost.of(node(GPUS["rtx-3090"], "llama-2-7b", CALIBRATED["ampere-ga102"]))
@@ -174,12 +202,15 @@ def write_example_profile(path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fit", action="store_true", help="re-fit the calibration and print it")
+    parser.add_argument("--presets", action="store_true", help="paper preset vs calibrated: mean latency by l")
     parser.add_argument("--write-profile", metavar="PATH", help="write the example profile CSV")
     args = parser.parse_args()
     if args.write_profile:
         write_example_profile(args.write_profile)
     elif args.fit:
         print_fit()
+    elif args.presets:
+        print_presets()
     else:
         print_table()
 
