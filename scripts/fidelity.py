@@ -87,9 +87,10 @@ def print_table() -> None:
     print(f"rows within ±25 %: calibrated {calibrated_ok}/{n} (held-out rows {held_ok}/{len(held)}), "
           f"preset parameters {preset_ok}/{n}")
     print()
-    print("Context (published, not predicted: the catalogue has no sourced bandwidth for these GPUs):")
+    print("Context (published, not predicted here: no sourced bandwidth for the RTX 4000/5000 Ada, no catalogue V100;"
+          " the 160M row sets the draft t0):")
     for gpu, model, quantity, seconds, _ in CONTEXT_ROWS:
-        print(f"  {gpu:14s} {model:20s} {quantity:8s} {seconds * 1e3:8.2f} ms")
+        print(f"  {gpu:12s} {model:20s} {quantity:26s} {seconds * 1e3:8.2f} ms")
     print()
     print("The paper preset's MBS, RTX 4500 Ada + LLaMA-7B F16 (no published measurement of this GPU was found):")
     for label, gpu, params in (("preset (79.4 TFLOPS, eta 0.3, mu 1, t0 2 ms)", "rtx-4500-ada", None),

@@ -138,6 +138,12 @@ CONTEXT_ROWS: tuple[tuple[str, str, str, float, str], ...] = (
     ("RTX 5000 Ada", "llama-2-7b", "prefill", _pp(4936.59), XIONGJIE),
     ("RTX 5000 Ada", "llama-2-13b", "decode", _tg(19.22), XIONGJIE),
     ("RTX 5000 Ada", "llama-2-13b", "prefill", _pp(3038.27), XIONGJIE),
+    # llama.cpp of Oct 2023, batched-bench without prompt sharing (PP 50, TG 100): a pass over 8 sequences
+    # took 2.9x a single-sequence pass; the batched-decoding PRs that followed (#3749, #3776) targeted this.
+    ("V100", "open-llama-7b F16", "decode, batch 1 (s/pass)", 1 / 52.18,
+     "ggml-org/llama.cpp PR #3545 ('batched : add bench tool'), table 'LLaMA 7B F16, V100, no prompt sharing'"),
+    ("V100", "open-llama-7b F16", "decode, batch 8 (s/pass)", 8 / 149.81,
+     "ggml-org/llama.cpp PR #3545 ('batched : add bench tool'), table 'LLaMA 7B F16, V100, no prompt sharing'"),
     ("A100 80GB", "llama-160m (draft)", "decode", 1.49e-3,
      "ggml-org/llama.cpp issue #3649 (Oct 2023): JackFram/llama-160m draft, 'eval time 1.49 ms per token'"),
 )
