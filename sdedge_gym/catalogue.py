@@ -61,7 +61,8 @@ MODELS: dict[str, ModelSpec] = {
             name="llama-3-8b", num_layers=32, hidden_size=4096, kv_hidden_size=1024, num_params=8.03e9,
             vocab_size=128256,
             source="meta-llama/Meta-Llama-3-8B config.json: 32 layers, hidden 4096, 32 heads, 8 KV heads of 128 "
-                   "(KV width 1024), vocabulary 128,256; 8.03 B parameters as llama-bench reports them",
+                   "(KV width 1024), FFN 14,336, vocabulary 128,256 untied; 8.03 B parameters is the sum of "
+                   "those weight shapes",
         ),
     )
 }
