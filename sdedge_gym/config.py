@@ -140,6 +140,8 @@ class NodeConfig(_DictMixin):
     efficiency: float = 0.5  # eta: achieved fraction of peak FLOP/s
     pass_overhead: float = 2e-3  # t0: fixed cost of one forward pass (launches, sampling), s
     bytes_per_param: float = 2.0  # 2 for FP16 weights, 1 for INT8
+    memory_efficiency: float = 1.0  # mu: achieved fraction of the memory bandwidth (1 = the datasheet figure)
+    profile: str | None = None  # CSV of measured pass times; replaces the roofline (sdedge_gym/profiles.py)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.gpu, GpuSpec), "NodeConfig", "gpu", self.gpu, "a GpuSpec or catalogue name")
@@ -150,6 +152,10 @@ class NodeConfig(_DictMixin):
         _non_negative("NodeConfig", "pass_overhead", self.pass_overhead)
         _require(self.bytes_per_param in (0.5, 1, 1.0, 2, 2.0, 4, 4.0), "NodeConfig", "bytes_per_param",
                  self.bytes_per_param, "0.5, 1, 2 or 4")
+        _require(isinstance(self.memory_efficiency, int | float) and 0 < self.memory_efficiency <= 1, "NodeConfig",
+                 "memory_efficiency", self.memory_efficiency, "a number in (0, 1]")
+        _require(self.profile is None or (isinstance(self.profile, str) and self.profile != ""), "NodeConfig",
+                 "profile", self.profile, "None or the path of a pass-time CSV (docs/FIDELITY.md, section 6)")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@
 Everything the seed paper did not fix (distributions, radio figures, overheads) is this project's
 calibration, chosen so that every action dimension matters on the default scenario; docs/MODEL.md says
 why each number is what it is.
+
+Two options of ``make_scenario`` replace those choices by published figures without changing any preset:
+``calibration="llamacpp-cuda-f16"`` gives both nodes the roofline parameters fitted to llama.cpp
+measurements (sdedge_gym/calibration.py), and ``acceptance_dataset="spec-bench"`` sets alpha to the
+published acceptance of the draft/target pair (catalogue ``ACCEPTANCE``); docs/FIDELITY.md has both.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sdedge_gym.catalogue import GPUS, MODELS
+from sdedge_gym.calibration import calibrate_node
+from sdedge_gym.catalogue import GPUS, MODELS, acceptance_figure
 from sdedge_gym.config import NodeConfig, ScenarioConfig, UplinkConfig, WorkloadConfig
+from sdedge_gym.pass_profile import check_scenario_profiles
 
 
 def _paper() -> ScenarioConfig:
@@ -71,10 +78,15 @@ PRESETS = {"small": _small, "paper": _paper, "large": _large, "uplink": _uplink}
 
 
 def make_scenario(preset: str | ScenarioConfig = "paper", config: Mapping[str, Any] | ScenarioConfig | None = None,
+                  *, calibration: str | None = None, acceptance_dataset: str | None = None,
                   **overrides: Any) -> ScenarioConfig:
     """A preset, then a nested ``config`` dict merged over it, then flat keyword overrides.
 
     ``num_tasks`` is a shortcut for ``workload.num_tasks``. Unknown keys raise ``ValueError``.
+    ``calibration="llamacpp-cuda-f16"`` then replaces each node's mu, eta and t0 by the values fitted to
+    llama.cpp measurements for its GPU class (an RTX 4500 Ada becomes the corrected full-rate spec);
+    ``acceptance_dataset`` then sets alpha_min = alpha_max to the published acceptance of the scenario's
+    draft/target pair on that dataset. A node ``profile`` is checked to cover the scenario's ranges.
     """
     if isinstance(preset, ScenarioConfig):
         scenario = preset
@@ -91,6 +103,13 @@ def make_scenario(preset: str | ScenarioConfig = "paper", config: Mapping[str, A
         scenario = scenario.replace(workload=scenario.workload.replace(num_tasks=overrides.pop("num_tasks")))
     if overrides:
         scenario = ScenarioConfig.from_dict({**scenario.to_dict(), **overrides})
+    if calibration is not None:
+        scenario = scenario.replace(draft=calibrate_node(scenario.draft, "draft", calibration),
+                                    target=calibrate_node(scenario.target, "target", calibration))
+    if acceptance_dataset is not None:
+        alpha = acceptance_figure(scenario.draft.model.name, scenario.target.model.name, acceptance_dataset).alpha
+        scenario = scenario.replace(workload=scenario.workload.replace(alpha_min=alpha, alpha_max=alpha))
+    check_scenario_profiles(scenario)
     return scenario
 
 
