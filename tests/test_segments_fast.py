@@ -82,6 +82,8 @@ def test_fast_services_equal_pipeline_schedule(preset, acceptance, pipelining, s
         services = [compacted_service] + ([autoregressive_service] if l == 0 else [])
         for service in services:
             duration, completion = service(windows, lanes_a, lanes_b)
+            # Bit equality is honest: the fast services do pipeline_schedule's max and + per lane in its order
+            # and accumulate the completion sum in _reference_service's order (see their docstrings).
             np.testing.assert_array_equal(duration.reshape(want_duration.shape), want_duration)
             np.testing.assert_array_equal(completion.reshape(want_completion.shape), want_completion)
 
@@ -129,6 +131,8 @@ def test_draft_decode_equals_general_excess(flop_scale):
         e1 = draft.attention_flops * n * draft.seconds_per_flop - m1
         with np.errstate(divide="ignore", invalid="ignore"):
             general = np.where(n > 0, l * (draft.overhead + m0) + m1 * l * (l + 1) / 2 + _excess(e0, e1, l), 0.0)
+        # Honest: _draft_decode does the general formula's operations in its order; where it skips _excess,
+        # the general formula adds an exact +-0.0.
         np.testing.assert_array_equal(got, general)
         grown = ctx[..., None] + n[..., None] * np.arange(1, l + 1)
         passes = draft.pass_time(np.broadcast_to(n[..., None], grown.shape), grown, grown).sum(axis=-1)
@@ -150,6 +154,8 @@ def test_autoregressive_service_on_random_windows():
     lanes_b = rng.integers(0, sizes * starts, 50)
     want = compacted_service(windows, lanes_a, lanes_b)
     got = autoregressive_service(windows, lanes_a, lanes_b)
+    # Honest: at l = 0 the recursion is a running sum in the order A_0, B_0, A_1, ... and np.cumsum is a
+    # sequential accumulate in that order (see autoregressive_service).
     for x, y in zip(got, want, strict=True):
         np.testing.assert_array_equal(x, y)
 
