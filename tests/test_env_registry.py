@@ -63,6 +63,7 @@ def test_gymnasium_check_env(env_id):
 
 @pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
 def test_sb3_check_env(env_id):
+    pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
     from stable_baselines3.common.env_checker import check_env
 
     env = gym.make(env_id, **_short(env_id))
@@ -74,6 +75,7 @@ def test_sb3_check_env(env_id):
 
 
 def test_sb3_subproc_vec_env_by_id():
+    pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
@@ -95,6 +97,7 @@ def test_sb3_subproc_vec_env_by_id():
 
 
 def test_ppo_learns_on_the_discrete_small_env():
+    pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
     from stable_baselines3 import PPO
 
     env = gym.make("sdedge/EdgeSD-Small-v0")
@@ -107,6 +110,7 @@ def test_ppo_learns_on_the_discrete_small_env():
 
 
 def test_maskable_ppo_learns_and_respects_masks():
+    pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.utils import get_action_masks
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
+pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
+pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
+
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 from stable_baselines3 import PPO
