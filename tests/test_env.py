@@ -368,6 +368,7 @@ def test_render_ansi_dashboard():
 
 
 def test_render_rgb_array_gantt():
+    pytest.importorskip("matplotlib", reason="rgb_array rendering needs the render extra (matplotlib)")
     env = gym.make("sdedge/EdgeSD-Small-v0", render_mode="rgb_array")
     env.reset(seed=0)
     empty = env.render()
