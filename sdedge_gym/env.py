@@ -393,7 +393,7 @@ class EdgeSDEnv(gym.Env):
             n, l = hybrid_batch_and_speculation(values, n_max, l_max)
             return int(n), int(l), values[2:]
         if not isinstance(action, Mapping) or set(action) != {"batch_size", "speculation_length", "bandwidth"}:
-            got = sorted(action) if isinstance(action, Mapping) else type(action).__name__
+            got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
             raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                              "exactly the keys ['bandwidth', 'batch_size', 'speculation_length']")
         n = finite_array(action["batch_size"], "action['batch_size']", (), f"an integer in [1, {n_max}]")

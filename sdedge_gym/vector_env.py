@@ -426,7 +426,7 @@ class EdgeSDVectorEnv(VectorEnv):
             n, l = hybrid_batch_and_speculation(values, n_max, l_max)
             return n, l, values[:, 2:]
         if not isinstance(actions, Mapping) or set(actions) != {"batch_size", "speculation_length", "bandwidth"}:
-            got = sorted(actions) if isinstance(actions, Mapping) else type(actions).__name__
+            got = sorted(actions, key=repr) if isinstance(actions, Mapping) else type(actions).__name__
             raise ValueError(f"actions = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                              "exactly the keys ['bandwidth', 'batch_size', 'speculation_length'] of arrays over envs")
         n = finite_array(actions["batch_size"], "actions['batch_size']", (e,), f"integers in [1, {n_max}]")

@@ -35,7 +35,7 @@ def test_env_ids_cover_every_preset_and_mode():
     for env_id in sdedge_gym.ENV_IDS:
         spec = gym.spec(env_id)
         assert spec.max_episode_steps is None and spec.kwargs == ENV_TABLE[env_id]
-        assert spec.entry_point == "sdedge_gym.env:EdgeSDEnv"
+        assert spec.entry_point == "sdedge_gym.registration:make_env"
 
 
 def test_registration_is_idempotent():
