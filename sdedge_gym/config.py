@@ -64,7 +64,8 @@ def _normalize(instance: Any) -> None:
 
 
 def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's bool, without importing numpy
+    # numpy's bool (np.bool_, named "bool" from numpy 2), recognised without importing numpy here
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
 
 
 def _positive(owner: str, name: str, value: float) -> None:
