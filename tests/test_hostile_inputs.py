@@ -108,6 +108,17 @@ def test_degenerate_rates_are_rejected_at_construction_naming_the_fields(config)
     assert any(f"{section}.{name}" in str(error.value) for name in fields), str(error.value)
 
 
+@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+def test_every_id_and_its_vector_env_reject_degenerate_and_boolean_configs(env_id) -> None:
+    for config, match in (({"uplink": {"bandwidth": 1e300}}, "degenerate"),
+                          ({"uplink": {"bandwidth": True}}, r"UplinkConfig\.bandwidth = True"),
+                          ({"workload": {"alpha_max": math.nan}}, r"WorkloadConfig\.alpha_max = nan")):
+        with pytest.raises(ValueError, match=match):
+            gym.make(env_id, config=config)
+        with pytest.raises(ValueError, match=match):
+            gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", config=config)
+
+
 @pytest.mark.parametrize("config", [[1, 2], "paper", 42, 1.5])
 def test_a_config_that_is_not_a_mapping_is_a_type_error(config) -> None:
     with pytest.raises(TypeError, match=r"config = .* is invalid; allowed: None, a \(nested\) mapping"):
@@ -274,6 +285,26 @@ def test_a_copy_mid_episode_reproduces_the_rest(env_id, clone) -> None:
     for a, b in zip(*rest, strict=True):
         assert a[0].tobytes() == b[0].tobytes() and a[1] == b[1]
         assert a[2].tobytes() == b[2].tobytes() and a[3].tobytes() == b[3].tobytes()
+
+
+@pytest.mark.parametrize("mode", ["discrete", "hybrid", "dict"])
+def test_the_vector_env_rejects_hostile_actions_without_stepping(mode) -> None:
+    suffix = {"discrete": "", "hybrid": "-Hybrid", "dict": "-Dict"}[mode]
+    env = gym.make_vec(f"sdedge/EdgeSD-Small{suffix}-v0", num_envs=2, vectorization_mode="vector_entry_point").unwrapped
+    env.reset(seed=0)
+    valid = env.action_space.sample()
+    if mode == "dict":
+        bad = [{**valid, "batch_size": np.array([True, True])}, {**valid, "bandwidth": np.full((2, 4), np.nan)},
+               {**valid, "speculation_length": np.array([0, np.inf])}, {1: 2, "a": 3}]
+    else:
+        width = valid.shape[1]
+        bad = [np.zeros((2, width), dtype=bool), np.full((2, width), np.nan), np.full((2, width), 1e308),
+               np.zeros((3, width)), np.zeros((2, width + 1)), [[True] * width] * 2]
+    before = env.next_task.copy()
+    for action in bad:
+        with pytest.raises(ValueError, match="actions"):
+            env.step(action)
+        assert env.next_task.tolist() == before.tolist()
 
 
 # ---------------------------------------------------------------------------------------- the evaluate CLI

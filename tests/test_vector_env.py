@@ -163,6 +163,7 @@ def test_seeds_and_reset_mask_reproduce_single_env_episodes() -> None:
     for i, seed in enumerate((10, 20, 30)):
         single = gym.make("sdedge/EdgeSD-Small-v0")
         single.reset(seed=seed)
+        # Exact: the same draws through the same elementwise derivation (see test_env_speed_paths.py).
         np.testing.assert_array_equal(env.episodes[i].workload.payload_bits,
                                       single.unwrapped.episode.workload.payload_bits)
     before = [e.workload.payload_bits.copy() for e in env.episodes]
