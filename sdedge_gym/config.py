@@ -3,7 +3,10 @@
 Every dataclass validates itself in ``__post_init__``: a bad value raises ``ValueError`` naming the field
 and the allowed range, so a configuration error surfaces at construction, never mid-episode.
 ``from_dict`` rejects unknown keys (a typo is an error, not a silently ignored setting) and ``to_dict``
-round-trips. Units are SI throughout: seconds, hertz, watts, bits, bytes, FLOP/s.
+round-trips. A number is any real number but a boolean (``True`` is not a 1 Hz band): numpy scalars are
+accepted and stored as Python numbers. Units are SI throughout: seconds, hertz, watts, bits, bytes, FLOP/s.
+Derived quantities (SNRs, slot and pass times) are checked by :mod:`sdedge_gym.feasibility` when a
+``ServingModel`` is built.
 """
 
 from __future__ import annotations
@@ -202,8 +205,7 @@ class NodeConfig(_DictMixin):
                  "efficiency", self.efficiency, "a number in (0, 1]")
         _non_negative("NodeConfig", "pass_overhead", self.pass_overhead)
         _require(_is_number(self.bytes_per_param) and self.bytes_per_param in (0.5, 1, 2, 4), "NodeConfig",
-                 "bytes_per_param",
-                 self.bytes_per_param, "0.5, 1, 2 or 4")
+                 "bytes_per_param", self.bytes_per_param, "0.5, 1, 2 or 4")
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ class EdgeSDEnv(gym.Env):
     MultiDiscrete layout, the same in every mode: ``n_max`` entries for n = 1..n_max, then ``l_max + 1``
     entries for l = 0..l_max (every l is valid). At the terminal state no batch size is valid. An action
     outside the space (wrong shape or keys, out of range, not an integer where one is needed, NaN or
-    inf) raises ``ValueError``.
+    inf, booleans or strings) raises ``ValueError`` and leaves the episode unchanged.
 
     ## Observation Space
 
@@ -222,7 +222,8 @@ class EdgeSDEnv(gym.Env):
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
     * ``action_mode``: "discrete" | "hybrid" | "dict".
     * ``render_mode``: None | "ansi" (a text dashboard) | "rgb_array" (a Gantt chart; needs matplotlib,
-      the ``render`` extra).
+      the ``render`` extra); anything else, "human" included, raises ``ValueError`` (also through
+      ``gymnasium.make``, see ``sdedge_gym.registration.make_env``).
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
