@@ -215,7 +215,8 @@ class EdgeSDVectorEnv(VectorEnv):
         return observations, rewards, terminated, np.zeros(e, dtype=bool), _present_keys(infos)
 
     def close_extras(self, **kwargs: Any) -> None:
-        self.episodes = [None] * self.num_envs
+        # getattr: Gymnasium 1.1's __del__ closes an env whose __init__ raised (a bad argument) before num_envs
+        self.episodes = [None] * getattr(self, "num_envs", 0)
 
     # ------------------------------------------------------------------ masks
 
