@@ -291,6 +291,8 @@ def test_a_copy_mid_episode_reproduces_the_rest(env_id, clone) -> None:
 def test_the_vector_env_rejects_hostile_actions_without_stepping(mode) -> None:
     suffix = {"discrete": "", "hybrid": "-Hybrid", "dict": "-Dict"}[mode]
     env = gym.make_vec(f"sdedge/EdgeSD-Small{suffix}-v0", num_envs=2, vectorization_mode="vector_entry_point").unwrapped
+    with pytest.raises(RuntimeError, match=r"before reset\(\)"):
+        env.step(env.action_space.sample())
     env.reset(seed=0)
     valid = env.action_space.sample()
     if mode == "dict":
