@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -86,8 +87,18 @@ class _Counter:
         print(file=sys.stderr)
 
 
+def _sb3_path(spec: str) -> str:
+    """The model file of ``sb3:ALGO:PATH`` (SB3's ``load`` also tries PATH + ".zip"); ValueError if neither exists."""
+    path = spec.split(":", 2)[2]
+    if not path or not (os.path.isfile(path) or os.path.isfile(path + ".zip")):
+        raise ValueError(f"policy {spec!r}: no model file {path!r}" + ("" if path.endswith(".zip") else
+                         f" (nor {path + '.zip'!r})") + "; allowed: sb3:ALGO:PATH with PATH a saved model (.zip)")
+    return path
+
+
 def _sb3_policy(spec: str, env) -> Any:
-    _, algo, path = spec.split(":", 2)
+    _, algo, _ = spec.split(":", 2)
+    path = _sb3_path(spec)
     if algo in ("MaskablePPO", "RecurrentPPO", "QRDQN", "TQC", "TRPO", "ARS", "CrossQ"):
         import sb3_contrib as library
     else:
@@ -101,18 +112,46 @@ def _sb3_policy(spec: str, env) -> Any:
                             uses_mask=algo == "MaskablePPO")
 
 
+POLICY_FACTORIES: dict[str, Callable[[Any], Any]] = {
+    "oracle": DPOracle,
+    "planner": MPCPlanner,
+    "planner-exact": lambda e: MPCPlanner(e, exact=True),
+    "best-constant": BestConstant,
+    "max-batch": MaxBatch,
+    "autoregressive": Autoregressive,
+    "uniform-shares": UniformShares,
+    "random": RandomPolicy,
+}
+
+
+def check_policy_spec(spec: str, env) -> None:
+    """ValueError if ``spec`` cannot name a policy for ``env``, without building it (nothing slow, no torch).
+
+    Run on every name before any policy runs, so that a typo fails at once rather than after the oracle.
+    """
+    if spec in POLICY_FACTORIES:
+        return
+    if spec.startswith("fixed:"):
+        try:
+            make_policy(spec, env)  # cheap: validates N and L against the env's limits
+        except ValueError as error:
+            raise ValueError(f"policy {spec!r}: {error}") from None
+    elif spec.startswith("sb3:") and spec.count(":") >= 2:
+        _sb3_path(spec)
+    elif spec.startswith("pretrained:"):
+        from agents.pretrained import PRETRAINED  # the cards only: no torch
+
+        name = spec.split(":", 1)[1]
+        if name not in PRETRAINED:
+            raise ValueError(f"policy {spec!r}: pretrained agent {name!r} is unknown; allowed: "
+                             f"{' | '.join(PRETRAINED)}")
+    else:
+        make_policy(spec, env)  # raises the list of allowed names
+
+
 def make_policy(spec: str, env) -> Any:
     """The policy named ``spec`` bound to ``env`` (see the module docstring for the names)."""
-    factories: dict[str, Callable[[Any], Any]] = {
-        "oracle": DPOracle,
-        "planner": MPCPlanner,
-        "planner-exact": lambda e: MPCPlanner(e, exact=True),
-        "best-constant": BestConstant,
-        "max-batch": MaxBatch,
-        "autoregressive": Autoregressive,
-        "uniform-shares": UniformShares,
-        "random": RandomPolicy,
-    }
+    factories = POLICY_FACTORIES
     if spec in factories:
         return factories[spec](env)
     if spec.startswith("fixed:"):
@@ -161,11 +200,19 @@ def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[
 def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] = DEFAULT_POLICIES,
              progress: bool = True) -> list[PolicyResult]:
     """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ..."""
-    if episodes < 1:
-        raise ValueError(f"episodes = {episodes} is invalid; allowed: an integer >= 1")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes = {episodes!r} is invalid; allowed: an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed = {seed!r} is invalid; allowed: an integer >= 0 (numpy seeds are non-negative)")
     names = list(dict.fromkeys([*REFERENCE, *policies]))
     seeds = [seed + i for i in range(episodes)]
     base = gym.make(env_id, disable_env_checker=True)
+    try:
+        for name in names:
+            check_policy_spec(name, base.unwrapped)
+    except ValueError:
+        base.close()
+        raise
     objective = base.unwrapped.scenario.objective
     bar = _progress(episodes * len(names), progress and episodes * len(names) > 5)
     raw: dict[str, tuple[list[float], float, str]] = {}
@@ -211,11 +258,23 @@ def format_table(results: Sequence[PolicyResult]) -> str:
     return "\n".join(lines)
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low (argparse turns the ValueError into a usage error)."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"integer >= {low}"  # argparse names the type in its message
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0, help="episode i uses seed S + i")
+    parser.add_argument("--episodes", type=_at_least(1), default=20)
+    parser.add_argument("--seed", type=_at_least(0), default=0, help="episode i uses seed S + i (S >= 0)")
     parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                         help="comma-separated policy names (oracle and random are always added)")
     parser.add_argument("--json", default=None, help="also write the per-episode results to this file")
@@ -224,6 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.env not in sdedge_gym.ENV_IDS:
         parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    env = gym.make(args.env, disable_env_checker=True)
+    try:
+        for name in policies:
+            check_policy_spec(name, env.unwrapped)
+    except ValueError as error:
+        parser.error(f"--policies: {error}")
+    finally:
+        env.close()
     results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress)
     print(f"{args.env}: {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(format_table(results))

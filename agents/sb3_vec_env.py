@@ -5,7 +5,8 @@ per-env info dicts, and an env that finishes is reset in the same step, its last
 ``info["terminal_observation"]`` and ``info["TimeLimit.truncated"]`` telling a time-out from a true end.
 :class:`SB3VecEnv` speaks that API over :class:`~sdedge_gym.vector_env.EdgeSDVectorEnv` run in Gymnasium's
 ``SAME_STEP`` autoreset mode, which has exactly these semantics; so the numbers are the vector env's, and
-with it the single env's, step for step (``DummyVecEnv`` over ``gymnasium.make`` gives the same).
+with it the single env's, step for step (``DummyVecEnv`` over ``gymnasium.make`` gives the same: exactly
+for dones and masks, to rtol 1e-6 for the float32 observations and rewards).
 
 MaskablePPO asks a ``VecEnv`` for masks with ``env_method("action_masks")``: here that returns the mask
 of every env from one vectorised call.

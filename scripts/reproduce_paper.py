@@ -1,7 +1,7 @@
 """Reproduce the seed paper's comparisons with the exact oracle and the paper's benchmark schemes.
 
     nice -n 19 python scripts/reproduce_paper.py                 # full sweep -> docs/figures/
-    python scripts/reproduce_paper.py --quick --out /tmp/figs    # smoke test, about a minute
+    python scripts/reproduce_paper.py --quick                    # smoke test, about a minute -> runs/reproduce-quick/
 
 Four sweeps around the ``paper`` preset (K = 100 requests, LLaMA-68M on an RTX 3080 SBS drafting for
 LLaMA-7B on an RTX 4500 Ada MBS, 1 MHz of uplink):
@@ -434,15 +434,21 @@ def up_to_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+FULL_OUT = "docs/figures"  # the committed figures and data
+QUICK_OUT = "runs/reproduce-quick"  # runs/ is git-ignored
+
+
 def main(argv: Sequence[str] | None = None, progress: bool = True,
          printer: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the sweeps, write the figures, JSON and CSV to ``--out``; return the results dict."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few points, two seeds, K <= 20: well under a minute")
-    parser.add_argument("--out", default="docs/figures", help="output directory (created if missing)")
+    parser.add_argument("--out", default=None,
+                        help=f"output directory (created if missing); default {FULL_OUT} for the full run and "
+                             f"{QUICK_OUT} for --quick, so that a quick run never replaces the committed figures")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    out = Path(args.out)
+    out = Path(args.out if args.out is not None else QUICK_OUT if args.quick else FULL_OUT)
     out.mkdir(parents=True, exist_ok=True)
     sweeps = build_sweeps(plan)
     start, cpu_start = time.perf_counter(), time.process_time()

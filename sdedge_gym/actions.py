@@ -111,9 +111,16 @@ def action_mask_table(max_batch: int, max_speculation: int) -> np.ndarray:
 
 
 def finite_array(value, name: str, shape: tuple[int, ...], allowed: str) -> np.ndarray:
-    """``value`` as a finite float array of ``shape``, or a ValueError naming ``name``."""
+    """``value`` as a finite float array of ``shape``, or a ValueError naming ``name``.
+
+    Only integers and floats count as numbers: booleans (``[True, False]`` is not n = 2, l = 0), strings
+    and objects are rejected rather than converted.
+    """
     try:
-        array = np.asarray(value, dtype=float)
+        raw = np.asarray(value)
+        numeric = raw.dtype.kind in "iuf" and not (
+            isinstance(value, list | tuple) and any(isinstance(x, bool | np.bool_) for x in _flatten(value)))
+        array = np.asarray(raw, dtype=float) if numeric else None
     except (TypeError, ValueError):
         array = None
     if array is None or array.shape != shape or not np.all(np.isfinite(array)):
@@ -121,3 +128,12 @@ def finite_array(value, name: str, shape: tuple[int, ...], allowed: str) -> np.n
             "" if array.shape != shape or np.all(np.isfinite(array)) else " with NaN or inf")
         raise ValueError(f"{name} ({got}) is invalid; allowed: shape {shape}, {allowed}")
     return array
+
+
+def _flatten(value):
+    """The scalars of a nested list or tuple."""
+    for x in value:
+        if isinstance(x, list | tuple):
+            yield from _flatten(x)
+        else:
+            yield x

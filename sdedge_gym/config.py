@@ -3,13 +3,17 @@
 Every dataclass validates itself in ``__post_init__``: a bad value raises ``ValueError`` naming the field
 and the allowed range, so a configuration error surfaces at construction, never mid-episode.
 ``from_dict`` rejects unknown keys (a typo is an error, not a silently ignored setting) and ``to_dict``
-round-trips. Units are SI throughout: seconds, hertz, watts, bits, bytes, FLOP/s.
+round-trips. A number is any real number but a boolean (``True`` is not a 1 Hz band): numpy scalars are
+accepted and stored as Python numbers. Units are SI throughout: seconds, hertz, watts, bits, bytes, FLOP/s.
+Derived quantities (SNRs, slot and pass times) are checked by :mod:`sdedge_gym.feasibility` when a
+``ServingModel`` is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,17 +31,57 @@ def _require(ok: bool, owner: str, name: str, value: Any, allowed: str) -> None:
         raise ValueError(f"{owner}.{name} = {value!r} is invalid; allowed: {allowed}")
 
 
+# Integer fields that are multiplied into floats (model sizes, prompt lengths) stay below this, so that no
+# product overflows a float before the memory check can reject an oversized model.
+MAX_COUNT = 2**31 - 1
+
+
+def _is_number(value: Any) -> bool:
+    """A real number that is not a bool (True is not a 1 Hz band); numpy scalars count (after _normalize)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _normalize(instance: Any) -> None:
+    """Numpy scalars to Python numbers (np.float32(1e6) is accepted like 1e6, np.int64(8) like 8).
+
+    By each field's declared type: a ``float`` field takes any real number but a bool (an integer too
+    large for a float becomes inf, which validation then rejects), an ``int`` field any integral number
+    but a bool, a ``bool`` field also numpy's bool. Anything else is left for validation to reject.
+    """
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if isinstance(value, bool | str) or value is None:
+            continue
+        if f.type == "float" and isinstance(value, numbers.Real) and not _is_bool(value):
+            try:
+                value = float(value)
+            except OverflowError:
+                value = math.inf if value > 0 else -math.inf
+        elif f.type == "int" and isinstance(value, numbers.Integral) and not _is_bool(value):
+            value = int(value)
+        elif f.type == "bool" and _is_bool(value):
+            value = bool(value)
+        else:
+            continue
+        object.__setattr__(instance, f.name, value)
+
+
+def _is_bool(value: Any) -> bool:
+    # numpy's bool (np.bool_, named "bool" from numpy 2), recognised without importing numpy here
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
 def _positive(owner: str, name: str, value: float) -> None:
-    _require(isinstance(value, int | float) and math.isfinite(value) and value > 0, owner, name, value,
+    _require(_is_number(value) and math.isfinite(value) and value > 0, owner, name, value,
              "a finite number > 0")
 
 
 def _non_negative(owner: str, name: str, value: float) -> None:
-    _require(isinstance(value, int | float) and math.isfinite(value) and value >= 0, owner, name, value,
+    _require(_is_number(value) and math.isfinite(value) and value >= 0, owner, name, value,
              "a finite number >= 0")
 
 
-def _positive_int(owner: str, name: str, value: int, upper: int | None = None) -> None:
+def _positive_int(owner: str, name: str, value: int, upper: int | None = MAX_COUNT) -> None:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
     ok = ok and (upper is None or value <= upper)
     _require(ok, owner, name, value, f"an integer in [1, {upper}]" if upper else "an integer >= 1")
@@ -45,6 +89,11 @@ def _positive_int(owner: str, name: str, value: int, upper: int | None = None) -
 
 def _ordered(owner: str, low_name: str, low: float, high_name: str, high: float) -> None:
     _require(low <= high, owner, high_name, high, f"a value >= {low_name} ({low!r})")
+
+
+# Sampled acceptance keeps K x O_cap uniforms (float64) and run lengths (int32), plus the runs as Python
+# lists for the single env's fast path: at this bound about 0.6 GB in all. Expected mode keeps O(K) arrays.
+MAX_SAMPLED_POSITIONS = 2**24
 
 
 def _choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -90,6 +139,10 @@ def _coerce_field(cls: type, name: str, value: Any) -> Any:
         from sdedge_gym.catalogue import lookup  # the catalogue imports this module
 
         return lookup(nested, value)
+    if not isinstance(value, Mapping | nested):
+        allowed = f"a mapping of {nested.__name__} fields" + (" or a catalogue name" if nested in (ModelSpec, GpuSpec)
+                                                              else "")
+        raise ValueError(f"{cls.__name__}.{name} = {value!r} is invalid; allowed: {allowed}")
     return nested.from_dict(value)
 
 
@@ -106,6 +159,7 @@ class ModelSpec(_DictMixin):
     source: str = ""
 
     def __post_init__(self) -> None:
+        _normalize(self)
         owner = f"ModelSpec({self.name!r})"
         _positive_int(owner, "num_layers", self.num_layers)
         _positive_int(owner, "hidden_size", self.hidden_size)
@@ -125,6 +179,7 @@ class GpuSpec(_DictMixin):
     source: str = ""
 
     def __post_init__(self) -> None:
+        _normalize(self)
         owner = f"GpuSpec({self.name!r})"
         _positive(owner, "peak_flops", self.peak_flops)
         _positive(owner, "memory_bandwidth", self.memory_bandwidth)
@@ -144,15 +199,16 @@ class NodeConfig(_DictMixin):
     profile: str | None = None  # CSV of measured pass times; replaces the roofline (sdedge_gym/profiles.py)
 
     def __post_init__(self) -> None:
+        _normalize(self)
         _require(isinstance(self.gpu, GpuSpec), "NodeConfig", "gpu", self.gpu, "a GpuSpec or catalogue name")
         _require(isinstance(self.model, ModelSpec), "NodeConfig", "model", self.model,
                  "a ModelSpec or catalogue name")
-        _require(isinstance(self.efficiency, int | float) and 0 < self.efficiency <= 1, "NodeConfig",
+        _require(_is_number(self.efficiency) and 0 < self.efficiency <= 1, "NodeConfig",
                  "efficiency", self.efficiency, "a number in (0, 1]")
         _non_negative("NodeConfig", "pass_overhead", self.pass_overhead)
-        _require(self.bytes_per_param in (0.5, 1, 1.0, 2, 2.0, 4, 4.0), "NodeConfig", "bytes_per_param",
-                 self.bytes_per_param, "0.5, 1, 2 or 4")
-        _require(isinstance(self.memory_efficiency, int | float) and 0 < self.memory_efficiency <= 1, "NodeConfig",
+        _require(_is_number(self.bytes_per_param) and self.bytes_per_param in (0.5, 1, 2, 4), "NodeConfig",
+                 "bytes_per_param", self.bytes_per_param, "0.5, 1, 2 or 4")
+        _require(_is_number(self.memory_efficiency) and 0 < self.memory_efficiency <= 1, "NodeConfig",
                  "memory_efficiency", self.memory_efficiency, "a number in (0, 1]")
         _require(self.profile is None or (isinstance(self.profile, str) and self.profile != ""), "NodeConfig",
                  "profile", self.profile, "None or the path of a pass-time CSV (docs/FIDELITY.md, section 6)")
@@ -169,6 +225,7 @@ class UplinkConfig(_DictMixin):
     bits_per_token: float = 32.0  # beta: prompt bits per token (about 4 bytes of UTF-8 text)
 
     def __post_init__(self) -> None:
+        _normalize(self)
         _positive("UplinkConfig", "bandwidth", self.bandwidth)
         _positive("UplinkConfig", "transmit_power", self.transmit_power)
         _positive("UplinkConfig", "noise_density", self.noise_density)
@@ -185,6 +242,7 @@ class FronthaulConfig(_DictMixin):
     draft_token_bits: float = 64.0  # a 32-bit token id and its 32-bit draft probability
 
     def __post_init__(self) -> None:
+        _normalize(self)
         _positive("FronthaulConfig", "rate", self.rate)
         _non_negative("FronthaulConfig", "latency", self.latency)
         _non_negative("FronthaulConfig", "draft_token_bits", self.draft_token_bits)
@@ -218,6 +276,7 @@ class WorkloadConfig(_DictMixin):
     output_hint_sigma: float = 0.5  # log-std of the non-clairvoyant output-length hint
 
     def __post_init__(self) -> None:
+        _normalize(self)
         o = "WorkloadConfig"
         _positive_int(o, "num_tasks", self.num_tasks, upper=100_000)
         _positive(o, "prompt_median", self.prompt_median)
@@ -245,7 +304,7 @@ class WorkloadConfig(_DictMixin):
                  self.spectral_efficiency_max)
         for name in ("alpha_min", "alpha_max"):
             value = getattr(self, name)
-            _require(isinstance(value, int | float) and 0 <= value < 1, o, name, value, "a number in [0, 1)")
+            _require(_is_number(value) and 0 <= value < 1, o, name, value, "a number in [0, 1)")
         _ordered(o, "alpha_min", self.alpha_min, "alpha_max", self.alpha_max)
         _non_negative(o, "alpha_estimate_noise", self.alpha_estimate_noise)
         _non_negative(o, "output_hint_sigma", self.output_hint_sigma)
@@ -270,6 +329,7 @@ class ScenarioConfig(_DictMixin):
     queue_order: str = "arrival"  # or "shortest_payload"
 
     def __post_init__(self) -> None:
+        _normalize(self)
         o = "ScenarioConfig"
         _require(isinstance(self.draft, NodeConfig), o, "draft", self.draft, "a NodeConfig")
         _require(isinstance(self.target, NodeConfig), o, "target", self.target, "a NodeConfig")
@@ -282,6 +342,12 @@ class ScenarioConfig(_DictMixin):
         _require(isinstance(self.clairvoyant, bool), o, "clairvoyant", self.clairvoyant, "True | False")
         _choice(o, "objective", self.objective, OBJECTIVES)
         _choice(o, "queue_order", self.queue_order, QUEUE_ORDERS)
+        if self.acceptance == "sampled":  # one uniform (float64) and one run length (int32) per output position
+            positions = self.workload.num_tasks * self.workload.max_new_tokens
+            _require(positions <= MAX_SAMPLED_POSITIONS, o, "acceptance", self.acceptance,
+                     f"'expected', or 'sampled' with workload.num_tasks * workload.max_new_tokens <= "
+                     f"{MAX_SAMPLED_POSITIONS} (here {positions}: the per-position draws would take "
+                     f"{positions * 12 / 2**30:.1f} GiB)")
 
     @property
     def num_tasks(self) -> int:

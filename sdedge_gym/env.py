@@ -190,7 +190,7 @@ class EdgeSDEnv(gym.Env):
     MultiDiscrete layout, the same in every mode: ``n_max`` entries for n = 1..n_max, then ``l_max + 1``
     entries for l = 0..l_max (every l is valid). At the terminal state no batch size is valid. An action
     outside the space (wrong shape or keys, out of range, not an integer where one is needed, NaN or
-    inf) raises ``ValueError``.
+    inf, booleans or strings) raises ``ValueError`` and leaves the episode unchanged.
 
     ## Observation Space
 
@@ -255,7 +255,8 @@ class EdgeSDEnv(gym.Env):
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
     * ``action_mode``: "discrete" | "hybrid" | "dict".
     * ``render_mode``: None | "ansi" (a text dashboard) | "rgb_array" (a Gantt chart; needs matplotlib,
-      the ``render`` extra).
+      the ``render`` extra); anything else, "human" included, raises ``ValueError`` (also through
+      ``gymnasium.make``, see ``sdedge_gym.registration.make_env``).
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
@@ -462,7 +463,7 @@ class EdgeSDEnv(gym.Env):
             n, l = hybrid_batch_and_speculation(values, n_max, l_max)
             return int(n), int(l), values[2:]
         if not isinstance(action, Mapping) or set(action) != {"batch_size", "speculation_length", "bandwidth"}:
-            got = sorted(action) if isinstance(action, Mapping) else type(action).__name__
+            got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
             raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                              "exactly the keys ['bandwidth', 'batch_size', 'speculation_length']")
         n = finite_array(action["batch_size"], "action['batch_size']", (), f"an integer in [1, {n_max}]")

@@ -20,6 +20,7 @@ import numpy as np
 
 from sdedge_gym import kernels
 from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.feasibility import check_scenario
 from sdedge_gym.roofline import PassCost
 from sdedge_gym.service import BatchService, serve_batch
 from sdedge_gym.speculation import acceptance_runs, task_progress
@@ -52,6 +53,7 @@ class ServingModel:
                     f"ScenarioConfig.{role}: {node.model.name} does not fit on {node.gpu.name} with one "
                     f"sequence of {tokens} tokens; allowed: a model whose weights and KV cache fit in "
                     f"{node.gpu.memory_capacity / 2**30:.0f} GiB (try bytes_per_param=1 or a larger GPU)")
+        check_scenario(config, draft, target, min(config.max_batch, *limits.values()))  # degenerate rates, times
         return cls(config, draft, target, min(limits.values()))
 
     @cached_property  # read in every step's mask and observation: computed once

@@ -19,7 +19,7 @@ import gymnasium as gym
 
 from sdedge_gym.actions import ACTION_MODES
 
-ENTRY_POINT = "sdedge_gym.env:EdgeSDEnv"
+ENTRY_POINT = "sdedge_gym.registration:make_env"
 # The native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")) plugs in here.
 VECTOR_ENTRY_POINT: str | None = "sdedge_gym.vector_env:EdgeSDVectorEnv"
 
@@ -42,6 +42,24 @@ def _env_table() -> dict[str, dict[str, Any]]:
 
 ENV_TABLE: dict[str, dict[str, Any]] = _env_table()
 ENV_IDS: tuple[str, ...] = tuple(ENV_TABLE)
+
+
+def make_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    """The ids' entry point: :class:`~sdedge_gym.env.EdgeSDEnv`, which checks ``render_mode`` itself.
+
+    Registered instead of the class because ``gymnasium.make`` reads an entry-point class's metadata and, for
+    ``render_mode="human"`` (which this env has not), swaps in "rgb_array" under its HumanRendering wrapper:
+    the user would then get pygame's DependencyNotInstalled instead of the env's list of allowed modes. A
+    function has no metadata, so the mode reaches the env. ``"rgb_array_list"`` keeps Gymnasium's meaning
+    (RenderCollection over "rgb_array").
+    """
+    from sdedge_gym.env import RENDER_MODES, EdgeSDEnv  # the env module imports the package, which imports this
+
+    if isinstance(render_mode, str) and render_mode.endswith("_list") and render_mode[: -len("_list")] in RENDER_MODES:
+        from gymnasium.wrappers import RenderCollection
+
+        return RenderCollection(EdgeSDEnv(render_mode=render_mode[: -len("_list")], **kwargs))
+    return EdgeSDEnv(render_mode=render_mode, **kwargs)
 
 
 def register_envs() -> None:

@@ -90,15 +90,18 @@ def make_scenario(preset: str | ScenarioConfig = "paper", config: Mapping[str, A
     """
     if isinstance(preset, ScenarioConfig):
         scenario = preset
-    elif preset in PRESETS:
+    elif isinstance(preset, str) and preset in PRESETS:
         scenario = PRESETS[preset]()
     else:
-        raise ValueError(f"unknown scenario preset {preset!r}; allowed: {sorted(PRESETS)}")
+        raise ValueError(f"unknown scenario preset {preset!r}; allowed: {sorted(PRESETS)} or a ScenarioConfig")
     if isinstance(config, ScenarioConfig):
         scenario = config
-    elif config:
-        merged = _deep_merge(scenario.to_dict(), config)
-        scenario = ScenarioConfig.from_dict(merged)
+    elif isinstance(config, Mapping):
+        if config:
+            scenario = ScenarioConfig.from_dict(_deep_merge(scenario.to_dict(), config))
+    elif config is not None:
+        raise TypeError(f"config = {config!r} is invalid; allowed: None, a (nested) mapping of ScenarioConfig "
+                        "fields, or a ScenarioConfig")
     if "num_tasks" in overrides:
         scenario = scenario.replace(workload=scenario.workload.replace(num_tasks=overrides.pop("num_tasks")))
     if overrides:

@@ -230,6 +230,7 @@ class EdgeSDVectorEnv(VectorEnv):
         return observations, rewards, terminated, np.zeros(e, dtype=bool), _present_keys(infos)
 
     def close_extras(self, **kwargs: Any) -> None:
+        # Gymnasium 1.1's __del__ closes an env whose __init__ raised (a bad argument): nothing to release
         self._started = False
 
     @property
@@ -365,7 +366,7 @@ class EdgeSDVectorEnv(VectorEnv):
             n, l = hybrid_batch_and_speculation(values, n_max, l_max)
             return n, l, values[:, 2:]
         if not isinstance(actions, Mapping) or set(actions) != {"batch_size", "speculation_length", "bandwidth"}:
-            got = sorted(actions) if isinstance(actions, Mapping) else type(actions).__name__
+            got = sorted(actions, key=repr) if isinstance(actions, Mapping) else type(actions).__name__
             raise ValueError(f"actions = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                              "exactly the keys ['bandwidth', 'batch_size', 'speculation_length'] of arrays over envs")
         n = finite_array(actions["batch_size"], "actions['batch_size']", (e,), f"integers in [1, {n_max}]")

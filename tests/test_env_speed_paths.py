@@ -72,6 +72,9 @@ def _reference_draw(scenario: ScenarioConfig, rng: np.random.Generator) -> dict[
 
 
 def _assert_bit_equal(got: np.ndarray | None, want: np.ndarray | None, where: str) -> None:
+    # Honest for the draws: both sides call the same numpy ufuncs (exp, sqrt, log10, rint, max/min) on
+    # contiguous float64 arrays of the same draws, and an elementwise ufunc's result depends on the element
+    # only (the SIMD loops treat the tail with masked loads of the same kernel), not on the row it sits in.
     assert (got is None) == (want is None), where
     if want is not None:
         assert got.dtype == want.dtype and got.shape == want.shape, where
@@ -161,6 +164,7 @@ def test_global_features_one_equals_the_array_path() -> None:
         want = global_feature_values(env.model, env.scales, k, next_task, uplink_end, inference_end, limit)
         got = np.array(global_features_one(env.model, env.scales, k, next_task, uplink_end, inference_end, limit),
                        dtype=np.float32)
+        # Honest: the same float64 +, -, *, / and max in the same order on both sides (see global_features_one).
         assert got.tobytes() == want.tobytes()
 
 

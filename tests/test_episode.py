@@ -126,7 +126,7 @@ def test_a_later_start_shifts_every_completion_equally(small: ServingModel, seed
     a, _ = commit_batch(model, episode, busy, n, l)
     b, _ = commit_batch(model, episode, later, n, l)
     assert a.ready < 1e4  # (a deep fade could make a slot long, but not hours)
-    assert a.start == 1e4 and b.start == 1e4 + shift
+    assert a.start == 1e4 and b.start == 1e4 + shift  # exact: start = max(ready, F_{m-1}) selects F_{m-1}
     np.testing.assert_allclose(b.completion_times - a.completion_times, shift, rtol=0, atol=1e-9)
     assert b.finish - a.finish == pytest.approx(shift, abs=1e-9)
     assert b.cost - a.cost == pytest.approx(shift * n / 8, abs=1e-9)
@@ -138,5 +138,5 @@ def test_sampled_episodes_carry_acceptance_runs(small: ServingModel) -> None:
     sampled = Episode.draw(sampled_model, np.random.default_rng(5))
     assert expected.runs is None
     assert sampled.runs is not None and sampled.runs.shape == (8, small.config.workload.max_new_tokens)
-    # alpha and the channels are the same draws in both modes; only the acceptance differs
+    # alpha and the channels are the same draws in both modes (one code path: exact); only the acceptance differs
     np.testing.assert_array_equal(sampled.channel, expected.channel)

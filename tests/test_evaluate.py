@@ -53,7 +53,7 @@ def test_base_path_does_not_import_torch():
 
 
 def test_shipped_agent_is_a_policy_choice():
-    pytest.importorskip("sb3_contrib")
+    pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
     results = {r.policy: r for r in evaluate("sdedge/EdgeSD-Small-v0", 5, 0, ["pretrained:maskable-ppo-small"],
                                              progress=False)}
     agent, oracle = results["pretrained:maskable-ppo-small"], results["oracle"]

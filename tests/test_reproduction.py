@@ -14,6 +14,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+pytest.importorskip("matplotlib", reason="scripts/reproduce_paper.py draws its figures with matplotlib (render extra)")
+
 from agents.baselines import constant_action_cost
 from agents.oracle import solve
 from sdedge_gym.episode import Episode, ServingModel

@@ -119,6 +119,7 @@ def test_vectorised_schedule_equals_the_scalar_path(rows: list) -> None:
     many = pipeline_schedule(*stacked)
     for r, row in enumerate(rows):
         one = pipeline_schedule(*row)
+        # Honest: the same function, elementwise max and + in the same order for a row alone or in a stack.
         for x in (0, 1):
             for name in ("draft_start", "draft_end", "verify_start", "verify_end"):
                 np.testing.assert_array_equal(getattr(many[x], name)[r], getattr(one[x], name))
@@ -186,6 +187,7 @@ def test_batch_service_invariants(paper, first: int, size: int, l: int, pipeline
     prompt, output, progress = _batch(episode, first, size, l)
     service = serve_batch(model.draft, model.target, model.config.fronthaul, prompt, output, progress, l,
                           pipelined=pipelined)
+    # Exact: both pick the same verify end (a selection, no arithmetic).
     assert float(service.completion.max()) == float(service.duration)
     assert np.all(service.completion > 0)
     assert float(service.tokens) == output.sum()
@@ -195,6 +197,7 @@ def test_batch_service_invariants(paper, first: int, size: int, l: int, pipeline
     if size == 1:  # a single task is micro-batch A alone: pipelining changes nothing
         alone = serve_batch(model.draft, model.target, model.config.fronthaul, prompt, output, progress, l,
                             pipelined=not pipelined)
+        # Exact: micro-batch B is empty either way, its steps change no clock, so A's operations are the same.
         assert float(alone.duration) == float(service.duration)
 
 

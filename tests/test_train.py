@@ -19,8 +19,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("stable_baselines3")
-pytest.importorskip("sb3_contrib")
+pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
+pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
 
 from stable_baselines3.common.callbacks import BaseCallback
 

@@ -55,7 +55,9 @@ def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed:
     assert fast.observation_space == reference.observation_space
     obs_f, info_f = fast.reset(seed=seed)
     obs_r, info_r = reference.reset(seed=seed)
-    np.testing.assert_array_equal(obs_f, obs_r)
+    # The task features come from numpy over the stacked envs (log2 in the rate) and the single env's own
+    # table; float32 observations: an ulp of float64 can flip one float32 rounding (6e-8 relative), as in steps.
+    np.testing.assert_allclose(obs_f, obs_r, rtol=1e-6, atol=1e-7)
     _assert_infos_match(info_f, info_r, "reset")
     fast.action_space.seed(seed)
     episodes = 0
@@ -241,6 +243,7 @@ def test_seeds_and_reset_mask_reproduce_single_env_episodes() -> None:
     for i, seed in enumerate((10, 20, 30)):
         single = gym.make("sdedge/EdgeSD-Small-v0")
         single.reset(seed=seed)
+        # Exact: the same draws through the same elementwise derivation (see test_env_speed_paths.py).
         np.testing.assert_array_equal(env.episodes[i].workload.payload_bits,
                                       single.unwrapped.episode.workload.payload_bits)
     before = [e.workload.payload_bits.copy() for e in env.episodes]
