@@ -32,7 +32,11 @@ DRAFT, TARGET = 0, 7
 _T0, _SPF, _SPB, _FLOPS_PER_TOKEN, _ATTENTION, _WEIGHTS, _KV = range(7)
 FRONTHAUL_LATENCY, FRONTHAUL_TOKEN_TIME = 14, 15  # s, and s per draft token (bits / rate)
 PIPELINING, BANDWIDTH, SHANNON = 16, 17, 18  # flags are 0.0 / 1.0
-NUM_PARAMETERS = 19
+# Where a node's measured pass-time profile starts in the vector (0: the node is timed by its roofline).
+# A profile is stored as [nb, nq, nc, batch axis, new-tokens axis, context axis, seconds (nb x nq x nc)].
+PROFILE_AT_DRAFT, PROFILE_AT_TARGET = 19, 20
+PROFILE_AT = {DRAFT: PROFILE_AT_DRAFT, TARGET: PROFILE_AT_TARGET}
+NUM_PARAMETERS = 21
 
 # Shared with the numpy specification (same stopping rules, so the same roots to rounding).
 CEIL_SLACK = 1e-9
@@ -53,6 +57,17 @@ def scenario_parameters(config: ScenarioConfig, draft: PassCost, target: PassCos
     p[PIPELINING] = 1.0 if config.pipelining else 0.0
     p[BANDWIDTH] = config.uplink.bandwidth
     p[SHANNON] = 1.0 if config.uplink.rate_model == "shannon" else 0.0
+    parts = [p]
+    size = NUM_PARAMETERS
+    for node, cost in ((DRAFT, draft), (TARGET, target)):
+        if cost.profile is not None:
+            profile = cost.profile
+            block = np.concatenate([[len(profile.batch), len(profile.new_tokens), len(profile.context)],
+                                    profile.batch, profile.new_tokens, profile.context, profile.seconds.ravel()])
+            p[PROFILE_AT[node]] = size
+            parts.append(block)
+            size += block.size
+    p = np.concatenate(parts)
     p.setflags(write=False)
     return p
 
@@ -189,10 +204,56 @@ def uplink_slot(p, payload, channel, bandwidth, explicit, work):
 
 
 @njit(cache=True)
-def _pass(p, node, new_tokens, attention_work, kv_tokens):
-    """Roofline time of one pass from the aggregates N, A, T (PassCost.pass_time); 0 when N == 0."""
+def _bracket(p, start, size, value):
+    """(i, w): value = (1 - w) axis[i] + w axis[i + 1] on the axis p[start:start+size], clamped to its ends."""
+    if size == 1 or value <= p[start]:
+        return 0, 0.0
+    if value >= p[start + size - 1]:
+        return size - 2, 1.0
+    i = 0
+    while p[start + i + 1] < value:
+        i += 1
+    return i, (value - p[start + i]) / (p[start + i + 1] - p[start + i])
+
+
+@njit(cache=True)
+def _profile_time(p, at, batch, new_tokens, context):
+    """Multilinear interpolation of the profile stored at p[at:] (pass_profile.profile_pass_time).
+
+    Queries are clamped to the grid; the scenario's coverage check makes sure they fall inside it.
+    """
+    nb, nq, nc = int(p[at]), int(p[at + 1]), int(p[at + 2])
+    axes = at + 3
+    i, wi = _bracket(p, axes, nb, batch)
+    j, wj = _bracket(p, axes + nb, nq, new_tokens)
+    k, wk = _bracket(p, axes + nb + nq, nc, context)
+    table = axes + nb + nq + nc
+    total = 0.0
+    for a in range(2):
+        weight_a = wi if a else 1.0 - wi
+        ia = min(i + a, nb - 1)
+        for b in range(2):
+            weight_b = wj if b else 1.0 - wj
+            jb = min(j + b, nq - 1)
+            for c in range(2):
+                weight = weight_a * weight_b * (wk if c else 1.0 - wk)
+                if weight != 0.0:
+                    total += weight * p[table + (ia * nq + jb) * nc + min(k + c, nc - 1)]
+    return total
+
+
+@njit(cache=True)
+def _pass(p, node, batch, new_tokens, attention_work, kv_tokens):
+    """Time of one pass of ``batch`` sequences from the aggregates N, A, T (PassCost.pass_time); 0 when N == 0.
+
+    The roofline, or the node's measured profile at q = N / n new tokens on a context of c = T / n - q.
+    """
     if new_tokens <= 0:
         return 0.0
+    at = int(p[PROFILE_AT_TARGET if node == TARGET else PROFILE_AT_DRAFT])
+    if at > 0:
+        q = new_tokens / batch
+        return _profile_time(p, at, batch, q, max(kv_tokens / batch - q, 0.0))
     compute = (p[node + _FLOPS_PER_TOKEN] * new_tokens + p[node + _ATTENTION] * attention_work) * p[node + _SPF]
     memory = (p[node + _WEIGHTS] + p[node + _KV] * kv_tokens) * p[node + _SPB]
     return p[node + _T0] + max(compute, memory)
@@ -203,7 +264,8 @@ def _draft_decode(p, n, ctx, l):
     """Sum over j = 1..l of the draft's decode pass on n sequences of context ctx + n j (service._draft_passes).
 
     Compute and memory time are both affine in j: where one wins at j = 1 and at j = l it wins throughout
-    and the sum has a closed form; otherwise the passes are summed one by one.
+    and the sum has a closed form; otherwise (and always for a node timed by a measured profile, whose
+    roofline coefficients are NaN) the passes are summed one by one.
     """
     t0, spf, spb = p[DRAFT + _T0], p[DRAFT + _SPF], p[DRAFT + _SPB]
     weights, kv, attention = p[DRAFT + _WEIGHTS], p[DRAFT + _KV], p[DRAFT + _ATTENTION]
@@ -212,14 +274,15 @@ def _draft_decode(p, n, ctx, l):
     c1, cl = (tokens + attention * first) * spf, (tokens + attention * last) * spf
     m1, ml = (weights + kv * first) * spb, (weights + kv * last) * spb
     work = l * ctx + n * (l * (l + 1) / 2)  # sum over j of ctx + n j
-    if m1 >= c1 and ml >= cl:
-        return l * t0 + (l * weights + kv * work) * spb
-    if c1 >= m1 and cl >= ml:
-        return l * t0 + (l * tokens + attention * work) * spf
+    if p[PROFILE_AT_DRAFT] == 0.0:
+        if m1 >= c1 and ml >= cl:
+            return l * t0 + (l * weights + kv * work) * spb
+        if c1 >= m1 and cl >= ml:
+            return l * t0 + (l * tokens + attention * work) * spf
     total = 0.0
     for j in range(1, l + 1):
         grown = ctx + n * j
-        total += _pass(p, DRAFT, n, grown, grown)
+        total += _pass(p, DRAFT, n, n, grown, grown)
     return total
 
 
@@ -233,15 +296,17 @@ def round_times(p, active, context, rounds, prompt, prompt_square, l, draft, fro
             continue
         if l == 0:  # autoregressive decoding on the MBS: round 0 prefills, later rounds add one token
             draft[r] = fronthaul[r] = 0.0
-            verify[r] = _pass(p, TARGET, prompt, prompt_square, prompt) if r == 0 else _pass(p, TARGET, n, ctx, ctx)
+            verify[r] = (_pass(p, TARGET, n, prompt, prompt_square, prompt) if r == 0
+                         else _pass(p, TARGET, n, n, ctx, ctx))
             continue
         draft[r] = _draft_decode(p, n, ctx, l)
         fronthaul[r] = p[FRONTHAUL_LATENCY] + n * l * p[FRONTHAUL_TOKEN_TIME]
         if r == 0:  # the prompt is prefilled on the SBS before drafting and verified with the drafts
-            draft[r] += _pass(p, DRAFT, prompt, prompt_square, prompt)
-            verify[r] = _pass(p, TARGET, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l, prompt + n * l)
+            draft[r] += _pass(p, DRAFT, n, prompt, prompt_square, prompt)
+            verify[r] = _pass(p, TARGET, n, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l,
+                              prompt + n * l)
         else:
-            verify[r] = _pass(p, TARGET, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+            verify[r] = _pass(p, TARGET, n, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
 
 
 @njit(cache=True)

@@ -78,21 +78,22 @@ def round_times(draft: PassCost, target: PassCost, fronthaul: FronthaulConfig, l
     prompt, prompt_sq = load.prompt, load.prompt_square
     if l == 0:
         # Autoregressive decoding on the MBS: round 0 prefills the prompt, later rounds add one token.
-        verify = target.pass_time(n, ctx, ctx)
-        verify[..., 0] = target.pass_time(prompt, prompt_sq, prompt)
+        verify = target.pass_time(n, ctx, ctx, batch=n)
+        verify[..., 0] = target.pass_time(prompt, prompt_sq, prompt, batch=n[..., 0])
         zeros = np.zeros_like(verify)
         return RoundTimes(zeros, zeros, verify)
     # Draft: l single-token decode passes (pass j sees the context grown by j drafts); round 0 first
     # prefills the prompt on the SBS.
     draft_time = _draft_passes(draft, n, ctx, l)
-    draft_time[..., 0] += draft.pass_time(prompt, prompt_sq, prompt)
+    draft_time[..., 0] += draft.pass_time(prompt, prompt_sq, prompt, batch=n[..., 0])
     fronthaul_time = np.where(
         n > 0, fronthaul.latency + n * l * fronthaul.draft_token_bits / fronthaul.rate, 0.0)
     # Verify: one pass over the l drafts plus the last accepted token (q = l + 1 on a context of
     # ctx - 1), or, in round 0, over the prompt and the drafts (q = I + l on an empty cache).
-    verify = target.pass_time(n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+    verify = target.pass_time(n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l, batch=n)
     n0 = n[..., 0]
-    verify[..., 0] = target.pass_time(prompt + n0 * l, prompt_sq + 2 * l * prompt + n0 * l * l, prompt + n0 * l)
+    verify[..., 0] = target.pass_time(prompt + n0 * l, prompt_sq + 2 * l * prompt + n0 * l * l, prompt + n0 * l,
+                                      batch=n0)
     return RoundTimes(draft_time, fronthaul_time, verify)
 
 
@@ -100,7 +101,8 @@ def _draft_passes(draft: PassCost, n: np.ndarray, ctx: np.ndarray, l: int) -> np
     """Sum over j = 1..l of the draft pass on n sequences with context ctx + n j (0 where n = 0).
 
     Compute and memory time are both affine in j, so where one of them wins at j = 1 and at j = l it wins
-    throughout and the sum has a closed form; only rounds where they cross are summed pass by pass.
+    throughout and the sum has a closed form; only rounds where they cross are summed pass by pass (and
+    every round of a node timed by a measured profile).
     """
     t0, spf, spb = draft.overhead, draft.seconds_per_flop, draft.seconds_per_byte
     first, last = ctx + n, ctx + n * l
@@ -108,15 +110,16 @@ def _draft_passes(draft: PassCost, n: np.ndarray, ctx: np.ndarray, l: int) -> np
     c1, cl = (tokens + draft.attention_flops * first) * spf, (tokens + draft.attention_flops * last) * spf
     m1, ml = (draft.weight_bytes + draft.kv_bytes_per_token * first) * spb, \
         (draft.weight_bytes + draft.kv_bytes_per_token * last) * spb
-    memory_bound = (m1 >= c1) & (ml >= cl)
+    profiled = draft.profile is not None
+    memory_bound = (m1 >= c1) & (ml >= cl) & (not profiled)
     work = l * ctx + n * (l * (l + 1) / 2)  # sum over j of ctx + n j
     total = np.where(memory_bound, l * t0 + (l * draft.weight_bytes + draft.kv_bytes_per_token * work) * spb,
                      l * t0 + (l * tokens + draft.attention_flops * work) * spf)
-    mixed = ~memory_bound & ~((c1 >= m1) & (cl >= ml)) & (n > 0)
+    mixed = ~memory_bound & (~((c1 >= m1) & (cl >= ml)) | profiled) & (n > 0)
     if mixed.any():
         j = np.arange(1, l + 1, dtype=float)
         grown = ctx[mixed][:, None] + n[mixed][:, None] * j
-        total[mixed] = draft.pass_time(n[mixed][:, None], grown, grown).sum(axis=-1)
+        total[mixed] = draft.pass_time(n[mixed][:, None], grown, grown, batch=n[mixed][:, None]).sum(axis=-1)
     return np.where(n > 0, total, 0.0)
 
 

@@ -296,3 +296,46 @@ def test_uniform_tables_use_equal_shares() -> None:
         for n in range(1, min(tables.batch_limit, 12 - j) + 1):
             outcome, _ = commit_batch(model, episode, EpisodeClock(next_task=j), n, 0, np.full(n, band / n))
             _close(tables.uplink_slot[j, n - 1], outcome.uplink_slot, RTOL)
+
+
+# ------------------------------------------------------------------------------------- measured profiles
+
+
+def _tabulated_roofline(path, node, ranges) -> str:
+    """A profile CSV of the node's own roofline on a grid covering ``ranges`` (pass_profile.required_ranges)."""
+    from sdedge_gym.pass_profile import write_profile
+
+    cost = PassCost.of(node)
+    batch = np.unique(np.linspace(*ranges["batch"], 6).round())
+    new = np.unique(np.geomspace(1, ranges["new_tokens"][1], 9).round())
+    context = np.unique(np.concatenate([[0.0], np.geomspace(8, ranges["context"][1], 8).round()]))
+    seconds = np.array([[[float(cost.uniform_pass_time(n, q, c)) for c in context] for q in new] for n in batch])
+    write_profile(path, batch, new, context, seconds, comment="the roofline, tabulated for a test")
+    return str(path)
+
+
+def test_profiled_nodes_equal_the_specification_and_track_the_roofline(tmp_path) -> None:
+    from sdedge_gym.pass_profile import required_ranges
+
+    plain = make_scenario("small")
+    paths = {role: _tabulated_roofline(tmp_path / f"{role}.csv", getattr(plain, role), required_ranges(plain, role))
+             for role in ("draft", "target")}
+    profiled = ServingModel.of(make_scenario("small", config={role: {"profile": path} for role, path in paths.items()}))
+    roofline = ServingModel.of(plain)
+    rng = np.random.default_rng(4)
+    for seed in range(3):
+        episode = Episode.draw(profiled, np.random.default_rng(seed))
+        clock, plain_clock = EpisodeClock(), EpisodeClock()
+        while clock.next_task < episode.num_tasks:
+            n = int(rng.integers(1, min(profiled.batch_limit, episode.num_tasks - clock.next_task) + 1))
+            l = int(rng.integers(0, profiled.config.max_speculation + 1))
+            # the kernel's interpolation against the numpy specification's (pass_profile.profile_pass_time)
+            _, _, completion, finish = _reference_commit(profiled, episode, clock, n, l, None)
+            outcome, clock = commit_batch(profiled, episode, clock, n, l)
+            _close(outcome.completion_times, completion, RTOL)
+            _close(outcome.finish, finish, RTOL)
+            # a profile of the roofline times batches like the roofline, up to the interpolation error of a
+            # piecewise-linear function on a coarse grid (a few per cent)
+            plain_outcome, plain_clock = commit_batch(roofline, episode, plain_clock, n, l)
+            np.testing.assert_allclose(outcome.finish - outcome.start, plain_outcome.finish - plain_outcome.start,
+                                       rtol=0.05)

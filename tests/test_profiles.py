@@ -198,25 +198,3 @@ def test_columns_may_come_in_any_order_and_comments_anywhere(tmp_path: Path) -> 
     assert profile.source == "source line\nmid-file note"
     assert profile_pass_time(profile.batch, profile.new_tokens, profile.context, profile.seconds, 1, 1, 4) == \
         pytest.approx(0.0105, rel=1e-12)
-
-
-def test_the_evaluation_compiles_with_numba_unchanged() -> None:
-    # The serving kernel is being compiled with numba: the two evaluation functions must compile as they
-    # are. Their source is compiled in a namespace where each is njit-decorated (so the call between them
-    # resolves to the compiled one) and compared with the Python result (same operations, same order).
-    numba = pytest.importorskip("numba", reason="numba is not installed")
-    import inspect
-
-    from sdedge_gym import pass_profile
-
-    namespace: dict = {"np": np, "numba": numba}
-    source = inspect.getsource(pass_profile._bracket) + "\n" + inspect.getsource(pass_profile.profile_pass_time)
-    source = source.replace("def _bracket", "@numba.njit\ndef _bracket").replace(
-        "def profile_pass_time", "@numba.njit\ndef profile_pass_time")
-    exec(compile(source, "pass_profile_numba", "exec"), namespace)
-    table = np.arange(1.0, 1.0 + BATCH.size * NEW.size * CONTEXT.size).reshape(BATCH.size, NEW.size, CONTEXT.size)
-    for point in [(1.0, 1.0, 0.0), (3.5, 77.0, 300.0), (24.0, 520.0, 1032.0)]:
-        assert namespace["profile_pass_time"](BATCH, NEW, CONTEXT, table, *point) == \
-            profile_pass_time(BATCH, NEW, CONTEXT, table, *point)
-    with pytest.raises(ValueError):
-        namespace["profile_pass_time"](BATCH, NEW, CONTEXT, table, 30.0, 1.0, 0.0)
