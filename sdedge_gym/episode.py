@@ -27,9 +27,9 @@ from sdedge_gym.speculation import acceptance_runs, task_progress
 from sdedge_gym.uplink import channel_coefficient, closed_form_allocation
 from sdedge_gym.workload import Workload, draw_workload
 
-# Expected-mode episodes pass this in place of the acceptance runs (the kernel's argument types stay fixed).
+# Expected-mode episodes pass this in place of the acceptance runs (the kernel's argument types stay fixed:
+# writable like every other array it is given, so that numba compiles each kernel once, not once per layout).
 NO_RUNS = np.zeros((1, 1), dtype=np.int32)
-NO_RUNS.setflags(write=False)
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,15 @@ class Episode:
 
     @cached_property
     def kernel_arrays(self) -> tuple[np.ndarray, ...]:
-        """(prompt, output, alpha, payload, channel, runs) as the kernel reads them, built once per episode."""
+        """(prompt, output, alpha, payload, channel, runs) as the kernel reads them, built once per episode.
+
+        Writable copies (astype copies): the vector env's arrays are writable, and numba compiles a kernel
+        once per argument type, read-only and writable arrays being different types.
+        """
         w = self.workload
-        runs = NO_RUNS if self.runs is None else np.ascontiguousarray(self.runs, dtype=np.int32)
-        return (w.prompt_len.astype(float), np.ascontiguousarray(w.output_len, dtype=np.int64),
-                np.ascontiguousarray(w.alpha, dtype=float), np.ascontiguousarray(w.payload_bits, dtype=float),
-                np.ascontiguousarray(self.channel, dtype=float), runs)
+        runs = NO_RUNS if self.runs is None else self.runs.astype(np.int32)
+        return (w.prompt_len.astype(float), w.output_len.astype(np.int64), w.alpha.astype(float),
+                w.payload_bits.astype(float), self.channel.astype(float), runs)
 
 
 @dataclass(frozen=True)
