@@ -37,6 +37,8 @@ TRACE_COLUMNS = {  # quantity -> accepted column names, in order of preference
     "prompt_tokens": ("prompt_tokens", "ContextTokens"),
     "output_tokens": ("output_tokens", "GeneratedTokens"),
 }
+# A synthetic 300-request trace in the Azure column layout, written by scripts/make_trace.py.
+SAMPLE_TRACE = os.path.join(os.path.dirname(__file__), "traces", "sample_azure_format.csv")
 _DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?$")
 _EPOCH = datetime(1970, 1, 1)
 
