@@ -435,8 +435,8 @@ class EdgeSDOnlineEnv(gym.Env):
         if self.action_mode == "hybrid":
             values = finite_array(action, "action", (3 + n_max,), f"{3 + n_max} finite numbers in [-1, 1]")
             if not -1.0 <= values[-1] <= 1.0:
-                raise ValueError(f"action[{2 + n_max}] (wait) = {values[-1]!r} is invalid for action_mode 'hybrid'; "
-                                 "allowed: a number in [-1, 1] (> 0 waits)")
+                raise ValueError(f"action[{2 + n_max}] (wait) = {float(values[-1])!r} is invalid for action_mode "
+                                 "'hybrid'; allowed: a number in [-1, 1] (> 0 waits)")
             # The offline entries are validated and decoded by the offline env's decoder (the same contract).
             n, l, logits = EdgeSDEnv._decode(self, values[:-1])
             return bool(values[-1] > 0.0), n, l, logits
