@@ -115,7 +115,8 @@ class EdgeSDOnlineEnv(gym.Env):
     | "discrete" | ``MultiDiscrete([n_max + 1, l_max + 1])``        | ``[n - 1, l]``; ``[n_max, any]`` waits   |
     | "hybrid"   | ``Box(-1, 1, (3 + n_max,), float32)``            | entries 0 .. 1 + n_max as offline; the   |
     |            |                                                  | last entry > 0 waits                     |
-    | "dict"     | the offline ``Dict`` plus ``wait=Discrete(2)``   | ``wait = 1`` waits (other keys ignored)  |
+    | "dict"     | the offline ``Dict`` plus ``wait=Discrete(2)``   | ``wait = 1`` waits (the other keys are   |
+    |            |                                                  | still validated, then unused)            |
 
     ``encode_online_action`` builds any mode's action. The mask (``action_masks()``, ``info["action_mask"]``)
     is MaskablePPO's MultiDiscrete layout: ``n_max`` entries for n = 1..n_max (valid up to

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.evaluate import evaluate, make_policy
 from agents.online import (
@@ -201,3 +203,19 @@ def test_evaluation_on_the_online_id_never_beats_the_hindsight_oracle():
         # The deterministic clairvoyant id: the hindsight oracle is the optimum of every episode.
         assert np.all(np.array(result.values) >= oracle * (1 - 1e-6)), name
     assert results["uniform-shares"].action_mode == "dict"
+
+
+@settings(max_examples=25, deadline=None)
+@given(rate=st.floats(0.05, 5.0), seed=st.integers(0, 10_000), policy_seed=st.integers(0, 10_000),
+       sampled=st.booleans())
+def test_no_policy_beats_the_hindsight_oracle(rate, seed, policy_seed, sampled):
+    env = EdgeSDOnlineEnv("small", acceptance="sampled" if sampled else "expected",
+                          config={"arrivals": {"process": "poisson", "arrival_rate": rate}})
+    obs, _ = env.reset(seed=seed)
+    plan = solve_online(segment_tables(env.model, env.episode), env.arrival, env.clock, env.now)
+    policy = OnlineRandom(env, seed=policy_seed)
+    total, terminated = 0.0, False
+    while not terminated:
+        obs, reward, terminated, _, _ = env.step(policy.act(obs))
+        total += reward
+    assert -total >= plan.cost * (1 - 1e-12)

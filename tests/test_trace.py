@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import numpy as np
@@ -52,6 +53,8 @@ def test_the_shipped_trace_drives_the_env():
     other = EdgeSDOnlineEnv("paper", config={"arrivals": {"process": "trace", "trace": SAMPLE_TRACE}})
     other.reset(seed=1)
     assert np.array_equal(other.arrival, env.arrival) and not np.array_equal(other.episode.channel, env.episode.channel)
+    clone = pickle.loads(pickle.dumps(env))
+    assert np.array_equal(clone.arrival, env.arrival) and clone.trace.path == SAMPLE_TRACE
 
 
 def test_a_trace_shorter_than_the_episode_is_refused(tmp_path):
