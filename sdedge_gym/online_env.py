@@ -53,13 +53,12 @@ def online_observation_size(max_batch: int) -> int:
 
 def encode_online_action(mode: str, batch_size: int, speculation_length: int, max_batch: int,
                          max_speculation: int, shares=None, wait: bool = False):
-    """The online action of ``mode``: wait, or commit (n, l) with ``shares`` (see ``encode_action``)."""
+    """The online action of ``mode``: commit (n, l) with ``shares`` (see ``encode_action``), or with ``wait``
+    the wait action (still carrying l, and in hybrid/dict n and the shares, used if the wait is refused)."""
     if mode == "discrete":
         if wait:
-            return np.array([max_batch, 0], dtype=np.int64)
+            return np.array([max_batch, speculation_length], dtype=np.int64)
         return encode_action(mode, batch_size, speculation_length, max_batch, max_speculation)
-    if wait:
-        batch_size, speculation_length, shares = 1, 0, None
     action = encode_action(mode, batch_size, speculation_length, max_batch, max_speculation, shares)
     if mode == "hybrid":
         return np.append(action, np.float32(1.0 if wait else -1.0)).astype(np.float32)
@@ -123,8 +122,8 @@ class EdgeSDOnlineEnv(gym.Env):
     ``batch_limit()`` = min(memory/action limit, arrived requests waiting)), one entry for *wait* (valid
     while some request has not arrived yet), then ``l_max + 1`` entries for l (all valid). At the terminal
     state no batch size and no wait is valid. A batch above ``batch_limit()`` is clipped to it, a wait
-    when nothing more can arrive dispatches ``batch_limit()`` requests with the action's l (hybrid/dict:
-    with a uniform band split); both set ``info["action_clipped"]``. Out-of-space actions raise
+    when nothing more can arrive dispatches ``batch_limit()`` requests with the action's l and band
+    entries; both set ``info["action_clipped"]``. Out-of-space actions raise
     ``ValueError`` naming the entry.
 
     ## Observation Space
@@ -280,13 +279,10 @@ class EdgeSDOnlineEnv(gym.Env):
         limit = self.batch_limit()
         batch_size = limit if wait else min(requested, limit)
         bandwidth = None  # discrete mode: the closed form
-        if self.action_mode != "discrete":
-            if wait:  # a refused wait carries no usable split: share the band equally
-                bandwidth = np.full(batch_size, self.scenario.uplink.bandwidth / batch_size)
-            elif self.action_mode == "hybrid":
-                bandwidth = shares_from_logits(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
-            else:
-                bandwidth = shares_from_weights(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
+        if self.action_mode == "hybrid":
+            bandwidth = shares_from_logits(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
+        elif self.action_mode == "dict":
+            bandwidth = shares_from_weights(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
         first = self.clock.next_task
         # The slot starts when the batch is dispatched: commit_batch starts it at the clock's uplink end.
         start = dataclasses.replace(self.clock, uplink_end=max(self.clock.uplink_end, self.now))

@@ -150,12 +150,17 @@ def _masked_sample(env: EdgeSDOnlineEnv, rng) -> object:
                                 l_max, wait=choice == n_max)
 
 
-def test_refused_wait_dispatches_the_largest_batch_and_says_so():
-    env = EdgeSDOnlineEnv("small")  # offline arrivals: a wait is never valid
+@pytest.mark.parametrize("mode", ["discrete", "hybrid", "dict"])
+def test_refused_wait_dispatches_the_largest_batch_and_says_so(mode):
+    env = EdgeSDOnlineEnv("small", action_mode=mode)  # offline arrivals: a wait is never valid
     env.reset(seed=0)
-    _, _, _, _, info = env.step(np.array([env.scenario.max_batch, 2]))
+    n_max = env.scenario.max_batch
+    shares = np.array([0.4, 0.3, 0.2, 0.1])
+    _, _, _, _, info = env.step(encode_online_action(mode, n_max, 2, n_max, 4, shares, wait=True))
     assert info["waited"] is False and info["action_clipped"] is True
     assert info["batch_size"] == env.model.batch_limit and info["speculation_length"] == 2
+    if mode != "discrete":  # the action's band entries are used (float32 logits / weights: 1e-6)
+        np.testing.assert_allclose(info["bandwidth"] / env.scenario.uplink.bandwidth, shares, rtol=1e-6)
 
 
 def test_observation_hides_tasks_that_have_not_arrived():
