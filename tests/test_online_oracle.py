@@ -219,3 +219,19 @@ def test_no_policy_beats_the_hindsight_oracle(rate, seed, policy_seed, sampled):
         obs, reward, terminated, _, _ = env.step(policy.act(obs))
         total += reward
     assert -total >= plan.cost * (1 - 1e-12)
+
+
+def test_the_planner_waits_only_with_its_forecast_and_only_for_slack():
+    env = EdgeSDOnlineEnv("paper", num_tasks=40, config={"arrivals": {"process": "poisson", "arrival_rate": 0.757}})
+    steps, _ = _run(OnlinePlanner(env, forecast=False), env, 2)
+    assert not any(info["waited"] for _, info in steps)
+    planner = OnlinePlanner(env)
+    obs, _ = env.reset(seed=2)
+    terminated, waits = False, 0
+    while not terminated:
+        backlog = env.clock.inference_end - env.now  # the MBS is busy this long: the room for a wait
+        obs, _, terminated, _, info = env.step(planner.act(obs))
+        if info["waited"]:
+            waits += 1
+            assert backlog > 0
+    assert waits > 0
