@@ -183,7 +183,8 @@ class EdgeSDOnlineEnv(gym.Env):
     ```
 
     As ``EdgeSDEnv``, plus ``arrivals``, a dict merged over the preset's ``ArrivalConfig`` before ``config``
-    (the registered ids set it to Poisson at 0.757 requests/s). ``config["arrivals"]`` sets the
+    (the registered ids set it to Poisson at 0.757 requests/s; ``gymnasium.make(id, arrivals=...)`` replaces
+    that dict whole, so change single fields through ``config``). ``config["arrivals"]`` sets the
     ``ArrivalConfig`` (process "offline" | "poisson" | "mmpp" | "trace", ``arrival_rate``, ``burst_rate``,
     ``calm_duration``, ``burst_duration``, ``trace``, ``slo``). With process "offline" every request
     arrives at 0 and the env reproduces ``EdgeSDEnv`` step for step. A trace is read at construction; a
