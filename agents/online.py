@@ -22,15 +22,16 @@ optimum in hindsight, and on a clairvoyant expected-acceptance id the optimum ov
 sequence of the env (tests/test_online_oracle.py checks it against exhaustive search with waits).
 
 **The planner** re-plans at every epoch with the same DP on the tasks that have *arrived* only (their
-length hints and acceptance estimates, expected acceptance; at most ``horizon`` of them) and takes the
-plan's first batch, of n tasks. With ``forecast`` (the default) it waits instead when that batch is not
-full and its upload would end ``slack`` = F - (t + U) seconds before the MBS is free, with
+length hints and acceptance estimates, expected acceptance; at most ``horizon``, default 2 n_lim, of
+them) and takes the plan's first batch, of n tasks. With ``forecast`` (the default) it waits instead when
+that batch is not full and its upload would end ``slack`` = F - (t + U) seconds before the MBS is free, with
 slack > 1 / r̂ for the estimated arrival rate r̂ (the observation's estimator): the next request is
 expected before waiting would delay anything. Without ``forecast`` it never waits.
 
 **Baselines.** Dispatch-immediately: at every epoch, every waiting task (up to the batch limit).
-Max-batch-with-timeout: dispatch when n_max tasks are waiting or the oldest has waited ``timeout`` s
-(checked at the decision epochs: arrivals and uplink-free instants), else wait. AD: dispatch-immediately
+Max-batch-with-timeout: dispatch when ``max_batch`` (default n_lim) tasks are waiting or the oldest has
+waited ``timeout`` s (default 10; checked at the decision epochs, arrivals and uplink-free instants, so a
+timeout expiring between arrivals acts at the next one), else wait. AD: dispatch-immediately
 with l = 0 (autoregressive decoding, no draft). Their l is, for each batch size n, the best constant l
 for batches of n on the offline tuning episodes (``agents.baselines.constant_action_costs``).
 Uniform-shares: the hindsight oracle with equal band shares (hybrid/dict envs).
