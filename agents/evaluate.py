@@ -12,7 +12,9 @@ them). Policies that set the band split themselves (``uniform-shares``) run on t
 "dict" mode when the env is discrete: the episode draw does not depend on the action mode.
 
 Policy names: oracle, planner, planner-exact, best-constant, max-batch, autoregressive, uniform-shares,
-random, fixed:N:L (batch size N, speculation length L), pretrained:NAME (a shipped agent of
+random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
+policies of agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
+dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
 sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip). Only the last two import torch; MaskablePPO agents
 are given the env's action mask.
@@ -36,8 +38,10 @@ from scipy import stats
 
 import sdedge_gym  # registers the ids
 from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
+from agents.online import ONLINE_DEFAULT_POLICIES, make_online_policy
 from agents.oracle import DPOracle, UniformShares
 from agents.planner import MPCPlanner
+from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
                     "random")
@@ -129,6 +133,9 @@ def check_policy_spec(spec: str, env) -> None:
 
     Run on every name before any policy runs, so that a typo fails at once rather than after the oracle.
     """
+    if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(("sb3:", "pretrained:")):
+        make_online_policy(spec, env)  # building an online policy is cheap; it raises the allowed names
+        return
     if spec in POLICY_FACTORIES:
         return
     if spec.startswith("fixed:"):
@@ -151,6 +158,8 @@ def check_policy_spec(spec: str, env) -> None:
 
 def make_policy(spec: str, env) -> Any:
     """The policy named ``spec`` bound to ``env`` (see the module docstring for the names)."""
+    if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(("sb3:", "pretrained:")):
+        return make_online_policy(spec, env)
     factories = POLICY_FACTORIES
     if spec in factories:
         return factories[spec](env)
@@ -172,9 +181,8 @@ def make_policy(spec: str, env) -> Any:
 def _env_for(spec: str, env_id: str, base_env):
     """The env a policy runs on: the requested one, or its dict-mode twin for band-splitting policies."""
     if spec in _NEEDS_BAND_CONTROL and base_env.unwrapped.action_mode == "discrete":
-        from sdedge_gym.env import EdgeSDEnv
-
-        return EdgeSDEnv(scenario=base_env.unwrapped.scenario, action_mode="dict")
+        # The same class (offline or online env) on the same scenario: the episode draw ignores the mode.
+        return type(base_env.unwrapped)(scenario=base_env.unwrapped.scenario, action_mode="dict")
     return gym.make(env_id, disable_env_checker=True)
 
 
@@ -197,16 +205,21 @@ def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[
     return returns
 
 
-def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] = DEFAULT_POLICIES,
+def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] | None = None,
              progress: bool = True) -> list[PolicyResult]:
-    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ..."""
+    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ...
+
+    ``policies`` defaults to DEFAULT_POLICIES, or ONLINE_DEFAULT_POLICIES on an online id.
+    """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes = {episodes!r} is invalid; allowed: an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed = {seed!r} is invalid; allowed: an integer >= 0 (numpy seeds are non-negative)")
-    names = list(dict.fromkeys([*REFERENCE, *policies]))
     seeds = [seed + i for i in range(episodes)]
     base = gym.make(env_id, disable_env_checker=True)
+    if policies is None:
+        policies = ONLINE_DEFAULT_POLICIES if isinstance(base.unwrapped, EdgeSDOnlineEnv) else DEFAULT_POLICIES
+    names = list(dict.fromkeys([*REFERENCE, *policies]))
     try:
         for name in names:
             check_policy_spec(name, base.unwrapped)
@@ -275,17 +288,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
     parser.add_argument("--episodes", type=_at_least(1), default=20)
     parser.add_argument("--seed", type=_at_least(0), default=0, help="episode i uses seed S + i (S >= 0)")
-    parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
-                        help="comma-separated policy names (oracle and random are always added)")
+    parser.add_argument("--policies", default=None,
+                        help="comma-separated policy names (oracle and random are always added); default: "
+                             f"{','.join(DEFAULT_POLICIES)} (online ids: {','.join(ONLINE_DEFAULT_POLICIES)})")
     parser.add_argument("--json", default=None, help="also write the per-episode results to this file")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.env not in sdedge_gym.ENV_IDS:
         parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    policies = None if args.policies is None else [p.strip() for p in args.policies.split(",") if p.strip()]
     env = gym.make(args.env, disable_env_checker=True)
     try:
-        for name in policies:
+        for name in policies or ():
             check_policy_spec(name, env.unwrapped)
     except ValueError as error:
         parser.error(f"--policies: {error}")

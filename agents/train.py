@@ -195,18 +195,20 @@ def vectorisation_path(config: TrainConfig) -> str:
     """Which path :func:`make_training_env` takes for ``config`` (recorded in run.json)."""
     if config.n_envs == 1:
         return "gym.make+Monitor"
-    return "native:agents.sb3_vec_env" if _native_adapter_available() else "sb3:DummyVecEnv"
+    return "native:agents.sb3_vec_env" if _native_adapter_available(config) else "sb3:DummyVecEnv"
 
 
-def _native_adapter_available() -> bool:
+def _native_adapter_available(config: TrainConfig) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("agents.sb3_vec_env") is not None
+    # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv.
+    return (importlib.util.find_spec("agents.sb3_vec_env") is not None
+            and gym.spec(config.env_id).vector_entry_point is not None)
 
 
 def _native_vec_env(config: TrainConfig):
     """The native SB3 adapter with a VecMonitor, or None while ``agents/sb3_vec_env.py`` does not exist."""
-    if not _native_adapter_available():
+    if not _native_adapter_available(config):
         return None
     from agents.sb3_vec_env import make_sb3_vec_env
 

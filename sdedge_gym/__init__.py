@@ -6,6 +6,7 @@ environment ids (``ENV_IDS``, namespace ``sdedge``) with Gymnasium.
 """
 
 from sdedge_gym.config import (
+    ArrivalConfig,
     FronthaulConfig,
     GpuSpec,
     ModelSpec,
@@ -16,6 +17,7 @@ from sdedge_gym.config import (
 )
 from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.online_env import EdgeSDOnlineEnv
 from sdedge_gym.registration import ENV_IDS, register_envs
 from sdedge_gym.scenarios import PRESETS, make_scenario
 
@@ -26,8 +28,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ENV_IDS",
     "PRESETS",
+    "ArrivalConfig",
     "BatchOutcome",
     "EdgeSDEnv",
+    "EdgeSDOnlineEnv",
     "Episode",
     "EpisodeClock",
     "FronthaulConfig",

@@ -24,6 +24,7 @@ RATE_MODELS = ("shannon", "fixed_snr")
 ACCEPTANCE_MODES = ("expected", "sampled")
 OBJECTIVES = ("mean_latency", "makespan")
 QUEUE_ORDERS = ("arrival", "shortest_payload")
+ARRIVAL_PROCESSES = ("offline", "poisson", "mmpp", "trace")
 
 
 def _require(ok: bool, owner: str, name: str, value: Any, allowed: str) -> None:
@@ -311,6 +312,46 @@ class WorkloadConfig(_DictMixin):
 
 
 @dataclass(frozen=True)
+class ArrivalConfig(_DictMixin):
+    """When the tasks arrive (the online scenarios, ``sdedge_gym.online_env``).
+
+    * "offline" (default): every task waits at t = 0, the seed paper's problem (``EdgeSDEnv``);
+    * "poisson": exponential inter-arrival gaps of mean 1 / ``arrival_rate``, the first at one gap;
+    * "mmpp": a two-state Markov-modulated Poisson process: rate ``arrival_rate`` in the calm state and
+      ``burst_rate`` in the burst state, exponential sojourns of mean ``calm_duration`` and
+      ``burst_duration``; the first state is drawn from the stationary distribution;
+    * "trace": the first K rows of the CSV file ``trace`` (arrival time, prompt tokens, output tokens;
+      see ``sdedge_gym.arrivals.read_trace``), times shifted so that the first row arrives at 0.
+
+    ``slo`` is the latency objective (s) whose attainment the episode-end info reports; it is also the
+    scale of the observation's waiting-time features.
+    """
+
+    process: str = "offline"
+    arrival_rate: float = 0.1  # requests/s (poisson; the calm-state rate of mmpp)
+    burst_rate: float = 0.5  # requests/s in the burst state (mmpp)
+    calm_duration: float = 200.0  # mean sojourn in the calm state, s (mmpp)
+    burst_duration: float = 50.0  # mean sojourn in the burst state, s (mmpp)
+    trace: str = ""  # path of a CSV trace (process "trace")
+    slo: float = 60.0  # s
+
+    def __post_init__(self) -> None:
+        o = "ArrivalConfig"
+        _choice(o, "process", self.process, ARRIVAL_PROCESSES)
+        for name in ("arrival_rate", "burst_rate", "calm_duration", "burst_duration", "slo"):
+            value = getattr(self, name)
+            _require(not isinstance(value, bool), o, name, value, "a finite number > 0")
+            _positive(o, name, value)
+        _require(isinstance(self.trace, str), o, "trace", self.trace, "a path (str) to a CSV file")
+        _require(self.process != "trace" or self.trace != "", o, "trace", self.trace,
+                 "the path of a CSV file when process = 'trace'")
+
+    @property
+    def online(self) -> bool:
+        return self.process != "offline"
+
+
+@dataclass(frozen=True)
 class ScenarioConfig(_DictMixin):
     """A complete scenario: nodes, links, workload, action limits and the episode's information model."""
 
@@ -327,6 +368,7 @@ class ScenarioConfig(_DictMixin):
     clairvoyant: bool = True  # observation shows O_k and alpha_k, else a length hint and a noisy alpha
     objective: str = "mean_latency"  # or "makespan"
     queue_order: str = "arrival"  # or "shortest_payload"
+    arrivals: ArrivalConfig = field(default_factory=ArrivalConfig)  # offline: every task at t = 0
 
     def __post_init__(self) -> None:
         _normalize(self)
@@ -348,6 +390,12 @@ class ScenarioConfig(_DictMixin):
                      f"'expected', or 'sampled' with workload.num_tasks * workload.max_new_tokens <= "
                      f"{MAX_SAMPLED_POSITIONS} (here {positions}: the per-position draws would take "
                      f"{positions * 12 / 2**30:.1f} GiB)")
+        _require(isinstance(self.arrivals, ArrivalConfig), o, "arrivals", self.arrivals, "an ArrivalConfig")
+        if self.arrivals.online:  # tasks are served in the order they arrive; latency is the online objective
+            _require(self.queue_order == "arrival", o, "queue_order", self.queue_order,
+                     "'arrival' when arrivals.process is not 'offline'")
+            _require(self.objective == "mean_latency", o, "objective", self.objective,
+                     "'mean_latency' when arrivals.process is not 'offline'")
 
     @property
     def num_tasks(self) -> int:
@@ -362,4 +410,5 @@ _NESTED: dict[tuple[str, str], type] = {
     ("ScenarioConfig", "uplink"): UplinkConfig,
     ("ScenarioConfig", "fronthaul"): FronthaulConfig,
     ("ScenarioConfig", "workload"): WorkloadConfig,
+    ("ScenarioConfig", "arrivals"): ArrivalConfig,
 }

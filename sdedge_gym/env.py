@@ -280,6 +280,10 @@ class EdgeSDEnv(gym.Env):
             raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: None | "
                              f"{' | '.join(repr(m) for m in RENDER_MODES)}")
         self.scenario: ScenarioConfig = make_scenario(scenario, config, **overrides)
+        if self.scenario.arrivals.online:  # this env has every task at t = 0; arrivals would be ignored silently
+            raise ValueError(f"ScenarioConfig.arrivals.process = {self.scenario.arrivals.process!r} is invalid for "
+                             "EdgeSDEnv; allowed: 'offline' (use sdedge_gym.online_env.EdgeSDOnlineEnv or the "
+                             "sdedge/EdgeSD-Online-* ids for arrivals over time)")
         self.model = ServingModel.of(self.scenario)
         self.scales = ObservationScales.of(self.model)
         self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)

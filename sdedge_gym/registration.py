@@ -4,7 +4,11 @@
   deterministic default, where the oracle's optimum is exact;
 * ``sdedge/EdgeSD-{Small,Paper,Large,Uplink}[-Hybrid|-Dict]-v0`` — every preset in every action mode;
 * ``sdedge/EdgeSD-{Small,Paper}[-Hybrid|-Dict]-Stochastic-v0`` — sampled acceptance and a
-  non-clairvoyant observation (length hints, noisy acceptance estimates).
+  non-clairvoyant observation (length hints, noisy acceptance estimates);
+* ``sdedge/EdgeSD-Online[-Hybrid|-Dict][-Stochastic]-v0`` — online serving (``EdgeSDOnlineEnv``): the paper
+  preset with Poisson arrivals at ONLINE_ARRIVAL_RATE, 70 % of the max-batch capacity.
+
+``ENV_IDS`` lists every id, ``OFFLINE_ENV_IDS`` and ``ONLINE_ENV_IDS`` the two families.
 
 Keyword arguments of ``gymnasium.make`` override the table's (``num_tasks``, ``max_batch``,
 ``max_speculation``, ``action_mode``, ``acceptance``, ``clairvoyant``, ``objective``, ``config=...``).
@@ -20,6 +24,12 @@ import gymnasium as gym
 from sdedge_gym.actions import ACTION_MODES
 
 ENTRY_POINT = "sdedge_gym.registration:make_env"
+ONLINE_ENTRY_POINT = "sdedge_gym.registration:make_online_env"
+# 0.7 x sdedge_gym.online_env.max_batch_capacity(paper preset) = 0.7 x 1.0813 requests/s, rounded; printed by
+# `python -c "from sdedge_gym.online_env import max_batch_capacity as c; from sdedge_gym import make_scenario as m;
+# print(c(m('paper')))"` and pinned by tests/test_online_env.py.
+ONLINE_LOAD = 0.7
+ONLINE_ARRIVAL_RATE = 0.757
 # The native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")) plugs in here.
 VECTOR_ENTRY_POINT: str | None = "sdedge_gym.vector_env:EdgeSDVectorEnv"
 
@@ -40,12 +50,28 @@ def _env_table() -> dict[str, dict[str, Any]]:
     return table
 
 
-ENV_TABLE: dict[str, dict[str, Any]] = _env_table()
+def _online_env_table() -> dict[str, dict[str, Any]]:
+    arrivals = {"process": "poisson", "arrival_rate": ONLINE_ARRIVAL_RATE}
+    table: dict[str, dict[str, Any]] = {}
+    for stochastic in (False, True):
+        for mode in ACTION_MODES:
+            suffix = _MODE_SUFFIX[mode] + ("-Stochastic" if stochastic else "")
+            table[f"sdedge/EdgeSD-Online{suffix}-v0"] = {"scenario": "paper", "action_mode": mode,
+                                                          "arrivals": dict(arrivals),
+                                                          **(_STOCHASTIC if stochastic else {})}
+    return table
+
+
+OFFLINE_ENV_TABLE: dict[str, dict[str, Any]] = _env_table()
+ONLINE_ENV_TABLE: dict[str, dict[str, Any]] = _online_env_table()
+ENV_TABLE: dict[str, dict[str, Any]] = {**OFFLINE_ENV_TABLE, **ONLINE_ENV_TABLE}
 ENV_IDS: tuple[str, ...] = tuple(ENV_TABLE)
+OFFLINE_ENV_IDS: tuple[str, ...] = tuple(OFFLINE_ENV_TABLE)
+ONLINE_ENV_IDS: tuple[str, ...] = tuple(ONLINE_ENV_TABLE)
 
 
 def make_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    """The ids' entry point: :class:`~sdedge_gym.env.EdgeSDEnv`, which checks ``render_mode`` itself.
+    """The offline ids' entry point: :class:`~sdedge_gym.env.EdgeSDEnv`, which checks ``render_mode`` itself.
 
     Registered instead of the class because ``gymnasium.make`` reads an entry-point class's metadata and, for
     ``render_mode="human"`` (which this env has not), swaps in "rgb_array" under its HumanRendering wrapper:
@@ -53,19 +79,34 @@ def make_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
     function has no metadata, so the mode reaches the env. ``"rgb_array_list"`` keeps Gymnasium's meaning
     (RenderCollection over "rgb_array").
     """
-    from sdedge_gym.env import RENDER_MODES, EdgeSDEnv  # the env module imports the package, which imports this
+    from sdedge_gym.env import EdgeSDEnv  # the env module imports the package, which imports this
+
+    return _make(EdgeSDEnv, render_mode, kwargs)
+
+
+def make_online_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    """The online ids' entry point: :class:`~sdedge_gym.online_env.EdgeSDOnlineEnv` (as :func:`make_env`)."""
+    from sdedge_gym.online_env import EdgeSDOnlineEnv
+
+    return _make(EdgeSDOnlineEnv, render_mode, kwargs)
+
+
+def _make(env_class: type, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
+    from sdedge_gym.env import RENDER_MODES
 
     if isinstance(render_mode, str) and render_mode.endswith("_list") and render_mode[: -len("_list")] in RENDER_MODES:
         from gymnasium.wrappers import RenderCollection
 
-        return RenderCollection(EdgeSDEnv(render_mode=render_mode[: -len("_list")], **kwargs))
-    return EdgeSDEnv(render_mode=render_mode, **kwargs)
+        return RenderCollection(env_class(render_mode=render_mode[: -len("_list")], **kwargs))
+    return env_class(render_mode=render_mode, **kwargs)
 
 
 def register_envs() -> None:
     """Register every id of ENV_TABLE; ids already registered are left alone (idempotent)."""
-    for env_id, kwargs in ENV_TABLE.items():
-        if env_id in gym.registry:
-            continue
-        gym.register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
-                     kwargs=dict(kwargs), max_episode_steps=None)
+    for env_id, kwargs in OFFLINE_ENV_TABLE.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
+                         kwargs=dict(kwargs), max_episode_steps=None)
+    for env_id, kwargs in ONLINE_ENV_TABLE.items():  # no native vector env: Gymnasium's sync/async ones apply
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=ONLINE_ENTRY_POINT, kwargs=dict(kwargs), max_episode_steps=None)

@@ -99,16 +99,23 @@ def raw_draws(scenario: ScenarioConfig, rng: np.random.Generator, count: int | N
     return prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms
 
 
-def derive_workload(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z,
-            hint_z, uniforms) -> dict[str, np.ndarray | None]:
+def derive_workload(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha,
+                    alpha_z, hint_z, uniforms, tokens: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> dict[str, np.ndarray | None]:
     """The Workload columns from :func:`raw_draws`' arrays, task axis last (leading axes: envs).
+
+    ``tokens`` = (prompt lengths, output lengths) replaces the log-normal lengths (a trace's); the normals
+    ``prompt_z`` and ``output_z`` are still drawn, so every other column is the same as without it.
 
     Only elementwise operations and a per-row stable sort: a row of a stacked call equals the 1-D call
     bit for bit (tests/test_env_speed_paths.py checks it).
     """
     w = scenario.workload
-    prompt = _lognormal_tokens(prompt_z, w.prompt_median, w.prompt_sigma, w.prompt_min, w.prompt_max)
-    output = _lognormal_tokens(output_z, w.output_median, w.output_sigma, w.output_min, w.max_new_tokens)
+    if tokens is None:
+        prompt = _lognormal_tokens(prompt_z, w.prompt_median, w.prompt_sigma, w.prompt_min, w.prompt_max)
+        output = _lognormal_tokens(output_z, w.output_median, w.output_sigma, w.output_min, w.max_new_tokens)
+    else:
+        prompt, output = (np.asarray(column, dtype=np.int64).copy() for column in tokens)
     distance = np.sqrt(distance_sq)
     alpha_estimate = alpha + w.alpha_estimate_noise * alpha_z
     np.maximum(alpha_estimate, 0.0, out=alpha_estimate)
@@ -134,6 +141,12 @@ def derive_workload(scenario: ScenarioConfig, prompt_z, output_z, distance_sq, f
     return columns
 
 
-def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator) -> Workload:
-    """Draw the tasks of one episode (the only place an episode consumes randomness)."""
-    return Workload(**derive_workload(scenario, *raw_draws(scenario, rng)))
+def draw_workload(scenario: ScenarioConfig, rng: np.random.Generator,
+                  tokens: tuple[np.ndarray, np.ndarray] | None = None) -> Workload:
+    """Draw the tasks of one episode (the only place an offline episode consumes randomness).
+
+    ``tokens`` = (prompt lengths, output lengths), e.g. a trace's, replaces the drawn lengths (see
+    :func:`derive_workload`). An online episode draws its arrival times after this, from the same Generator
+    (``sdedge_gym.arrivals.draw_arrivals``), so that its tasks are those of the offline episode.
+    """
+    return Workload(**derive_workload(scenario, *raw_draws(scenario, rng), tokens=tokens))

@@ -10,6 +10,7 @@ import pytest
 
 from sdedge_gym.catalogue import GPUS, MODELS
 from sdedge_gym.config import (
+    ArrivalConfig,
     FronthaulConfig,
     GpuSpec,
     ModelSpec,
@@ -91,6 +92,16 @@ BAD_VALUES: list[tuple[type, dict[str, Any], str, Any]] = [
     (ScenarioConfig, SCENARIO, "clairvoyant", "yes"),
     (ScenarioConfig, SCENARIO, "objective", "latency"),
     (ScenarioConfig, SCENARIO, "queue_order", "fifo"),
+    (ScenarioConfig, SCENARIO, "arrivals", "poisson"),
+    (ArrivalConfig, {}, "process", "batch"),
+    (ArrivalConfig, {}, "arrival_rate", 0.0),
+    (ArrivalConfig, {}, "arrival_rate", True),
+    (ArrivalConfig, {}, "burst_rate", -1.0),
+    (ArrivalConfig, {}, "calm_duration", math.nan),
+    (ArrivalConfig, {}, "burst_duration", math.inf),
+    (ArrivalConfig, {}, "trace", 3),
+    (ArrivalConfig, {"process": "trace", "trace": "t.csv"}, "trace", ""),  # a trace process needs a path
+    (ArrivalConfig, {}, "slo", "1 min"),
 ]
 
 
@@ -107,7 +118,8 @@ def test_the_table_covers_every_validated_field() -> None:
     # Free-form names and sources, and the nested configs (validated by their own classes), are left out.
     unvalidated = {"name", "source", "uplink", "fronthaul", "workload"}
     covered = {(cls, field) for cls, _, field, _ in BAD_VALUES}
-    for cls in (ModelSpec, GpuSpec, NodeConfig, UplinkConfig, FronthaulConfig, WorkloadConfig, ScenarioConfig):
+    for cls in (ModelSpec, GpuSpec, NodeConfig, UplinkConfig, FronthaulConfig, WorkloadConfig, ScenarioConfig,
+                ArrivalConfig):
         for f in dataclasses.fields(cls):
             if f.name not in unvalidated:
                 assert (cls, f.name) in covered, f"{cls.__name__}.{f.name} has no bad-value case"

@@ -284,7 +284,7 @@ def test_step_outside_an_episode_raises():
 # ---------------------------------------------------------------- seeding and copies
 
 
-@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+@pytest.mark.parametrize("env_id", sdedge_gym.registration.OFFLINE_ENV_IDS)  # online: test_online_env.py
 def test_same_seed_same_trajectory(env_id):
     trajectories = []
     for _ in range(2):

@@ -39,7 +39,7 @@ def _requested_batch(env, action) -> int:
                                                                env.scenario.max_speculation)[0])
 
 
-@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+@pytest.mark.parametrize("env_id", sdedge_gym.registration.OFFLINE_ENV_IDS)  # online: test_online_env.py
 def test_random_actions_keep_every_invariant(env_id):
     wrapped = gym.make(env_id, **({"num_tasks": 60} if "Large" in env_id else {}))
     env = wrapped.unwrapped

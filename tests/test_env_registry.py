@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 import sdedge_gym
-from sdedge_gym.registration import ENV_TABLE, register_envs
+from sdedge_gym.registration import (
+    ENTRY_POINT,
+    ENV_TABLE,
+    OFFLINE_ENV_IDS,
+    ONLINE_ENTRY_POINT,
+    ONLINE_ENV_IDS,
+    register_envs,
+)
 
 try:
     import matplotlib  # noqa: F401  (the render extra: rgb_array rendering)
@@ -31,11 +38,14 @@ def test_env_ids_cover_every_preset_and_mode():
         expected |= {f"sdedge/EdgeSD-{preset}{suffix}-v0" for suffix in ("", "-Hybrid", "-Dict")}
     for preset in ("Small", "Paper"):
         expected |= {f"sdedge/EdgeSD-{preset}{suffix}-Stochastic-v0" for suffix in ("", "-Hybrid", "-Dict")}
-    assert set(sdedge_gym.ENV_IDS) == expected and len(sdedge_gym.ENV_IDS) == 19
+    assert set(OFFLINE_ENV_IDS) == expected and len(OFFLINE_ENV_IDS) == 19
+    online = {f"sdedge/EdgeSD-Online{suffix}{kind}-v0" for suffix in ("", "-Hybrid", "-Dict")
+              for kind in ("", "-Stochastic")}
+    assert set(ONLINE_ENV_IDS) == online and sdedge_gym.ENV_IDS == OFFLINE_ENV_IDS + ONLINE_ENV_IDS
     for env_id in sdedge_gym.ENV_IDS:
         spec = gym.spec(env_id)
         assert spec.max_episode_steps is None and spec.kwargs == ENV_TABLE[env_id]
-        assert spec.entry_point == "sdedge_gym.registration:make_env"
+        assert spec.entry_point == (ONLINE_ENTRY_POINT if env_id in online else ENTRY_POINT)
 
 
 def test_registration_is_idempotent():

@@ -1,0 +1,349 @@
+"""Reference policies of the online env (``EdgeSDOnlineEnv``): the hindsight oracle, a re-planning planner
+and the serving baselines.
+
+**The hindsight oracle** is the DP of :mod:`agents.oracle` with release times. In the online env a batch
+of tasks p..j-1 can be dispatched at any decision epoch t >= max(u, a_{j-1}) (u the end of the last
+uplink slot, a the arrival times): every earlier epoch lacks task j-1, and waiting from epoch to epoch
+reaches exactly t = max(u, a_{j-1}) (the arrival instant a_{j-1}, or u if it came earlier). Dispatching
+later never helps, because every later time is monotone in the dispatch time. So after the first j
+tasks the state is still a label (u, f, c), and serving segment (p, n, l) maps it by
+
+    t = max(u, a_{p+n-1}),   u' = t + U[p, n],   S = max(u', f),   f' = S + D[p, n, l],
+    c' = c + (n S + C[p, n, l] - sum_{k=p}^{p+n-1} a_k) / K
+
+which is monotone in (u, f, c), so Pareto pruning is exact. Shift dominance also survives: x -> max(x, a)
+is monotone and 1-Lipschitz, so from label a every later completion is at most
+delta = max(0, u_a - u_b, f_a - f_b) later than from label b under the same continuation, and
+c_a + r delta / K <= c_b still proves a at least as good (r tasks left). Within a segment the
+speculation-length front of the offline oracle applies unchanged (same start, smaller D and C). The
+oracle replays its plan: at an epoch it waits while the planned batch's last task has not arrived.
+It knows the future arrivals, the output lengths and (sampled mode) the acceptance draws: it is the
+optimum in hindsight, and on a clairvoyant expected-acceptance id the optimum over every action
+sequence of the env (tests/test_online_oracle.py checks it against exhaustive search with waits).
+
+**The planner** re-plans at every epoch with the same DP on the tasks that have *arrived* only (their
+length hints and acceptance estimates, expected acceptance; at most ``horizon``, default 2 n_lim, of
+them) and takes the plan's first batch, of n tasks. With ``forecast`` (the default) it waits instead when
+that batch is not full and its upload would end ``slack`` = F - (t + U) seconds before the MBS is free, with
+slack > 1 / r̂ for the estimated arrival rate r̂ (the observation's estimator): the next request is
+expected before waiting would delay anything. Without ``forecast`` it never waits.
+
+**Baselines.** Dispatch-immediately: at every epoch, every waiting task (up to the batch limit).
+Max-batch-with-timeout: dispatch when ``max_batch`` (default n_lim) tasks are waiting or the oldest has
+waited ``timeout`` s (default 10; checked at the decision epochs, arrivals and uplink-free instants, so a
+timeout expiring between arrivals acts at the next one), else wait. AD: dispatch-immediately
+with l = 0 (autoregressive decoding, no draft). Their l is, for each batch size n, the best constant l
+for batches of n on the offline tuning episodes (``agents.baselines.constant_action_costs``).
+Uniform-shares: the hindsight oracle with equal band shares (hybrid/dict envs).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from agents.oracle import Plan, closed_form_shares, non_dominated, shift_non_dominated, speculation_front
+from agents.planner import predicted_episode
+from agents.policy import Policy
+from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.episode import Episode, EpisodeClock
+from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
+from sdedge_gym.segments import SegmentTables, segment_tables
+
+
+def solve_online(tables: SegmentTables, arrival: np.ndarray, start: EpisodeClock | None = None, now: float = 0.0,
+                 end: int | None = None, num_tasks: int | None = None) -> Plan:
+    """The minimum total latency / ``num_tasks`` of tasks start.next_task .. end - 1 with release times.
+
+    ``now`` is the current epoch (the first batch cannot be dispatched earlier); ``end`` defaults to the
+    table's K and ``num_tasks`` (the divisor) to K. The cost is sum_k (C_k - a_k) / num_tasks.
+    """
+    clock = EpisodeClock() if start is None else start
+    total = tables.num_tasks if end is None else end
+    divisor = float(tables.num_tasks if num_tasks is None else num_tasks)
+    first = clock.next_task
+    if not 0 <= first < total <= tables.num_tasks:
+        raise ValueError(f"start.next_task = {first}, end = {end} is invalid; allowed: 0 <= next_task < end <= "
+                         f"{tables.num_tasks}")
+    arrival = np.asarray(arrival, dtype=float)
+    if arrival.shape != (tables.num_tasks,):
+        raise ValueError(f"arrival (shape {arrival.shape}) is invalid; allowed: shape ({tables.num_tasks},)")
+    arrival_sums = np.concatenate([[0.0], np.cumsum(arrival)])
+    keep_l = speculation_front(tables, "mean_latency")
+    width = tables.batch_limit
+    fronts: dict[int, tuple[np.ndarray, ...]] = {
+        first: (np.array([max(clock.uplink_end, now)]), np.array([clock.inference_end]), np.zeros(1),
+                np.full(1, -1), np.full(1, -1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)),
+    }
+    labels = 1
+    for j in range(first + 1, total + 1):
+        parts = []
+        release = arrival[j - 1]  # every segment ending at j waits for task j - 1
+        for n in range(1, min(width, j - first) + 1):
+            p = j - n
+            u, f, c = fronts[p][:3]
+            lengths = np.flatnonzero(keep_l[p, n - 1])
+            u_next = np.maximum(u, release) + tables.uplink_slot[p, n - 1]
+            begin = np.maximum(u_next, f)
+            f_next = begin[:, None] + tables.duration[p, n - 1, lengths][None, :]
+            latency = n * begin[:, None] + tables.completion_sum[p, n - 1, lengths][None, :] - (
+                arrival_sums[j] - arrival_sums[p])
+            c_next = c[:, None] + latency / divisor
+            count, width_l = f_next.shape
+            parts.append((np.repeat(u_next, width_l), f_next.ravel(), c_next.ravel(), np.full(count * width_l, p),
+                          np.repeat(np.arange(count), width_l), np.full(count * width_l, n),
+                          np.tile(lengths, count)))
+        merged = [np.concatenate(column) for column in zip(*parts, strict=True)]
+        keep = non_dominated(merged[0], merged[1], merged[2])
+        if keep.size > 1:
+            keep = keep[shift_non_dominated(merged[0][keep], merged[1][keep], merged[2][keep], (total - j) / divisor)]
+        fronts[j] = tuple(column[keep] for column in merged)
+        labels += keep.size
+    c = fronts[total][2]
+    best = int(np.argmin(c))
+    cost = float(c[best])
+    batches = []
+    j = total
+    while j != first:
+        _, _, _, prev, index, sizes, lengths = fronts[j]
+        batches.append((int(sizes[best]), int(lengths[best])))
+        j, best = int(prev[best]), int(index[best])
+    return Plan(first, tuple(reversed(batches)), cost, labels)
+
+
+def _online_env(env) -> EdgeSDOnlineEnv:
+    unwrapped = env.unwrapped
+    if not isinstance(unwrapped, EdgeSDOnlineEnv):
+        raise TypeError(f"env is a {type(unwrapped).__name__}; allowed: an EdgeSDOnlineEnv (the sdedge/EdgeSD-Online-* "
+                        "ids); the offline env's policies are in agents.oracle, agents.planner, agents.baselines")
+    return unwrapped
+
+
+class OnlinePolicy(Policy):
+    """Base of the online policies: :meth:`decide` returns None to wait, or (n, l) to dispatch."""
+
+    name = "online-policy"
+    uniform_shares = False
+
+    def __init__(self, env) -> None:
+        _online_env(env)
+        super().__init__(env)
+
+    def decide(self) -> tuple[int, int] | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement decide()")
+
+    def act(self, observation):
+        env = self.unwrapped
+        step = self.decide()
+        cfg = env.scenario
+        if step is None:
+            return encode_online_action(self.action_mode, 1, 0, cfg.max_batch, cfg.max_speculation, wait=True)
+        n, l = step
+        shares = None
+        if self.action_mode != "discrete":
+            shares = np.full(n, 1.0 / n) if self.uniform_shares else closed_form_shares(env, n)
+        return encode_online_action(self.action_mode, n, l, cfg.max_batch, cfg.max_speculation, shares)
+
+    def waiting(self) -> int:
+        """Arrived tasks not yet dispatched."""
+        return int(self.unwrapped.arrived - self.unwrapped.clock.next_task)
+
+
+class OnlineOracle(OnlinePolicy):
+    """The hindsight-optimal plan (release-time DP), replayed; re-plans if the env left the plan."""
+
+    name = "oracle"
+
+    def __init__(self, env, allocation: str = "closed_form") -> None:
+        super().__init__(env)
+        if allocation == "uniform" and self.action_mode == "discrete":
+            raise ValueError("allocation = 'uniform' needs action_mode 'hybrid' or 'dict' (the discrete mode "
+                             "always uses the closed-form split)")
+        self.allocation = allocation
+        self.uniform_shares = allocation == "uniform"
+        self._episode: Episode | None = None
+        self._tables: SegmentTables | None = None
+        self.plan: Plan | None = None
+
+    def decide(self) -> tuple[int, int] | None:
+        env = self.unwrapped
+        if env.episode is not self._episode:
+            self._episode = env.episode
+            self._tables = segment_tables(env.model, env.episode, self.allocation)
+            self.plan = None
+        step = None if self.plan is None else self.plan.action_at(env.clock.next_task)
+        if step is None:
+            self.plan = solve_online(self._tables, env.arrival, env.clock, env.now)
+            step = self.plan.batches[0]
+        n, _ = step
+        return step if self.waiting() >= n else None  # its last task has not arrived: wait for it
+
+
+class OnlineUniformShares(OnlineOracle):
+    """The hindsight-optimal plan under equal band shares (the paper's benchmark split); hybrid/dict envs."""
+
+    name = "uniform-shares"
+
+    def __init__(self, env) -> None:
+        super().__init__(env, allocation="uniform")
+
+
+class OnlinePlanner(OnlinePolicy):
+    """Re-plans at every epoch on the arrived tasks (hints and estimates, or the truth with ``exact``)."""
+
+    name = "planner"
+
+    def __init__(self, env, exact: bool = False, horizon: int | None = None, forecast: bool = True) -> None:
+        super().__init__(env)
+        self.exact = exact
+        self.forecast = forecast
+        limit = self.unwrapped.model.batch_limit
+        self.horizon = 2 * limit if horizon is None else horizon
+        if not (isinstance(self.horizon, int) and self.horizon >= 1):
+            raise ValueError(f"horizon = {horizon!r} is invalid; allowed: an integer >= 1")
+        self._episode: Episode | None = None
+        self._tables: SegmentTables | None = None
+
+    def decide(self) -> tuple[int, int] | None:
+        env = self.unwrapped
+        if env.episode is not self._episode:
+            # A segment's entries depend on its own tasks only, so the DP below, which reads segments of
+            # arrived tasks only, uses nothing of the tasks still to come.
+            self._episode = env.episode
+            self._tables = segment_tables(env.model, predicted_episode(env.episode, self.exact))
+        first = env.clock.next_task
+        end = min(env.arrived, first + self.horizon)
+        plan = solve_online(self._tables, env.arrival, env.clock, env.now, end=end, num_tasks=env.episode.num_tasks)
+        n, l = plan.batches[0]
+        if self.forecast and n < env.model.batch_limit and env.can_wait():
+            # The batch would be uploaded `slack` s before the MBS is free: waiting that long delays none of
+            # its tasks' service, and the next arrival is expected within 1 / rate.
+            slack = env.clock.inference_end - (env.now + float(self._tables.uplink_slot[first, n - 1]))
+            rate = estimated_arrival_rate(env)
+            if rate > 0.0 and slack * rate > 1.0:
+                return None
+        return n, l
+
+
+def estimated_arrival_rate(env: EdgeSDOnlineEnv) -> float:
+    """(m - 1) / (t - a_first) over the m = min(arrived, n_max + 1) latest arrivals (the observation's
+    estimate, unsquashed); 0 with fewer than 2 arrivals, inf for a burst at one instant."""
+    recent = min(env.arrived, env.scenario.max_batch + 1)
+    if recent < 2:
+        return 0.0
+    span = env.now - float(env.arrival[env.arrived - recent])
+    return (recent - 1) / span if span > 0 else float("inf")
+
+
+@lru_cache(maxsize=8)
+def best_speculation_by_batch(scenario: ScenarioConfig) -> tuple[int, ...]:
+    """For n = 1..n_lim, the best constant l for batches of n on the offline tuning episodes."""
+    from agents.baselines import constant_action_costs
+
+    offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace=""))
+    costs = constant_action_costs(offline)
+    return tuple(int(l) for l in np.argmin(costs, axis=1))
+
+
+class DispatchImmediately(OnlinePolicy):
+    """Every waiting task (up to the batch limit) at every epoch; l tuned per batch size (or fixed)."""
+
+    name = "dispatch-immediately"
+
+    def __init__(self, env, speculation_length: int | None = None) -> None:
+        super().__init__(env)
+        if speculation_length is not None and not (
+                isinstance(speculation_length, int) and 0 <= speculation_length <= self.max_speculation):
+            raise ValueError(f"speculation_length = {speculation_length!r} is invalid; allowed: None or an integer "
+                             f"in [0, {self.max_speculation}]")
+        self.speculation_length = speculation_length
+        self._best_l = best_speculation_by_batch(self.unwrapped.scenario) if speculation_length is None else None
+
+    def length_for(self, batch_size: int) -> int:
+        return self._best_l[batch_size - 1] if self.speculation_length is None else self.speculation_length
+
+    def decide(self) -> tuple[int, int] | None:
+        n = self.batch_limit()
+        return n, self.length_for(n)
+
+
+class Autoregressive(DispatchImmediately):
+    """AD: dispatch-immediately with l = 0 (plain autoregressive decoding on the MBS)."""
+
+    name = "autoregressive"
+
+    def __init__(self, env) -> None:
+        super().__init__(env, speculation_length=0)
+
+
+class MaxBatchTimeout(DispatchImmediately):
+    """The classic serving rule: dispatch when ``max_batch`` tasks wait or the oldest has waited ``timeout``."""
+
+    name = "max-batch-timeout"
+
+    def __init__(self, env, timeout: float = 10.0, max_batch: int | None = None) -> None:
+        super().__init__(env)
+        limit = self.unwrapped.model.batch_limit
+        self.max_batch_size = limit if max_batch is None else max_batch
+        if not (isinstance(self.max_batch_size, int) and 1 <= self.max_batch_size <= limit):
+            raise ValueError(f"max_batch = {max_batch!r} is invalid; allowed: None or an integer in [1, {limit}]")
+        if not (isinstance(timeout, int | float) and np.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout = {timeout!r} is invalid; allowed: a finite number of seconds >= 0")
+        self.timeout = float(timeout)
+
+    def decide(self) -> tuple[int, int] | None:
+        env = self.unwrapped
+        waiting = self.waiting()
+        oldest_wait = env.now - float(env.arrival[env.clock.next_task])
+        if waiting >= self.max_batch_size or oldest_wait >= self.timeout or not env.can_wait():
+            n = min(waiting, self.max_batch_size, self.batch_limit())
+            return n, self.length_for(n)
+        return None
+
+
+class OnlineRandom(OnlinePolicy):
+    """Uniformly random valid actions: each valid batch size and the wait (when valid) equally likely."""
+
+    name = "random"
+
+    def __init__(self, env, seed: int | None = 0) -> None:
+        super().__init__(env)
+        self.rng = np.random.default_rng(seed)
+
+    def decide(self) -> tuple[int, int] | None:
+        choices = self.batch_limit() + int(self.unwrapped.can_wait())
+        n = int(self.rng.integers(1, choices + 1))
+        l = int(self.rng.integers(0, self.max_speculation + 1))
+        return None if n > self.batch_limit() else (n, l)
+
+
+ONLINE_POLICIES = {
+    "oracle": OnlineOracle,
+    "planner": OnlinePlanner,
+    "planner-exact": lambda env: OnlinePlanner(env, exact=True),
+    "dispatch-immediately": DispatchImmediately,
+    "max-batch-timeout": MaxBatchTimeout,
+    "autoregressive": Autoregressive,
+    "uniform-shares": OnlineUniformShares,
+    "random": OnlineRandom,
+}
+ONLINE_DEFAULT_POLICIES = ("oracle", "planner", "max-batch-timeout", "dispatch-immediately", "autoregressive",
+                           "uniform-shares", "random")
+
+
+def make_online_policy(spec: str, env):
+    """The online policy named ``spec``: a name of ONLINE_POLICIES or ``timeout:N:T`` (max batch N, timeout T s)."""
+    if spec in ONLINE_POLICIES:
+        return ONLINE_POLICIES[spec](env)
+    if spec.startswith("timeout:"):
+        parts = spec.split(":")
+        try:
+            n, timeout = int(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            n = timeout = None
+        if len(parts) != 3 or n is None:
+            raise ValueError(f"policy {spec!r} is invalid; allowed: timeout:N:T with an integer N >= 1 and T >= 0 s")
+        return MaxBatchTimeout(env, timeout=timeout, max_batch=n)
+    raise ValueError(f"policy {spec!r} is unknown for an online env; allowed: {', '.join(ONLINE_POLICIES)}, "
+                     "timeout:N:T, pretrained:NAME, sb3:ALGO:PATH")

@@ -1,0 +1,129 @@
+"""Load curves of the online env: mean and p99 latency against the arrival rate, from light load to overload.
+
+    nice -n 5 python scripts/load_curves.py                         # -> docs/figures/load_curves.{png,csv}
+    python scripts/load_curves.py --episodes 1 --loads 0.3,0.9 --out /tmp/lc  # smoke test, seconds
+    python scripts/load_curves.py --policies oracle,planner,pretrained:NAME   # a trained agent as well
+
+The scenario is ``sdedge/EdgeSD-Online-v0`` (the paper preset, K = 100 requests, Poisson arrivals) with the
+arrival rate set to load x C, where C = ``sdedge_gym.online_env.max_batch_capacity`` of the paper preset
+(requests/s served by back-to-back full batches; the registered id runs at load 0.7). At every load the
+policies serve the same episodes: episode i uses ``reset(seed=S + i)``, whose workload does not depend on the
+rate and whose Poisson gaps are the same exponential draws scaled by 1 / rate. Mean latency is the mean of
+the episodes' mean latencies; p99 is the 99th percentile of every request's latency pooled over the
+episodes. Any name of ``agents.evaluate.make_policy`` is accepted, including ``pretrained:NAME`` and
+``sb3:ALGO:PATH`` (a trained agent on the online id's spaces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from agents.evaluate import make_policy
+from sdedge_gym.online_env import max_batch_capacity
+from sdedge_gym.scenarios import make_scenario
+
+ENV_ID = "sdedge/EdgeSD-Online-v0"
+DEFAULT_POLICIES = ("oracle", "planner", "max-batch-timeout", "dispatch-immediately", "autoregressive")
+DEFAULT_LOADS = (0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5)
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+STYLE = {"oracle": ("k", "o"), "planner": ("tab:blue", "s"), "max-batch-timeout": ("tab:green", "^"),
+         "dispatch-immediately": ("tab:orange", "v"), "autoregressive": ("tab:red", "D")}
+
+
+def latencies_of(policy_name: str, rate: float, seeds: list[int]) -> tuple[list[np.ndarray], float]:
+    """Every request's latency (one array per episode) and the wall time of ``policy_name`` at ``rate``."""
+    env = gym.make(ENV_ID, disable_env_checker=True, config={"arrivals": {"arrival_rate": rate}})
+    policy = make_policy(policy_name, env)
+    start = time.perf_counter()
+    episodes = []
+    for seed in seeds:
+        observation, _ = env.reset(seed=seed)
+        terminated = False
+        state, episode_start = None, True
+        while not terminated:
+            action, state = policy.predict(observation, state=state, episode_start=np.array([episode_start]),
+                                           deterministic=True)
+            observation, _, terminated, _, _ = env.step(action)
+            episode_start = False
+        episodes.append(env.unwrapped.latencies())
+    env.close()
+    return episodes, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES))
+    parser.add_argument("--loads", default=",".join(map(str, DEFAULT_LOADS)),
+                        help="arrival rates as fractions of the max-batch capacity")
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=FIGURES)
+    args = parser.parse_args(argv)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    try:
+        loads = [float(x) for x in args.loads.split(",")]
+    except ValueError:
+        parser.error(f"--loads {args.loads!r} is invalid; allowed: comma-separated numbers > 0")
+    if not loads or min(loads) <= 0:
+        parser.error(f"--loads {args.loads!r} is invalid; allowed: comma-separated numbers > 0")
+    if args.episodes < 1:
+        parser.error(f"--episodes {args.episodes} is invalid; allowed: an integer >= 1")
+    capacity = max_batch_capacity(make_scenario("paper"))
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    print(f"{ENV_ID}: max-batch capacity {capacity:.4f} requests/s; {args.episodes} episodes per point, seeds "
+          f"{seeds[0]}..{seeds[-1]}", file=sys.stderr)
+    rows = []
+    for load in loads:
+        rate = load * capacity
+        for name in policies:
+            episodes, wall = latencies_of(name, rate, seeds)
+            pooled = np.concatenate(episodes)
+            rows.append({"policy": name, "load": load, "arrival_rate": rate,
+                         "mean_latency": float(np.mean([e.mean() for e in episodes])),
+                         "p99_latency": float(np.percentile(pooled, 99)), "wall_time_s": wall})
+            print(f"load {load:.2f} ({rate:.3f}/s) {name:>22}: mean {rows[-1]['mean_latency']:8.2f} s, "
+                  f"p99 {rows[-1]['p99_latency']:8.2f} s ({wall:.1f} s)", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "load_curves.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+    plot(rows, policies, capacity, args.out / "load_curves.png", args.episodes)
+    print(f"wrote {args.out / 'load_curves.csv'} and {args.out / 'load_curves.png'}", file=sys.stderr)
+    return 0
+
+
+def plot(rows: list[dict], policies: list[str], capacity: float, path: Path, episodes: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for name in policies:
+        mine = [r for r in rows if r["policy"] == name]
+        colour, marker = STYLE.get(name, (None, "x"))
+        for ax, key in zip(axes, ("mean_latency", "p99_latency"), strict=True):
+            ax.plot([r["load"] for r in mine], [r[key] for r in mine], marker=marker, color=colour, label=name)
+    for ax, title in zip(axes, ("mean latency", "p99 latency"), strict=True):
+        ax.set_yscale("log")
+        ax.axvline(0.7, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(f"load = arrival rate / max-batch capacity ({capacity:.3f} requests/s)")
+        ax.set_ylabel(f"{title} (s)")
+        ax.set_title(f"{title}, paper preset, K = 100, {episodes} episodes per point")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""When an online episode's tasks arrive: Poisson, two-state MMPP, or a CSV trace (``ArrivalConfig``).
+
+Arrival times are drawn at reset from the episode's Generator *after* every draw of
+:func:`sdedge_gym.workload.draw_workload`, so an online episode has exactly the tasks of the offline
+episode of the same seed (a trace replaces the token counts, not the other draws). Task k of the queue
+is the k-th arrival: times are non-decreasing in queue order.
+
+A trace is a CSV file with a header row and one row per request, in arrival order. Column names:
+
+| quantity        | project's name  | Azure LLM inference trace name |
+|-----------------|-----------------|--------------------------------|
+| arrival time    | ``arrival_time``  (s, a number)   | ``TIMESTAMP`` (s, or a date-time ``YYYY-MM-DD hh:mm:ss[.f]``) |
+| prompt tokens   | ``prompt_tokens`` | ``ContextTokens``   |
+| output tokens   | ``output_tokens`` | ``GeneratedTokens`` |
+
+Other columns are ignored. Times must be finite, >= 0 (numbers) and non-decreasing; token counts
+integers >= 0. A malformed file raises ``ValueError`` naming the file, the row (1-based line number of
+the file, the header is row 1) and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+
+from sdedge_gym.config import ArrivalConfig
+
+TRACE_COLUMNS = {  # quantity -> accepted column names, in order of preference
+    "arrival_time": ("arrival_time", "TIMESTAMP"),
+    "prompt_tokens": ("prompt_tokens", "ContextTokens"),
+    "output_tokens": ("output_tokens", "GeneratedTokens"),
+}
+# A synthetic 300-request trace in the Azure column layout, written by scripts/make_trace.py.
+SAMPLE_TRACE = os.path.join(os.path.dirname(__file__), "traces", "sample_azure_format.csv")
+_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?$")
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A parsed trace: arrival times (s, the first at 0) and token counts, one entry per row."""
+
+    path: str
+    arrival_time: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __post_init__(self) -> None:
+        for column in (self.arrival_time, self.prompt_tokens, self.output_tokens):
+            column.setflags(write=False)
+
+    @property
+    def num_requests(self) -> int:
+        return int(self.arrival_time.size)
+
+
+def _time_value(text: str) -> float:
+    """Seconds from a number or a date-time string (seconds since 1970, naive); ValueError otherwise."""
+    text = text.strip()
+    match = _DATETIME.match(text)
+    if match:
+        whole = datetime.strptime(f"{match.group(1)} {match.group(2)}", "%Y-%m-%d %H:%M:%S")
+        return (whole - _EPOCH).total_seconds() + (float(match.group(3)) if match.group(3) else 0.0)
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("negative or not finite")
+    return value
+
+
+def _token_value(text: str) -> int:
+    text = text.strip()
+    if not re.fullmatch(r"\+?\d+(\.0*)?", text):  # "12" or "12.0"; not "-3", "1.5", "1e3", "nan"
+        raise ValueError("not an integer >= 0")
+    return int(float(text))
+
+
+def read_trace(path: str | os.PathLike) -> Trace:
+    """The trace in ``path`` (see the module docstring); cached per (path, modification time, size)."""
+    path = os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        raise ValueError(f"trace {path!r}: cannot be read ({error.strerror}); allowed: a readable CSV file") from None
+    return _read_trace(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _read_trace(path: str, mtime_ns: int, size: int) -> Trace:
+    del mtime_ns, size  # part of the cache key only: a rewritten file is read again
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"trace {path!r}, row 1: the file is empty; allowed: a header row naming the columns "
+                             + _columns_hint())
+        names = [name.strip() for name in header]
+        index = {}
+        for quantity, accepted in TRACE_COLUMNS.items():
+            found = [names.index(name) for name in accepted if name in names]
+            if not found:
+                raise ValueError(f"trace {path!r}, row 1: column {quantity!r} is missing; allowed names: "
+                                 f"{' | '.join(accepted)} (header has {names})")
+            index[quantity] = found[0]
+        times, prompts, outputs = [], [], []
+        for row_number, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue  # blank lines (e.g. a trailing newline) are not requests
+            values = []
+            for quantity, parse, allowed in (
+                    ("arrival_time", _time_value, "a number of seconds >= 0 or a date-time YYYY-MM-DD hh:mm:ss[.f]"),
+                    ("prompt_tokens", _token_value, "an integer >= 0"),
+                    ("output_tokens", _token_value, "an integer >= 0")):
+                column = index[quantity]
+                cell = row[column] if column < len(row) else ""
+                try:
+                    values.append(parse(cell))
+                except ValueError:
+                    raise ValueError(f"trace {path!r}, row {row_number}, column {names[column]!r}: {cell!r} is "
+                                     f"invalid; allowed: {allowed}") from None
+            if times and values[0] < times[-1]:
+                raise ValueError(f"trace {path!r}, row {row_number}, column {names[index['arrival_time']]!r}: "
+                                 f"{row[index['arrival_time']]!r} is earlier than the row before; allowed: "
+                                 "non-decreasing arrival times (rows in arrival order)")
+            times.append(values[0])
+            prompts.append(values[1])
+            outputs.append(values[2])
+    if not times:
+        raise ValueError(f"trace {path!r}, row 2: the file has no request rows; allowed: one row per request")
+    arrival = np.asarray(times, dtype=float)
+    return Trace(path, arrival - arrival[0], np.asarray(prompts, dtype=np.int64), np.asarray(outputs, dtype=np.int64))
+
+
+def _columns_hint() -> str:
+    return "; ".join(f"{q}: {' | '.join(names)}" for q, names in TRACE_COLUMNS.items())
+
+
+def trace_window(trace: Trace, num_tasks: int) -> Trace:
+    """The first ``num_tasks`` requests of ``trace``; ValueError if it has fewer."""
+    if trace.num_requests < num_tasks:
+        raise ValueError(f"trace {trace.path!r} has {trace.num_requests} requests; allowed: at least "
+                         f"WorkloadConfig.num_tasks = {num_tasks} (lower num_tasks or use a longer trace)")
+    sl = slice(0, num_tasks)
+    return Trace(trace.path, trace.arrival_time[sl].copy(), trace.prompt_tokens[sl].copy(),
+                 trace.output_tokens[sl].copy())
+
+
+def trace_tokens(trace: Trace, prompt_max: int, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """A trace's (prompt, output) lengths clipped to [1, prompt_max] and [1, max_new_tokens].
+
+    The caps are the scenario's: the memory limit n_mem is computed for them, and O_k = 0 would be a
+    padding task that needs no round.
+    """
+    return np.clip(trace.prompt_tokens, 1, prompt_max), np.clip(trace.output_tokens, 1, max_new_tokens)
+
+
+def draw_arrivals(config: ArrivalConfig, num_tasks: int, rng: np.random.Generator,
+                  trace: Trace | None = None) -> np.ndarray:
+    """(K,) non-decreasing arrival times (s) of one episode; draws from ``rng`` only for poisson / mmpp."""
+    if config.process == "offline":
+        return np.zeros(num_tasks)
+    if config.process == "poisson":
+        return np.cumsum(rng.exponential(1.0 / config.arrival_rate, num_tasks))
+    if config.process == "mmpp":
+        return _mmpp_arrivals(config, num_tasks, rng)
+    if trace is None:
+        raise ValueError("draw_arrivals: process 'trace' needs the parsed trace (read_trace(config.trace))")
+    return np.array(trace.arrival_time[:num_tasks], dtype=float)
+
+
+def _mmpp_arrivals(config: ArrivalConfig, num_tasks: int, rng: np.random.Generator) -> np.ndarray:
+    """Two-state MMPP by competing exponentials: in state s the next event is an arrival at rate lambda_s
+    or a switch at rate 1 / (mean sojourn of s); memorylessness makes the race exact."""
+    rates = (config.arrival_rate, config.burst_rate)
+    leave = (1.0 / config.calm_duration, 1.0 / config.burst_duration)
+    p_burst = config.burst_duration / (config.calm_duration + config.burst_duration)
+    state = int(rng.random() < p_burst)
+    times = np.empty(num_tasks)
+    now, count = 0.0, 0
+    while count < num_tasks:
+        total = rates[state] + leave[state]
+        now += rng.exponential(1.0 / total)
+        if rng.random() * total < rates[state]:
+            times[count] = now
+            count += 1
+        else:
+            state = 1 - state
+    return times

@@ -1,0 +1,448 @@
+"""The online-serving environment: requests arrive over time and the agent may wait for more.
+
+A thin layer over the same core as :class:`sdedge_gym.env.EdgeSDEnv`: :func:`sdedge_gym.episode.commit_batch`
+serves a batch, :mod:`sdedge_gym.arrivals` draws the arrival times, and the observation reuses the
+offline env's feature helpers. Only the decision epochs, the wait action and the latency accounting are
+new (docs/MODEL.md section 15).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sdedge_gym.actions import (
+    ACTION_MODES,
+    action_mask_table,
+    encode_action,
+    finite_array,
+    shares_from_logits,
+    shares_from_weights,
+)
+from sdedge_gym.arrivals import Trace, draw_arrivals, read_trace, trace_tokens, trace_window
+from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.env import (
+    GLOBAL_FEATURES,
+    RENDER_MODES,
+    TASK_FEATURES,
+    EdgeSDEnv,
+    ObservationScales,
+    _integer_in,
+    global_features_one,
+    task_feature_table,
+)
+from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.scenarios import make_scenario
+from sdedge_gym.segments import segment_tables
+from sdedge_gym.workload import draw_workload
+
+ONLINE_FEATURES = ("waiting_beyond_window", "arrival_rate")  # after the offline observation and the ages
+LATENCY_PERCENTILES = (50, 95, 99)
+CAPACITY_SEEDS = (0, 1, 2, 3, 4)
+
+
+def online_observation_size(max_batch: int) -> int:
+    """4 global + 6 per task (the offline observation), then n_max ages, then the two online features."""
+    return len(GLOBAL_FEATURES) + (len(TASK_FEATURES) + 1) * max_batch + len(ONLINE_FEATURES)
+
+
+def encode_online_action(mode: str, batch_size: int, speculation_length: int, max_batch: int,
+                         max_speculation: int, shares=None, wait: bool = False):
+    """The online action of ``mode``: commit (n, l) with ``shares`` (see ``encode_action``), or with ``wait``
+    the wait action (still carrying l, and in hybrid/dict n and the shares, used if the wait is refused)."""
+    if mode == "discrete":
+        if wait:
+            return np.array([max_batch, speculation_length], dtype=np.int64)
+        return encode_action(mode, batch_size, speculation_length, max_batch, max_speculation)
+    action = encode_action(mode, batch_size, speculation_length, max_batch, max_speculation, shares)
+    if mode == "hybrid":
+        return np.append(action, np.float32(1.0 if wait else -1.0)).astype(np.float32)
+    action["wait"] = int(wait)
+    return action
+
+
+def max_batch_capacity(scenario: ScenarioConfig, seeds: tuple[int, ...] = CAPACITY_SEEDS) -> float:
+    """Requests/s the system serves with back-to-back full batches: n_lim / min_l max(E[U], E[D_l]).
+
+    U and D_l are the uplink slot and service duration of n_lim-task windows of the offline episodes of
+    ``seeds`` (every window j..j+n_lim-1). Uploads and service are a two-stage pipeline, so in steady state
+    a full batch leaves every max(E[U], E[D_l]) seconds; l is the one that maximises that rate.
+    """
+    model = ServingModel.of(scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace="")))
+    n = model.batch_limit
+    slots, durations = [], []
+    for seed in seeds:
+        episode = Episode.draw(model, np.random.default_rng(seed))
+        tables = segment_tables(model, episode)
+        last = episode.num_tasks - n + 1
+        slots.append(tables.uplink_slot[:last, n - 1])
+        durations.append(tables.duration[:last, n - 1, :])
+    cycle = np.maximum(np.concatenate(slots).mean(), np.concatenate(durations).mean(axis=0))
+    return float(n / cycle.min())
+
+
+class EdgeSDOnlineEnv(gym.Env):
+    """
+    ## Description
+
+    Online edge LLM serving with speculative decoding. The hardware, uplink and batch service are those
+    of :class:`sdedge_gym.env.EdgeSDEnv`, but the K requests arrive over time (Poisson, a two-state
+    Markov-modulated Poisson process, or a CSV trace; ``ArrivalConfig``). At each decision epoch the
+    agent either dispatches the next n *arrived* requests in queue order (with speculation length l and,
+    in hybrid/dict mode, the band split) or waits for the next arrival. The objective is the mean
+    latency, completion minus arrival; the episode-end ``info`` adds tail latencies, SLO attainment and
+    throughput. The model is specified in docs/MODEL.md, section 15.
+
+    **Decision epochs.** An epoch is a time t at which the uplink is free (t >= the end of the last
+    uplink slot) and at least one request has arrived and waits: after reset and after every dispatch,
+    t = max(end of the last slot, arrival of the next queued request); a wait moves t to the next
+    arrival time (every request arriving then becomes visible at once). A batch dispatched at t has its
+    uplink slot start at t; the rest of its service is the offline model (service starts when it is
+    uploaded and the previous batch has finished).
+
+    ## Action Space
+
+    The offline layouts with a wait added (``n_max`` = ``max_batch``, ``l_max`` = ``max_speculation``):
+
+    | mode       | space                                            | meaning                                  |
+    |------------|--------------------------------------------------|------------------------------------------|
+    | "discrete" | ``MultiDiscrete([n_max + 1, l_max + 1])``        | ``[n - 1, l]``; ``[n_max, any]`` waits   |
+    | "hybrid"   | ``Box(-1, 1, (3 + n_max,), float32)``            | entries 0 .. 1 + n_max as offline; the   |
+    |            |                                                  | last entry > 0 waits                     |
+    | "dict"     | the offline ``Dict`` plus ``wait=Discrete(2)``   | ``wait = 1`` waits (the other keys are   |
+    |            |                                                  | still validated, then unused)            |
+
+    ``encode_online_action`` builds any mode's action. The mask (``action_masks()``, ``info["action_mask"]``)
+    is MaskablePPO's MultiDiscrete layout: ``n_max`` entries for n = 1..n_max (valid up to
+    ``batch_limit()`` = min(memory/action limit, arrived requests waiting)), one entry for *wait* (valid
+    while some request has not arrived yet), then ``l_max + 1`` entries for l (all valid). At the terminal
+    state no batch size and no wait is valid. A batch above ``batch_limit()`` is clipped to it, a wait
+    when nothing more can arrive dispatches ``batch_limit()`` requests with the action's l and band
+    entries; both set ``info["action_clipped"]``. Out-of-space actions raise
+    ``ValueError`` naming the entry.
+
+    ## Observation Space
+
+    ``Box(0, 1, (4 + 7 n_max + 2,), float32)``. Entries 0 .. 3 + 6 n_max are the offline observation
+    (``EdgeSDEnv``'s table) with two changes: its time u is the epoch time t (u = t while the uplink is
+    free), and its task window shows only requests that have *arrived* (later queue slots are zeros, so
+    nothing of the future leaks). Then:
+
+    | index              | feature               | value                                                | range  |
+    |--------------------|-----------------------|------------------------------------------------------|--------|
+    | 4 + 6 n_max + i    | age                   | w / (w + slo); w = t - arrival of window slot i (0   | [0, 1) |
+    |                    |                       | for an empty slot)                                   |        |
+    | 4 + 7 n_max        | waiting_beyond_window | arrived requests waiting behind the window / K       | [0, 1] |
+    | 4 + 7 n_max + 1    | arrival_rate          | r / (r + arrival_rate): r = (m - 1) / (t - a_first), | [0, 1] |
+    |                    |                       | the m = min(arrived, n_max + 1) latest arrivals,     |        |
+    |                    |                       | a_first the earliest of them; 0 if m < 2, 1 if t =   |        |
+    |                    |                       | a_first (a burst at one instant)                     |        |
+
+    ``slo`` and ``arrival_rate`` are the scenario's ``ArrivalConfig`` fields (fixed scales).
+
+    ## Rewards
+
+    A dispatch of batch m earns ``-sum_{k in m} (C_k - a_k) / K`` (completion minus arrival, s); a wait
+    earns 0. The undiscounted return is exactly minus the mean latency. Only objective "mean_latency".
+
+    ## Starting State
+
+    ``reset`` draws the offline env's workload from ``self.np_random`` and then the arrival times (after
+    every other draw, so the tasks are the offline episode's); a trace supplies the times and token
+    counts of its first K rows. t starts at the first arrival. ``options`` is accepted and unused.
+
+    ## Episode End
+
+    Terminated when every request has been dispatched (at most 2K steps: K dispatches, fewer than K
+    waits). Never truncated.
+
+    ## Info
+
+    Every step: the offline keys (``batch_size``, 0 on a wait; ``speculation_length``, ``bandwidth``,
+    ``uplink_slot``, ``wait`` = the ready batch's wait for the previous service, ``service_time``,
+    ``completion_times``, ``tokens``, ``accepted_drafts``, ``action_clipped``, ``action_mask``) and
+    ``waited`` (the step was a wait), ``dispatch_time`` (its epoch t), ``time`` (the next epoch),
+    ``arrived`` (requests arrived by then), ``queue_length`` (arrived, not dispatched) and ``latencies``
+    (C_k - a_k, length n_max like ``completion_times``). At the last step also ``mean_latency``,
+    ``p50_latency``, ``p95_latency``, ``p99_latency``, ``slo_attainment`` (fraction with latency <= slo),
+    ``makespan`` (last completion, s), ``throughput`` (output tokens / s) and ``request_throughput``
+    (requests / s), both over [first arrival, last completion].
+
+    ## Arguments
+
+    ```python
+    env = gymnasium.make("sdedge/EdgeSD-Online-v0", config={"arrivals": {"arrival_rate": 0.5, "slo": 30}})
+    env = gymnasium.make("sdedge/EdgeSD-Online-v0", config={"arrivals": {"process": "trace", "trace": PATH}})
+    EdgeSDOnlineEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, arrivals=None,
+                    **overrides)
+    ```
+
+    As ``EdgeSDEnv``, plus ``arrivals``, a dict merged over the preset's ``ArrivalConfig`` before ``config``
+    (the registered ids set it to Poisson at 0.757 requests/s; ``gymnasium.make(id, arrivals=...)`` replaces
+    that dict whole, so change single fields through ``config``). ``config["arrivals"]`` sets the
+    ``ArrivalConfig`` (process "offline" | "poisson" | "mmpp" | "trace", ``arrival_rate``, ``burst_rate``,
+    ``calm_duration``, ``burst_duration``, ``trace``, ``slo``). With process "offline" every request
+    arrives at 0 and the env reproduces ``EdgeSDEnv`` step for step. A trace is read at construction; a
+    malformed one raises ``ValueError`` naming the file, the row and the column.
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
+
+    def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
+                 render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
+                 arrivals: Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
+                             f"{' | '.join(repr(m) for m in ACTION_MODES)}")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: None | "
+                             f"{' | '.join(repr(m) for m in RENDER_MODES)}")
+        # The id's arrivals go over the preset and under the caller's config, so that config={"arrivals":
+        # {"slo": 30}} keeps the id's process and rate.
+        base = make_scenario(scenario, {"arrivals": dict(arrivals)} if arrivals else None)
+        self.scenario: ScenarioConfig = make_scenario(base, config, **overrides)
+        if self.scenario.objective != "mean_latency":
+            raise ValueError(f"ScenarioConfig.objective = {self.scenario.objective!r} is invalid for the online env; "
+                             "allowed: 'mean_latency'")
+        self.model = ServingModel.of(self.scenario)
+        self.scales = ObservationScales.of(self.model)
+        self.action_mode = action_mode
+        self.render_mode = render_mode
+        arrivals = self.scenario.arrivals
+        self.trace: Trace | None = None
+        if arrivals.process == "trace":
+            self.trace = trace_window(read_trace(arrivals.trace), self.scenario.num_tasks)
+
+        n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
+        if action_mode == "discrete":
+            self.action_space = spaces.MultiDiscrete([n_max + 1, l_max + 1])
+        elif action_mode == "hybrid":
+            self.action_space = spaces.Box(-1.0, 1.0, (3 + n_max,), dtype=np.float32)
+        else:
+            self.action_space = spaces.Dict({
+                "batch_size": spaces.Discrete(n_max, start=1),
+                "speculation_length": spaces.Discrete(l_max + 1),
+                "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32),
+                "wait": spaces.Discrete(2),
+            })
+        self.observation_space = spaces.Box(0.0, 1.0, (online_observation_size(n_max),), dtype=np.float32)
+        table = action_mask_table(n_max, l_max)  # the offline rows; the wait column is inserted after n_max
+        self._mask_table = np.stack([np.insert(table, n_max, False, axis=1), np.insert(table, n_max, True, axis=1)])
+
+        self.episode: Episode | None = None
+        self.arrival = np.zeros(0)  # a_k, s, non-decreasing
+        self.now = 0.0  # the current decision epoch t, s
+        self.arrived = 0  # requests with a_k <= now
+        self.clock = EpisodeClock()
+        self.outcomes: list[BatchOutcome] = []
+        self._task_features: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ Gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        cfg = self.scenario
+        tokens = None
+        if self.trace is not None:
+            tokens = trace_tokens(self.trace, cfg.workload.prompt_max, cfg.workload.max_new_tokens)
+        workload = draw_workload(cfg, self.np_random, tokens)
+        self.episode = Episode.of(self.model, workload)
+        # After every workload draw: the same seed gives the offline episode's tasks.
+        self.arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
+        self.arrival.setflags(write=False)
+        self.clock = EpisodeClock()
+        self.outcomes = []
+        self._task_features = task_feature_table(self.model, self.scales, self.episode)
+        self._next_epoch()
+        return self._observation(), {"action_mask": self.action_masks()}
+
+    def step(self, action):
+        if self.episode is None:
+            raise RuntimeError("EdgeSDOnlineEnv.step() called before reset(); call reset() first")
+        if self.clock.next_task >= self.episode.num_tasks:
+            raise RuntimeError("EdgeSDOnlineEnv.step() called after the episode terminated; call reset() first")
+        wait, requested, speculation_length, weights = self._decode(action)
+        dispatch_time = self.now
+        if wait and self.can_wait():
+            self.now = float(self.arrival[self.arrived])
+            self.arrived = int(np.searchsorted(self.arrival, self.now, side="right"))
+            info = self._step_info(None, 0, speculation_length, dispatch_time, False, True)
+            return self._observation(), 0.0, False, False, info
+        limit = self.batch_limit()
+        batch_size = limit if wait else min(requested, limit)
+        bandwidth = None  # discrete mode: the closed form
+        if self.action_mode == "hybrid":
+            bandwidth = shares_from_logits(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
+        elif self.action_mode == "dict":
+            bandwidth = shares_from_weights(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
+        first = self.clock.next_task
+        # The slot starts when the batch is dispatched: commit_batch starts it at the clock's uplink end.
+        start = dataclasses.replace(self.clock, uplink_end=max(self.clock.uplink_end, self.now))
+        outcome, self.clock = commit_batch(self.model, self.episode, start, batch_size, speculation_length, bandwidth)
+        self.outcomes.append(outcome)
+        arrival_sum = float(self.arrival[first:first + batch_size].sum())
+        # cost = sum_k C_k / K; subtracting sum_k a_k / K makes the reward minus the batch's latency share.
+        # With every a_k = 0 this is cost - 0.0: the offline reward bit for bit.
+        reward = -(outcome.cost - arrival_sum / self.episode.num_tasks)
+        terminated = self.clock.next_task >= self.episode.num_tasks
+        self._next_epoch()
+        info = self._step_info(outcome, batch_size, speculation_length, dispatch_time,
+                               wait or batch_size != requested, False)
+        if terminated:
+            info.update(self.episode_kpis())
+        return self._observation(), float(reward), bool(terminated), False, info
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("EdgeSDOnlineEnv.render() called without a render_mode; pass render_mode='ansi' or "
+                            "'rgb_array' at construction (gymnasium.make(..., render_mode=...))")
+            return None
+        from sdedge_gym import render  # matplotlib stays optional: imported on first rgb_array frame
+
+        if self.render_mode == "ansi":
+            text = render.dashboard(self.scenario, self.action_mode, self.episode, self.clock, self.outcomes)
+            if self.episode is None:
+                return text
+            return text + (f"online   t = {self.now:.2f} s, arrived {self.arrived}/{self.episode.num_tasks}, "
+                           f"waiting {self.arrived - self.clock.next_task}\n")
+        return render.gantt_rgb(self.scenario, self.episode, self.clock, self.outcomes)
+
+    # ------------------------------------------------------------------ epochs, masks and KPIs
+
+    def _next_epoch(self) -> None:
+        """Move t to the next decision epoch: the uplink free and the next queued request arrived."""
+        if self.clock.next_task >= self.episode.num_tasks:
+            self.now = self.clock.uplink_end  # terminal: the offline observation's u
+            self.arrived = self.episode.num_tasks
+            return
+        self.now = max(self.clock.uplink_end, float(self.arrival[self.clock.next_task]))
+        self.arrived = int(np.searchsorted(self.arrival, self.now, side="right"))
+
+    def batch_limit(self) -> int:
+        """The largest valid batch now: min(memory/action limit, arrived requests waiting); 0 when done."""
+        if self.episode is None:
+            return 0
+        return min(self.model.batch_limit, self.arrived - self.clock.next_task)
+
+    def can_wait(self) -> bool:
+        """A wait is valid while a request has still to arrive (and the episode is not over)."""
+        return self.episode is not None and self.arrived < self.episode.num_tasks
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions in MaskablePPO's layout: [n = 1..n_max] + [wait] + [l = 0..l_max]."""
+        return self._mask_table[int(self.can_wait()), self.batch_limit()].copy()
+
+    def latencies(self) -> np.ndarray:
+        """C_k - a_k of the requests dispatched so far, in queue order (s)."""
+        if not self.outcomes:
+            return np.zeros(0)
+        completion = np.concatenate([o.completion_times for o in self.outcomes])
+        return completion - self.arrival[:completion.size]
+
+    def episode_kpis(self) -> dict[str, float]:
+        """Latency statistics (s), SLO attainment, makespan (s) and throughputs of the dispatched requests."""
+        latency = self.latencies()
+        if latency.size == 0:
+            return {"mean_latency": 0.0, **{f"p{q}_latency": 0.0 for q in LATENCY_PERCENTILES},
+                    "slo_attainment": 0.0, "makespan": 0.0, "throughput": 0.0, "request_throughput": 0.0}
+        completion = np.concatenate([o.completion_times for o in self.outcomes])
+        makespan = float(completion.max())
+        span = makespan - float(self.arrival[0])
+        tokens = sum(o.tokens for o in self.outcomes)
+        kpis = {"mean_latency": float(latency.mean())}
+        kpis.update({f"p{q}_latency": float(np.percentile(latency, q)) for q in LATENCY_PERCENTILES})
+        kpis.update({"slo_attainment": float(np.mean(latency <= self.scenario.arrivals.slo)), "makespan": makespan,
+                     "throughput": tokens / span if span > 0 else 0.0,
+                     "request_throughput": latency.size / span if span > 0 else 0.0})
+        return kpis
+
+    # ------------------------------------------------------------------ observation and info
+
+    def _observation(self) -> np.ndarray:
+        clock, n_max = self.clock, self.scenario.max_batch
+        k = self.episode.num_tasks
+        n_global, width = len(GLOBAL_FEATURES), len(TASK_FEATURES)
+        observation = np.zeros(online_observation_size(n_max), dtype=np.float32)
+        observation[:n_global] = global_features_one(self.model, self.scales, k, clock.next_task, self.now,
+                                                     clock.inference_end, self.batch_limit())
+        visible = min(n_max, self.arrived - clock.next_task)  # arrived requests in the window
+        tasks = n_global + width * n_max
+        observation[n_global:n_global + width * visible] = self._task_features[
+            clock.next_task: clock.next_task + visible].ravel()
+        slo = self.scenario.arrivals.slo
+        age = self.now - self.arrival[clock.next_task: clock.next_task + visible]
+        observation[tasks: tasks + visible] = age / (age + slo)
+        observation[tasks + n_max] = max(self.arrived - clock.next_task - n_max, 0) / k
+        recent = min(self.arrived, n_max + 1)
+        if recent >= 2:
+            span = self.now - float(self.arrival[self.arrived - recent])
+            observation[tasks + n_max + 1] = (recent - 1) / ((recent - 1) + self.scenario.arrivals.arrival_rate * span)
+        return observation
+
+    def _step_info(self, outcome: BatchOutcome | None, batch_size: int, speculation_length: int,
+                   dispatch_time: float, clipped: bool, waited: bool) -> dict[str, Any]:
+        # Per-task arrays are zero-padded to n_max (fixed shapes, as in the offline env).
+        n_max = self.scenario.max_batch
+        bandwidth, completion, latency = np.zeros(n_max), np.zeros(n_max), np.zeros(n_max)
+        if outcome is not None:
+            bandwidth[:batch_size] = outcome.bandwidth
+            completion[:batch_size] = outcome.completion_times
+            latency[:batch_size] = outcome.completion_times - self.arrival[outcome.first_task:
+                                                                           outcome.first_task + batch_size]
+        return {
+            "batch_size": batch_size,
+            "speculation_length": speculation_length,
+            "bandwidth": bandwidth,
+            "uplink_slot": 0.0 if outcome is None else outcome.uplink_slot,
+            "wait": 0.0 if outcome is None else outcome.wait,
+            "service_time": 0.0 if outcome is None else outcome.service_time,
+            "completion_times": completion,
+            "tokens": 0.0 if outcome is None else outcome.tokens,
+            "accepted_drafts": 0.0 if outcome is None else outcome.accepted_drafts,
+            "action_clipped": clipped,
+            "action_mask": self.action_masks(),
+            "waited": waited,
+            "dispatch_time": dispatch_time,
+            "time": self.now,
+            "arrived": self.arrived,
+            "queue_length": self.arrived - self.clock.next_task,
+            "latencies": latency,
+        }
+
+    # ------------------------------------------------------------------ action decoding
+
+    def _decode(self, action) -> tuple[bool, int, int, np.ndarray | None]:
+        """(wait?, requested n, l, band logits or weights) of an in-space action; ValueError otherwise."""
+        n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
+        if self.action_mode == "discrete":
+            values = finite_array(action, "action", (2,), f"[n - 1, l] or [{n_max} (wait), l], integers with "
+                                                          f"0 <= action[0] <= {n_max} and 0 <= l <= {l_max}")
+            _integer_in(values[0], f"action[0] (batch_size - 1, or {n_max} to wait)", 0, n_max)
+            _integer_in(values[1], "action[1] (speculation_length)", 0, l_max)
+            wait = int(values[0]) == n_max
+            return wait, (1 if wait else int(values[0]) + 1), int(values[1]), None
+        if self.action_mode == "hybrid":
+            values = finite_array(action, "action", (3 + n_max,), f"{3 + n_max} finite numbers in [-1, 1]")
+            if not -1.0 <= values[-1] <= 1.0:
+                raise ValueError(f"action[{2 + n_max}] (wait) = {float(values[-1])!r} is invalid for action_mode "
+                                 "'hybrid'; allowed: a number in [-1, 1] (> 0 waits)")
+            # The offline entries are validated and decoded by the offline env's decoder (the same contract).
+            n, l, logits = EdgeSDEnv._decode(self, values[:-1])
+            return bool(values[-1] > 0.0), n, l, logits
+        if not isinstance(action, Mapping) or "wait" not in action:
+            got = sorted(action) if isinstance(action, Mapping) else type(action).__name__
+            raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with exactly "
+                             "the keys ['bandwidth', 'batch_size', 'speculation_length', 'wait']")
+        wait = finite_array(action["wait"], "action['wait']", (), "0 or 1")
+        _integer_in(wait, "action['wait']", 0, 1)
+        n, l, weights = EdgeSDEnv._decode(self, {key: value for key, value in action.items() if key != "wait"})
+        return bool(wait), n, l, weights
