@@ -61,7 +61,7 @@ def record_episode(env_id: str, seed: int) -> dict[str, np.ndarray]:
 
 def main() -> int:
     data: dict[str, np.ndarray] = {}
-    for env_id in sdedge_gym.ENV_IDS:
+    for env_id in sdedge_gym.registration.OFFLINE_ENV_IDS:
         seeds = SEEDS[:1] if "Large" in env_id else SEEDS
         for seed in seeds:
             for key, value in record_episode(env_id, seed).items():

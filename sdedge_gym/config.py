@@ -336,6 +336,7 @@ class ArrivalConfig(_DictMixin):
     slo: float = 60.0  # s
 
     def __post_init__(self) -> None:
+        _normalize(self)
         o = "ArrivalConfig"
         _choice(o, "process", self.process, ARRIVAL_PROCESSES)
         for name in ("arrival_rate", "burst_rate", "calm_duration", "burst_duration", "slo"):

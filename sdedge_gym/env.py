@@ -79,14 +79,15 @@ def _squash(x, scale):
     return x / (x + scale)
 
 
-def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int
-                   ) -> dict[str, np.ndarray | None]:
+def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int,
+                   tokens: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
     """The workload columns, channel figures, acceptance runs and observation task tables of m episodes.
 
     ``raw`` is :func:`sdedge_gym.workload.raw_draws` of m episodes (arrays (m, K)); ``parameters`` is the
     env's :func:`sdedge_gym.kernels.workload_parameters`. One compiled call (:func:`kernels.derive_episodes`)
     does what :func:`sdedge_gym.workload.derive_workload`, :meth:`Episode.of` and :func:`task_feature_table`
-    specify. ``table`` is (m, table_rows, 6), zero beyond the K tasks.
+    specify. ``table`` is (m, table_rows, 6), zero beyond the K tasks. ``tokens`` = (prompt lengths,
+    output lengths), each (m, K), replaces the drawn lengths (a trace's), as in ``derive_workload``.
     """
     prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms = raw
     m, k = prompt_z.shape
@@ -97,9 +98,12 @@ def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple,
     runs = np.empty((m, k, uniforms.shape[2]), dtype=np.int32) if sampled else np.empty((m, k, 0), dtype=np.int32)
     table = np.zeros((m, table_rows, len(TASK_FEATURES)), dtype=np.float32)
     queue = np.empty((m, k), dtype=np.int64)
+    given = (np.empty((m, 0), dtype=np.int64),) * 2 if tokens is None else tuple(
+        np.ascontiguousarray(np.broadcast_to(x, (m, k)), dtype=np.int64) for x in tokens)
     kernels.derive_episodes(parameters, prompt_z, output_z, distance_sq,
                             np.empty((m, 0)) if fading is None else fading, extra, spectral, alpha, alpha_z, hint_z,
-                            uniforms if sampled else np.empty((m, k, 0)), columns, prompt, output, runs, table, queue)
+                            uniforms if sampled else np.empty((m, k, 0)), *given, columns, prompt, output, runs, table,
+                            queue)
     if sampled and scenario.queue_order == "shortest_payload":  # the kernel ordered everything but the uniforms
         uniforms = np.take_along_axis(uniforms, queue[..., None], axis=-2)
     out = {name: columns[row] for row, name in enumerate(("payload_bits", "distance", "channel_gain",
@@ -107,6 +111,17 @@ def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple,
                                                          "output_hint", "channel"))}
     return {**out, "prompt_len": prompt, "output_len": output, "uniforms": uniforms,
             "runs": runs if sampled else None, "table": table}
+
+
+def draw_episode(scenario: ScenarioConfig, parameters: np.ndarray, rng: np.random.Generator,
+                 tokens: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Episode, np.ndarray]:
+    """One episode and its observation task table (K + n_max rows): the draws of ``workload.raw_draws`` from
+    ``rng``, derived by the kernel (:func:`derive_columns`); the reset of the env and of the online env."""
+    raw = tuple(None if x is None else x[None] for x in raw_draws(scenario, rng))
+    c = derive_columns(scenario, parameters, raw, scenario.num_tasks + scenario.max_batch,
+                       None if tokens is None else tuple(np.asarray(x)[None] for x in tokens))
+    workload = Workload(**{name: None if c[name] is None else c[name][0] for name in WORKLOAD_FIELDS})
+    return Episode(workload, c["channel"][0], None if c["runs"] is None else c["runs"][0]), c["table"][0]
 
 
 def task_feature_table(model: ServingModel, scales: ObservationScales, episode: Episode) -> np.ndarray:
@@ -398,13 +413,8 @@ class EdgeSDEnv(gym.Env):
         return episode, task_feature_table(self.model, self.scales, episode)
 
     def _draw_episode(self) -> tuple[Episode, np.ndarray]:
-        """Draw the next episode from ``self.np_random``: the draws of workload.raw_draws, derived by the kernel."""
-        raw = tuple(None if x is None else x[None] for x in raw_draws(self.scenario, self.np_random))
-        rows = self.scenario.num_tasks + self.scenario.max_batch
-        c = derive_columns(self.scenario, self._workload_parameters, raw, rows)
-        workload = Workload(**{name: None if c[name] is None else c[name][0] for name in WORKLOAD_FIELDS})
-        episode = Episode(workload, c["channel"][0], None if c["runs"] is None else c["runs"][0])
-        return episode, c["table"][0]
+        """Draw the next episode from ``self.np_random`` (see :func:`draw_episode`)."""
+        return draw_episode(self.scenario, self._workload_parameters, self.np_random)
 
     # ------------------------------------------------------------------ masks and KPIs
 

@@ -670,7 +670,7 @@ def _tokens(z, median, sigma, low, high):
 
 @njit(cache=True)
 def derive_episodes(wp, prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms,
-                    columns, prompt, output, runs, table, queue):
+                    given_prompt, given_output, columns, prompt, output, runs, table, queue):
     """Every workload column, the channel figure, the acceptance runs and the observation's task table of m
     episodes from their raw draws (rows of the (m, K) arrays; workload.derive_workload is the specification).
 
@@ -679,16 +679,20 @@ def derive_episodes(wp, prompt_z, output_z, distance_sq, fading, extra, spectral
     and ``output`` (m, K) int64 the token counts; ``runs`` (m, K, P) int32 the acceptance runs (sampled
     mode: ``uniforms`` has P > 0 positions); ``table`` (m, K, 6) float32 the task features; ``queue``
     (m, K) int64 which drawn task stands at each queue position. ``fading`` has zero columns when the
-    scenario has no fading.
+    scenario has no fading. ``given_prompt`` and ``given_output`` (m, K) int64 replace the log-normal
+    token counts (a trace's; the normals are drawn all the same), or have zero columns.
     """
     m, k = prompt_z.shape
     order = np.arange(k)
     for e in range(m):
         for i in range(k):
-            prompt[e, i] = _tokens(prompt_z[e, i], wp[_PROMPT_MEDIAN], wp[_PROMPT_SIGMA], wp[_PROMPT_MIN],
-                                   wp[_PROMPT_MAX])
-            output[e, i] = _tokens(output_z[e, i], wp[_OUTPUT_MEDIAN], wp[_OUTPUT_SIGMA], wp[_OUTPUT_MIN],
-                                   wp[_OUTPUT_MAX])
+            if given_prompt.shape[1] > 0:
+                prompt[e, i], output[e, i] = given_prompt[e, i], given_output[e, i]
+            else:
+                prompt[e, i] = _tokens(prompt_z[e, i], wp[_PROMPT_MEDIAN], wp[_PROMPT_SIGMA], wp[_PROMPT_MIN],
+                                       wp[_PROMPT_MAX])
+                output[e, i] = _tokens(output_z[e, i], wp[_OUTPUT_MEDIAN], wp[_OUTPUT_SIGMA], wp[_OUTPUT_MIN],
+                                       wp[_OUTPUT_MAX])
             columns[0, e, i] = wp[_BITS_PER_TOKEN] * prompt[e, i] + extra[e, i]
         if wp[_SHORTEST_FIRST] > 0:
             order = np.argsort(columns[0, e], kind="mergesort")  # stable, as np.argsort(kind="stable")

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sdedge_gym import kernels
 from sdedge_gym.actions import (
     ACTION_MODES,
     action_mask_table,
@@ -33,13 +34,13 @@ from sdedge_gym.env import (
     EdgeSDEnv,
     ObservationScales,
     _integer_in,
+    draw_episode,
     global_features_one,
-    task_feature_table,
 )
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.segments import segment_tables
-from sdedge_gym.workload import draw_workload
+from sdedge_gym.workload import MAX_ALPHA_ESTIMATE
 
 ONLINE_FEATURES = ("waiting_beyond_window", "arrival_rate")  # after the offline observation and the ages
 LATENCY_PERCENTILES = (50, 95, 99)
@@ -215,6 +216,7 @@ class EdgeSDOnlineEnv(gym.Env):
                              "allowed: 'mean_latency'")
         self.model = ServingModel.of(self.scenario)
         self.scales = ObservationScales.of(self.model)
+        self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
         self.action_mode = action_mode
         self.render_mode = render_mode
         arrivals = self.scenario.arrivals
@@ -254,14 +256,12 @@ class EdgeSDOnlineEnv(gym.Env):
         tokens = None
         if self.trace is not None:
             tokens = trace_tokens(self.trace, cfg.workload.prompt_max, cfg.workload.max_new_tokens)
-        workload = draw_workload(cfg, self.np_random, tokens)
-        self.episode = Episode.of(self.model, workload)
+        self.episode, self._task_features = draw_episode(cfg, self._workload_parameters, self.np_random, tokens)
         # After every workload draw: the same seed gives the offline episode's tasks.
         self.arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
         self.arrival.setflags(write=False)
         self.clock = EpisodeClock()
         self.outcomes = []
-        self._task_features = task_feature_table(self.model, self.scales, self.episode)
         self._next_epoch()
         return self._observation(), {"action_mask": self.action_masks()}
 
@@ -314,7 +314,7 @@ class EdgeSDOnlineEnv(gym.Env):
                 return text
             return text + (f"online   t = {self.now:.2f} s, arrived {self.arrived}/{self.episode.num_tasks}, "
                            f"waiting {self.arrived - self.clock.next_task}\n")
-        return render.gantt_rgb(self.scenario, self.episode, self.clock, self.outcomes)
+        return render.gantt_rgb(self.model, self.episode, self.clock, self.outcomes)
 
     # ------------------------------------------------------------------ epochs, masks and KPIs
 

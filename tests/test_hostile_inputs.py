@@ -23,6 +23,8 @@ import sdedge_gym
 from agents import evaluate as evaluate_module
 from sdedge_gym.config import MAX_SAMPLED_POSITIONS, _DictMixin
 from sdedge_gym.env import EdgeSDEnv
+from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
+from sdedge_gym.registration import OFFLINE_ENV_IDS
 from sdedge_gym.scenarios import make_scenario
 
 SMALL = "sdedge/EdgeSD-Small-v0"
@@ -115,8 +117,9 @@ def test_every_id_and_its_vector_env_reject_degenerate_and_boolean_configs(env_i
                           ({"workload": {"alpha_max": math.nan}}, r"WorkloadConfig\.alpha_max = nan")):
         with pytest.raises(ValueError, match=match):
             gym.make(env_id, config=config)
-        with pytest.raises(ValueError, match=match):
-            gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", config=config)
+        if env_id in OFFLINE_ENV_IDS:  # the online ids have no native vector env
+            with pytest.raises(ValueError, match=match):
+                gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", config=config)
 
 
 @pytest.mark.parametrize("config", [[1, 2], "paper", 42, 1.5])
@@ -191,6 +194,8 @@ def test_render_mode_human_gets_the_envs_own_error() -> None:
 
 
 def _valid_action(env: EdgeSDEnv) -> Any:
+    if isinstance(env, EdgeSDOnlineEnv):
+        return encode_online_action(env.action_mode, 1, 1, env.scenario.max_batch, env.scenario.max_speculation)
     return sdedge_gym.actions.encode_action(env.action_mode, 1, 1, env.scenario.max_batch, env.scenario.max_speculation)
 
 
@@ -227,7 +232,9 @@ def _bad_actions(env: EdgeSDEnv) -> list[Any]:
     return out
 
 
-@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+# The offline action layouts; the online ids' (with the wait entry): tests/test_online_env.py,
+# test_out_of_space_actions_raise_naming_the_entry.
+@pytest.mark.parametrize("env_id", OFFLINE_ENV_IDS)
 def test_every_bad_action_is_a_value_error_that_changes_nothing(env_id) -> None:
     env = gym.make(env_id, **_ids_kwargs(env_id)).unwrapped
     env.reset(seed=0)
