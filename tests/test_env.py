@@ -204,7 +204,8 @@ def test_clipping_to_tasks_left_and_memory():
     assert info["action_mask"].tolist() == [True] * 8 + [False] * 16 + [True] * 9
     _, _, terminated, _, info = env.step(np.array([20, 2]))
     assert info["batch_size"] == 8 and info["action_clipped"] is True and terminated is True
-    assert not info["action_mask"][:24].any()  # nothing left to batch
+    # Nothing left to batch: only n = 1 stays valid, so that the mask always has a valid entry.
+    assert info["action_mask"].tolist() == [True] + [False] * 23 + [True] * 9
     np.testing.assert_array_equal(info["action_mask"], env.action_masks())
 
 
@@ -227,8 +228,8 @@ def test_reset_info_has_mask():
     ({"objective": "p99"}, "objective"),
     ({"clairvoyant": "yes"}, "clairvoyant"),
     ({"num_tasks": 0}, "num_tasks"),
-    ({"max_batchsize": 4}, "max_batchsize"),
-    ({"config": {"uplink": {"bandwith": 1e6}}}, "bandwith"),
+    ({"config": {"uplink": {"bandwith": 1e6}}}, "bandwith"),  # a typo inside config= is a bad value
+    ({"config": {"max_batchsize": 4}}, "max_batchsize"),
     ({"config": {"uplink": {"bandwidth": -1.0}}}, "bandwidth"),
 ])
 def test_bad_config_names_the_field(kwargs, field):
@@ -239,6 +240,15 @@ def test_bad_config_names_the_field(kwargs, field):
 def test_bad_config_through_gym_make():
     with pytest.raises(ValueError, match="objective"):
         gym.make("sdedge/EdgeSD-Small-v0", objective="latency")
+
+
+@pytest.mark.parametrize("make", [EdgeSDEnv, lambda **kw: gym.make("sdedge/EdgeSD-Small-v0", **kw)])
+def test_unknown_keyword_argument_is_a_type_error(make):
+    # Python's wording, which TorchRL's GymEnv matches before retrying gym.make without frameskip=1.
+    with pytest.raises(TypeError, match=r"EdgeSDEnv\(\) got an unexpected keyword argument 'frameskip'"):
+        make(frameskip=1)
+    with pytest.raises(TypeError, match=r"'max_batchsize' \(and 'zz'\); allowed keyword overrides: max_batch, "):
+        make(max_batchsize=4, zz=1)
 
 
 @pytest.mark.parametrize(("mode", "action", "field"), [
@@ -253,11 +263,14 @@ def test_bad_config_through_gym_make():
     ("hybrid", np.array([0.0, np.nan, 0.1, 0.2, 0.3, 0.4]), "action"),
     ("hybrid", np.array([0.0, np.inf, 0.1, 0.2, 0.3, 0.4]), "action"),
     ("hybrid", np.zeros(5), "action"),
-    ("dict", {"batch_size": 0, "speculation_length": 1, "bandwidth": np.ones(4)}, "batch_size"),
-    ("dict", {"batch_size": 2, "speculation_length": 9, "bandwidth": np.ones(4)}, "speculation_length"),
-    ("dict", {"batch_size": 2, "speculation_length": 1, "bandwidth": np.full(4, np.nan)}, "bandwidth"),
-    ("dict", {"batch_size": 2, "speculation_length": 1, "bandwidth": np.full(4, 2.0)}, "bandwidth"),
-    ("dict", {"batch_size": 2, "speculation_length": 1}, "keys"),
+    ("dict", {"batch_size_minus_one": 4, "speculation_length": 1, "bandwidth": np.ones(4)},
+     r"batch_size_minus_one'\] = 4.0 is invalid; allowed: an integer in \[0, 3\]"),
+    ("dict", {"batch_size_minus_one": -1, "speculation_length": 1, "bandwidth": np.ones(4)}, "batch_size_minus_one"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 9, "bandwidth": np.ones(4)}, "speculation_length"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 1, "bandwidth": np.full(4, np.nan)}, "bandwidth"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 1, "bandwidth": np.full(4, 2.0)}, "bandwidth"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 1}, "keys"),
+    ("dict", {"batch_size": 2, "speculation_length": 1, "bandwidth": np.ones(4)}, "batch_size_minus_one"),
     ("dict", np.array([1, 1]), "mapping"),
 ])
 def test_bad_action_raises_value_error(mode, action, field):
