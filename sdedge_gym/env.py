@@ -212,7 +212,9 @@ class EdgeSDEnv(gym.Env):
     ``uplink_slot``, ``wait`` (ready batch waiting for the previous batch's service), ``service_time``
     (s), ``completion_times`` (s from the episode start), ``tokens``, ``accepted_drafts``,
     ``action_clipped``, ``action_mask``. At the last step also ``mean_latency``, ``makespan`` (s) and
-    ``throughput`` (output tokens / s over the makespan). ``reset`` returns ``action_mask``.
+    ``throughput`` (output tokens / s over the makespan). ``reset`` returns ``action_mask``. Every value
+    is a numpy value (``np.int64``, ``np.float64``, a 0-d bool array for ``action_clipped``, arrays),
+    which info readers such as TorchRL's convert by dtype.
     ``bandwidth`` and ``completion_times`` have length ``n_max``: the batch's tasks first, zeros after
     (fixed shapes, so that Gymnasium's vector envs can stack the infos of different batch sizes).
 
@@ -312,21 +314,24 @@ class EdgeSDEnv(gym.Env):
         bandwidth[:batch_size] = outcome.bandwidth
         completion_times = np.zeros(n_max)
         completion_times[:batch_size] = outcome.completion_times
+        # Every entry is a numpy value (scalars 0-d, with a dtype): info readers such as TorchRL's
+        # default_info_dict_reader convert each entry by its dtype and fail on Python ints and bools.
         info = {
-            "batch_size": batch_size,
-            "speculation_length": speculation_length,
+            "batch_size": np.int64(batch_size),
+            "speculation_length": np.int64(speculation_length),
             "bandwidth": bandwidth,
-            "uplink_slot": outcome.uplink_slot,
-            "wait": outcome.wait,
-            "service_time": outcome.service_time,
+            "uplink_slot": np.float64(outcome.uplink_slot),
+            "wait": np.float64(outcome.wait),
+            "service_time": np.float64(outcome.service_time),
             "completion_times": completion_times,
-            "tokens": outcome.tokens,
-            "accepted_drafts": outcome.accepted_drafts,
-            "action_clipped": batch_size != requested,
+            "tokens": np.float64(outcome.tokens),
+            "accepted_drafts": np.float64(outcome.accepted_drafts),
+            # A 0-d bool array, not np.bool_: Gymnasium's vector envs stack np.bool_ into an object array.
+            "action_clipped": np.array(batch_size != requested),
             "action_mask": self.action_masks(),
         }
         if terminated:
-            info.update(self.episode_kpis())
+            info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
         return self._observation(), -float(outcome.cost), bool(terminated), False, info
 
     def render(self):

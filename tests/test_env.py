@@ -200,13 +200,29 @@ def test_clipping_to_tasks_left_and_memory():
     mask = env.action_masks()
     assert mask.tolist() == [True] * 22 + [False] * 2 + [True] * 9
     _, _, _, _, info = env.step(np.array([23, 2]))
-    assert info["batch_size"] == 22 and info["action_clipped"] is True
+    assert info["batch_size"] == 22 and info["action_clipped"]
     assert info["action_mask"].tolist() == [True] * 8 + [False] * 16 + [True] * 9
     _, _, terminated, _, info = env.step(np.array([20, 2]))
-    assert info["batch_size"] == 8 and info["action_clipped"] is True and terminated is True
+    assert info["batch_size"] == 8 and info["action_clipped"] and terminated is True
     # Nothing left to batch: only n = 1 stays valid, so that the mask always has a valid entry.
     assert info["action_mask"].tolist() == [True] + [False] * 23 + [True] * 9
     np.testing.assert_array_equal(info["action_mask"], env.action_masks())
+
+
+def test_every_info_value_is_a_numpy_value():
+    # TorchRL's info reader converts each entry by its dtype: Python ints, floats and bools have none.
+    env = EdgeSDEnv("small")
+    _, info = env.reset(seed=0)
+    infos = [info]
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, info = env.step(np.array([1, 2]))
+        infos.append(info)
+    assert {"mean_latency", "makespan", "throughput"} <= set(infos[-1])
+    for info in infos:
+        for key, value in info.items():
+            assert isinstance(value, np.ndarray | np.generic), (key, type(value))
+    assert infos[-1]["batch_size"].dtype == np.int64 and infos[-1]["action_clipped"].dtype == bool
 
 
 def test_reset_info_has_mask():

@@ -66,7 +66,7 @@ def test_random_actions_keep_every_invariant(env_id):
             assert truncated is False
             n = info["batch_size"]
             assert n == min(_requested_batch(env, action), limit)
-            assert info["action_clipped"] is (_requested_batch(env, action) > limit)
+            assert info["action_clipped"] == (_requested_batch(env, action) > limit)
             assert env.outcomes[-1].first_task == first and env.clock.next_task == first + n
             assert info["completion_times"].shape == info["bandwidth"].shape == (env.scenario.max_batch,)
             assert np.all(np.isfinite(info["completion_times"])) and not info["completion_times"][n:].any()

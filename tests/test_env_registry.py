@@ -120,4 +120,4 @@ def test_maskable_ppo_learns_and_respects_masks():
         masks = get_action_masks(env)
         action, _ = model.predict(obs, action_masks=masks)
         obs, _, terminated, _, info = env.step(action)
-        assert info["action_clipped"] is False  # a masked policy never asks for an invalid batch
+        assert not info["action_clipped"]  # a masked policy never asks for an invalid batch
