@@ -15,7 +15,9 @@ Policy names: oracle, planner, planner-exact, best-constant, max-batch, autoregr
 random, fixed:N:L (batch size N, speculation length L), pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
 sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip). Only the last two import torch; MaskablePPO agents
-are given the env's action mask.
+are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
+policies trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with
+SB3's ``predict`` bound to that env.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -101,8 +103,13 @@ def _sb3_policy(spec: str, env) -> Any:
                             uses_mask=algo == "MaskablePPO")
 
 
-def make_policy(spec: str, env) -> Any:
-    """The policy named ``spec`` bound to ``env`` (see the module docstring for the names)."""
+def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None = None) -> Any:
+    """The policy named ``spec`` bound to ``env`` (see the module docstring for the names).
+
+    ``extra`` maps further names to factories ``factory(env) -> policy with predict`` (checked first).
+    """
+    if extra and spec in extra:
+        return extra[spec](env)
     factories: dict[str, Callable[[Any], Any]] = {
         "oracle": DPOracle,
         "planner": MPCPlanner,
@@ -130,13 +137,13 @@ def make_policy(spec: str, env) -> Any:
                      "sb3:ALGO:PATH")
 
 
-def _env_for(spec: str, env_id: str, base_env):
+def _env_for(spec: str, env_id: str, base_env, env_kwargs: Mapping[str, Any]):
     """The env a policy runs on: the requested one, or its dict-mode twin for band-splitting policies."""
     if spec in _NEEDS_BAND_CONTROL and base_env.unwrapped.action_mode == "discrete":
         from sdedge_gym.env import EdgeSDEnv
 
         return EdgeSDEnv(scenario=base_env.unwrapped.scenario, action_mode="dict")
-    return gym.make(env_id, disable_env_checker=True)
+    return gym.make(env_id, disable_env_checker=True, **env_kwargs)
 
 
 def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[float]:
@@ -159,23 +166,29 @@ def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[
 
 
 def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] = DEFAULT_POLICIES,
-             progress: bool = True) -> list[PolicyResult]:
-    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ..."""
+             progress: bool = True, factories: Mapping[str, Callable[[Any], Any]] | None = None,
+             env_kwargs: Mapping[str, Any] | None = None) -> list[PolicyResult]:
+    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ...
+
+    ``factories`` adds named policies trained elsewhere (see :func:`make_policy`); ``env_kwargs`` are
+    passed to every ``gym.make(env_id, ...)`` (e.g. the ``num_tasks`` an agent was trained with).
+    """
     if episodes < 1:
         raise ValueError(f"episodes = {episodes} is invalid; allowed: an integer >= 1")
     names = list(dict.fromkeys([*REFERENCE, *policies]))
     seeds = [seed + i for i in range(episodes)]
-    base = gym.make(env_id, disable_env_checker=True)
+    env_kwargs = dict(env_kwargs or {})
+    base = gym.make(env_id, disable_env_checker=True, **env_kwargs)
     objective = base.unwrapped.scenario.objective
     bar = _progress(episodes * len(names), progress and episodes * len(names) > 5)
     raw: dict[str, tuple[list[float], float, str]] = {}
     try:
         for name in names:
-            env = _env_for(name, env_id, base)
+            env = _env_for(name, env_id, base, env_kwargs)
             if bar is not None:
                 bar.set_description(name)
             start = time.perf_counter()
-            policy = make_policy(name, env)
+            policy = make_policy(name, env, factories)
             returns = run_episodes(policy, env, seeds, bar)
             raw[name] = (returns, time.perf_counter() - start, env.unwrapped.action_mode)
             env.close()
