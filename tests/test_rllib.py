@@ -77,3 +77,19 @@ def test_dict_id_trains_and_its_greedy_actions_are_in_the_space(rllib) -> None:
             observation, _, terminated, _, _ = env.step(action)
     finally:
         algo.stop()
+
+
+def test_reproduce_paper_over_ray_gives_the_serial_numbers(rllib) -> None:
+    # The fixture's Ray instance is up: ray_mapper joins it. The same episode_costs on the same inputs, in
+    # another process of the same machine: the same float operations in the same order, so bit-equal.
+    spec = importlib.util.spec_from_file_location("reproduce_paper", SCRIPT.parent / "reproduce_paper.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce_paper"] = reproduce
+    spec.loader.exec_module(reproduce)
+    sweep = reproduce.build_sweeps(reproduce.QUICK)[0]  # K = 10 and 20 requests
+    serial = reproduce.Sweep(sweep.name, sweep.parameter, sweep.axis_label,
+                             [reproduce.Point(p.sweep, p.x, p.label, p.scenario) for p in sweep.points])
+    reproduce.run_sweeps([serial], (0, 1), progress=False)
+    reproduce.run_sweeps([sweep], (0, 1), progress=False, mapper=reproduce.ray_mapper())
+    assert [p.costs for p in sweep.points] == [p.costs for p in serial.points]
+    assert all(len(costs) == 2 for p in sweep.points for costs in p.costs.values())
