@@ -10,7 +10,9 @@ hot path. The only per-environment loop draws a new workload when an episode end
 own ``numpy.random.Generator``: that is what keeps each sub-env identical to the single env.
 
 Autoreset (``metadata["autoreset_mode"]``): ``NEXT_STEP`` (the default, as Gymnasium's own vector envs)
-or ``SAME_STEP`` (``final_obs`` and ``final_info`` in ``infos``), chosen with ``autoreset_mode=``.
+or ``SAME_STEP`` (``final_obs`` and ``final_info`` in ``infos``), chosen with ``autoreset_mode=``
+(``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point", autoreset_mode="SameStep")``;
+TorchRL's ``GymWrapper`` accepts only ``SAME_STEP``).
 
 Infos are Gymnasium's vector infos: one array per key over environments plus a ``_key`` mask of the
 environments that have it. The per-task arrays ``bandwidth`` and ``completion_times`` are padded to
