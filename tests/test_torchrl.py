@@ -35,6 +35,11 @@ def test_gym_env_by_id_passes_check_env_specs_and_rolls_out(env_id: str) -> None
     assert np.isfinite(total) and total < 0
 
 
+@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+def test_every_id_loads_by_name_and_passes_check_env_specs(env_id: str) -> None:
+    check_env_specs(GymEnv(env_id), seed=0)
+
+
 def test_dict_actions_sampled_by_torchrl_are_in_the_env_space() -> None:
     # TorchRL samples Discrete entries from 0: the dict mode's batch_size_minus_one is 0-based for that.
     env = GymEnv("sdedge/EdgeSD-Small-Dict-v0")
