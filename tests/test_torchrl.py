@@ -18,7 +18,7 @@ from torchrl.envs import ActionMask, GymEnv, GymWrapper, TransformedEnv  # noqa:
 from torchrl.envs.libs.gym import default_info_dict_reader  # noqa: E402
 from torchrl.envs.utils import check_env_specs  # noqa: E402
 
-import sdedge_gym  # noqa: E402, F401 (registers the ids)
+import sdedge_gym  # noqa: E402 (registers the ids; used for ENV_IDS)
 
 
 @pytest.mark.parametrize("env_id", ["sdedge/EdgeSD-Small-v0", "sdedge/EdgeSD-Small-Hybrid-v0",
