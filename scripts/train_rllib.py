@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    """PPO on the new API stack (RLlib's default since 2.10) with ``args.num_env_runners`` env runners."""
+    """PPO on the new API stack (RLModule, Learner, EnvRunner: RLlib's default for PPO) with env runners."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.tune.registry import register_env
 
