@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None, progress: bool = True,
     command = "python scripts/reproduce_paper.py " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {"command": command.strip(), "quick": args.quick, "wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "numpy": np.__version__}
+            "numpy": np.__version__, "ray": args.ray}  # with Ray, cpu_time_s is this driver process's only
     results = results_dict(sweeps, plan.seeds, meta)
     for sweep in sweeps:
         plot_sweep(sweep, out / f"sweep_{sweep.name}.png")
