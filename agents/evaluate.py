@@ -17,7 +17,9 @@ policies of agents.online instead: oracle, planner, planner-exact, max-batch-tim
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
 sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip). Only the last two import torch; MaskablePPO agents
-are given the env's action mask.
+are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
+policies trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with
+SB3's ``predict`` bound to that env.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -157,8 +159,13 @@ def check_policy_spec(spec: str, env) -> None:
         make_policy(spec, env)  # raises the list of allowed names
 
 
-def make_policy(spec: str, env) -> Any:
-    """The policy named ``spec`` bound to ``env`` (see the module docstring for the names)."""
+def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None = None) -> Any:
+    """The policy named ``spec`` bound to ``env`` (see the module docstring for the names).
+
+    ``extra`` maps further names to factories ``factory(env) -> policy with predict`` (checked first).
+    """
+    if extra and spec in extra:
+        return extra[spec](env)
     if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(("sb3:", "pretrained:")):
         return make_online_policy(spec, env)
     factories = POLICY_FACTORIES
@@ -179,12 +186,12 @@ def make_policy(spec: str, env) -> Any:
                      "sb3:ALGO:PATH")
 
 
-def _env_for(spec: str, env_id: str, base_env):
+def _env_for(spec: str, env_id: str, base_env, env_kwargs: Mapping[str, Any]):
     """The env a policy runs on: the requested one, or its dict-mode twin for band-splitting policies."""
     if spec in _NEEDS_BAND_CONTROL and base_env.unwrapped.action_mode == "discrete":
         # The same class (offline or online env) on the same scenario: the episode draw ignores the mode.
         return type(base_env.unwrapped)(scenario=base_env.unwrapped.scenario, action_mode="dict")
-    return gym.make(env_id, disable_env_checker=True)
+    return gym.make(env_id, disable_env_checker=True, **env_kwargs)
 
 
 def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[float]:
@@ -207,23 +214,28 @@ def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[
 
 
 def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] | None = None,
-             progress: bool = True) -> list[PolicyResult]:
+             progress: bool = True, factories: Mapping[str, Callable[[Any], Any]] | None = None,
+             env_kwargs: Mapping[str, Any] | None = None) -> list[PolicyResult]:
     """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ...
 
-    ``policies`` defaults to DEFAULT_POLICIES, or ONLINE_DEFAULT_POLICIES on an online id.
+    ``policies`` defaults to DEFAULT_POLICIES, or ONLINE_DEFAULT_POLICIES on an online id. ``factories``
+    adds named policies trained elsewhere (see :func:`make_policy`); ``env_kwargs`` are passed to every
+    ``gym.make(env_id, ...)`` (e.g. the ``num_tasks`` an agent was trained with).
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes = {episodes!r} is invalid; allowed: an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed = {seed!r} is invalid; allowed: an integer >= 0 (numpy seeds are non-negative)")
     seeds = [seed + i for i in range(episodes)]
-    base = gym.make(env_id, disable_env_checker=True)
+    env_kwargs = dict(env_kwargs or {})
+    base = gym.make(env_id, disable_env_checker=True, **env_kwargs)
     if policies is None:
         policies = ONLINE_DEFAULT_POLICIES if isinstance(base.unwrapped, EdgeSDOnlineEnv) else DEFAULT_POLICIES
     names = list(dict.fromkeys([*REFERENCE, *policies]))
     try:
         for name in names:
-            check_policy_spec(name, base.unwrapped)
+            if not (factories and name in factories):
+                check_policy_spec(name, base.unwrapped)
     except ValueError:
         base.close()
         raise
@@ -232,11 +244,11 @@ def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[
     raw: dict[str, tuple[list[float], float, str]] = {}
     try:
         for name in names:
-            env = _env_for(name, env_id, base)
+            env = _env_for(name, env_id, base, env_kwargs)
             if bar is not None:
                 bar.set_description(name)
             start = time.perf_counter()
-            policy = make_policy(name, env)
+            policy = make_policy(name, env, factories)
             returns = run_episodes(policy, env, seeds, bar)
             raw[name] = (returns, time.perf_counter() - start, env.unwrapped.action_mode)
             env.close()

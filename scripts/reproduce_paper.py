@@ -2,6 +2,7 @@
 
     nice -n 19 python scripts/reproduce_paper.py                 # full sweep -> docs/figures/
     python scripts/reproduce_paper.py --quick                    # smoke test, about a minute -> runs/reproduce-quick/
+    python scripts/reproduce_paper.py --ray [--ray-address auto]  # every episode a Ray task (local or a cluster)
 
 Four sweeps around the ``paper`` preset (K = 100 requests, LLaMA-68M on an RTX 3080 SBS drafting for
 LLaMA-7B on an RTX 4500 Ada MBS, 1 MHz of uplink):
@@ -275,11 +276,18 @@ class _PlainProgress:
         pass
 
 
-def run_sweeps(sweeps: list[Sweep], seeds: Sequence[int], progress: bool = True) -> None:
-    """Fill every point's costs. A scenario shared by several sweeps (the paper point) is solved once."""
+def run_sweeps(sweeps: list[Sweep], seeds: Sequence[int], progress: bool = True,
+               mapper: Callable[[list[tuple[ScenarioConfig, int]]], list[Any]] | None = None) -> None:
+    """Fill every point's costs. A scenario shared by several sweeps (the paper point) is solved once.
+
+    ``mapper`` (e.g. :func:`ray_mapper`) computes ``episode_costs`` of every unique (scenario, seed) at
+    once, in parallel; without it they are computed one after the other in this process.
+    """
     cache: dict[tuple[ScenarioConfig, int], tuple[dict[str, float], dict[str, Any]]] = {}
-    unique = {(p.scenario, s) for sweep in sweeps for p in sweep.points for s in seeds}
-    bar = _progress(len(unique)) if progress else None
+    unique = list(dict.fromkeys((p.scenario, s) for sweep in sweeps for p in sweep.points for s in seeds))
+    if mapper is not None:
+        cache.update(zip(unique, mapper(unique), strict=True))
+    bar = _progress(len(unique)) if progress and mapper is None else None
     try:
         for sweep in sweeps:
             for point in sweep.points:
@@ -300,6 +308,25 @@ def run_sweeps(sweeps: list[Sweep], seeds: Sequence[int], progress: bool = True)
     finally:
         if bar is not None:
             bar.close()
+
+
+def ray_mapper(address: str | None = None) -> Callable[[list[tuple[ScenarioConfig, int]]], list[Any]]:
+    """A ``run_sweeps`` mapper that runs each episode as a Ray task: a local instance, or ``address``'s cluster.
+
+    The nodes need sdedge-gym importable (installed, or this repository on PYTHONPATH).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if __name__ != "__main__":  # imported as a module (tests): ship this file's functions by value
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    remote_costs = ray.remote(episode_costs)
+
+    def mapper(keys: list[tuple[ScenarioConfig, int]]) -> list[Any]:
+        return ray.get([remote_costs.remote(scenario, seed) for scenario, seed in keys])
+
+    return mapper
 
 
 # ------------------------------------------------------------------------------------------- outputs
@@ -446,18 +473,20 @@ def main(argv: Sequence[str] | None = None, progress: bool = True,
     parser.add_argument("--out", default=None,
                         help=f"output directory (created if missing); default {FULL_OUT} for the full run and "
                              f"{QUICK_OUT} for --quick, so that a quick run never replaces the committed figures")
+    parser.add_argument("--ray", action="store_true", help="run every episode as a Ray task (needs ray)")
+    parser.add_argument("--ray-address", default=None, help="with --ray: a cluster to join; default a local instance")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     out = Path(args.out if args.out is not None else QUICK_OUT if args.quick else FULL_OUT)
     out.mkdir(parents=True, exist_ok=True)
     sweeps = build_sweeps(plan)
     start, cpu_start = time.perf_counter(), time.process_time()
-    run_sweeps(sweeps, plan.seeds, progress)
+    run_sweeps(sweeps, plan.seeds, progress, ray_mapper(args.ray_address) if args.ray else None)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     command = "python scripts/reproduce_paper.py " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {"command": command.strip(), "quick": args.quick, "wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            "numpy": np.__version__}
+            "numpy": np.__version__, "ray": args.ray}  # with Ray, cpu_time_s is this driver process's only
     results = results_dict(sweeps, plan.seeds, meta)
     for sweep in sweeps:
         plot_sweep(sweep, out / f"sweep_{sweep.name}.png")

@@ -6,13 +6,18 @@
   [-1, 1]; entries 2.. are bandwidth logits x, and the batch's n users get shares
   softmax(LOGIT_SCALE * x[:n]). With LOGIT_SCALE = 8 the shares can differ by a factor e^16, enough to
   express the closed-form split of every preset's batches.
-* ``dict``    — ``Dict(batch_size=Discrete(n_max, start=1), speculation_length=Discrete(l_max + 1),
-  bandwidth=Box(0, 1, (n_max,)))``: the native form; the batch's n users get shares proportional to
+* ``dict``    — ``Dict(batch_size_minus_one=Discrete(n_max), speculation_length=Discrete(l_max + 1),
+  bandwidth=Box(0, 1, (n_max,)))``: the native form; ``batch_size_minus_one`` is n - 1, 0-based like
+  the discrete mode (TorchRL and RLlib ignore ``Discrete(start=1)`` and would send 0), and named for
+  what it holds so that nobody reads it as n. The batch's n users get shares proportional to
   ``bandwidth[:n]``, each weight floored at MIN_WEIGHT so that no user is left without band.
 
-The mask is one bool vector in MaskablePPO's MultiDiscrete layout: n_max batch-size entries, then
-l_max + 1 speculation entries; the same vector serves every mode. All functions broadcast over leading
-axes (the vector env's env axis).
+The mask is one bool vector in MaskablePPO's MultiDiscrete layout: n_max batch-size entries (n = 1..n_max,
+i.e. ``batch_size_minus_one`` = 0..n_max - 1), then l_max + 1 speculation entries; the same vector serves
+every mode. Every mask has at least one valid batch size: at the terminal state (no task left) n = 1 is
+marked valid, because samplers (MaskablePPO, TorchRL's ``ActionMask``) fail on a mask with no valid entry
+and the terminal mask is never acted on. All functions broadcast over leading axes (the vector env's env
+axis).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 ACTION_MODES = ("discrete", "hybrid", "dict")
+DICT_ACTION_KEYS = ("batch_size_minus_one", "speculation_length", "bandwidth")
 LOGIT_SCALE = 8.0
 MIN_WEIGHT = 1e-6
 
@@ -86,21 +92,24 @@ def encode_action(mode: str, batch_size: int, speculation_length: int, max_batch
     if mode == "dict":
         weights = np.zeros(max_batch, dtype=np.float32)
         weights[:batch_size] = np.asarray(shares) / np.max(shares)
-        return {"batch_size": int(batch_size), "speculation_length": int(speculation_length),
+        return {"batch_size_minus_one": int(batch_size) - 1, "speculation_length": int(speculation_length),
                 "bandwidth": weights}
     raise ValueError(f"action_mode = {mode!r} is invalid; allowed: {' | '.join(ACTION_MODES)}")
 
 
 def action_mask(batch_limit, max_batch: int, max_speculation: int):
-    """MaskablePPO layout: [n = 1..n_max valid?] + [l = 0..l_max valid?] (every l is always valid)."""
-    limit = np.asarray(batch_limit)
+    """MaskablePPO layout: [n = 1..n_max valid?] + [l = 0..l_max valid?] (every l is always valid).
+
+    A limit of 0 (the terminal state) marks n = 1 valid: every mask keeps a valid entry (module docstring).
+    """
+    limit = np.maximum(np.asarray(batch_limit), 1)
     batch_ok = np.arange(1, max_batch + 1) <= limit[..., None]
     spec_ok = np.ones((*limit.shape, max_speculation + 1), dtype=bool)
     return np.concatenate([batch_ok, spec_ok], axis=-1)
 
 
 def action_mask_table(max_batch: int, max_speculation: int) -> np.ndarray:
-    """(max_batch + 1, n_max + l_max + 1) read-only: row b is ``action_mask(b, ...)``.
+    """(max_batch + 1, n_max + l_max + 1) read-only: row b is ``action_mask(b, ...)`` (rows 0 and 1 agree).
 
     Indexing it (``table[limit]``, a copy for an array of limits) replaces building each mask anew; limits
     above max_batch must be clipped to it first (their masks equal that row's).

@@ -17,6 +17,7 @@ from gymnasium import spaces
 from sdedge_gym import kernels
 from sdedge_gym.actions import (
     ACTION_MODES,
+    DICT_ACTION_KEYS,
     action_mask_table,
     finite_array,
     hybrid_batch_and_speculation,
@@ -25,7 +26,7 @@ from sdedge_gym.actions import (
 )
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
-from sdedge_gym.scenarios import make_scenario
+from sdedge_gym.scenarios import check_override_keys, make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
 
@@ -193,9 +194,9 @@ class EdgeSDEnv(gym.Env):
     | "hybrid"   | ``Box(-1, 1, (2 + n_max,), float32)``              | entries 0, 1 pick n, l by equal bins of   |
     |            |                                                    | [-1, 1]; entries 2.. are band logits x:   |
     |            |                                                    | shares softmax(8 x[:n])                   |
-    | "dict"     | ``Dict(batch_size=Discrete(n_max, start=1),``      | shares proportional to                    |
-    |            | ``speculation_length=Discrete(l_max + 1),``        | ``max(bandwidth[:n], 1e-6)``              |
-    |            | ``bandwidth=Box(0, 1, (n_max,), float32))``        |                                           |
+    | "dict"     | ``Dict(batch_size_minus_one=Discrete(n_max),``     | ``batch_size_minus_one`` = n - 1 (0-based |
+    |            | ``speculation_length=Discrete(l_max + 1),``        | as in "discrete"); shares proportional to |
+    |            | ``bandwidth=Box(0, 1, (n_max,), float32))``        | ``max(bandwidth[:n], 1e-6)``              |
 
     ``sdedge_gym.actions.encode_action`` builds the action of any mode from (n, l, shares).
 
@@ -203,7 +204,9 @@ class EdgeSDEnv(gym.Env):
     largest valid batch, ``batch_limit()``, and ``info["action_clipped"]`` is True. ``action_masks()``
     (and ``info["action_mask"]``) give the valid actions as one bool vector in MaskablePPO's
     MultiDiscrete layout, the same in every mode: ``n_max`` entries for n = 1..n_max, then ``l_max + 1``
-    entries for l = 0..l_max (every l is valid). At the terminal state no batch size is valid. An action
+    entries for l = 0..l_max (every l is valid). Every mask has at least one valid entry: at the
+    terminal state, where no task is left, n = 1 is marked valid (samplers such as MaskablePPO's and
+    TorchRL's ``ActionMask`` fail on an all-False mask; the terminal mask is never acted on). An action
     outside the space (wrong shape or keys, out of range, not an integer where one is needed, NaN or
     inf, booleans or strings) raises ``ValueError`` and leaves the episode unchanged.
 
@@ -247,8 +250,9 @@ class EdgeSDEnv(gym.Env):
 
     ## Episode End
 
-    Terminated when every task has been committed (at most K steps). Never truncated; the registered
-    ids add no time limit.
+    Terminated when every task has been committed (at most K steps). Never truncated by the env itself;
+    the registered ids add no time limit (``gymnasium.make(id, max_episode_steps=N)`` adds Gymnasium's
+    ``TimeLimit``, which truncates after N steps).
 
     ## Info
 
@@ -256,7 +260,9 @@ class EdgeSDEnv(gym.Env):
     ``uplink_slot``, ``wait`` (ready batch waiting for the previous batch's service), ``service_time``
     (s), ``completion_times`` (s from the episode start), ``tokens``, ``accepted_drafts``,
     ``action_clipped``, ``action_mask``. At the last step also ``mean_latency``, ``makespan`` (s) and
-    ``throughput`` (output tokens / s over the makespan). ``reset`` returns ``action_mask``.
+    ``throughput`` (output tokens / s over the makespan). ``reset`` returns ``action_mask``. Every value
+    is a numpy value (``np.int64``, ``np.float64``, a 0-d bool array for ``action_clipped``, arrays),
+    which info readers such as TorchRL's convert by dtype.
     ``bandwidth`` and ``completion_times`` have length ``n_max``: the batch's tasks first, zeros after
     (fixed shapes, so that Gymnasium's vector envs can stack the infos of different batch sizes).
 
@@ -275,12 +281,15 @@ class EdgeSDEnv(gym.Env):
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
-      ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. Unknown keys and bad
-      values raise ``ValueError`` naming the field.
+      ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. An unknown keyword
+      argument raises ``TypeError`` ("got an unexpected keyword argument", Python's convention, which
+      wrappers such as TorchRL's ``GymEnv`` rely on); unknown keys inside ``config`` and bad values raise
+      ``ValueError`` naming the field.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release. Within v0 the dict action's ``batch_size`` (``Discrete(n_max, start=1)``)
+      became ``batch_size_minus_one`` (``Discrete(n_max)``), and the terminal mask marks n = 1 valid.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
@@ -288,6 +297,7 @@ class EdgeSDEnv(gym.Env):
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
                  **overrides: Any) -> None:
+        check_override_keys(type(self).__name__, overrides)
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
                              f"{' | '.join(repr(m) for m in ACTION_MODES)}")
@@ -312,7 +322,7 @@ class EdgeSDEnv(gym.Env):
             self.action_space = spaces.Box(-1.0, 1.0, (2 + n_max,), dtype=np.float32)
         else:
             self.action_space = spaces.Dict({
-                "batch_size": spaces.Discrete(n_max, start=1),
+                "batch_size_minus_one": spaces.Discrete(n_max),
                 "speculation_length": spaces.Discrete(l_max + 1),
                 "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32),
             })
@@ -358,21 +368,24 @@ class EdgeSDEnv(gym.Env):
         bandwidth[:batch_size] = outcome.bandwidth
         completion_times = np.zeros(n_max)
         completion_times[:batch_size] = outcome.completion_times
+        # Every entry is a numpy value (scalars 0-d, with a dtype): info readers such as TorchRL's
+        # default_info_dict_reader convert each entry by its dtype and fail on Python ints and bools.
         info = {
-            "batch_size": batch_size,
-            "speculation_length": speculation_length,
+            "batch_size": np.int64(batch_size),
+            "speculation_length": np.int64(speculation_length),
             "bandwidth": bandwidth,
-            "uplink_slot": outcome.uplink_slot,
-            "wait": outcome.wait,
-            "service_time": outcome.service_time,
+            "uplink_slot": np.float64(outcome.uplink_slot),
+            "wait": np.float64(outcome.wait),
+            "service_time": np.float64(outcome.service_time),
             "completion_times": completion_times,
-            "tokens": outcome.tokens,
-            "accepted_drafts": outcome.accepted_drafts,
-            "action_clipped": batch_size != requested,
+            "tokens": np.float64(outcome.tokens),
+            "accepted_drafts": np.float64(outcome.accepted_drafts),
+            # A 0-d bool array, not np.bool_: Gymnasium's vector envs stack np.bool_ into an object array.
+            "action_clipped": np.array(batch_size != requested),
             "action_mask": self._mask_table[limit].copy(),
         }
         if terminated:
-            info.update(self.episode_kpis())
+            info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
         return self._observation(limit), -outcome.cost, terminated, False, info
 
     def render(self):
@@ -476,19 +489,20 @@ class EdgeSDEnv(gym.Env):
                                  "allowed: a number in [-1, 1]")
             n, l = hybrid_batch_and_speculation(values, n_max, l_max)
             return int(n), int(l), values[2:]
-        if not isinstance(action, Mapping) or set(action) != {"batch_size", "speculation_length", "bandwidth"}:
+        if not isinstance(action, Mapping) or set(action) != set(DICT_ACTION_KEYS):
             got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
             raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
-                             "exactly the keys ['bandwidth', 'batch_size', 'speculation_length']")
-        n = finite_array(action["batch_size"], "action['batch_size']", (), f"an integer in [1, {n_max}]")
+                             f"exactly the keys {sorted(DICT_ACTION_KEYS)}")
+        n = finite_array(action["batch_size_minus_one"], "action['batch_size_minus_one']", (),
+                         f"an integer in [0, {n_max - 1}]")
         l = finite_array(action["speculation_length"], "action['speculation_length']", (),
                      f"an integer in [0, {l_max}]")
-        _integer_in(n, "action['batch_size']", 1, n_max)
+        _integer_in(n, "action['batch_size_minus_one']", 0, n_max - 1)
         _integer_in(l, "action['speculation_length']", 0, l_max)
         weights = finite_array(action["bandwidth"], "action['bandwidth']", (n_max,), f"{n_max} numbers in [0, 1]")
         if np.any((weights < 0.0) | (weights > 1.0)):
             raise ValueError(f"action['bandwidth'] = {weights!r} is invalid; allowed: {n_max} numbers in [0, 1]")
-        return int(n), int(l), weights
+        return int(n) + 1, int(l), weights
 
 
 def _integer_in(value: np.ndarray, name: str, low: int, high: int) -> None:

@@ -17,6 +17,7 @@ No TimeLimit: an episode ends by itself within K steps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -99,6 +100,20 @@ def _make(env_class: type, render_mode: str | None, kwargs: dict[str, Any]) -> g
 
         return RenderCollection(env_class(render_mode=render_mode[: -len("_list")], **kwargs))
     return env_class(render_mode=render_mode, **kwargs)
+
+
+def env_creator(env_config: Mapping[str, Any]) -> gym.Env:
+    """``gymnasium.make(env_config["env_id"], **env_config.get("env_kwargs", {}))``, for libraries that take an
+    env creator (RLlib's ``register_env``).
+
+    A function of the package, so that remote workers unpickle it by importing sdedge_gym, which registers
+    the ids in their process (a bare id string fails there: ``Namespace sdedge not found``).
+    """
+    unknown = sorted(set(env_config) - {"env_id", "env_kwargs"})
+    if "env_id" not in env_config or unknown:
+        raise ValueError(f"env_config keys {sorted(env_config)} are invalid; allowed: 'env_id' (required), "
+                         "'env_kwargs' (a dict for gymnasium.make)")
+    return gym.make(env_config["env_id"], **dict(env_config.get("env_kwargs", {})))
 
 
 def register_envs() -> None:

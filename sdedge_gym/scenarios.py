@@ -21,6 +21,7 @@ published acceptance of the draft/target pair (catalogue ``ACCEPTANCE``); docs/F
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +76,25 @@ def _uplink() -> ScenarioConfig:
 
 
 PRESETS = {"small": _small, "paper": _paper, "large": _large, "uplink": _uplink}
+# The flat keyword overrides: every top-level ScenarioConfig field but the name and the nested configs
+# (those go in ``config=``), plus the ``num_tasks`` shortcut for ``workload.num_tasks``.
+OVERRIDE_KEYS: tuple[str, ...] = (*(f.name for f in dataclasses.fields(ScenarioConfig)
+                                    if f.name not in ("name", "draft", "target", "uplink", "fronthaul", "workload")),
+                                  "num_tasks")
+
+
+def check_override_keys(owner: str, overrides: Mapping[str, Any]) -> None:
+    """A ``TypeError`` for an unknown keyword argument, worded as Python words its own.
+
+    Python's convention (and what wrappers such as TorchRL's ``GymEnv`` test for before retrying without
+    an optional keyword like ``frameskip``): ``<owner>() got an unexpected keyword argument 'x'``. Bad
+    *values* of known keywords, and unknown keys inside ``config=``, stay ``ValueError``.
+    """
+    unknown = sorted(set(overrides) - set(OVERRIDE_KEYS))
+    if unknown:
+        others = f" (and {', '.join(repr(k) for k in unknown[1:])})" if len(unknown) > 1 else ""
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}{others}; allowed "
+                        f"keyword overrides: {', '.join(OVERRIDE_KEYS)} (nested fields go in config=...)")
 
 
 def make_scenario(preset: str | ScenarioConfig = "paper", config: Mapping[str, Any] | ScenarioConfig | None = None,
@@ -82,12 +102,15 @@ def make_scenario(preset: str | ScenarioConfig = "paper", config: Mapping[str, A
                   **overrides: Any) -> ScenarioConfig:
     """A preset, then a nested ``config`` dict merged over it, then flat keyword overrides.
 
-    ``num_tasks`` is a shortcut for ``workload.num_tasks``. Unknown keys raise ``ValueError``.
+    ``num_tasks`` is a shortcut for ``workload.num_tasks``. An unknown keyword override raises
+    ``TypeError`` (Python's convention for an unexpected keyword argument); an unknown key inside
+    ``config`` and every bad value raise ``ValueError``.
     ``calibration="llamacpp-cuda-f16"`` then replaces each node's mu, eta and t0 by the values fitted to
     llama.cpp measurements for its GPU class (an RTX 4500 Ada becomes the corrected full-rate spec);
     ``acceptance_dataset`` then sets alpha_min = alpha_max to the published acceptance of the scenario's
     draft/target pair on that dataset. A node ``profile`` is checked to cover the scenario's ranges.
     """
+    check_override_keys("make_scenario", overrides)
     if isinstance(preset, ScenarioConfig):
         scenario = preset
     elif isinstance(preset, str) and preset in PRESETS:

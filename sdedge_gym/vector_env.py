@@ -15,14 +15,23 @@ later episodes (drawing per env would cost a Python Generator call per resetting
 large widths). ``reset(options={"workload": ...})`` on the single env replays any episode exactly.
 
 Autoreset (``metadata["autoreset_mode"]``): ``NEXT_STEP`` (the default, as Gymnasium's own vector envs)
-or ``SAME_STEP`` (``final_obs`` and ``final_info`` in ``infos``), chosen with ``autoreset_mode=``.
+or ``SAME_STEP`` (``final_obs`` and ``final_info`` in ``infos``), chosen with ``autoreset_mode=``
+(``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point", autoreset_mode="SameStep")``;
+TorchRL's ``GymWrapper`` accepts only ``SAME_STEP``).
 
 Infos are Gymnasium's vector infos: one array per key over environments plus a ``_key`` mask of the
 environments that have it. The per-task arrays ``bandwidth`` and ``completion_times`` are padded to
 ``(num_envs, n_max)`` with zeros beyond each env's batch size (a batch's size varies across environments).
 
 ``action_masks()`` gives the masks of every env, ``(num_envs, n_max + l_max + 1)``, in MaskablePPO's
-layout; an env whose episode has just ended (waiting for its ``NEXT_STEP`` reset) has no valid batch size.
+layout; an env whose episode has just ended (waiting for its ``NEXT_STEP`` reset) has the terminal mask,
+where only n = 1 is a valid batch size (every mask keeps a valid entry; that action is never acted on:
+the next step resets the env).
+
+``max_episode_steps`` (which ``gymnasium.make_vec`` passes when given one) is accepted when it cannot
+bind: an episode ends by itself within K = num_tasks steps, so a limit >= K, or None, truncates nothing.
+A limit below K raises ``ValueError``: this env does not truncate episodes (use
+``vectorization_mode="sync"``, which wraps each sub-env in Gymnasium's ``TimeLimit``).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from gymnasium.vector.utils import batch_space
 
 from sdedge_gym import kernels
 from sdedge_gym.actions import (
+    DICT_ACTION_KEYS,
     action_mask_table,
     finite_array,
     hybrid_batch_and_speculation,
@@ -47,6 +57,7 @@ from sdedge_gym.actions import (
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
 from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.scenarios import check_override_keys
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload, raw_draws
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
@@ -66,8 +77,9 @@ class EdgeSDVectorEnv(VectorEnv):
     """``num_envs`` copies of :class:`~sdedge_gym.env.EdgeSDEnv` stepped together with numpy.
 
     ``EdgeSDVectorEnv(num_envs=1, scenario="paper", action_mode="discrete", autoreset_mode=NEXT_STEP,
-    render_mode=None, config=None, num_threads=1, **overrides)``: the single env's arguments (its docstring
-    is the env card: spaces, reward, observation, info) plus ``num_envs``, ``autoreset_mode`` and
+    render_mode=None, config=None, num_threads=1, max_episode_steps=None, **overrides)``: the single env's
+    arguments (its docstring is the env card: spaces, reward, observation, info) plus ``num_envs``,
+    ``autoreset_mode``, ``max_episode_steps`` (None or >= num_tasks; see the module docstring) and
     ``num_threads``: with more than one, the kernel serves chunks of envs on that many threads (it pays on
     an idle machine at hundreds of envs; on a shared one, or beside a learner's own threads, one thread is
     steadier, hence the default). Actions are the
@@ -82,7 +94,8 @@ class EdgeSDVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, render_mode: str | None = None,
                  config: Mapping[str, Any] | ScenarioConfig | None = None, num_threads: int = 1,
-                 **overrides: Any) -> None:
+                 max_episode_steps: int | None = None, **overrides: Any) -> None:
+        check_override_keys(type(self).__name__, overrides)
         if not isinstance(num_envs, int | np.integer) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs = {num_envs!r} is invalid; allowed: an integer >= 1")
         threads = numba.config.NUMBA_NUM_THREADS
@@ -104,6 +117,13 @@ class EdgeSDVectorEnv(VectorEnv):
         # The single env validates the arguments and defines the spaces: the two can never disagree.
         template = EdgeSDEnv(scenario, action_mode, None, config, **overrides)
         self.scenario: ScenarioConfig = template.scenario
+        if max_episode_steps is not None and (not isinstance(max_episode_steps, int | np.integer)
+                                              or max_episode_steps < self.scenario.num_tasks):
+            raise ValueError(f"max_episode_steps = {max_episode_steps!r} is invalid for the native vector env; "
+                             f"allowed: None or an integer >= num_tasks ({self.scenario.num_tasks}), which never "
+                             "binds (episodes end within num_tasks steps). This env does not truncate: for a "
+                             "shorter limit use gymnasium.make_vec(..., vectorization_mode='sync')")
+        self.max_episode_steps = max_episode_steps
         self.model: ServingModel = template.model
         self.scales: ObservationScales = template.scales
         self._workload_parameters = template._workload_parameters
@@ -365,20 +385,21 @@ class EdgeSDVectorEnv(VectorEnv):
                                  "allowed: a number in [-1, 1]")
             n, l = hybrid_batch_and_speculation(values, n_max, l_max)
             return n, l, values[:, 2:]
-        if not isinstance(actions, Mapping) or set(actions) != {"batch_size", "speculation_length", "bandwidth"}:
+        if not isinstance(actions, Mapping) or set(actions) != set(DICT_ACTION_KEYS):
             got = sorted(actions, key=repr) if isinstance(actions, Mapping) else type(actions).__name__
             raise ValueError(f"actions = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
-                             "exactly the keys ['bandwidth', 'batch_size', 'speculation_length'] of arrays over envs")
-        n = finite_array(actions["batch_size"], "actions['batch_size']", (e,), f"integers in [1, {n_max}]")
+                             f"exactly the keys {sorted(DICT_ACTION_KEYS)} of arrays over envs")
+        n = finite_array(actions["batch_size_minus_one"], "actions['batch_size_minus_one']", (e,),
+                         f"integers in [0, {n_max - 1}]")
         l = finite_array(actions["speculation_length"], "actions['speculation_length']", (e,),
                      f"integers in [0, {l_max}]")
-        _integers_in(n, "actions['batch_size']", 1, n_max)
+        _integers_in(n, "actions['batch_size_minus_one']", 0, n_max - 1)
         _integers_in(l, "actions['speculation_length']", 0, l_max)
         weights = finite_array(actions["bandwidth"], "actions['bandwidth']", (e, n_max), f"{n_max} numbers in [0, 1]")
         if np.any((weights < 0.0) | (weights > 1.0)):
             raise ValueError(f"actions['bandwidth'] has entries outside [0, 1]; allowed: {n_max} numbers in "
                              "[0, 1] per env")
-        return n.astype(np.int64), l.astype(np.int64), weights
+        return n.astype(np.int64) + 1, l.astype(np.int64), weights
 
 
 def _present_keys(infos: dict[str, Any]) -> dict[str, Any]:

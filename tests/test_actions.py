@@ -39,7 +39,7 @@ def test_every_batch_size_and_speculation_length_decodes_back(mode: str) -> None
                 assert (int(decoded[0]), int(decoded[1])) == (n, l)
                 shares = shares_from_logits(action[2:], n)
             else:
-                assert (action["batch_size"], action["speculation_length"]) == (n, l)
+                assert (action["batch_size_minus_one"], action["speculation_length"]) == (n - 1, l)
                 shares = shares_from_weights(action["bandwidth"], n)
             np.testing.assert_allclose(shares[:n], 1.0 / n, rtol=1e-6)  # no shares given: uniform
             np.testing.assert_array_equal(shares[n:], 0.0)
@@ -118,8 +118,16 @@ def test_action_mask_layout() -> None:
     # n = 1..5 (valid up to the limit 3), then l = 0..2 (always valid)
     assert mask.tolist() == [True, True, True, False, False, True, True, True]
     assert mask.dtype == bool
-    assert action_mask(0, 5, 2).tolist() == [False] * 5 + [True] * 3  # terminal state: no batch is valid
-    stacked = action_mask(np.array([1, 5]), 5, 2)
-    assert stacked.shape == (2, 8)
-    assert stacked[0].tolist() == [True, False, False, False, False, True, True, True]
-    assert stacked[1].all()
+    # Terminal state (no task left): n = 1 stays valid, so that no sampler meets an all-False mask.
+    assert action_mask(0, 5, 2).tolist() == [True] + [False] * 4 + [True] * 3
+    stacked = action_mask(np.array([0, 1, 5]), 5, 2)
+    assert stacked.shape == (3, 8)
+    assert stacked[0].tolist() == stacked[1].tolist() == [True, False, False, False, False, True, True, True]
+    assert stacked[2].all()
+
+
+@given(st.integers(1, 12), st.integers(0, 6), st.integers(0, 20))
+def test_every_mask_has_a_valid_batch_size_and_speculation_length(n_max: int, l_max: int, limit: int) -> None:
+    mask = action_mask(limit, n_max, l_max)
+    assert mask[:n_max].any() and mask[n_max:].any()
+    assert mask[:n_max].sum() == min(max(limit, 1), n_max)

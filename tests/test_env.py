@@ -203,12 +203,29 @@ def test_clipping_to_tasks_left_and_memory():
     mask = env.action_masks()
     assert mask.tolist() == [True] * 22 + [False] * 2 + [True] * 9
     _, _, _, _, info = env.step(np.array([23, 2]))
-    assert info["batch_size"] == 22 and info["action_clipped"] is True
+    assert info["batch_size"] == 22 and info["action_clipped"]
     assert info["action_mask"].tolist() == [True] * 8 + [False] * 16 + [True] * 9
     _, _, terminated, _, info = env.step(np.array([20, 2]))
-    assert info["batch_size"] == 8 and info["action_clipped"] is True and terminated is True
-    assert not info["action_mask"][:24].any()  # nothing left to batch
+    assert info["batch_size"] == 8 and info["action_clipped"] and terminated is True
+    # Nothing left to batch: only n = 1 stays valid, so that the mask always has a valid entry.
+    assert info["action_mask"].tolist() == [True] + [False] * 23 + [True] * 9
     np.testing.assert_array_equal(info["action_mask"], env.action_masks())
+
+
+def test_every_info_value_is_a_numpy_value():
+    # TorchRL's info reader converts each entry by its dtype: Python ints, floats and bools have none.
+    env = EdgeSDEnv("small")
+    _, info = env.reset(seed=0)
+    infos = [info]
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, info = env.step(np.array([1, 2]))
+        infos.append(info)
+    assert {"mean_latency", "makespan", "throughput"} <= set(infos[-1])
+    for info in infos:
+        for key, value in info.items():
+            assert isinstance(value, np.ndarray | np.generic), (key, type(value))
+    assert infos[-1]["batch_size"].dtype == np.int64 and infos[-1]["action_clipped"].dtype == bool
 
 
 def test_reset_info_has_mask():
@@ -230,8 +247,8 @@ def test_reset_info_has_mask():
     ({"objective": "p99"}, "objective"),
     ({"clairvoyant": "yes"}, "clairvoyant"),
     ({"num_tasks": 0}, "num_tasks"),
-    ({"max_batchsize": 4}, "max_batchsize"),
-    ({"config": {"uplink": {"bandwith": 1e6}}}, "bandwith"),
+    ({"config": {"uplink": {"bandwith": 1e6}}}, "bandwith"),  # a typo inside config= is a bad value
+    ({"config": {"max_batchsize": 4}}, "max_batchsize"),
     ({"config": {"uplink": {"bandwidth": -1.0}}}, "bandwidth"),
 ])
 def test_bad_config_names_the_field(kwargs, field):
@@ -242,6 +259,15 @@ def test_bad_config_names_the_field(kwargs, field):
 def test_bad_config_through_gym_make():
     with pytest.raises(ValueError, match="objective"):
         gym.make("sdedge/EdgeSD-Small-v0", objective="latency")
+
+
+@pytest.mark.parametrize("make", [EdgeSDEnv, lambda **kw: gym.make("sdedge/EdgeSD-Small-v0", **kw)])
+def test_unknown_keyword_argument_is_a_type_error(make):
+    # Python's wording, which TorchRL's GymEnv matches before retrying gym.make without frameskip=1.
+    with pytest.raises(TypeError, match=r"EdgeSDEnv\(\) got an unexpected keyword argument 'frameskip'"):
+        make(frameskip=1)
+    with pytest.raises(TypeError, match=r"'max_batchsize' \(and 'zz'\); allowed keyword overrides: max_batch, "):
+        make(max_batchsize=4, zz=1)
 
 
 @pytest.mark.parametrize(("mode", "action", "field"), [
@@ -256,11 +282,14 @@ def test_bad_config_through_gym_make():
     ("hybrid", np.array([0.0, np.nan, 0.1, 0.2, 0.3, 0.4]), "action"),
     ("hybrid", np.array([0.0, np.inf, 0.1, 0.2, 0.3, 0.4]), "action"),
     ("hybrid", np.zeros(5), "action"),
-    ("dict", {"batch_size": 0, "speculation_length": 1, "bandwidth": np.ones(4)}, "batch_size"),
-    ("dict", {"batch_size": 2, "speculation_length": 9, "bandwidth": np.ones(4)}, "speculation_length"),
-    ("dict", {"batch_size": 2, "speculation_length": 1, "bandwidth": np.full(4, np.nan)}, "bandwidth"),
-    ("dict", {"batch_size": 2, "speculation_length": 1, "bandwidth": np.full(4, 2.0)}, "bandwidth"),
-    ("dict", {"batch_size": 2, "speculation_length": 1}, "keys"),
+    ("dict", {"batch_size_minus_one": 4, "speculation_length": 1, "bandwidth": np.ones(4)},
+     r"batch_size_minus_one'\] = 4.0 is invalid; allowed: an integer in \[0, 3\]"),
+    ("dict", {"batch_size_minus_one": -1, "speculation_length": 1, "bandwidth": np.ones(4)}, "batch_size_minus_one"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 9, "bandwidth": np.ones(4)}, "speculation_length"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 1, "bandwidth": np.full(4, np.nan)}, "bandwidth"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 1, "bandwidth": np.full(4, 2.0)}, "bandwidth"),
+    ("dict", {"batch_size_minus_one": 2, "speculation_length": 1}, "keys"),
+    ("dict", {"batch_size": 2, "speculation_length": 1, "bandwidth": np.ones(4)}, "batch_size_minus_one"),
     ("dict", np.array([1, 1]), "mapping"),
 ])
 def test_bad_action_raises_value_error(mode, action, field):

@@ -22,7 +22,7 @@ def _extreme_action(mode: str, space, rng: np.random.Generator):
     elif mode == "hybrid":
         action = rng.choice([-1.0, 1.0], size=space.shape).astype(np.float32)
     else:
-        action["batch_size"] = np.int64(space["batch_size"].n)
+        action["batch_size_minus_one"] = np.int64(space["batch_size_minus_one"].n - 1)
         weights = np.zeros(space["bandwidth"].shape, dtype=np.float32)
         if rng.random() < 0.5:
             weights[rng.integers(weights.size)] = 1.0
@@ -34,7 +34,7 @@ def _requested_batch(env, action) -> int:
     if env.action_mode == "discrete":
         return int(action[0]) + 1
     if env.action_mode == "dict":
-        return int(action["batch_size"])
+        return int(action["batch_size_minus_one"]) + 1
     return int(sdedge_gym.actions.hybrid_batch_and_speculation(action, env.scenario.max_batch,
                                                                env.scenario.max_speculation)[0])
 
@@ -66,7 +66,7 @@ def test_random_actions_keep_every_invariant(env_id):
             assert truncated is False
             n = info["batch_size"]
             assert n == min(_requested_batch(env, action), limit)
-            assert info["action_clipped"] is (_requested_batch(env, action) > limit)
+            assert info["action_clipped"] == (_requested_batch(env, action) > limit)
             assert env.outcomes[-1].first_task == first and env.clock.next_task == first + n
             assert info["completion_times"].shape == info["bandwidth"].shape == (env.scenario.max_batch,)
             assert np.all(np.isfinite(info["completion_times"])) and not info["completion_times"][n:].any()

@@ -143,4 +143,14 @@ def test_maskable_ppo_learns_and_respects_masks():
         masks = get_action_masks(env)
         action, _ = model.predict(obs, action_masks=masks)
         obs, _, terminated, _, info = env.step(action)
-        assert info["action_clipped"] is False  # a masked policy never asks for an invalid batch
+        assert not info["action_clipped"]  # a masked policy never asks for an invalid batch
+
+
+def test_env_creator_makes_the_id_with_its_kwargs_and_rejects_other_keys() -> None:
+    from sdedge_gym.registration import env_creator
+
+    env = env_creator({"env_id": "sdedge/EdgeSD-Small-Dict-v0", "env_kwargs": {"num_tasks": 3}})
+    assert env.unwrapped.scenario.num_tasks == 3 and env.unwrapped.action_mode == "dict"
+    assert env_creator({"env_id": "sdedge/EdgeSD-Small-v0"}).unwrapped.scenario.num_tasks == 8
+    with pytest.raises(ValueError, match=r"env_config keys \['env', 'env_kwargs'\] are invalid; allowed: 'env_id'"):
+        env_creator({"env": "sdedge/EdgeSD-Small-v0", "env_kwargs": {}})

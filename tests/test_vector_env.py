@@ -205,7 +205,8 @@ def test_masks_follow_each_envs_queue() -> None:
     _, _, terminated, _, info = env.step(np.array([[3, 1], [0, 1]]))  # env 0: n = 4 clipped to the 1 left
     np.testing.assert_array_equal(terminated, [True, False])
     np.testing.assert_array_equal(info["action_clipped"], [True, False])
-    assert not env.action_masks()[0, :4].any()  # waiting for its NEXT_STEP reset: no valid batch
+    # Waiting for its NEXT_STEP reset: the terminal mask, where only n = 1 stays valid.
+    assert env.action_masks()[0, :4].tolist() == [True, False, False, False]
     _, reward, terminated, _, info = env.step(np.array([[0, 0], [0, 0]]))
     assert reward[0] == 0.0 and not terminated[0] and env.action_masks()[0].all()
     assert info["_batch_size"].tolist() == [False, True]
@@ -217,6 +218,8 @@ def test_masks_follow_each_envs_queue() -> None:
     ("discrete", np.array([0, 1]), r"actions \(shape \(2,\)\) is invalid; allowed: shape \(2, 2\)"),
     ("hybrid", np.full((2, 6), 1.5), r"actions\[0, 0\] = 1.5 is invalid for action_mode 'hybrid'"),
     ("dict", {"batch_size": np.array([1, 1])}, r"invalid for action_mode 'dict'"),
+    ("dict", {"batch_size_minus_one": np.array([0, 4]), "speculation_length": np.array([0, 0]),
+              "bandwidth": np.ones((2, 4))}, r"actions\['batch_size_minus_one'\]\[1\] = 4.0 is invalid"),
 ])
 def test_out_of_space_actions_raise(mode: str, action: Any, match: str) -> None:
     env = EdgeSDVectorEnv(num_envs=2, scenario="small", action_mode=mode)
@@ -235,6 +238,28 @@ def test_out_of_space_actions_raise(mode: str, action: Any, match: str) -> None:
 def test_bad_arguments_raise_naming_them(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         EdgeSDVectorEnv(**{"scenario": "small", **kwargs})
+
+
+def test_unknown_keyword_argument_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"EdgeSDVectorEnv\(\) got an unexpected keyword argument 'frameskip'"):
+        EdgeSDVectorEnv(num_envs=2, scenario="small", frameskip=1)
+
+
+def test_max_episode_steps_from_make_vec_is_accepted_when_it_cannot_bind() -> None:
+    # K = 8 on the small preset: a limit of 8 steps or more never truncates an episode.
+    venv = gym.make_vec("sdedge/EdgeSD-Small-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        max_episode_steps=8)
+    assert isinstance(venv, EdgeSDVectorEnv) and venv.max_episode_steps == 8
+    venv.reset(seed=0)
+    truncated_any = False
+    for _ in range(10):
+        _, _, _, truncated, _ = venv.step(np.zeros((2, 2), dtype=np.int64))
+        truncated_any |= bool(truncated.any())
+    assert not truncated_any
+    with pytest.raises(ValueError, match=r"max_episode_steps = 5 is invalid for the native vector env; allowed: None "
+                                         r"or an integer >= num_tasks \(8\).*vectorization_mode='sync'"):
+        gym.make_vec("sdedge/EdgeSD-Small-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                     max_episode_steps=5)
 
 
 def test_seeds_and_reset_mask_reproduce_single_env_episodes() -> None:

@@ -1,0 +1,143 @@
+"""The ``sdedge-gym`` command: one front door to the ids, the env card, evaluation, training and the scripts.
+
+    sdedge-gym list                                   # every registered id, one line each
+    sdedge-gym describe sdedge/EdgeSD-Small-v0        # its env card and the preset's parameters
+    sdedge-gym evaluate --env sdedge/EdgeSD-v0 --episodes 10 --seed 0
+    sdedge-gym train --env sdedge/EdgeSD-Small-v0 --algo maskable_ppo --timesteps 20000
+    sdedge-gym benchmark --quick
+    sdedge-gym reproduce --quick --out /tmp/figs
+
+Each command is a thin front: ``evaluate`` is ``python -m agents.evaluate``, ``train`` is
+``python -m agents.train``, ``benchmark`` and ``reproduce`` run ``scripts/benchmark.py`` and
+``scripts/reproduce_paper.py`` of the source tree (they are not part of the installed package, so these
+two need a source checkout, e.g. ``pip install -e .``). Everything after the command name goes to that
+module unchanged: ``sdedge-gym evaluate --help`` prints its options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import runpy
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _evaluate(argv: Sequence[str]) -> int:
+    from agents.evaluate import main
+
+    return main(list(argv))
+
+
+def _train(argv: Sequence[str]) -> int:
+    from agents.train import main  # needs the train extra (torch, Stable-Baselines3)
+
+    return main(list(argv))
+
+
+def _script(name: str) -> Callable[[Sequence[str]], int]:
+    def run(argv: Sequence[str]) -> int:
+        path = SCRIPTS_DIR / name
+        if not path.is_file():
+            print(f"sdedge-gym: {path} not found: this command runs a script of the source tree; use a source "
+                  "checkout of sdedge-gym (pip install -e .)", file=sys.stderr)
+            return 2
+        saved = sys.argv
+        sys.argv = [str(path), *argv]  # the script parses sys.argv, as when it is run directly
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        finally:
+            sys.argv = saved
+        return 0
+
+    return run
+
+
+# name -> (run(argv) -> exit code, one-line help)
+FORWARDED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "evaluate": (_evaluate, "evaluate policies against the oracle on seeded episodes (python -m agents.evaluate)"),
+    "train": (_train, "train a Stable-Baselines3 agent (python -m agents.train; the train extra)"),
+    "benchmark": (_script("benchmark.py"), "steps/s of the envs and the oracle's solve time (scripts/benchmark.py)"),
+    "reproduce": (_script("reproduce_paper.py"),
+                  "the seed paper's sweeps with the exact oracle (scripts/reproduce_paper.py)"),
+}
+
+
+def list_ids() -> list[str]:
+    """One line per registered id: the id, then its preset, action mode and information model."""
+    from sdedge_gym.registration import ENV_TABLE
+    from sdedge_gym.scenarios import make_scenario
+
+    width = max(len(env_id) for env_id in ENV_TABLE)
+    lines = []
+    for env_id, kwargs in ENV_TABLE.items():
+        overrides = {k: v for k, v in kwargs.items() if k not in ("scenario", "action_mode")}
+        scenario = make_scenario(kwargs["scenario"], **overrides)
+        lines.append(f"{env_id:<{width}}  {scenario.name:<6}  K={scenario.num_tasks:<4}  {kwargs['action_mode']:<8}  "
+                     f"{scenario.acceptance} acceptance, {'clairvoyant' if scenario.clairvoyant else 'hints'}")
+    return lines
+
+
+def describe(env_id: str, parameters_only: bool = False) -> str:
+    """The env card (EdgeSDEnv's docstring) and the id's complete scenario parameters as JSON."""
+    import gymnasium as gym
+
+    from sdedge_gym.env import EdgeSDEnv
+    from sdedge_gym.registration import ENV_IDS
+
+    if env_id not in ENV_IDS:
+        raise ValueError(f"{env_id!r} is not a registered id; allowed: {', '.join(ENV_IDS)} (sdedge-gym list)")
+    kwargs = dict(gym.spec(env_id).kwargs)
+    env = EdgeSDEnv(**kwargs)
+    arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    header = [f"# {env_id}", "", f"gymnasium.make({env_id!r}) = EdgeSDEnv({arguments})",
+              f"action space: {env.action_space}", f"observation space: {env.observation_space}", ""]
+    card = inspect.cleandoc(EdgeSDEnv.__doc__ or "")
+    parameters = json.dumps(env.scenario.to_dict(), indent=2)
+    if parameters_only:
+        return parameters
+    return "\n".join([*header, card, "", "## Scenario parameters", "", parameters])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdedge-gym", description="LLM serving at the network edge with speculative decoding: the Gymnasium "
+        "benchmark's command line.", epilog="Run 'sdedge-gym COMMAND --help' for a command's options.",
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=14, width=110))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("list", help="every registered id, one line each (preset, K, action mode, information)")
+    describe_parser = commands.add_parser("describe", help="an id's env card and its scenario's parameters")
+    describe_parser.add_argument("env_id", metavar="ID", help="a registered id, e.g. sdedge/EdgeSD-Small-v0")
+    describe_parser.add_argument("--parameters-only", action="store_true", help="print only the parameters (JSON)")
+    for name, (_, help_text) in FORWARDED.items():
+        commands.add_parser(name, help=help_text, add_help=False)  # its own --help comes from the module
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    import sdedge_gym  # noqa: F401 (registers the ids)
+
+    if argv and argv[0] in FORWARDED:  # everything after the command goes to the module unchanged
+        try:
+            return FORWARDED[argv[0]][0](argv[1:])
+        except SystemExit as stop:  # argparse's --help and usage errors, or a script's own exit code
+            return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        print("\n".join(list_ids()))
+    elif args.command == "describe":
+        try:
+            print(describe(args.env_id, args.parameters_only))
+        except ValueError as error:
+            parser.error(str(error))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""The ``sdedge-gym`` console script (sdedge_gym/cli.py): each command and its help."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import sdedge_gym
+from sdedge_gym import cli
+from sdedge_gym.scenarios import make_scenario
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    tomllib = None
+
+
+def test_pyproject_declares_the_console_script() -> None:
+    if tomllib is None:
+        pytest.skip("tomllib needs Python 3.11")
+    project = tomllib.loads((cli.SCRIPTS_DIR.parent / "pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"sdedge-gym": "sdedge_gym.cli:main"}
+
+
+def test_help_lists_every_command(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("list", "describe", "evaluate", "train", "benchmark", "reproduce"):
+        assert f"    {command}" in out
+
+
+def test_list_prints_every_id_once_with_its_preset(capsys) -> None:
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(sdedge_gym.ENV_IDS)
+    assert lines[1].split()[:4] == ["sdedge/EdgeSD-Small-v0", "small", "K=8", "discrete"]
+    assert "sampled acceptance, hints" in next(line for line in lines if "Small-Dict-Stochastic" in line)
+
+
+def test_describe_prints_the_card_and_the_parameters(capsys) -> None:
+    assert cli.main(["describe", "sdedge/EdgeSD-Small-Dict-v0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# sdedge/EdgeSD-Small-Dict-v0\n")
+    assert "## Action Space" in out and "## Observation Space" in out and "batch_size_minus_one" in out
+    parameters = json.loads(out.split("## Scenario parameters\n", 1)[1])
+    assert parameters == make_scenario("small").to_dict()
+    assert cli.main(["describe", "sdedge/EdgeSD-Small-Stochastic-v0", "--parameters-only"]) == 0
+    parameters = json.loads(capsys.readouterr().out)
+    assert parameters["acceptance"] == "sampled" and parameters["clairvoyant"] is False
+
+
+def test_describe_rejects_an_unknown_id(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["describe", "sdedge/EdgeSD-Tiny-v0"])
+    assert stop.value.code == 2
+    assert "'sdedge/EdgeSD-Tiny-v0' is not a registered id; allowed: sdedge/EdgeSD-v0" in capsys.readouterr().err
+
+
+def test_evaluate_forwards_to_agents_evaluate(capsys) -> None:
+    assert cli.main(["evaluate", "--env", "sdedge/EdgeSD-Small-v0", "--episodes", "2", "--policies", "best-constant",
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sdedge/EdgeSD-Small-v0: 2 episodes, seeds 0..1")
+    assert "| oracle | " in out and "| best-constant | " in out
+
+
+@pytest.mark.parametrize(("command", "usage"), [("evaluate", "--policies"), ("train", "--algo"),
+                                                ("benchmark", "--quick"), ("reproduce", "--ray")])
+def test_forwarded_help_is_the_module_s_own(command: str, usage: str, capsys) -> None:
+    if command == "train":
+        pytest.importorskip("stable_baselines3", reason="agents.train needs the train extra")
+    assert cli.main([command, "--help"]) == 0
+    assert usage in capsys.readouterr().out
+
+
+def test_forwarded_usage_errors_exit_with_argparse_s_code(capsys) -> None:
+    assert cli.main(["evaluate", "--env", "sdedge/EdgeSD-Nope-v0"]) == 2
+    assert "is not registered" in capsys.readouterr().err
