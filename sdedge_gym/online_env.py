@@ -122,7 +122,8 @@ class EdgeSDOnlineEnv(gym.Env):
     is MaskablePPO's MultiDiscrete layout: ``n_max`` entries for n = 1..n_max (valid up to
     ``batch_limit()`` = min(memory/action limit, arrived requests waiting)), one entry for *wait* (valid
     while some request has not arrived yet), then ``l_max + 1`` entries for l (all valid). At the terminal
-    state no batch size and no wait is valid. A batch above ``batch_limit()`` is clipped to it, a wait
+    state (never acted on) only n = 1 is marked valid, as offline, so that maskable samplers never see an
+    empty mask. A batch above ``batch_limit()`` is clipped to it, a wait
     when nothing more can arrive dispatches ``batch_limit()`` requests with the action's l and band
     entries; both set ``info["action_clipped"]``. Out-of-space actions raise
     ``ValueError`` naming the entry.
@@ -231,7 +232,7 @@ class EdgeSDOnlineEnv(gym.Env):
             self.action_space = spaces.Box(-1.0, 1.0, (3 + n_max,), dtype=np.float32)
         else:
             self.action_space = spaces.Dict({
-                "batch_size": spaces.Discrete(n_max, start=1),
+                "batch_size_minus_one": spaces.Discrete(n_max),
                 "speculation_length": spaces.Discrete(l_max + 1),
                 "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32),
                 "wait": spaces.Discrete(2),
@@ -298,7 +299,7 @@ class EdgeSDOnlineEnv(gym.Env):
         info = self._step_info(outcome, batch_size, speculation_length, dispatch_time,
                                wait or batch_size != requested, False)
         if terminated:
-            info.update(self.episode_kpis())
+            info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
         return self._observation(), float(reward), bool(terminated), False, info
 
     def render(self):
@@ -398,23 +399,24 @@ class EdgeSDOnlineEnv(gym.Env):
             completion[:batch_size] = outcome.completion_times
             latency[:batch_size] = outcome.completion_times - self.arrival[outcome.first_task:
                                                                            outcome.first_task + batch_size]
+        # numpy values, as the offline env's info (TorchRL reads every entry by its dtype)
         return {
-            "batch_size": batch_size,
-            "speculation_length": speculation_length,
+            "batch_size": np.int64(batch_size),
+            "speculation_length": np.int64(speculation_length),
             "bandwidth": bandwidth,
-            "uplink_slot": 0.0 if outcome is None else outcome.uplink_slot,
-            "wait": 0.0 if outcome is None else outcome.wait,
-            "service_time": 0.0 if outcome is None else outcome.service_time,
+            "uplink_slot": np.float64(0.0 if outcome is None else outcome.uplink_slot),
+            "wait": np.float64(0.0 if outcome is None else outcome.wait),
+            "service_time": np.float64(0.0 if outcome is None else outcome.service_time),
             "completion_times": completion,
-            "tokens": 0.0 if outcome is None else outcome.tokens,
-            "accepted_drafts": 0.0 if outcome is None else outcome.accepted_drafts,
-            "action_clipped": clipped,
+            "tokens": np.float64(0.0 if outcome is None else outcome.tokens),
+            "accepted_drafts": np.float64(0.0 if outcome is None else outcome.accepted_drafts),
+            "action_clipped": np.array(clipped),
             "action_mask": self.action_masks(),
-            "waited": waited,
-            "dispatch_time": dispatch_time,
-            "time": self.now,
-            "arrived": self.arrived,
-            "queue_length": self.arrived - self.clock.next_task,
+            "waited": np.array(waited),
+            "dispatch_time": np.float64(dispatch_time),
+            "time": np.float64(self.now),
+            "arrived": np.int64(self.arrived),
+            "queue_length": np.int64(self.arrived - self.clock.next_task),
             "latencies": latency,
         }
 
@@ -439,9 +441,9 @@ class EdgeSDOnlineEnv(gym.Env):
             n, l, logits = EdgeSDEnv._decode(self, values[:-1])
             return bool(values[-1] > 0.0), n, l, logits
         if not isinstance(action, Mapping) or "wait" not in action:
-            got = sorted(action) if isinstance(action, Mapping) else type(action).__name__
+            got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
             raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with exactly "
-                             "the keys ['bandwidth', 'batch_size', 'speculation_length', 'wait']")
+                             "the keys ['bandwidth', 'batch_size_minus_one', 'speculation_length', 'wait']")
         wait = finite_array(action["wait"], "action['wait']", (), "0 or 1")
         _integer_in(wait, "action['wait']", 0, 1)
         n, l, weights = EdgeSDEnv._decode(self, {key: value for key, value in action.items() if key != "wait"})

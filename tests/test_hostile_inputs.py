@@ -216,7 +216,7 @@ def _bad_actions(env: EdgeSDEnv) -> list[Any]:
                 np.zeros(width, dtype=bool), [True] * width, [0] * (width - 1) + [True]]
         return out
     valid = _valid_action(env)
-    for key, values in (("batch_size", (*bad_values, 0, n_max + 1, True, np.zeros(2), "2")),
+    for key, values in (("batch_size_minus_one", (*bad_values, -1, n_max, True, np.zeros(2), "2")),
                         ("speculation_length", (*bad_values, -1, env.scenario.max_speculation + 1, False))):
         out += [{**valid, key: value} for value in values]
     for i in range(n_max):
@@ -228,7 +228,7 @@ def _bad_actions(env: EdgeSDEnv) -> list[Any]:
             {**valid, "bandwidth": np.ones(n_max, dtype=bool)},
             {k: v for k, v in valid.items() if k != "bandwidth"}, {**valid, "extra": 1},
             {"batchsize": 1, "speculation_length": 1, "bandwidth": valid["bandwidth"]}, {1: 2, "a": 3},
-            [valid["batch_size"], valid["speculation_length"], valid["bandwidth"]]]
+            [valid["batch_size_minus_one"], valid["speculation_length"], valid["bandwidth"]]]
     return out
 
 
@@ -263,7 +263,8 @@ def test_step_before_reset_and_after_termination(env_id) -> None:
         *_, terminated, _, _ = env.step(env.action_space.sample())
     with pytest.raises(RuntimeError, match="after the episode terminated"):
         env.step(env.action_space.sample())
-    assert env.action_masks()[:env.scenario.max_batch].sum() == 0  # no batch size is valid at the end
+    # the terminal mask is never acted on; it keeps n = 1 valid so that maskable samplers never see an empty one
+    assert env.action_masks()[:env.scenario.max_batch].tolist() == [True] + [False] * (env.scenario.max_batch - 1)
     env.reset(seed=2)
     env.step(env.action_space.sample())  # a reset makes it usable again
 
@@ -303,7 +304,7 @@ def test_the_vector_env_rejects_hostile_actions_without_stepping(mode) -> None:
     env.reset(seed=0)
     valid = env.action_space.sample()
     if mode == "dict":
-        bad = [{**valid, "batch_size": np.array([True, True])}, {**valid, "bandwidth": np.full((2, 4), np.nan)},
+        bad = [{**valid, "batch_size_minus_one": np.array([True, True])}, {**valid, "bandwidth": np.full((2, 4), np.nan)},
                {**valid, "speculation_length": np.array([0, np.inf])}, {1: 2, "a": 3}]
     else:
         width = valid.shape[1]
@@ -366,7 +367,7 @@ def test_a_quick_reproduction_does_not_overwrite_the_committed_figures(tmp_path,
     reproduce = _load_reproduce()
     # The sweeps and figures themselves are tested in test_reproduction.py; here only where files go.
     monkeypatch.setattr(reproduce, "build_sweeps", lambda plan: [])
-    monkeypatch.setattr(reproduce, "run_sweeps", lambda sweeps, seeds, progress: None)
+    monkeypatch.setattr(reproduce, "run_sweeps", lambda sweeps, seeds, progress, mapper=None: None)
     monkeypatch.setattr(reproduce, "up_to_table", lambda results: "")
     monkeypatch.setattr(reproduce, "results_dict", lambda sweeps, seeds, meta: {"meta": meta})
     monkeypatch.chdir(tmp_path)

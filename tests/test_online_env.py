@@ -74,7 +74,7 @@ def test_offline_arrivals_reproduce_the_offline_env_step_for_step(mode, scenario
                 offline_action = action
             obs_a, reward_a, terminated, _, info_a = offline.step(offline_action)
             obs_b, reward_b, terminated_b, _, info_b = online.step(action)
-            assert reward_a == reward_b and terminated == terminated_b and info_b["waited"] is False
+            assert reward_a == reward_b and terminated == terminated_b and not info_b["waited"]
             assert all(_same(info_a[key], info_b[key]) for key in OFFLINE_INFO_KEYS)
         assert all(info_a[key] == info_b[key] for key in END_KEYS)
 
@@ -157,7 +157,7 @@ def test_refused_wait_dispatches_the_largest_batch_and_says_so(mode):
     n_max = env.scenario.max_batch
     shares = np.array([0.4, 0.3, 0.2, 0.1])
     _, _, _, _, info = env.step(encode_online_action(mode, n_max, 2, n_max, 4, shares, wait=True))
-    assert info["waited"] is False and info["action_clipped"] is True
+    assert not info["waited"] and info["action_clipped"]
     assert info["batch_size"] == env.model.batch_limit and info["speculation_length"] == 2
     if mode != "discrete":  # the action's band entries are used (float32 logits / weights: 1e-6)
         np.testing.assert_allclose(info["bandwidth"] / env.scenario.uplink.bandwidth, shares, rtol=1e-6)
@@ -322,9 +322,11 @@ def test_existing_presets_are_offline_and_round_trip():
     ("hybrid", np.zeros(6, dtype=np.float32), r"action \(shape \(6,\)\)"),
     ("hybrid", np.array([0, 0, 0, 0, 0, 0, 2.0], dtype=np.float32), r"action\[6\] \(wait\) = 2.0"),
     ("hybrid", np.array([0, 0, 0, 0, 0, 0, np.nan], dtype=np.float32), r"NaN or inf"),
-    ("dict", {"batch_size": 1, "speculation_length": 0, "bandwidth": np.ones(4)}, r"keys .*'wait'"),
-    ("dict", {"batch_size": 1, "speculation_length": 0, "bandwidth": np.ones(4), "wait": 2}, r"action\['wait'\] = 2"),
-    ("dict", {"batch_size": 1, "speculation_length": 0, "bandwidth": np.ones(4), "wait": 0, "x": 1}, r"exactly"),
+    ("dict", {"batch_size_minus_one": 0, "speculation_length": 0, "bandwidth": np.ones(4)}, r"keys .*'wait'"),
+    ("dict", {"batch_size_minus_one": 0, "speculation_length": 0, "bandwidth": np.ones(4), "wait": 2},
+     r"action\['wait'\] = 2"),
+    ("dict", {"batch_size_minus_one": 0, "speculation_length": 0, "bandwidth": np.ones(4), "wait": 0, "x": 1},
+     r"exactly"),
 ])
 def test_out_of_space_actions_raise_naming_the_entry(mode, action, match):
     env = EdgeSDOnlineEnv("small", action_mode=mode, config=_poisson(0.5))
@@ -374,5 +376,5 @@ def test_maskable_ppo_runs_on_the_online_id_and_respects_masks():
         action, _ = model.predict(obs, action_masks=get_action_masks(env))
         obs, reward, terminated, _, info = env.step(action)
         total += reward
-        assert info["action_clipped"] is False  # a masked policy asks for neither a too-large batch nor a bad wait
+        assert not info["action_clipped"]  # a masked policy asks for neither a too-large batch nor a bad wait
     assert total == pytest.approx(-info["mean_latency"], rel=1e-12)

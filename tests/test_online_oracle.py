@@ -45,7 +45,7 @@ def _exhaustive(env: EdgeSDOnlineEnv) -> tuple[float, bool]:
             action = encode_online_action("discrete", 1, 0, n_max, l_max, wait=True) if step is None else \
                 encode_online_action("discrete", step[0], step[1], n_max, l_max)
             _, reward, terminated, _, info = env.step(action)
-            assert info["action_clipped"] is False
+            assert not info["action_clipped"]
             if terminated:
                 total = cost - reward
                 if total < best[0] - 1e-12:
@@ -103,7 +103,7 @@ def test_the_oracle_replays_its_plan(mode):
             obs, reward, terminated, _, info = env.step(oracle.act(obs))
             total += reward
             waits += info["waited"]
-            assert info["action_clipped"] is False
+            assert not info["action_clipped"]
         # Discrete: the env computes the DP's sums in another order (1e-12). Hybrid/dict: the shares pass
         # through float32 logits/weights, which moves each slot by about 1e-7 of its length.
         assert -total == pytest.approx(oracle.plan.cost, rel=1e-12 if mode == "discrete" else 1e-6)
@@ -165,7 +165,7 @@ def test_max_batch_with_timeout_dispatches_only_when_full_late_or_last():
     steps, _ = _run(policy, env, 0)
     for (_, waiting, oldest, can_wait), info in steps:
         full, late = waiting >= 10, oldest >= 8.0
-        assert info["waited"] is not (full or late or not can_wait)
+        assert bool(info["waited"]) is not (full or late or not can_wait)
         if not info["waited"]:
             assert info["batch_size"] == min(waiting, 10)
     assert any(info["waited"] for _, info in steps)
@@ -176,7 +176,7 @@ def test_dispatch_immediately_never_waits(cls):
     env = EdgeSDOnlineEnv("paper", num_tasks=30, config={"arrivals": {"process": "poisson", "arrival_rate": 0.757}})
     steps, _ = _run(cls(env), env, 1)
     for (_, waiting, _, _), info in steps:
-        assert info["waited"] is False and info["batch_size"] == min(waiting, env.model.batch_limit)
+        assert not info["waited"] and info["batch_size"] == min(waiting, env.model.batch_limit)
         if cls is Autoregressive:
             assert info["speculation_length"] == 0
 
