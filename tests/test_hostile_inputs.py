@@ -304,7 +304,8 @@ def test_the_vector_env_rejects_hostile_actions_without_stepping(mode) -> None:
     env.reset(seed=0)
     valid = env.action_space.sample()
     if mode == "dict":
-        bad = [{**valid, "batch_size_minus_one": np.array([True, True])}, {**valid, "bandwidth": np.full((2, 4), np.nan)},
+        bad = [{**valid, "batch_size_minus_one": np.array([True, True])},
+               {**valid, "bandwidth": np.full((2, 4), np.nan)},
                {**valid, "speculation_length": np.array([0, np.inf])}, {1: 2, "a": 3}]
     else:
         width = valid.shape[1]
