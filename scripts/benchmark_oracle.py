@@ -1,6 +1,7 @@
 """Oracle solve time on the paper preset (n_max = 22, l_max = 8), K = 100, 1000 and 10,000, as a table.
 
     python scripts/benchmark_oracle.py [--sizes 100,1000,10000] [--seeds 1] [--objective mean_latency]
+                                       [--preset paper] [--allocation closed_form] [--reference-max 1000]
 
 One process. First the JIT: the compiled DP's first call on a K = 10 episode (it compiles, or loads numba's
 cache; run with ``NUMBA_CACHE_DIR=$(mktemp -d)`` to see the cold compile). Then for each K, on episode
@@ -20,7 +21,7 @@ import numpy as np
 
 from agents.oracle import solve
 from sdedge_gym import Episode, ServingModel, make_scenario
-from sdedge_gym.segments import segment_tables
+from sdedge_gym.segments import ALLOCATIONS, segment_tables
 
 
 def peak_rss_mib() -> float:
@@ -32,26 +33,31 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--objective", default="mean_latency", choices=("mean_latency", "makespan"))
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--allocation", default="closed_form", choices=ALLOCATIONS,
+                        help="band split of the tables (uniform: the uniform-shares baseline's DP)")
     parser.add_argument("--reference-max", type=int, default=1000,
                         help="largest K at which the unpruned DP runs as the reference")
     args = parser.parse_args()
 
-    model = ServingModel.of(make_scenario("paper", num_tasks=10, objective=args.objective))
-    tables = segment_tables(model, Episode.draw(model, np.random.default_rng(0)))
+    model = ServingModel.of(make_scenario(args.preset, num_tasks=10, objective=args.objective))
+    tables = segment_tables(model, Episode.draw(model, np.random.default_rng(0)), args.allocation)
     start = time.perf_counter()
     solve(tables, args.objective)
     print(f"JIT: first DP call {time.perf_counter() - start:.2f} s (compile, or load numba's cache)\n")
 
+    print(f"{args.preset} preset, n_max = {model.batch_limit}, l_max = {model.config.max_speculation}, "
+          f"{args.allocation} band split, {args.objective}\n")
     print("| K | tables (s) | DP (s) | total (s) | labels | unpruned DP (s) | unpruned labels | DP speed-up "
           "| peak RSS (MiB) | objective (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in (int(s) for s in args.sizes.split(",")):
-        model = ServingModel.of(make_scenario("paper", num_tasks=size, objective=args.objective))
+        model = ServingModel.of(make_scenario(args.preset, num_tasks=size, objective=args.objective))
         rows = []
         for seed in range(args.seeds):
             episode = Episode.draw(model, np.random.default_rng(seed))
             start = time.perf_counter()
-            tables = segment_tables(model, episode)
+            tables = segment_tables(model, episode, args.allocation)
             middle = time.perf_counter()
             plan = solve(tables, args.objective, size)
             end = time.perf_counter()
