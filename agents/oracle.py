@@ -26,8 +26,9 @@ Bound pruning (exact). An upper bound UB is the cost of a real plan on the same 
 (n, l) plan, improved by beam-restricted runs of this DP (the 1, then 16 labels per j of least c + LB,
 each pruned by the bound before). A label whose cost so far plus a lower bound LB on its cost to go
 exceeds UB (by more than 1e-9 UB, which covers the rounding of the bounds' different operation order)
-cannot be on an optimal path, and neither can any label it would lead to. LB is the larger of two relaxations, each a backwards 1-D DP over j on the tables
-(r = K - j tasks left, minima over n <= batch limit and every l):
+cannot be on an optimal path, and neither can any label it would lead to. LB is the larger of two
+relaxations, each a backwards 1-D DP over j on the tables (r = K - j tasks left, minima over n <= batch
+limit and every l):
 
 * service chain: drop the uplink after the first batch, S_m >= F_{m-1}. The first batch starts at
   S_1 >= s0 = max(f, u + Umin_j) (Umin_j = min over n of U[j, n]), so S_m >= s0 + the D's of the
