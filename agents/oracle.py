@@ -1,4 +1,4 @@
-"""The exact DP oracle (MODEL.md section 8) and the policy that replays its plan.
+"""The exact DP oracle (MODEL.md section 11) and the policy that replays its plan.
 
 Batches are contiguous segments of the queue. After the first j tasks the state is a label
 (uplink end u, inference end f, cost so far c). Serving segment (j, n, l) with the closed-form band split
@@ -15,12 +15,40 @@ It prunes harder with *shift dominance*. The dynamics are max-plus: monotone in 
 shift-equivariant (starting everything d later makes every later time exactly d later). So from label a,
 every future completion is at most delta = max(0, u_a - u_b, f_a - f_b) later than from label b under
 the same continuation, and with r = K - j tasks left, a is at least as good as b for every continuation
-as soon as c_a + r * delta / K <= c_b (mean latency). Under makespan the final time from a is at most
-delta later, so delta must be 0: the plain Pareto test. At K = 100 this keeps ~10x fewer labels.
+as soon as c_a + w delta <= c_b, w = r / K (mean latency). Under makespan the final time from a is at most
+delta later, so delta must be 0: the plain Pareto test. Written out, c_a + w delta <= c_b is the three
+inequalities c_a <= c_b, c_a + w u_a <= c_b + w u_b, c_a + w f_a <= c_b + w f_b: plain Pareto dominance
+in the coordinates (c, c + w u, c + w f). Both tests are therefore one filter: sort by the first
+coordinate, then a 2-D staircase of the other two with a binary search. Plain dominance implies shift
+dominance (delta = 0), so under mean latency the shift filter alone drops everything either would.
+
+Bound pruning (exact). An upper bound UB is the cost of a real plan on the same tables: the best constant
+(n, l) plan, improved by beam-restricted runs of this DP (the 1, then 16 labels per j of least c + LB,
+each pruned by the bound before). A label whose cost so far plus a lower bound LB on its cost to go
+exceeds UB (by more than 1e-9 UB, which covers the rounding of the bounds' different operation order)
+cannot be on an optimal path, and neither can any label it would lead to. LB is the larger of two
+relaxations, each a backwards 1-D DP over j on the tables (r = K - j tasks left, minima over n <= batch
+limit and every l):
+
+* service chain: drop the uplink after the first batch, S_m >= F_{m-1}. The first batch starts at
+  S_1 >= s0 = max(f, u + Umin_j) (Umin_j = min over n of U[j, n]), so S_m >= s0 + the D's of the
+  batches before m, and summing n_m S_m gives, for mean latency,
+      cost to go >= r s0 / K + W_j,   W_j = min_{n,l} [C[j,n,l] + (K - j - n) D[j,n,l]] / K + W_{j+n}
+  (each D delays every task after its batch), and for makespan  cost to go >= s0 + W'_j - f,
+  W'_j = min_{n,l} D[j,n,l] + W'_{j+n};
+* uplink chain: drop the service, S_m >= u + the slots of batches 1..m, so for mean latency
+      cost to go >= r u / K + V_j,    V_j = min_{n,l} [(K - j) U[j,n] + C[j,n,l]] / K + V_{j+n}
+  (each slot delays every task from its batch on), and for makespan  cost to go >= u + V'_j - f,
+  V'_j = min_n U[j,n] + (min_l D[j,n,l] if j + n = K else V'_{j+n}).
+
+W_K = V_K = 0 and LB = 0 at j = K. A label that dominates an optimal label has c + LB <= the optimum <=
+UB, so the dominance filters and the bound together always keep a label with an optimal continuation.
 
 The DP is exact: it returns the minimum of the objective over every action sequence (tested against
-exhaustive search). In sampled acceptance mode the
-tables read the episode's acceptance draws, so the plan is optimal in hindsight.
+exhaustive search, and pruned against unpruned). In sampled acceptance mode the tables read the
+episode's acceptance draws, so the plan is optimal in hindsight. The forward DP, the filters and the
+bounds are compiled with numba (``cache=True``); fronts live in flat arrays with an offset per j and a
+back-pointer per label for plan recovery.
 """
 
 from __future__ import annotations
@@ -28,6 +56,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from agents.policy import Policy
 from sdedge_gym.actions import encode_action
@@ -36,7 +65,9 @@ from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.uplink import closed_form_allocation
 
 OBJECTIVES = ("mean_latency", "makespan")
-_FRONT_BLOCK = 128  # candidates compared pairwise at once in the Pareto filter
+BEAM_WIDTHS = (1, 16)  # labels per j in the heuristic runs that tighten the upper bound, in turn
+PRUNE_MARGIN = 1e-9  # relative slack of the bound test: far above the bounds' rounding, far below any gap
+_RUN = 16  # the merge sort orders runs of this length by insertion first
 
 
 @dataclass(frozen=True)
@@ -64,80 +95,37 @@ def speculation_front(tables: SegmentTables, objective: str) -> np.ndarray:
     Under makespan only D matters (keep the smallest, lowest l on ties); under mean latency l is dropped
     when another l' has D' <= D and C' <= C (ties keep the lowest l).
     """
-    d, c = tables.duration, tables.completion_sum
-    lengths = np.arange(d.shape[-1])
-    if objective == "makespan":
-        best = np.argmin(d, axis=-1)
-        return lengths == best[..., None]
-    # other[..., i, k]: does l = k dominate (or equal with a lower index) l = i?
-    no_worse = (d[..., None, :] <= d[..., :, None]) & (c[..., None, :] <= c[..., :, None])
-    better = (d[..., None, :] < d[..., :, None]) | (c[..., None, :] < c[..., :, None])
-    earlier = lengths[None, :] < lengths[:, None]
-    dominated = (no_worse & (better | earlier)).any(axis=-1)
-    return ~dominated
+    return _speculation_front(np.ascontiguousarray(tables.duration, dtype=float),
+                              np.ascontiguousarray(tables.completion_sum, dtype=float), objective == "makespan")
 
 
 def non_dominated(u: np.ndarray, f: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Indices of the labels no other label beats or ties in all of (u, f, c) (one of each tie kept).
 
     Sorted by c (then u, f), a label is dominated iff an earlier one has u and f no larger, i.e. iff it
-    lies on or above the 2-D staircase (u, running min of f) of the labels before it. Candidates go
-    through in blocks: each block is checked against the staircase of the earlier blocks (a binary
-    search) and pairwise among itself, then its survivors are merged into the staircase.
+    lies on or above the 2-D staircase (u, running min of f) of the labels before it (a binary search).
     """
-    order = np.lexsort((f, u, c))
-    su, sf = u[order], f[order]
-    kept: list[np.ndarray] = []
-    stair_u = np.empty(0)
-    stair_f = np.empty(0)
-    for start in range(0, order.size, _FRONT_BLOCK):
-        bu, bf = su[start:start + _FRONT_BLOCK], sf[start:start + _FRONT_BLOCK]
-        size = bu.size
-        step = np.searchsorted(stair_u, bu, side="right") - 1
-        dominated = (step >= 0) & (stair_f[np.maximum(step, 0)] <= bf) if stair_u.size else np.zeros(size, bool)
-        within = (bu[None, :] <= bu[:, None]) & (bf[None, :] <= bf[:, None])
-        within &= np.tri(size, size, -1, dtype=bool)  # only earlier candidates of the block
-        dominated |= within.any(axis=1)
-        survivors = np.flatnonzero(~dominated)
-        kept.append(order[start + survivors])
-        merged_u = np.concatenate([stair_u, bu[survivors]])
-        merged_f = np.concatenate([stair_f, bf[survivors]])
-        by_u = np.lexsort((merged_f, merged_u))
-        merged_u, merged_f = merged_u[by_u], merged_f[by_u]
-        running = np.minimum.accumulate(merged_f)
-        corner = np.ones(merged_u.size, dtype=bool)
-        corner[1:] = merged_f[1:] < running[:-1]  # a strict improvement in f: a corner of the staircase
-        stair_u, stair_f = merged_u[corner], merged_f[corner]
-    return np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
+    u, f, c = (np.ascontiguousarray(x, dtype=float) for x in (u, f, c))
+    return _pareto_survivors(c, u, f)
 
 
 def shift_non_dominated(u: np.ndarray, f: np.ndarray, c: np.ndarray, weight: float) -> np.ndarray:
     """Indices of the labels that no other label shift-dominates: b is dropped when some a has
     c_a + weight * max(0, u_a - u_b, f_a - f_b) <= c_b (weight = tasks left / K; one of each tie kept).
 
-    Pairwise in blocks over the labels sorted by cost: only a cheaper (or equal, earlier) label can
-    shift-dominate, since the penalty term is never negative.
+    That is plain dominance in (c, c + weight u, c + weight f) (module docstring), so the same filter.
     """
-    order = np.lexsort((f, u, c))
-    su, sf, sc = u[order], f[order], c[order]
-    dominated = np.zeros(order.size, dtype=bool)
-    for start in range(0, order.size, _FRONT_BLOCK):
-        stop = min(start + _FRONT_BLOCK, order.size)
-        alive = np.flatnonzero(~dominated[:stop])  # the dominators: surviving labels up to this block
-        du = su[alive][None, :] - su[start:stop, None]
-        df = sf[alive][None, :] - sf[start:stop, None]
-        bound = sc[alive][None, :] + weight * np.maximum(np.maximum(du, df), 0.0)
-        beats = (bound <= sc[start:stop, None]) & (alive[None, :] < np.arange(start, stop)[:, None])
-        dominated[start:stop] |= beats.any(axis=1)
-    return order[~dominated]
+    u, f, c = (np.ascontiguousarray(x, dtype=float) for x in (u, f, c))
+    return _shift_survivors(u, f, c, float(weight))
 
 
 def solve(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int | None = None,
-          start: EpisodeClock | None = None, batch_limit: int | None = None) -> Plan:
+          start: EpisodeClock | None = None, batch_limit: int | None = None, prune: bool = True) -> Plan:
     """The minimum-cost sequence of batches serving tasks ``start.next_task``..K-1 from clock ``start``.
 
     ``num_tasks`` is the K that divides the mean-latency cost (default: the table's K); ``batch_limit``
-    caps n (default: the table's width).
+    caps n (default: the table's width). ``prune=False`` skips the bound pruning (dominance only): the
+    same optimum, more labels; tests compare the two.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective = {objective!r} is invalid; allowed: {' | '.join(map(repr, OBJECTIVES))}")
@@ -149,48 +137,305 @@ def solve(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int
         raise ValueError(f"start.next_task = {clock.next_task} is invalid; allowed: an integer in [0, {total - 1}]")
     if width < 1:
         raise ValueError(f"batch_limit = {batch_limit} is invalid; allowed: an integer >= 1")
-    keep_l = speculation_front(tables, objective)
-    first = clock.next_task
-    # Labels at each j: u, f, c and the back-pointer (previous j, label index there, n, l).
-    fronts: dict[int, tuple[np.ndarray, ...]] = {
-        first: (np.array([clock.uplink_end]), np.array([clock.inference_end]), np.zeros(1),
-                np.full(1, -1), np.full(1, -1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)),
-    }
-    labels = 1
+    slot, duration, completion = (np.ascontiguousarray(x, dtype=float) for x in (
+        tables.uplink_slot, tables.duration, tables.completion_sum))
+    makespan = objective == "makespan"
+    keep_l = _speculation_front(duration, completion, makespan)
+    first, u0, f0 = clock.next_task, float(clock.uplink_end), float(clock.inference_end)
+    umin, service, uplink = _cost_to_go_bounds(slot, duration, completion, divisor, width, makespan)
+    limit = np.inf
+    if prune:
+        upper = _best_constant_cost(slot, duration, completion, first, u0, f0, divisor, width, makespan)
+        for beam in BEAM_WIDTHS:  # each run is pruned by the bound of the one before, so the wide one is cheap
+            limit = upper + PRUNE_MARGIN * abs(upper)
+            times, _, offsets = _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, makespan,
+                                         limit, umin, service, uplink, beam)
+            upper = min(upper, float(times[2, offsets[-2]:].min(initial=np.inf)))
+        limit = upper + PRUNE_MARGIN * abs(upper)
+    times, links, offsets = _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, makespan,
+                                     limit, umin, service, uplink, 0)
+    final = times[2, offsets[-2]:]
+    if final.size == 0:
+        raise RuntimeError("the DP kept no label at the end of the queue: the bounds are inconsistent")
+    best = offsets[-2] + int(np.argmin(final))
+    cost = float(times[2, best])
+    batches = []
+    parent, sizes, lengths = links
+    while parent[best] >= 0:
+        batches.append((int(sizes[best]), int(lengths[best])))
+        best = int(parent[best])
+    return Plan(first, tuple(reversed(batches)), cost, int(offsets[-1]))
+
+
+@njit(cache=True)
+def _speculation_front(duration, completion, makespan):
+    """speculation_front on the raw tables (compiled)."""
+    num_tasks, width, num_lengths = duration.shape
+    keep = np.zeros(duration.shape, dtype=np.bool_)
+    for j in range(num_tasks):
+        for s in range(width):
+            d, c = duration[j, s], completion[j, s]
+            if makespan:
+                keep[j, s, np.argmin(d)] = True  # the first minimum: the lowest l on ties
+                continue
+            for i in range(num_lengths):
+                dominated = False
+                for k in range(num_lengths):
+                    if k != i and d[k] <= d[i] and c[k] <= c[i] and (d[k] < d[i] or c[k] < c[i] or k < i):
+                        dominated = True
+                        break
+                keep[j, s, i] = not dominated
+    return keep
+
+
+@njit(cache=True)
+def _lex_order(first, second, third):
+    """Indices sorting the points by (first, second, third), ties in index order: a merge sort (runs of
+    _RUN by insertion, then bottom-up merges). Hand-written because numba's argsort takes seconds to compile."""
+    size = first.size
+    order = np.arange(size)
+    spare = np.empty(size, dtype=np.int64)
+    for lo in range(0, size, _RUN):
+        for a in range(lo + 1, min(lo + _RUN, size)):
+            v = order[a]
+            b = a - 1
+            while b >= lo and _after(order[b], v, first, second, third):
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = v
+    width = _RUN
+    while width < size:
+        for lo in range(0, size, 2 * width):
+            mid, hi = min(lo + width, size), min(lo + 2 * width, size)
+            i, k = lo, mid
+            for t in range(lo, hi):
+                if k >= hi or (i < mid and not _after(order[i], order[k], first, second, third)):
+                    spare[t] = order[i]
+                    i += 1
+                else:
+                    spare[t] = order[k]
+                    k += 1
+        order, spare = spare, order
+        width *= 2
+    return order
+
+
+@njit(cache=True)
+def _after(a, b, first, second, third):
+    """Does point a sort strictly after point b in (first, second, third)?"""
+    if first[a] != first[b]:
+        return first[a] > first[b]
+    if second[a] != second[b]:
+        return second[a] > second[b]
+    return third[a] > third[b]
+
+
+@njit(cache=True)
+def _pareto_survivors(c, x, y):
+    """Indices (in (c, x, y) order) of the points no other point beats or ties in all of (c, x, y).
+
+    After sorting by (c, x, y), a point is dominated iff an earlier one has x and y no larger: iff it lies
+    on or above the staircase of the survivors before it, kept as x ascending with y strictly descending.
+    """
+    order = _lex_order(c, x, y)
+    stair_x = np.empty(order.size)
+    stair_y = np.empty(order.size)
+    steps = 0
+    kept = np.empty(order.size, dtype=np.int64)
+    count = 0
+    for i in order:
+        xi, yi = x[i], y[i]
+        lo, hi = 0, steps  # the first step with stair_x > xi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if stair_x[mid] <= xi:
+                lo = mid + 1
+            else:
+                hi = mid
+        k = lo - 1  # the last step with stair_x <= xi: the lowest y among the steps left of xi
+        if k >= 0 and stair_y[k] <= yi:
+            continue
+        kept[count] = i
+        count += 1
+        # The new point replaces the steps it dominates: one at the same x (its y is larger, else the point
+        # would be dominated) and the run to the right with y >= yi.
+        begin = k if k >= 0 and stair_x[k] == xi else k + 1
+        end = begin
+        while end < steps and stair_y[end] >= yi:
+            end += 1
+        change = 1 - (end - begin)
+        if change > 0:
+            for t in range(steps - 1, end - 1, -1):
+                stair_x[t + 1] = stair_x[t]
+                stair_y[t + 1] = stair_y[t]
+        elif change < 0:
+            for t in range(end, steps):
+                stair_x[t + change] = stair_x[t]
+                stair_y[t + change] = stair_y[t]
+        stair_x[begin] = xi
+        stair_y[begin] = yi
+        steps += change
+    return kept[:count]
+
+
+@njit(cache=True)
+def _shift_survivors(u, f, c, weight):
+    """shift_non_dominated (compiled): plain dominance in (c, c + weight u, c + weight f)."""
+    x = np.empty(c.size)
+    y = np.empty(c.size)
+    for i in range(c.size):
+        x[i] = c[i] + weight * u[i]
+        y[i] = c[i] + weight * f[i]
+    return _pareto_survivors(c, x, y)
+
+
+@njit(cache=True)
+def _cost_to_go_bounds(slot, duration, completion, divisor, width, makespan):
+    """(Umin, W, V) over j = 0..K of the module docstring's lower bounds (backwards 1-D DPs)."""
+    total, _, num_lengths = duration.shape
+    umin = np.full(total + 1, np.inf)
+    service = np.zeros(total + 1)
+    uplink = np.zeros(total + 1)
+    for j in range(total - 1, -1, -1):
+        best_service = np.inf
+        best_uplink = np.inf
+        for n in range(1, min(width, total - j) + 1):
+            after = total - j - n
+            s = slot[j, n - 1]
+            umin[j] = min(umin[j], s)
+            d_min, c_min, chain_min = np.inf, np.inf, np.inf
+            for l in range(num_lengths):
+                d, c = duration[j, n - 1, l], completion[j, n - 1, l]
+                d_min = min(d_min, d)
+                c_min = min(c_min, c)
+                chain_min = min(chain_min, c + after * d)
+            if makespan:
+                best_service = min(best_service, d_min + service[j + n])
+                best_uplink = min(best_uplink, s + (d_min if after == 0 else uplink[j + n]))
+            else:
+                best_service = min(best_service, chain_min / divisor + service[j + n])
+                best_uplink = min(best_uplink, ((total - j) * s + c_min) / divisor + uplink[j + n])
+        service[j] = best_service
+        uplink[j] = best_uplink
+    return umin, service, uplink
+
+
+@njit(cache=True)
+def _lower_bound(j, u, f, total, divisor, makespan, umin, service, uplink):
+    """A lower bound on the cost to go from label (u, f) at j (module docstring)."""
+    if j == total:
+        return 0.0
+    begin = max(f, u + umin[j])
+    if makespan:
+        return max(begin + service[j], u + uplink[j]) - f
+    share = (total - j) / divisor
+    return max(share * begin + service[j], share * u + uplink[j])
+
+
+@njit(cache=True)
+def _cost_after(c, f, begin, f_next, n, completion_sum, divisor, makespan):
+    """The cost so far after a batch of n tasks that starts at ``begin`` and ends at ``f_next`` (docstring)."""
+    if makespan:
+        return c + (f_next - f)
+    return c + (n * begin + completion_sum) / divisor
+
+
+@njit(cache=True)
+def _best_constant_cost(slot, duration, completion, first, u0, f0, divisor, width, makespan):
+    """The least cost over the constant plans (n, l) from the start label (the last batch takes what is left)."""
+    total, _, num_lengths = duration.shape
+    best = np.inf
+    for size in range(1, min(width, total - first) + 1):
+        for l in range(num_lengths):
+            u, f, c = u0, f0, 0.0
+            j = first
+            while j < total:
+                n = min(size, total - j)
+                u = u + slot[j, n - 1]
+                begin = max(u, f)
+                f_next = begin + duration[j, n - 1, l]
+                c = _cost_after(c, f, begin, f_next, n, completion[j, n - 1, l], divisor, makespan)
+                f = f_next
+                j += n
+            best = min(best, c)
+    return best
+
+
+@njit(cache=True)
+def _grown(values):
+    """(rows, m) ``values`` copied into the front of a (rows, 2 m) array."""
+    out = np.empty((values.shape[0], 2 * values.shape[1]), dtype=values.dtype)
+    out[:, :values.shape[1]] = values
+    return out
+
+
+@njit(cache=True)
+def _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, makespan, limit,
+             umin, service, uplink, beam):
+    """The forward DP over j = first..K. Returns the labels' times (u, f, c) as a (3, labels) array, their
+    links (parent label, n, l) as a (3, labels) array and the offsets: the front at j is labels
+    offsets[j - first]:offsets[j - first + 1].
+
+    A candidate with c + LB > ``limit`` is dropped (``limit`` = inf: no bound pruning). ``beam`` > 0 keeps
+    only that many labels per j (least c + LB): a heuristic, for the upper bound.
+    """
+    total, _, num_lengths = duration.shape
+    times = np.empty((3, 1024))  # u, f, c of every label kept, front after front
+    links = np.empty((3, 1024), dtype=np.int64)  # parent, n, l
+    times[0, 0], times[1, 0], times[2, 0] = u0, f0, 0.0
+    links[0, 0], links[1, 0], links[2, 0] = -1, 0, 0
+    size = 1
+    offsets = np.zeros(total - first + 2, dtype=np.int64)
+    offsets[1] = 1
+    cand_times = np.empty((3, 1024))  # the candidates at j, the same layout
+    cand_links = np.empty((3, 1024), dtype=np.int64)
+    lengths = np.empty(num_lengths, dtype=np.int64)
     for j in range(first + 1, total + 1):
-        parts = []
+        m = 0
         for n in range(1, min(width, j - first) + 1):
             p = j - n
-            u, f, c = fronts[p][:3]
-            lengths = np.flatnonzero(keep_l[p, n - 1])
-            u_next = u + tables.uplink_slot[p, n - 1]
-            begin = np.maximum(u_next, f)
-            f_next = begin[:, None] + tables.duration[p, n - 1, lengths][None, :]
-            if objective == "mean_latency":
-                c_next = c[:, None] + (n * begin[:, None] + tables.completion_sum[p, n - 1, lengths][None, :]) / divisor
-            else:
-                c_next = c[:, None] + (f_next - f[:, None])
-            count, width_l = f_next.shape
-            parts.append((np.repeat(u_next, width_l), f_next.ravel(), c_next.ravel(), np.full(count * width_l, p),
-                          np.repeat(np.arange(count), width_l), np.full(count * width_l, n),
-                          np.tile(lengths, count)))
-        merged = [np.concatenate(column) for column in zip(*parts, strict=True)]
-        keep = non_dominated(merged[0], merged[1], merged[2])
-        if objective == "mean_latency" and keep.size > 1:
-            weight = (total - j) / divisor
-            keep = keep[shift_non_dominated(merged[0][keep], merged[1][keep], merged[2][keep], weight)]
-        fronts[j] = tuple(column[keep] for column in merged)
-        labels += keep.size
-    u, f, c, prev, index, sizes, lengths = fronts[total]
-    best = int(np.argmin(c))
-    cost = float(c[best])
-    batches = []
-    j = total
-    while j != first:
-        _, _, _, prev, index, sizes, lengths = fronts[j]
-        batches.append((int(sizes[best]), int(lengths[best])))
-        j, best = int(prev[best]), int(index[best])
-    return Plan(first, tuple(reversed(batches)), cost, labels)
+            kept_lengths = 0
+            for l in range(num_lengths):
+                if keep_l[p, n - 1, l]:
+                    lengths[kept_lengths] = l
+                    kept_lengths += 1
+            s = slot[p, n - 1]
+            for i in range(offsets[p - first], offsets[p - first + 1]):
+                u_next = times[0, i] + s
+                begin = max(u_next, times[1, i])
+                for t in range(kept_lengths):
+                    l = lengths[t]
+                    f_next = begin + duration[p, n - 1, l]
+                    c_next = _cost_after(times[2, i], times[1, i], begin, f_next, n, completion[p, n - 1, l],
+                                         divisor, makespan)
+                    if c_next + _lower_bound(j, u_next, f_next, total, divisor, makespan, umin, service,
+                                             uplink) > limit:
+                        continue
+                    if m == cand_times.shape[1]:
+                        cand_times, cand_links = _grown(cand_times), _grown(cand_links)
+                    cand_times[0, m], cand_times[1, m], cand_times[2, m] = u_next, f_next, c_next
+                    cand_links[0, m], cand_links[1, m], cand_links[2, m] = i, n, l
+                    m += 1
+        cu, cf, cc = cand_times[0, :m], cand_times[1, :m], cand_times[2, :m]
+        keep = _pareto_survivors(cc, cu, cf) if makespan else _shift_survivors(cu, cf, cc, (total - j) / divisor)
+        if 0 < beam < keep.size:
+            score = np.empty(keep.size)
+            for t in range(keep.size):
+                k = keep[t]
+                score[t] = cc[k] + _lower_bound(j, cu[k], cf[k], total, divisor, makespan, umin, service, uplink)
+            best = _lex_order(score, score, score)
+            for t in range(beam):
+                best[t] = keep[best[t]]
+            keep = best[:beam]
+        while size + keep.size > times.shape[1]:
+            times, links = _grown(times), _grown(links)
+        for k in keep:
+            for row in range(3):
+                times[row, size] = cand_times[row, k]
+                links[row, size] = cand_links[row, k]
+            size += 1
+        offsets[j - first + 1] = size
+    return times[:, :size], links[:, :size], offsets
 
 
 def optimal_plan(model: ServingModel, episode: Episode, start: EpisodeClock | None = None,

@@ -1,4 +1,4 @@
-"""Segment tables: the cost of serving every contiguous batch of an episode, for the DP oracle (section 8).
+"""Segment tables: the cost of serving every contiguous batch of an episode, for the DP oracle (section 11).
 
 A batch is a contiguous segment of the queue: first task j, size n, speculation length l. Whatever the
 clock, serving it costs
