@@ -172,7 +172,7 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
         "seed": run["config"]["seed"],
         "n_envs": run["config"]["n_envs"],
         "command": command,
-        "wall_time_s": round(run["wall_time_s"], 1),
+        "wall_time_s": round(run.get("total_wall_time_s", run["wall_time_s"]), 1),
         "hyperparameters": run["hyperparameters"],
         "vectorisation": run["vectorisation"],
         "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}
