@@ -14,8 +14,17 @@ them). Policies that set the band split themselves (``uniform-shares``) run on t
 Policy names: oracle, planner, planner-exact, best-constant, max-batch, autoregressive, uniform-shares,
 random, fixed:N:L (batch size N, speculation length L), pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
-sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip). Only the last two import torch; MaskablePPO agents
-are given the env's action mask.
+sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip), module:Class (any class importable from a dotted
+module path, constructed as Class(env), with SB3's ``predict(observation, state, episode_start,
+deterministic)``; :class:`agents.policy.Policy` is a base for one). Only pretrained and sb3 import torch;
+MaskablePPO agents are given the env's action mask.
+
+``--benchmark`` prints one row per policy in docs/BENCHMARK.md's results-table format instead, on the
+protocol's held-out test episodes (``agents.protocol.TEST_SEEDS``, 500..599) unless --seed/--episodes say
+otherwise; the references it needs (oracle, random, planner, the fixed baselines) are evaluated on the same
+episodes:
+
+    python -m agents.evaluate --benchmark --env sdedge/EdgeSD-Small-v0 --policies pretrained:maskable-ppo-small
 """
 
 from __future__ import annotations
@@ -37,10 +46,14 @@ import sdedge_gym  # registers the ids
 from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
 from agents.oracle import DPOracle, UniformShares
 from agents.planner import MPCPlanner
+from agents.protocol import TEST_SEEDS
 
 DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
                     "random")
 REFERENCE = ("oracle", "random")
+# The deployable baselines (no oracle knowledge of the episode) whose best is the "best baseline" gap.
+FIXED_BASELINES = ("best-constant", "max-batch", "autoregressive")
+BENCHMARK_REFERENCES = ("oracle", "random", "planner", *FIXED_BASELINES)
 _NEEDS_BAND_CONTROL = ("uniform-shares",)
 
 
@@ -126,8 +139,28 @@ def make_policy(spec: str, env) -> Any:
         from agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
 
         return load_pretrained(spec.split(":", 1)[1], env)
+    if spec.count(":") == 1:
+        return _class_policy(spec, env)
     raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
-                     "sb3:ALGO:PATH")
+                     "sb3:ALGO:PATH, module:Class")
+
+
+def _class_policy(spec: str, env) -> Any:
+    """``module:Class`` constructed as ``Class(env)``; it must have SB3's ``predict``."""
+    import importlib
+
+    module_name, class_name = spec.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"policy {spec!r}: cannot import {class_name} from {module_name} ({error}); allowed: "
+                         "module:Class with an importable dotted module path") from error
+    policy = cls(env)
+    if not callable(getattr(policy, "predict", None)):
+        raise TypeError(f"policy {spec!r}: {class_name}(env) has no predict(observation, state, episode_start, "
+                        "deterministic) method; allowed: a class with SB3's predict, e.g. a subclass of "
+                        "agents.policy.Policy")
+    return policy
 
 
 def _env_for(spec: str, env_id: str, base_env):
@@ -211,11 +244,40 @@ def format_table(results: Sequence[PolicyResult]) -> str:
     return "\n".join(lines)
 
 
+BENCHMARK_HEADER = ("| id | policy | mean latency (s) ± 95 % | gap to oracle | gap to best baseline | score | "
+                    "planner gap / score | episodes |\n|---|---|---:|---:|---:|---:|---:|---|")
+
+
+def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TEST_SEEDS),
+                   seed: int = TEST_SEEDS[0], progress: bool = True) -> list[str]:
+    """One docs/BENCHMARK.md results-table row per policy, with the references evaluated on the same episodes.
+
+    Gap to best baseline: 100 (mean / min over FIXED_BASELINES of their means - 1), negative when better.
+    """
+    results = {r.policy: r for r in evaluate(env_id, episodes, seed, [*BENCHMARK_REFERENCES, *policies], progress)}
+    best = min(results[b].mean for b in FIXED_BASELINES)
+    planner = results["planner"]
+    label = f"{seed}..{seed + episodes - 1}"
+    rows = []
+    for name in policies:
+        r = results[name]
+        shown = name if r.action_mode == "discrete" else f"{name} ({r.action_mode})"
+        unit = "" if r.objective == "mean_latency" else " (makespan)"
+        rows.append(f"| `{env_id}` | {shown} | {r.mean:.3f} ± {r.half_width:.3f}{unit} | {r.gap_percent:+.1f} % | "
+                    f"{100.0 * (r.mean / best - 1.0):+.1f} % | {r.score:.3f} | "
+                    f"{planner.gap_percent:+.1f} % / {planner.score:.3f} | {label} |")
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0, help="episode i uses seed S + i")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help=f"episodes (default 20; with --benchmark {len(TEST_SEEDS)}, the test seeds)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"episode i uses seed S + i (default 0; with --benchmark {TEST_SEEDS[0]})")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="print docs/BENCHMARK.md results-table rows for --policies (held-out test seeds)")
     parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                         help="comma-separated policy names (oracle and random are always added)")
     parser.add_argument("--json", default=None, help="also write the per-episode results to this file")
@@ -224,6 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.env not in sdedge_gym.ENV_IDS:
         parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if args.benchmark:
+        episodes = len(TEST_SEEDS) if args.episodes is None else args.episodes
+        seed = TEST_SEEDS[0] if args.seed is None else args.seed
+        print(BENCHMARK_HEADER)
+        print("\n".join(benchmark_rows(args.env, policies, episodes, seed, progress=not args.no_progress)))
+        return 0
+    args.episodes = 20 if args.episodes is None else args.episodes
+    args.seed = 0 if args.seed is None else args.seed
     results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress)
     print(f"{args.env}: {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(format_table(results))
