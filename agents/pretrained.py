@@ -66,6 +66,11 @@ PRETRAINED: dict[str, PretrainedAgent] = {
     for agent in (
         _agent("maskable-ppo-small", "sdedge/EdgeSD-Small-v0", "maskable_ppo"),
         _agent("maskable-ppo-small-stochastic", "sdedge/EdgeSD-Small-Stochastic-v0", "maskable_ppo"),
+        # Built by scripts/train_pretrained.sh; `python -m agents.pretrained list` says "not built" until then.
+        _agent("maskable-ppo-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        _agent("maskable-ppo-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
+        _agent("ppo-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "ppo"),
+        _agent("ppo-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
     )
 }
 
