@@ -92,5 +92,5 @@ def test_benchmark_rows_for_a_class_policy_match_the_evaluation(capsys):
 def test_a_class_path_that_does_not_import_is_a_clear_error():
     import gymnasium as gym
 
-    with pytest.raises(ValueError, match="cannot import Nope from agents.baselines"):
+    with pytest.raises(ValueError, match=r"cannot import Nope from agents\.baselines"):
         make_policy("agents.baselines:Nope", gym.make("sdedge/EdgeSD-Small-v0"))
