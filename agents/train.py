@@ -20,7 +20,7 @@ Writes into ``--out``:
   episodes seeded ``agents.protocol.VALIDATION_SEEDS``, which no training env is ever seeded with);
 * ``logs/``: SB3's logger as ``progress.csv`` and TensorBoard event files (``tensorboard --logdir
   runs/``; TensorBoard needs the ``train`` extra's ``tensorboard``, the CSV does not), plus stdout with
-  ``--verbose 1``;
+  ``--verbose 1``; a resumed run logs into ``logs/resumed_<steps>/``;
 * ``evaluations.csv`` (with ``--eval-every`` > 0): every that many env steps, the deterministic policy's
   mean objective on the ``--eval-episodes`` validation episodes, the oracle's on the same episodes and the
   **oracle gap** in % (also logged as ``eval/oracle_gap_percent``); the oracle's per-episode values are
@@ -507,7 +507,9 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
         model = cls("MlpPolicy", env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
         resumed_from = None
-    model.set_logger(configure(str(out_dir / "logs"), logger_formats(verbose)))
+    # SB3's CSV output rewrites progress.csv: a resumed run logs into a folder of its own.
+    log_dir = out_dir / "logs" if resumed_from is None else out_dir / "logs" / f"resumed_{resumed_from['steps']}"
+    model.set_logger(configure(str(log_dir), logger_formats(verbose)))
     # Earlier runs recorded only wall_time_s, which was then the total.
     wall_before = 0.0
     if config.resume and previous:

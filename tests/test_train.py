@@ -129,6 +129,9 @@ def test_interrupt_leaves_a_checkpoint_and_resume_keeps_the_step_counter(tmp_pat
     # The resumed run reports its own time, and the total adds the interrupted run's.
     assert resumed["total_wall_time_s"] == pytest.approx(interrupted["total_wall_time_s"] + resumed["wall_time_s"])
     assert 0 < resumed["wall_time_s"] < resumed["total_wall_time_s"]
+    # and logs beside the interrupted run's progress.csv instead of overwriting it
+    assert (tmp_path / "logs" / "progress.csv").is_file()
+    assert (tmp_path / "logs" / "resumed_160" / "progress.csv").is_file()
 
 
 def test_resume_refuses_a_different_run_and_a_fresh_run_refuses_to_overwrite(tmp_path):
