@@ -589,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "seeds of agents.protocol (500..599 and >= 900000)")
     parser.add_argument("--out", required=True, help="run directory (checkpoints/, model.zip, run.json)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="final evaluation episodes (0: none)")
+    parser.add_argument("--eval-episodes", type=int, default=20,
+                        help="validation episodes of the final evaluation and of --eval-every (0: none; at most 100)")
     parser.add_argument("--checkpoint-every", type=int, default=10_000, help="env steps between checkpoints")
     parser.add_argument("--eval-every", type=int, default=0,
                         help="env steps between oracle-gap evaluations on the --eval-episodes validation episodes "
