@@ -8,10 +8,11 @@
   Box is a sane split: no user gets less than a twentieth of an equal share, so no upload takes more than
   twenty times its equal-share time (the Shannon rate is concave with r(0) = 0). Random actions (an
   off-policy warm-up, an initial Gaussian policy) then cost 2-16 times the oracle in the median, not
-  550-500000 times as with the earlier plain softmax(8 x) (scripts/random_returns.py, docs/MODEL.md). The gentler
-  LOGIT_SCALE = 4 still lets the shares above the floor differ by e^8 ~ 3000: the closed-form split of
-  more than 99 % of every preset's batches is expressed exactly (all its shares are above the floor), and
-  the rest within a 2 % longer uplink slot (tests/test_actions.py). Equal logits give uniform shares.
+  550-500000 times as with the earlier plain softmax(8 x) (scripts/random_returns.py, docs/MODEL.md).
+  The gentler LOGIT_SCALE = 4 still lets the shares above the floor differ by e^8 ~ 3000: the closed-form
+  split of more than 99 % of every preset's batches is expressed exactly (all its shares are above the
+  floor), and the rest within a 2 % longer uplink slot (tests/test_actions.py). Equal logits give uniform
+  shares.
 * ``dict``    — ``Dict(batch_size=Discrete(n_max, start=1), speculation_length=Discrete(l_max + 1),
   bandwidth=Box(0, 1, (n_max,)))``: the native form; the batch's n users get shares proportional to
   ``bandwidth[:n]``, each weight floored at MIN_WEIGHT so that no user is left without band.
