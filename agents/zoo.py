@@ -50,12 +50,20 @@ class ZooMaskablePPO(MaskablePPO):
                                action_masks=action_masks)
 
 
+class MaskAwareEvalCallback(MaskableEvalCallback):
+    """rl-zoo3's evaluation callback: masked for a MaskablePPO model, SB3's plain evaluation for the others."""
+
+    def _init_callback(self) -> None:
+        super()._init_callback()
+        self.use_masking = isinstance(self.model, MaskablePPO)
+
+
 def register() -> None:
     """Add ``ppo_mask`` to rl-zoo3 and route its evaluation and enjoy through the env's masks (idempotent)."""
     rl_zoo3.ALGOS[ALGO_NAME] = ZooMaskablePPO  # rl_zoo3.ALGOS is the dict train and enjoy import
-    # MaskableEvalCallback takes EvalCallback's arguments and evaluates with the eval env's masks; for the
-    # other algorithms it is EvalCallback (use_masking only applies to MaskablePPO models).
-    rl_zoo3.exp_manager.EvalCallback = MaskableEvalCallback
+    # MaskableEvalCallback takes EvalCallback's arguments and evaluates with the eval env's masks; the other
+    # algorithms' predict takes no masks, so they are evaluated without.
+    rl_zoo3.exp_manager.EvalCallback = MaskAwareEvalCallback
     original = getattr(rl_zoo3.enjoy.create_test_env, "__wrapped__", rl_zoo3.enjoy.create_test_env)
 
     def create_test_env(*args: Any, **kwargs: Any):

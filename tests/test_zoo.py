@@ -58,6 +58,14 @@ def test_agents_zoo_adds_maskable_ppo_evaluates_with_masks_and_enjoy_runs(tmp_pa
     assert "Mean reward" in out
 
 
+def test_agents_zoo_still_trains_and_evaluates_plain_ppo(tmp_path):
+    logs = tmp_path / "logs"
+    _run(["agents.zoo", "train", "--algo", "ppo", "--env", SMALL, "--gym-packages", "sdedge_gym", "--conf-file",
+          str(REPO / "agents/hyperparams.yml"), "-n", "128", "-params", "n_steps:32", "n_envs:2", "batch_size:64",
+          "--eval-freq", "64", "--eval-episodes", "2", "-f", str(logs), "--seed", "1000"], tmp_path)
+    assert (logs / "ppo" / "sdedge-EdgeSD-Small-v0_1" / "evaluations.npz").is_file()
+
+
 def test_masked_predict_in_enjoy_never_asks_for_an_invalid_batch():
     import gymnasium as gym
     import numpy as np
