@@ -16,10 +16,19 @@ random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedg
 policies of agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
-sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip). Only the last two import torch; MaskablePPO agents
-are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
+sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip), module:Class (any class importable from a dotted
+module path, constructed as Class(env), with SB3's ``predict(observation, state, episode_start,
+deterministic)``; :class:`agents.policy.Policy` is a base for one). Only pretrained and sb3 import torch;
+MaskablePPO agents are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
 policies trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with
 SB3's ``predict`` bound to that env.
+
+``--benchmark`` prints one row per policy in docs/BENCHMARK.md's results-table format instead, on the
+protocol's held-out test episodes (``agents.protocol.TEST_SEEDS``, 500..599) unless --seed/--episodes say
+otherwise; the references it needs (oracle, random, planner, the fixed baselines) are evaluated on the same
+episodes:
+
+    python -m agents.evaluate --benchmark --env sdedge/EdgeSD-Small-v0 --policies pretrained:maskable-ppo-small
 """
 
 from __future__ import annotations
@@ -43,11 +52,15 @@ from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch
 from agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from agents.oracle import DPOracle, UniformShares
 from agents.planner import MPCPlanner
+from agents.protocol import TEST_SEEDS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
                     "random")
 REFERENCE = ("oracle", "random")
+# The deployable baselines (no oracle knowledge of the episode) whose best is the "best baseline" gap.
+FIXED_BASELINES = ("best-constant", "max-batch", "autoregressive")
+BENCHMARK_REFERENCES = ("oracle", "random", "planner", *FIXED_BASELINES)
 _NEEDS_BAND_CONTROL = ("uniform-shares",)
 
 
@@ -182,8 +195,28 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
         from agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
 
         return load_pretrained(spec.split(":", 1)[1], env)
+    if spec.count(":") == 1:
+        return _class_policy(spec, env)
     raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
-                     "sb3:ALGO:PATH")
+                     "sb3:ALGO:PATH, module:Class")
+
+
+def _class_policy(spec: str, env) -> Any:
+    """``module:Class`` constructed as ``Class(env)``; it must have SB3's ``predict``."""
+    import importlib
+
+    module_name, class_name = spec.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"policy {spec!r}: cannot import {class_name} from {module_name} ({error}); allowed: "
+                         "module:Class with an importable dotted module path") from error
+    policy = cls(env)
+    if not callable(getattr(policy, "predict", None)):
+        raise TypeError(f"policy {spec!r}: {class_name}(env) has no predict(observation, state, episode_start, "
+                        "deterministic) method; allowed: a class with SB3's predict, e.g. a subclass of "
+                        "agents.policy.Policy")
+    return policy
 
 
 def _env_for(spec: str, env_id: str, base_env, env_kwargs: Mapping[str, Any]):
@@ -296,11 +329,40 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+BENCHMARK_HEADER = ("| id | policy | mean latency (s) ± 95 % | gap to oracle | gap to best baseline | score | "
+                    "planner gap / score | episodes |\n|---|---|---:|---:|---:|---:|---:|---|")
+
+
+def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TEST_SEEDS),
+                   seed: int = TEST_SEEDS[0], progress: bool = True) -> list[str]:
+    """One docs/BENCHMARK.md results-table row per policy, with the references evaluated on the same episodes.
+
+    Gap to best baseline: 100 (mean / min over FIXED_BASELINES of their means - 1), negative when better.
+    """
+    results = {r.policy: r for r in evaluate(env_id, episodes, seed, [*BENCHMARK_REFERENCES, *policies], progress)}
+    best = min(results[b].mean for b in FIXED_BASELINES)
+    planner = results["planner"]
+    label = f"{seed}..{seed + episodes - 1}"
+    rows = []
+    for name in policies:
+        r = results[name]
+        shown = name if r.action_mode == "discrete" else f"{name} ({r.action_mode})"
+        unit = "" if r.objective == "mean_latency" else " (makespan)"
+        rows.append(f"| `{env_id}` | {shown} | {r.mean:.3f} ± {r.half_width:.3f}{unit} | {r.gap_percent:+.1f} % | "
+                    f"{100.0 * (r.mean / best - 1.0):+.1f} % | {r.score:.3f} | "
+                    f"{planner.gap_percent:+.1f} % / {planner.score:.3f} | {label} |")
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
-    parser.add_argument("--episodes", type=_at_least(1), default=20)
-    parser.add_argument("--seed", type=_at_least(0), default=0, help="episode i uses seed S + i (S >= 0)")
+    parser.add_argument("--episodes", type=_at_least(1), default=None,
+                        help=f"episodes (default 20; with --benchmark {len(TEST_SEEDS)}, the test seeds)")
+    parser.add_argument("--seed", type=_at_least(0), default=None,
+                        help=f"episode i uses seed S + i, S >= 0 (default 0; with --benchmark {TEST_SEEDS[0]})")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="print docs/BENCHMARK.md results-table rows for --policies (held-out test seeds)")
     parser.add_argument("--policies", default=None,
                         help="comma-separated policy names (oracle and random are always added); default: "
                              f"{','.join(DEFAULT_POLICIES)} (online ids: {','.join(ONLINE_DEFAULT_POLICIES)})")
@@ -318,6 +380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--policies: {error}")
     finally:
         env.close()
+    if args.benchmark:
+        episodes = len(TEST_SEEDS) if args.episodes is None else args.episodes
+        seed = TEST_SEEDS[0] if args.seed is None else args.seed
+        print(BENCHMARK_HEADER)
+        print("\n".join(benchmark_rows(args.env, policies or DEFAULT_POLICIES, episodes, seed,
+                                        progress=not args.no_progress)))
+        return 0
+    args.episodes = 20 if args.episodes is None else args.episodes
+    args.seed = 0 if args.seed is None else args.seed
     results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress)
     print(f"{args.env}: {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(format_table(results))

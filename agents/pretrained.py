@@ -66,6 +66,11 @@ PRETRAINED: dict[str, PretrainedAgent] = {
     for agent in (
         _agent("maskable-ppo-small", "sdedge/EdgeSD-Small-v0", "maskable_ppo"),
         _agent("maskable-ppo-small-stochastic", "sdedge/EdgeSD-Small-Stochastic-v0", "maskable_ppo"),
+        # Built by scripts/train_pretrained.sh; `python -m agents.pretrained list` says "not built" until then.
+        _agent("maskable-ppo-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        _agent("maskable-ppo-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
+        _agent("ppo-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "ppo"),
+        _agent("ppo-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
     )
 }
 
@@ -172,7 +177,7 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
         "seed": run["config"]["seed"],
         "n_envs": run["config"]["n_envs"],
         "command": command,
-        "wall_time_s": round(run["wall_time_s"], 1),
+        "wall_time_s": round(run.get("total_wall_time_s", run["wall_time_s"]), 1),
         "hyperparameters": run["hyperparameters"],
         "vectorisation": run["vectorisation"],
         "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}

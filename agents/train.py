@@ -1,7 +1,11 @@
 """Train a Stable-Baselines3 agent on an ``sdedge`` id, with checkpoints, resume and a final evaluation.
 
-    python -m agents.train --env sdedge/EdgeSD-Small-v0 --algo maskable_ppo --timesteps 200000 \\
-        --n-envs 8 --seed 1000 --out runs/small
+    python -m agents.train --env sdedge/EdgeSD-Small-v0 --algo maskable_ppo --seed 1000 --out runs/small
+
+Hyperparameters, the budget (``--timesteps``) and ``--n-envs`` come from the id's entry in the rl-zoo3-format
+files of :mod:`agents.hyperparameters` (``agents/hyperparams.yml`` for ppo and maskable_ppo); the flags
+override them. When ``--n-envs`` overrides the file's, ``n_steps`` is rescaled so that a rollout keeps the
+file's ``n_steps x n_envs`` transitions (capped at ``--timesteps``).
 
 Writes into ``--out``:
 
@@ -10,9 +14,20 @@ Writes into ``--out``:
   then exits with 130 or 143). A signal only asks the run to stop: training ends at the next env step,
   never in the middle of writing a checkpoint (a second Ctrl-C stops at once);
 * ``model.zip``, the final model;
-* ``run.json``: the arguments, the status, the steps done, the wall time and the final evaluation (the
-  objective, mean latency or makespan in s, over ``--eval-episodes`` episodes seeded EVAL_SEED_BASE,
-  EVAL_SEED_BASE + 1, ..., which no training env is ever seeded with).
+* ``run.json``: the arguments, the hyperparameters and their source, the status, the steps done, the wall
+  time (``wall_time_s`` of this invocation, ``total_wall_time_s`` over the run and every run it resumed)
+  and the final evaluation (the objective, mean latency or makespan in s, over ``--eval-episodes`` validation
+  episodes seeded ``agents.protocol.VALIDATION_SEEDS``, which no training env is ever seeded with);
+* ``logs/``: SB3's logger as ``progress.csv`` and TensorBoard event files (``tensorboard --logdir
+  runs/``; TensorBoard needs the ``train`` extra's ``tensorboard``, the CSV does not), plus stdout with
+  ``--verbose 1``; a resumed run logs into ``logs/resumed_<steps>/``;
+* ``evaluations.csv`` (with ``--eval-every`` > 0): every that many env steps, the deterministic policy's
+  mean objective on the ``--eval-episodes`` validation episodes, the oracle's on the same episodes and the
+  **oracle gap** in % (also logged as ``eval/oracle_gap_percent``); the oracle's per-episode values are
+  computed once and cached in ``oracle_values.json``. ``scripts/plot_training.py`` draws the curves.
+
+``--progress-bar`` (SB3's tqdm/rich bar) is on by default when tqdm and rich are installed and stdout is a
+terminal, off otherwise (logs of batch jobs stay free of bar redraws); ``--no-progress-bar`` turns it off.
 
 ``--resume`` continues from the newest checkpoint in ``--out`` (interrupted or periodic) with the same
 env, algorithm, number of envs and seed, keeping the step counter: ``--timesteps`` is the total to reach.
@@ -44,6 +59,8 @@ import numpy as np
 from gymnasium import spaces
 
 import sdedge_gym  # noqa: F401  (registers the ids)
+from agents.hyperparameters import load_entry
+from agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_gym.registration import ENV_TABLE
 
 TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
@@ -53,6 +70,7 @@ try:
     from stable_baselines3 import A2C, DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import configure
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
 except ImportError as error:  # the optional extra is missing: say which one
@@ -67,9 +85,9 @@ ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {
     "maskable_ppo": ("discrete",),
     "dqn": ("discrete",),
 }
-# Evaluation episodes are reset with seeds EVAL_SEED_BASE + i; training envs are seeded seed .. seed + n_envs - 1
-# (their later episodes continue those streams), so training seeds must stay below this base.
-EVAL_SEED_BASE = 900_000
+# Training envs are seeded seed .. seed + n_envs - 1 (their later episodes continue those streams); those seeds
+# must avoid the held-out test and validation seeds of agents.protocol.
+MAX_TRAINING_SEED = VALIDATION_SEEDS[0] - 1
 CHECKPOINT_PREFIX = "model"
 INTERRUPTED_PREFIX = "interrupted"
 _CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTED_PREFIX}_(\d+))\.zip$")
@@ -90,6 +108,8 @@ class TrainConfig:
     resume: bool = False
     eval_episodes: int = 20
     checkpoint_every: int = 10_000
+    eval_every: int = 0  # env steps between oracle-gap evaluations (0: none)
+    progress_bar: bool = False
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -105,9 +125,18 @@ class TrainConfig:
         # Messages name the CLI flags: that is where users meet these values.
         _check_int("--timesteps", self.timesteps, 1)
         _check_int("--n-envs", self.n_envs, 1)
-        _check_int("--seed", self.seed, 0, EVAL_SEED_BASE - self.n_envs)
-        _check_int("--eval-episodes", self.eval_episodes, 0)
+        _check_int("--seed", self.seed, 0, MAX_TRAINING_SEED - self.n_envs + 1)
+        overlap = training_seeds_overlap(self.seed, self.n_envs)
+        if overlap:
+            last = self.seed + self.n_envs - 1
+            raise ValueError(f"--seed = {self.seed} is invalid: training envs are seeded {self.seed}..{last} "
+                             f"and {overlap}; allowed: seeds whose range avoids agents.protocol's held-out seeds, "
+                             "e.g. 1000, 2000, 3000")
+        _check_int("--eval-episodes", self.eval_episodes, 0, len(VALIDATION_SEEDS))
         _check_int("--checkpoint-every", self.checkpoint_every, 1)
+        _check_int("--eval-every", self.eval_every, 0)
+        if self.eval_every > 0 and self.eval_episodes == 0:
+            raise ValueError("--eval-every > 0 needs --eval-episodes >= 1 (the episodes the oracle gap is measured on)")
 
     @property
     def action_mode(self) -> str:
@@ -182,13 +211,14 @@ def make_training_env(config: TrainConfig):
       otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
     Env i's first episode is seeded ``seed + i`` (by SB3's ``model.set_random_seed`` / ``VecEnv.seed``).
     """
+    keywords = load_entry(config.env_id, config.algo).info_keywords
     if config.n_envs == 1:
-        return DummyVecEnv([lambda: Monitor(make_single_env(config))])
-    native = _native_vec_env(config)
+        return DummyVecEnv([lambda: Monitor(make_single_env(config), info_keywords=keywords)])
+    native = _native_vec_env(config, keywords)
     if native is not None:
         return native
     return make_vec_env(lambda: make_single_env(config), n_envs=config.n_envs, seed=config.seed,
-                        vec_env_cls=DummyVecEnv)
+                        vec_env_cls=DummyVecEnv, monitor_kwargs={"info_keywords": keywords})
 
 
 def vectorisation_path(config: TrainConfig) -> str:
@@ -206,7 +236,7 @@ def _native_adapter_available(config: TrainConfig) -> bool:
             and gym.spec(config.env_id).vector_entry_point is not None)
 
 
-def _native_vec_env(config: TrainConfig):
+def _native_vec_env(config: TrainConfig, info_keywords: tuple[str, ...] = ()):
     """The native SB3 adapter with a VecMonitor, or None while ``agents/sb3_vec_env.py`` does not exist."""
     if not _native_adapter_available(config):
         return None
@@ -215,7 +245,7 @@ def _native_vec_env(config: TrainConfig):
     venv = make_sb3_vec_env(config.env_id, num_envs=config.n_envs, seed=config.seed)
     if config.algo == "dqn":
         venv = FlattenVecActions(venv)
-    return VecMonitor(venv)
+    return VecMonitor(venv, info_keywords=info_keywords)
 
 
 class FlattenVecActions(VecEnvWrapper):
@@ -243,33 +273,20 @@ def algorithm_class(algo: str):
 
 
 def hyperparameters(config: TrainConfig) -> dict[str, Any]:
-    """Hyperparameters for this env family.
+    """The algorithm's keyword arguments for this run, from the id's entry in its hyperparameter file.
 
-    Episodes are short (at most K steps: 8 on the small preset) and the return is exactly minus the
-    objective, so there is no discount (gamma = 1): discounting would weigh the first batches more than the
-    objective does. For the same reason PPO uses Monte-Carlo returns (gae_lambda = 1): they are unbiased and
-    cheap over a few steps, where bootstrapping from an early, poor value function kept PPO at the best
-    constant action on EdgeSD-Small-v0 (gae_lambda 0.95, entropy 0.01, 64x64: no better than the best
-    constant after 300k steps; gae_lambda 1, no entropy bonus, lr 1e-3, 128x128: 3 % below it after 100k).
-    The observation is already normalised to [0, 1] and the rewards are seconds of O(1), so no VecNormalize:
-    it would add statistics to ship with every model for no gain on these scales.
+    The reasons for the values are in the files (agents/hyperparams.yml). The only adjustment made here:
+    a rollout (``n_steps`` per env) keeps the file's n_steps x n_envs transitions whatever ``--n-envs`` is,
+    and is no longer than the whole run (a rollout longer than the run would only overshoot it).
     """
-    net = {"net_arch": [128, 128]}
-    if config.algo in ("ppo", "maskable_ppo"):
-        # 2048 transitions per update whatever the number of envs (fewer when the whole run is shorter: a
-        # rollout longer than the run would only overshoot it).
-        rollout = min(2048, config.timesteps)
-        n_steps = max(rollout // config.n_envs, 8)
-        return {"n_steps": n_steps, "batch_size": min(256, n_steps * config.n_envs), "n_epochs": 10,
-                "learning_rate": 1e-3, "gamma": 1.0, "gae_lambda": 1.0, "ent_coef": 0.0, "clip_range": 0.2,
-                "policy_kwargs": net}
-    if config.algo == "a2c":
-        return {"n_steps": 16, "learning_rate": 7e-4, "gamma": 1.0, "gae_lambda": 0.95, "ent_coef": 0.01,
-                "policy_kwargs": net}
-    # A 1M-transition default buffer would hold ~0.2 GB of observations for nothing: runs here are short.
-    return {"buffer_size": 100_000, "learning_starts": 1_000, "batch_size": 128, "learning_rate": 1e-3,
-            "gamma": 1.0, "train_freq": 4, "target_update_interval": 1_000, "exploration_fraction": 0.3,
-            "exploration_final_eps": 0.02, "policy_kwargs": net}
+    entry = load_entry(config.env_id, config.algo)
+    settings = copy.deepcopy(entry.algorithm_kwargs)
+    if "n_steps" in settings and config.algo != "dqn":
+        rollout = min(int(settings["n_steps"]) * entry.n_envs, config.timesteps)
+        settings["n_steps"] = max(rollout // config.n_envs, 8)
+        if "batch_size" in settings:
+            settings["batch_size"] = min(int(settings["batch_size"]), settings["n_steps"] * config.n_envs)
+    return settings
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -331,6 +348,87 @@ def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str
     env.close()
     return {"objective": objective, "mean": float(np.mean(values)), "std": float(np.std(values)),
             "episodes": len(values), "seeds": [int(s) for s in seeds], "values": values}
+
+
+def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
+    """The oracle's objective on each of ``seeds``, computed once per (id, seed) and cached in the run dir."""
+    from agents.evaluate import run_episodes
+    from agents.oracle import DPOracle
+
+    path = config.out_dir / "oracle_values.json"
+    cache = json.loads(path.read_text()) if path.exists() else {"env_id": config.env_id, "values": {}}
+    if cache["env_id"] != config.env_id:
+        raise ValueError(f"{path} holds the oracle of {cache['env_id']!r}, not {config.env_id!r}; allowed: a run "
+                         "directory of this id (or delete the file)")
+    missing = [int(s) for s in seeds if str(int(s)) not in cache["values"]]
+    if missing:
+        env = gym.make(config.env_id)
+        for seed, ret in zip(missing, run_episodes(DPOracle(env), env, missing), strict=True):
+            cache["values"][str(seed)] = -ret
+        env.close()
+        path.write_text(json.dumps(cache, indent=2) + "\n")
+    return [float(cache["values"][str(int(s))]) for s in seeds]
+
+
+EVALUATIONS_HEADER = "timesteps,objective,oracle,oracle_gap_percent,wall_time_s\n"
+
+
+class OracleGapCallback(BaseCallback):
+    """Every ``every`` env steps (and at the start of a fresh run): the deterministic policy's gap to the oracle.
+
+    Scored on the validation episodes of the run (``VALIDATION_SEEDS[:eval_episodes]``); logged as
+    ``eval/objective``, ``eval/oracle_gap_percent`` and appended to ``evaluations.csv`` in the run dir.
+    """
+
+    def __init__(self, config: TrainConfig, every: int) -> None:
+        super().__init__()
+        self.config, self.every = config, every
+        self.seeds = list(VALIDATION_SEEDS[: config.eval_episodes])
+        self.path = config.out_dir / "evaluations.csv"
+        self.next_at = 0
+        self.start = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self.oracle = float(np.mean(oracle_values(self.config, self.seeds)))
+        if not self.path.exists():
+            self.path.write_text(EVALUATIONS_HEADER)
+        if self.num_timesteps == 0:
+            self._evaluate()
+        self.next_at = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_at:
+            self._evaluate()
+            self.next_at = (self.num_timesteps // self.every + 1) * self.every
+        return True
+
+    def _evaluate(self) -> None:
+        mean = evaluate_model(self.model, self.config, self.seeds)["mean"]
+        gap = 100.0 * (mean / self.oracle - 1.0)
+        self.logger.record("eval/objective", mean)
+        self.logger.record("eval/oracle_gap_percent", gap)
+        with self.path.open("a") as handle:
+            handle.write(f"{self.num_timesteps},{mean!r},{self.oracle!r},{gap!r},"
+                         f"{time.perf_counter() - self.start:.3f}\n")
+
+
+def progress_bar_default() -> bool:
+    """On when SB3's bar can be drawn (tqdm and rich installed) and stdout is a terminal."""
+    import importlib.util
+
+    installed = all(importlib.util.find_spec(name) is not None for name in ("tqdm", "rich"))
+    return installed and sys.stdout.isatty()
+
+
+def logger_formats(verbose: int) -> list[str]:
+    """SB3 logger outputs: CSV always, TensorBoard when installed, stdout with ``--verbose`` >= 1."""
+    import importlib.util
+
+    formats = ["stdout"] if verbose >= 1 else []
+    formats.append("csv")
+    if importlib.util.find_spec("tensorboard") is not None:
+        formats.append("tensorboard")
+    return formats
 
 
 # ---------------------------------------------------------------------- the run
@@ -411,15 +509,23 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
         model = cls("MlpPolicy", env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
         resumed_from = None
-    wall_before = float(previous.get("wall_time_s", 0.0)) if config.resume and previous else 0.0
+    # SB3's CSV output rewrites progress.csv: a resumed run logs into a folder of its own.
+    log_dir = out_dir / "logs" if resumed_from is None else out_dir / "logs" / f"resumed_{resumed_from['steps']}"
+    model.set_logger(configure(str(log_dir), logger_formats(verbose)))
+    # Earlier runs recorded only wall_time_s, which was then the total.
+    wall_before = 0.0
+    if config.resume and previous:
+        wall_before = float(previous.get("total_wall_time_s", previous.get("wall_time_s", 0.0)))
     record: dict[str, Any] = {
         "config": asdict(config),
         "hyperparameters": _jsonable(settings),
+        "hyperparameters_source": load_entry(config.env_id, config.algo).source,
         "vectorisation": vectorisation_path(config),
         "status": "running",
         "resumed_from": resumed_from,
         "steps": int(model.num_timesteps),
-        "wall_time_s": wall_before,
+        "wall_time_s": 0.0,
+        "total_wall_time_s": wall_before,
         "evaluation": None,
     }
     _write_run(out_dir, record)
@@ -429,17 +535,19 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
                                     save_path=str(checkpoint_dir), name_prefix=CHECKPOINT_PREFIX)
     remaining = max(config.timesteps - model.num_timesteps, 0)
     stopper = [] if stop is None else [StopOnRequest(stop)]
+    evaluator = [OracleGapCallback(config, config.eval_every)] if config.eval_every > 0 else []
     start = time.perf_counter()
     try:
         if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=[checkpoint, *stopper, *callbacks],
-                        reset_num_timesteps=not config.resume, progress_bar=False)
+            model.learn(total_timesteps=remaining, callback=[checkpoint, *evaluator, *stopper, *callbacks],
+                        reset_num_timesteps=not config.resume, progress_bar=config.progress_bar)
         if stop is not None and stop.signum is not None:
             raise TrainingInterrupted(stop.signum)
     except KeyboardInterrupt:
         model.save(checkpoint_dir / f"{INTERRUPTED_PREFIX}_{model.num_timesteps}.zip")
-        record.update(status="interrupted", steps=int(model.num_timesteps),
-                      wall_time_s=wall_before + time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        record.update(status="interrupted", steps=int(model.num_timesteps), wall_time_s=elapsed,
+                      total_wall_time_s=wall_before + elapsed)
         _write_run(out_dir, record)
         raise
     finally:
@@ -449,10 +557,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     final_checkpoint = checkpoint_dir / f"{CHECKPOINT_PREFIX}_{model.num_timesteps}_steps.zip"
     if not final_checkpoint.exists():
         model.save(final_checkpoint)
-    record.update(steps=int(model.num_timesteps), wall_time_s=wall_before + time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    record.update(steps=int(model.num_timesteps), wall_time_s=elapsed, total_wall_time_s=wall_before + elapsed)
     if config.eval_episodes > 0:
-        seeds = range(EVAL_SEED_BASE, EVAL_SEED_BASE + config.eval_episodes)
-        record["evaluation"] = evaluate_model(model, config, seeds)
+        record["evaluation"] = evaluate_model(model, config, VALIDATION_SEEDS[: config.eval_episodes])
     record["status"] = "completed"
     _write_run(out_dir, record)
     return record
@@ -474,13 +582,24 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-Small-v0")
     parser.add_argument("--algo", required=True, choices=ALGORITHMS)
-    parser.add_argument("--timesteps", type=int, required=True, help="total env steps to reach")
-    parser.add_argument("--n-envs", type=int, default=1, help="parallel envs (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help=f"training seed, in [0, {EVAL_SEED_BASE} - n_envs]")
+    parser.add_argument("--timesteps", type=int, default=None,
+                        help="total env steps to reach (default: n_timesteps of the id's hyperparameter entry)")
+    parser.add_argument("--n-envs", type=int, default=None,
+                        help="parallel envs (default: n_envs of the id's hyperparameter entry)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed; envs are seeded seed..seed + n_envs - 1, which must avoid the held-out "
+                             "seeds of agents.protocol (500..599 and >= 900000)")
     parser.add_argument("--out", required=True, help="run directory (checkpoints/, model.zip, run.json)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="final evaluation episodes (0: none)")
+    parser.add_argument("--eval-episodes", type=int, default=20,
+                        help="validation episodes of the final evaluation and of --eval-every (0: none; at most 100)")
     parser.add_argument("--checkpoint-every", type=int, default=10_000, help="env steps between checkpoints")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="env steps between oracle-gap evaluations on the --eval-episodes validation episodes "
+                             "(0: none), written to evaluations.csv and the logs")
+    parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None,
+                        help="SB3's progress bar (default: on when tqdm and rich are installed and stdout is a "
+                             "terminal)")
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads (default 1: the policies are small MLPs, more threads only "
                              "add synchronisation and contend on a shared machine)")
@@ -495,9 +614,16 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argpar
     if args.torch_threads < 1:
         parser.error(f"--torch-threads = {args.torch_threads} is invalid; allowed: an integer >= 1")
     try:
-        config = TrainConfig(env_id=args.env, algo=args.algo, timesteps=args.timesteps, n_envs=args.n_envs,
+        # The id, the algorithm and its action mode first (their messages), then the id's hyperparameter entry.
+        TrainConfig(env_id=args.env, algo=args.algo, timesteps=1)
+        entry = load_entry(args.env, args.algo)
+        progress = progress_bar_default() if args.progress_bar is None else args.progress_bar
+        config = TrainConfig(env_id=args.env, algo=args.algo,
+                             timesteps=entry.n_timesteps if args.timesteps is None else args.timesteps,
+                             n_envs=entry.n_envs if args.n_envs is None else args.n_envs,
                              seed=args.seed, out=args.out, resume=args.resume, eval_episodes=args.eval_episodes,
-                             checkpoint_every=args.checkpoint_every)
+                             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                             progress_bar=progress)
     except ValueError as error:
         parser.error(str(error))
     return config, args
@@ -522,10 +648,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
     evaluation = record["evaluation"]
-    summary = f"trained {record['steps']} steps in {record['wall_time_s']:.1f} s -> {config.out_dir / 'model.zip'}"
+    summary = f"trained {record['steps']} steps in {record['wall_time_s']:.1f} s"
+    if config.resume:
+        summary += f" (this run; {record['total_wall_time_s']:.1f} s in total since the run started)"
+    summary += f" -> {config.out_dir / 'model.zip'}"
     if evaluation is not None:
-        summary += (f"; {evaluation['objective']} {evaluation['mean']:.4f} s over {evaluation['episodes']} episodes "
-                    f"(seeds {EVAL_SEED_BASE}..{EVAL_SEED_BASE + evaluation['episodes'] - 1})")
+        seeds = evaluation["seeds"]
+        summary += (f"; {evaluation['objective']} {evaluation['mean']:.4f} s over {evaluation['episodes']} validation "
+                    f"episodes (seeds {seeds[0]}..{seeds[-1]})")
     print(summary)
     return 0
 

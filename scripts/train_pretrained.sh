@@ -1,25 +1,84 @@
 #!/usr/bin/env bash
-# Rebuild the shipped pretrained agents in agents/pretrained/ (model zip + JSON card each).
+# Rebuild the shipped agents of agents/pretrained/ (model zip + JSON card each), three training seeds each.
 #
-# These are the exact commands that produced the shipped agents. Each trains with `python -m agents.train`
-# into runs/pretrained/<name>/ (checkpoints, model.zip, run.json; rerun with --resume appended to continue an
-# interrupted run), then `python -m agents.pretrained ship` copies the model and writes the card, evaluating
-# the agent against the oracle, the MPC planner, the best constant action and random valid actions on
-# episodes seeded 0..99 (the training envs are seeded 1000..1007, and `agents.train`'s own final
-# evaluation uses seeds 900000..900099).
+# For every (id, algorithm) below: train with `python -m agents.train` at the training seeds 1000, 2000 and
+# 3000 of agents/protocol.py (hyperparameters, budget and n_envs from agents/hyperparams.yml), into
+# runs/pretrained/<name>/seed<S>/ (checkpoints, model.zip, run.json, logs/, evaluations.csv; rerun the same
+# command with --resume appended to continue an interrupted run). Each seed's agent is evaluated on the
+# held-out test episodes 500..599 (`python -m agents.evaluate --json`); the seed with the median test
+# score is shipped (`python -m agents.pretrained ship`, whose card evaluates it on the same test episodes),
+# and runs/pretrained/results.md gets every seed's row, the interquartile mean and the stratified bootstrap
+# 95 % interval of the normalised score over the seeds, and the learning curves (scripts/plot_training.py,
+# docs/figures/training_<name>.png).
 #
-# Needs the train extra: pip install 'sdedge-gym[train]'. About 8 minutes per agent on 2 shared cores.
+# Duration, estimated from short runs on 2 shared cores with the pre-kernel env (docs/BENCHMARK.md,
+# "Training budget"): ~875 env steps/s on the small ids (MaskablePPO, 8 envs, with the oracle-gap
+# evaluation) -> ~5 min per 250k-step seed, ~30 min for the two small agents; ~250-280 env steps/s on the
+# paper-size ids -> ~1 h per 1M-step seed, ~12-14 h for the four paper-size agents (3 seeds each), plus the
+# evaluations: about 13-15 h in all. A faster env shortens the paper-size part less than its own speed-up:
+# the PPO learner alone took ~2.5 ms per env step there (~40 min per 1M-step seed).
+# Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SEEDS=(1000 2000 3000)
+
 train_and_ship() {
-    local name="$1" env_id="$2" timesteps="$3"
-    local command="OMP_NUM_THREADS=1 nice python -m agents.train --env ${env_id} --algo maskable_ppo --timesteps ${timesteps} --n-envs 8 --seed 1000 --out runs/pretrained/${name} --eval-episodes 100 --checkpoint-every 50000"
-    rm -rf "runs/pretrained/${name}"
-    eval "${command}"
-    python -m agents.pretrained ship "${name}" --run "runs/pretrained/${name}" --command "${command}" \
-        --episodes 100 --seed 0
+    local name="$1" env_id="$2" algo="$3"
+    local cls
+    case "${algo}" in
+        maskable_ppo) cls=MaskablePPO ;;
+        ppo) cls=PPO ;;
+        *) echo "unknown algo ${algo}" >&2; return 2 ;;
+    esac
+    local scores=()
+    for seed in "${SEEDS[@]}"; do
+        local out="runs/pretrained/${name}/seed${seed}"
+        local command="OMP_NUM_THREADS=1 nice python -m agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar"
+        rm -rf "${out}"
+        eval "${command}"
+        echo "${command}" > "${out}/command.txt"
+        python -m agents.evaluate --env "${env_id}" --episodes 100 --seed 500 --policies "sb3:${cls}:${out}/model.zip" \
+            --json "${out}/test.json" --no-progress > /dev/null
+    done
+    # The median seed by test score, the per-seed rows and the aggregate over seeds.
+    local median_seed
+    median_seed=$(python - "${name}" "${env_id}" "${cls}" "${SEEDS[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+from agents.statistics import interquartile_mean, stratified_bootstrap_ci
+name, env_id, cls, *seeds = sys.argv[1:]
+scores = {}
+for seed in seeds:
+    data = json.loads(Path(f"runs/pretrained/{name}/seed{seed}/test.json").read_text())
+    policy = f"sb3:{cls}:runs/pretrained/{name}/seed{seed}/model.zip"
+    scores[seed] = next(r for r in data["results"] if r["policy"] == policy)
+ordered = sorted(seeds, key=lambda s: scores[s]["score"])
+median = ordered[len(ordered) // 2]
+values = [scores[s]["score"] for s in seeds]
+point, low, high = stratified_bootstrap_ci({env_id: values})
+with open("runs/pretrained/results.md", "a") as out:
+    for s in seeds:
+        r = scores[s]
+        out.write(f"| `{env_id}` | {name} seed {s}{' (shipped)' if s == median else ''} | {r['mean']:.3f} ± "
+                  f"{r['half_width']:.3f} | {r['gap_percent']:+.1f} % | {r['score']:.3f} |\n")
+    out.write(f"| `{env_id}` | {name}: IQM of the score over {len(seeds)} seeds [95 % stratified bootstrap] | | | "
+              f"{interquartile_mean(values):.3f} [{low:.3f}, {high:.3f}] |\n")
+print(median)
+PY
+)
+    local shipped="runs/pretrained/${name}/seed${median_seed}"
+    python -m agents.pretrained ship "${name}" --run "${shipped}" --command "$(cat "${shipped}/command.txt")" \
+        --episodes 100 --seed 500
+    python scripts/plot_training.py "runs/pretrained/${name}"/seed* --out "docs/figures/training_${name}.png"
 }
 
-train_and_ship maskable-ppo-small sdedge/EdgeSD-Small-v0 250000
-train_and_ship maskable-ppo-small-stochastic sdedge/EdgeSD-Small-Stochastic-v0 250000
+mkdir -p runs/pretrained
+printf '%s\n' '| id | agent | mean latency (s) ± 95 %, test episodes 500..599 | gap to oracle | score |' \
+    '|---|---|---:|---:|---:|' > runs/pretrained/results.md
+train_and_ship maskable-ppo-small sdedge/EdgeSD-Small-v0 maskable_ppo
+train_and_ship maskable-ppo-small-stochastic sdedge/EdgeSD-Small-Stochastic-v0 maskable_ppo
+train_and_ship maskable-ppo-paper sdedge/EdgeSD-v0 maskable_ppo
+train_and_ship maskable-ppo-paper-stochastic sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo
+train_and_ship ppo-paper-hybrid sdedge/EdgeSD-Paper-Hybrid-v0 ppo
+train_and_ship ppo-uplink-hybrid sdedge/EdgeSD-Uplink-Hybrid-v0 ppo

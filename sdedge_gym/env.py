@@ -193,11 +193,16 @@ class EdgeSDEnv(gym.Env):
     | "discrete" | ``MultiDiscrete([n_max, l_max + 1])``              | ``[n - 1, l]``; closed-form band split    |
     | "hybrid"   | ``Box(-1, 1, (2 + n_max,), float32)``              | entries 0, 1 pick n, l by equal bins of   |
     |            |                                                    | [-1, 1]; entries 2.. are band logits x:   |
-    |            |                                                    | shares softmax(8 x[:n])                   |
+    |            |                                                    | shares 0.05 / n + 0.95 softmax(4 x[:n])   |
     | "dict"     | ``Dict(batch_size_minus_one=Discrete(n_max),``     | ``batch_size_minus_one`` = n - 1 (0-based |
     |            | ``speculation_length=Discrete(l_max + 1),``        | as in "discrete"); shares proportional to |
     |            | ``bandwidth=Box(0, 1, (n_max,), float32))``        | ``max(bandwidth[:n], 1e-6)``              |
 
+    In the hybrid mode every point of the Box is a sane split: each user of the batch gets at least a
+    twentieth of an equal share (``BAND_FLOOR`` = 0.05 of the band split equally, plus a softmax part with
+    ``LOGIT_SCALE`` = 4), so random or exploratory actions never leave an upload starved. The closed-form
+    split of a batch is expressed exactly when all its shares are above that floor (over 99 % of every
+    preset's batches), otherwise with the floored shares.
     ``sdedge_gym.actions.encode_action`` builds the action of any mode from (n, l, shares).
 
     A batch larger than the tasks left or than the GPUs' memory allows is invalid: it is clipped to the

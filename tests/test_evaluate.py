@@ -63,3 +63,34 @@ def test_shipped_agent_is_a_policy_choice():
 
     with pytest.raises(ValueError, match="maskable-ppo-small"):  # the error lists the shipped agents
         make_policy("pretrained:nope", gym.make("sdedge/EdgeSD-Small-v0"))
+
+
+def test_benchmark_rows_for_a_class_policy_match_the_evaluation(capsys):
+    from agents.evaluate import benchmark_rows
+
+    rows = benchmark_rows("sdedge/EdgeSD-Small-v0", ["agents.baselines:MaxBatch", "oracle"], episodes=3, seed=500,
+                          progress=False)
+    results = {r.policy: r for r in evaluate("sdedge/EdgeSD-Small-v0", 3, 500,
+                                             ["agents.baselines:MaxBatch", "planner", "best-constant", "max-batch",
+                                              "autoregressive"], progress=False)}
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    mine = results["agents.baselines:MaxBatch"]
+    best = min(results[b].mean for b in ("best-constant", "max-batch", "autoregressive"))
+    assert cells[:2] == ["`sdedge/EdgeSD-Small-v0`", "agents.baselines:MaxBatch"]
+    assert cells[2] == f"{mine.mean:.3f} ± {mine.half_width:.3f}"
+    assert cells[3] == f"{mine.gap_percent:+.1f} %" and cells[4] == f"{100 * (mine.mean / best - 1):+.1f} %"
+    assert cells[7] == "500..502"
+    # the class is the same policy as the named max-batch baseline
+    assert mine.values == results["max-batch"].values
+    assert [c.strip() for c in rows[1].strip("|").split("|")][3] == "+0.0 %"  # the oracle's own row
+    assert main(["--benchmark", "--env", "sdedge/EdgeSD-Small-v0", "--policies", "max-batch", "--episodes", "2",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| id | policy |") and "| 500..501 |" in out
+
+
+def test_a_class_path_that_does_not_import_is_a_clear_error():
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match=r"cannot import Nope from agents\.baselines"):
+        make_policy("agents.baselines:Nope", gym.make("sdedge/EdgeSD-Small-v0"))

@@ -1,0 +1,29 @@
+"""The benchmark protocol's seeds, in one place (docs/BENCHMARK.md).
+
+* Training: run r of an (id, algorithm) uses ``--seed TRAINING_SEEDS[r]``; its n_envs training envs are
+  reset first with seeds seed .. seed + n_envs - 1 and then continue those random streams.
+* Validation (``VALIDATION_SEEDS``, 900000..900099; a run uses the first ``--eval-episodes``): the
+  episodes the evaluation callback scores during training (the oracle-gap learning curves) and
+  ``agents.train``'s final evaluation. Never trained on.
+* Test (``TEST_SEEDS``, 500..599): the held-out episodes of the results table; no training env and no
+  validation episode uses them, so choosing a checkpoint on validation never sees them.
+* The tuned baselines search their constant action on episodes of their own
+  (``agents.baselines.TUNING_SEEDS``, 1000000..1000002).
+"""
+
+from __future__ import annotations
+
+TRAINING_SEEDS: tuple[int, ...] = (1000, 2000, 3000)
+VALIDATION_SEED_BASE = 900_000
+VALIDATION_SEEDS: range = range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + 100)
+TEST_SEEDS: range = range(500, 600)
+
+
+def training_seeds_overlap(seed: int, n_envs: int) -> str | None:
+    """Why training seeds seed .. seed + n_envs - 1 would touch held-out episodes, or None when they do not."""
+    last = seed + n_envs - 1
+    if seed <= TEST_SEEDS[-1] and last >= TEST_SEEDS[0]:
+        return f"they overlap the test seeds {TEST_SEEDS[0]}..{TEST_SEEDS[-1]}"
+    if last >= VALIDATION_SEED_BASE:
+        return f"they reach the validation seeds (>= {VALIDATION_SEED_BASE})"
+    return None

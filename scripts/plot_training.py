@@ -1,0 +1,90 @@
+"""Learning curves: the oracle gap against env steps, mean and band over training seeds, from agents.train runs.
+
+    python scripts/plot_training.py runs/small/seed1000 runs/small/seed2000 runs/small/seed3000 \\
+        --out docs/figures/training_small.png
+
+Each run directory is an ``agents.train --eval-every N`` run (same id, same validation episodes): its
+``evaluations.csv`` holds the oracle gap of the deterministic policy on the validation episodes at every
+evaluation. The curve is the mean over runs and the band their min..max (3 seeds are too few for a
+standard deviation), on the first run's evaluation steps (the others interpolated onto them). Reference
+lines, on the same validation episodes: the oracle (0 %), the MPC planner and the best fixed baseline
+(best constant, max batch, autoregressive), evaluated here with agents.evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from agents.evaluate import FIXED_BASELINES, evaluate
+from agents.protocol import VALIDATION_SEEDS
+
+
+def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(run.json, steps, oracle gap %) of one run."""
+    path = run_dir / "evaluations.csv"
+    if not path.exists():
+        raise ValueError(f"{path} is missing; allowed: run directories of agents.train --eval-every N")
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    steps = np.array([int(r["timesteps"]) for r in rows])
+    gaps = np.array([float(r["oracle_gap_percent"]) for r in rows])
+    return json.loads((run_dir / "run.json").read_text()), steps, gaps
+
+
+def reference_gaps(env_id: str, episodes: int) -> dict[str, float]:
+    """Gap to the oracle of the planner and the best fixed baseline on the validation episodes."""
+    results = {r.policy: r for r in evaluate(env_id, episodes, VALIDATION_SEEDS[0], ["planner", *FIXED_BASELINES],
+                                             progress=False)}
+    best = min(FIXED_BASELINES, key=lambda b: results[b].mean)
+    return {"planner": results["planner"].gap_percent, f"best baseline ({best})": results[best].gap_percent}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="agents.train run directories (one per training seed)")
+    parser.add_argument("--out", type=Path, required=True, help="PNG path, e.g. docs/figures/training_small.png")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [read_run(r) for r in args.runs]
+    configs = {(run["config"]["env_id"], run["config"]["algo"], run["config"]["eval_episodes"]) for run, _, _ in runs}
+    if len(configs) != 1:
+        raise ValueError(f"the runs differ in (env, algo, eval_episodes): {sorted(configs)}; allowed: runs of one "
+                         "(id, algorithm) on the same validation episodes")
+    env_id, algo, episodes = configs.pop()
+    steps = runs[0][1]
+    curves = np.array([np.interp(steps, s, g) for _, s, g in runs])
+    mean = curves.mean(axis=0)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), alpha=0.25, label=f"min..max over {len(runs)} seeds")
+    ax.plot(steps, mean, lw=2, label=f"{algo}: mean over seeds")
+    ax.axhline(0.0, color="black", lw=1, label="oracle (0 %)")
+    styles = iter(("--", ":"))
+    for name, gap in reference_gaps(env_id, episodes).items():
+        ax.axhline(gap, color="grey", ls=next(styles), lw=1.2, label=f"{name}: {gap:+.1f} %")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("gap to the oracle (%), lower is better")
+    seeds = f"{VALIDATION_SEEDS[0]}..{VALIDATION_SEEDS[0] + episodes - 1}"
+    ax.set_title(textwrap.fill(args.title or f"{env_id}: oracle gap on validation episodes {seeds}", 80), fontsize=9)
+    ax.set_ylim(min(-0.5, float(curves.min()) - 0.5), max(float(curves.max()), 1.0) * 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}: final mean gap {mean[-1]:+.2f} % at {steps[-1]} steps over {len(runs)} runs")
+
+
+if __name__ == "__main__":
+    main()
