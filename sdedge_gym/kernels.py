@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import literally, njit, prange
 
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.roofline import PassCost
@@ -243,24 +243,38 @@ def _profile_time(p, at, batch, new_tokens, context):
 
 
 @njit(cache=True)
-def _pass(p, node, batch, new_tokens, attention_work, kv_tokens):
-    """Time of one pass of ``batch`` sequences from the aggregates N, A, T (PassCost.pass_time); 0 when N == 0.
-
-    The roofline, or the node's measured profile at q = N / n new tokens on a context of c = T / n - q.
-    """
+def _pass(p, node, new_tokens, attention_work, kv_tokens):
+    """Roofline time of one pass from the aggregates N, A, T (PassCost.pass_time); 0 when N == 0."""
     if new_tokens <= 0:
         return 0.0
-    at = int(p[PROFILE_AT_TARGET if node == TARGET else PROFILE_AT_DRAFT])
-    if at > 0:
-        q = new_tokens / batch
-        return _profile_time(p, at, batch, q, max(kv_tokens / batch - q, 0.0))
     compute = (p[node + _FLOPS_PER_TOKEN] * new_tokens + p[node + _ATTENTION] * attention_work) * p[node + _SPF]
     memory = (p[node + _WEIGHTS] + p[node + _KV] * kv_tokens) * p[node + _SPB]
     return p[node + _T0] + max(compute, memory)
 
 
 @njit(cache=True)
-def _draft_decode(p, n, ctx, l):
+def _node_pass(p, profiled, node, batch, new_tokens, attention_work, kv_tokens):
+    """One pass on ``node``: :func:`_profiled_pass` in a scenario with a profile, else the roofline."""
+    if profiled:
+        return _profiled_pass(p, node, batch, new_tokens, attention_work, kv_tokens)
+    return _pass(p, node, new_tokens, attention_work, kv_tokens)
+
+
+@njit(cache=True)
+def _profiled_pass(p, node, batch, new_tokens, attention_work, kv_tokens):
+    """A pass of ``batch`` sequences on a node timed by its measured profile: the table at q = N / n new
+    tokens on a context of c = T / n - q (PassCost.pass_time with a profile); 0 when N == 0."""
+    if new_tokens <= 0:
+        return 0.0
+    q = new_tokens / batch
+    at = int(p[PROFILE_AT_TARGET if node == TARGET else PROFILE_AT_DRAFT])
+    if at == 0:  # this node has no profile (the other one has): its roofline
+        return _pass(p, node, new_tokens, attention_work, kv_tokens)
+    return _profile_time(p, at, batch, q, max(kv_tokens / batch - q, 0.0))
+
+
+@njit(cache=True)
+def _draft_decode(p, n, ctx, l, profiled):
     """Sum over j = 1..l of the draft's decode pass on n sequences of context ctx + n j (service._draft_passes).
 
     Compute and memory time are both affine in j: where one wins at j = 1 and at j = l it wins throughout
@@ -274,7 +288,7 @@ def _draft_decode(p, n, ctx, l):
     c1, cl = (tokens + attention * first) * spf, (tokens + attention * last) * spf
     m1, ml = (weights + kv * first) * spb, (weights + kv * last) * spb
     work = l * ctx + n * (l * (l + 1) / 2)  # sum over j of ctx + n j
-    if p[PROFILE_AT_DRAFT] == 0.0:
+    if not (profiled and p[PROFILE_AT_DRAFT] > 0.0):
         if m1 >= c1 and ml >= cl:
             return l * t0 + (l * weights + kv * work) * spb
         if c1 >= m1 and cl >= ml:
@@ -282,13 +296,27 @@ def _draft_decode(p, n, ctx, l):
     total = 0.0
     for j in range(1, l + 1):
         grown = ctx + n * j
-        total += _pass(p, DRAFT, n, n, grown, grown)
+        total += _node_pass(p, profiled, DRAFT, n, n, grown, grown)
     return total
 
 
 @njit(cache=True)
 def round_times(p, active, context, rounds, prompt, prompt_square, l, draft, fronthaul, verify):
-    """D, F and V of rounds 0..rounds-1 of a micro-batch at speculation length l (service.round_times)."""
+    """D, F and V of rounds 0..rounds-1 of a micro-batch at speculation length l (service.round_times).
+
+    The pass function is a compile-time argument of :func:`_round_times_with`: the roofline version has
+    no trace of the profile lookup (which, inlined, would double its cost).
+    """
+    if p[PROFILE_AT_DRAFT] > 0.0 or p[PROFILE_AT_TARGET] > 0.0:
+        _round_times_with(p, active, context, rounds, prompt, prompt_square, l, draft, fronthaul, verify, True)
+    else:
+        _round_times_with(p, active, context, rounds, prompt, prompt_square, l, draft, fronthaul, verify, False)
+
+
+@njit(cache=True)
+def _round_times_with(p, active, context, rounds, prompt, prompt_square, l, draft, fronthaul, verify, profiled):
+    """round_times, compiled once per value of ``profiled`` (a compile-time constant: ``literally``)."""
+    literally(profiled)
     for r in range(rounds):
         n, ctx = active[r], context[r]
         if n <= 0:
@@ -296,17 +324,17 @@ def round_times(p, active, context, rounds, prompt, prompt_square, l, draft, fro
             continue
         if l == 0:  # autoregressive decoding on the MBS: round 0 prefills, later rounds add one token
             draft[r] = fronthaul[r] = 0.0
-            verify[r] = (_pass(p, TARGET, n, prompt, prompt_square, prompt) if r == 0
-                         else _pass(p, TARGET, n, n, ctx, ctx))
+            verify[r] = (_node_pass(p, profiled, TARGET, n, prompt, prompt_square, prompt) if r == 0
+                         else _node_pass(p, profiled, TARGET, n, n, ctx, ctx))
             continue
-        draft[r] = _draft_decode(p, n, ctx, l)
+        draft[r] = _draft_decode(p, n, ctx, l, profiled)
         fronthaul[r] = p[FRONTHAUL_LATENCY] + n * l * p[FRONTHAUL_TOKEN_TIME]
         if r == 0:  # the prompt is prefilled on the SBS before drafting and verified with the drafts
-            draft[r] += _pass(p, DRAFT, n, prompt, prompt_square, prompt)
-            verify[r] = _pass(p, TARGET, n, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l,
+            draft[r] += _node_pass(p, profiled, DRAFT, n, prompt, prompt_square, prompt)
+            verify[r] = _node_pass(p, profiled, TARGET, n, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l,
                               prompt + n * l)
         else:
-            verify[r] = _pass(p, TARGET, n, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+            verify[r] = _node_pass(p, profiled, TARGET, n, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
 
 
 @njit(cache=True)
