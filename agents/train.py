@@ -352,8 +352,7 @@ def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str
 
 def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
     """The oracle's objective on each of ``seeds``, computed once per (id, seed) and cached in the run dir."""
-    from agents.evaluate import run_episodes
-    from agents.oracle import DPOracle
+    from agents.evaluate import make_policy, run_episodes
 
     path = config.out_dir / "oracle_values.json"
     cache = json.loads(path.read_text()) if path.exists() else {"env_id": config.env_id, "values": {}}
@@ -363,7 +362,8 @@ def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
     missing = [int(s) for s in seeds if str(int(s)) not in cache["values"]]
     if missing:
         env = gym.make(config.env_id)
-        for seed, ret in zip(missing, run_episodes(DPOracle(env), env, missing), strict=True):
+        # "oracle" names the offline DP oracle or, on an online id, the hindsight oracle with release times
+        for seed, ret in zip(missing, run_episodes(make_policy("oracle", env), env, missing), strict=True):
             cache["values"][str(seed)] = -ret
         env.close()
         path.write_text(json.dumps(cache, indent=2) + "\n")

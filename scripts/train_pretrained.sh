@@ -73,12 +73,30 @@ PY
     python scripts/plot_training.py "runs/pretrained/${name}"/seed* --out "docs/figures/training_${name}.png"
 }
 
+declare -A AGENTS=(
+    [maskable-ppo-small]="sdedge/EdgeSD-Small-v0 maskable_ppo"
+    [maskable-ppo-small-stochastic]="sdedge/EdgeSD-Small-Stochastic-v0 maskable_ppo"
+    [maskable-ppo-paper]="sdedge/EdgeSD-v0 maskable_ppo"
+    [maskable-ppo-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo"
+    [ppo-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 ppo"
+    [ppo-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo"
+    [maskable-ppo-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
+)
+ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
+       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online)
+
+# Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
+# side by side (one core each); they append to the same results table.
 mkdir -p runs/pretrained
-printf '%s\n' '| id | agent | mean latency (s) ± 95 %, test episodes 500..599 | gap to oracle | score |' \
-    '|---|---|---:|---:|---:|' > runs/pretrained/results.md
-train_and_ship maskable-ppo-small sdedge/EdgeSD-Small-v0 maskable_ppo
-train_and_ship maskable-ppo-small-stochastic sdedge/EdgeSD-Small-Stochastic-v0 maskable_ppo
-train_and_ship maskable-ppo-paper sdedge/EdgeSD-v0 maskable_ppo
-train_and_ship maskable-ppo-paper-stochastic sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo
-train_and_ship ppo-paper-hybrid sdedge/EdgeSD-Paper-Hybrid-v0 ppo
-train_and_ship ppo-uplink-hybrid sdedge/EdgeSD-Uplink-Hybrid-v0 ppo
+if [ ! -f runs/pretrained/results.md ]; then
+    printf '%s\n' '| id | agent | mean latency (s) ± 95 %, test episodes 500..599 | gap to oracle | score |' \
+        '|---|---|---:|---:|---:|' > runs/pretrained/results.md
+fi
+for name in "${@:-${ORDER[@]}}"; do
+    if [ -z "${AGENTS[${name}]+x}" ]; then
+        echo "unknown agent ${name}; allowed: ${ORDER[*]}" >&2
+        exit 2
+    fi
+    # shellcheck disable=SC2086  # the table's value is "ID ALGO"
+    train_and_ship "${name}" ${AGENTS[${name}]}
+done
