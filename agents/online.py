@@ -43,7 +43,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from agents.oracle import Plan, closed_form_shares, non_dominated, shift_non_dominated, speculation_front
+from agents.oracle import (
+    Plan,
+    check_allocation,
+    closed_form_shares,
+    non_dominated,
+    shift_non_dominated,
+    speculation_front,
+)
 from agents.planner import predicted_episode
 from agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
@@ -157,9 +164,7 @@ class OnlineOracle(OnlinePolicy):
 
     def __init__(self, env, allocation: str = "closed_form") -> None:
         super().__init__(env)
-        if allocation == "uniform" and self.action_mode == "discrete":
-            raise ValueError("allocation = 'uniform' needs action_mode 'hybrid' or 'dict' (the discrete mode "
-                             "always uses the closed-form split)")
+        check_allocation(allocation, self.action_mode)
         self.allocation = allocation
         self.uniform_shares = allocation == "uniform"
         self._episode: Episode | None = None

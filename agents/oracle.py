@@ -445,6 +445,13 @@ def optimal_plan(model: ServingModel, episode: Episode, start: EpisodeClock | No
     return solve(tables, model.config.objective, episode.num_tasks, start)
 
 
+def check_allocation(allocation: str, action_mode: str) -> None:
+    """ValueError unless the env's action mode can carry the band split ``allocation`` asks for."""
+    if allocation == "uniform" and action_mode == "discrete":
+        raise ValueError("allocation = 'uniform' needs action_mode 'hybrid' or 'dict' (the discrete mode "
+                         "always uses the closed-form split)")
+
+
 class DPOracle(Policy):
     """The exact optimum, replayed: plans once per episode from the env's episode data.
 
@@ -459,9 +466,7 @@ class DPOracle(Policy):
 
     def __init__(self, env, allocation: str = "closed_form") -> None:
         super().__init__(env)
-        if allocation == "uniform" and self.action_mode == "discrete":
-            raise ValueError("allocation = 'uniform' needs action_mode 'hybrid' or 'dict' (the discrete mode "
-                             "always uses the closed-form split)")
+        check_allocation(allocation, self.action_mode)
         self.allocation = allocation
         self._episode: Episode | None = None
         self._tables: SegmentTables | None = None

@@ -395,8 +395,8 @@ class EdgeSDEnv(gym.Env):
 
     def render(self):
         if self.render_mode is None:
-            gym.logger.warn("EdgeSDEnv.render() called without a render_mode; pass render_mode='ansi' or "
-                            "'rgb_array' at construction (gymnasium.make(..., render_mode=...))")
+            gym.logger.warn(f"{type(self).__name__}.render() called without a render_mode; pass render_mode='ansi' "
+                            "or 'rgb_array' at construction (gymnasium.make(..., render_mode=...))")
             return None
         from sdedge_gym import render  # matplotlib stays optional: imported on first rgb_array frame
 

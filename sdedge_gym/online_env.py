@@ -303,19 +303,11 @@ class EdgeSDOnlineEnv(gym.Env):
         return self._observation(), float(reward), bool(terminated), False, info
 
     def render(self):
-        if self.render_mode is None:
-            gym.logger.warn("EdgeSDOnlineEnv.render() called without a render_mode; pass render_mode='ansi' or "
-                            "'rgb_array' at construction (gymnasium.make(..., render_mode=...))")
-            return None
-        from sdedge_gym import render  # matplotlib stays optional: imported on first rgb_array frame
-
-        if self.render_mode == "ansi":
-            text = render.dashboard(self.scenario, self.action_mode, self.episode, self.clock, self.outcomes)
-            if self.episode is None:
-                return text
-            return text + (f"online   t = {self.now:.2f} s, arrived {self.arrived}/{self.episode.num_tasks}, "
-                           f"waiting {self.arrived - self.clock.next_task}\n")
-        return render.gantt_rgb(self.model, self.episode, self.clock, self.outcomes)
+        frame = EdgeSDEnv.render(self)  # the offline dashboard or Gantt chart of the same batches
+        if self.render_mode == "ansi" and self.episode is not None:
+            frame += (f"online   t = {self.now:.2f} s, arrived {self.arrived}/{self.episode.num_tasks}, "
+                      f"waiting {self.arrived - self.clock.next_task}\n")
+        return frame
 
     # ------------------------------------------------------------------ epochs, masks and KPIs
 
