@@ -92,8 +92,8 @@ def _ordered(owner: str, low_name: str, low: float, high_name: str, high: float)
     _require(low <= high, owner, high_name, high, f"a value >= {low_name} ({low!r})")
 
 
-# Sampled acceptance keeps K x O_cap uniforms (float64) and run lengths (int32), plus the runs as Python
-# lists for the single env's fast path: at this bound about 0.6 GB in all. Expected mode keeps O(K) arrays.
+# Sampled acceptance keeps K x O_cap uniforms (float64) and run lengths (int32, plus the kernel's copy): at
+# this bound well under 1 GB in all. Expected mode keeps O(K) arrays.
 MAX_SAMPLED_POSITIONS = 2**24
 
 

@@ -294,7 +294,9 @@ class EdgeSDEnv(gym.Env):
     ## Version History
 
     * v0: initial release. Within v0 the dict action's ``batch_size`` (``Discrete(n_max, start=1)``)
-      became ``batch_size_minus_one`` (``Discrete(n_max)``), and the terminal mask marks n = 1 valid.
+      became ``batch_size_minus_one`` (``Discrete(n_max)``), the terminal mask marks n = 1 valid, the
+      hybrid band split got its floor share (0.05 / n + 0.95 softmax(4 x)), and ``reset`` accepts
+      ``options={"workload"|"episode": ...}``. The dynamics are unchanged (golden trajectories, 1e-9).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
