@@ -229,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--episodes = {args.episodes} is invalid; allowed: an integer >= 1")
     card = ship(args.name, Path(args.run), args.command, args.episodes, args.seed)
     evaluation = card["evaluation"]
-    print(json.dumps({k: evaluation[k] for k in ("seeds", "mean", "gap_to_oracle_percent",
-                                                  "gap_to_best_constant_percent", "score")}, indent=2))
+    print(json.dumps({k: evaluation[k] for k in ("seeds", "mean", "gap_to_oracle_percent", "baseline",
+                                                  "gap_to_baseline_percent", "score")}, indent=2))
     return 0
 
 
