@@ -109,7 +109,7 @@ def plot(rows: list[dict], policies: list[str], capacity: float, path: Path, epi
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for name in policies:
         mine = [r for r in rows if r["policy"] == name]
-        colour, marker = STYLE.get(name, (None, "x"))
+        colour, marker = STYLE.get(name, ("tab:purple", "x"))  # a trained agent: a colour of its own
         for ax, key in zip(axes, ("mean_latency", "p99_latency"), strict=True):
             ax.plot([r["load"] for r in mine], [r[key] for r in mine], marker=marker, color=colour, label=name)
     for ax, title in zip(axes, ("mean latency", "p99 latency"), strict=True):

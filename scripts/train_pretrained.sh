@@ -11,12 +11,11 @@
 # 95 % interval of the normalised score over the seeds, and the learning curves (scripts/plot_training.py,
 # docs/figures/training_<name>.png).
 #
-# Duration, estimated from short runs on 2 shared cores with the pre-kernel env (docs/BENCHMARK.md,
-# "Training budget"): ~875 env steps/s on the small ids (MaskablePPO, 8 envs, with the oracle-gap
-# evaluation) -> ~5 min per 250k-step seed, ~30 min for the two small agents; ~250-280 env steps/s on the
-# paper-size ids -> ~1 h per 1M-step seed, ~12-14 h for the four paper-size agents (3 seeds each), plus the
-# evaluations: about 13-15 h in all. A faster env shortens the paper-size part less than its own speed-up:
-# the PPO learner alone took ~2.5 ms per env step there (~40 min per 1M-step seed).
+# Duration, measured with the compiled kernel on 2 cores, as two invocations side by side
+#     bash scripts/train_pretrained.sh maskable-ppo-paper ppo-paper-hybrid maskable-ppo-small maskable-ppo-online &
+#     bash scripts/train_pretrained.sh maskable-ppo-paper-stochastic ppo-uplink-hybrid maskable-ppo-small-stochastic
+# ~6-9 min per 1M-step seed of a paper-size agent, ~2 min per 250k-step small seed, ~3.5 min per 500k-step
+# online seed, plus the evaluations: about 75 min in all.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
