@@ -80,6 +80,19 @@ def _squash(x, scale):
     return x / (x + scale)
 
 
+def action_space(mode: str, max_batch: int, max_speculation: int, wait: bool = False) -> spaces.Space:
+    """The Gymnasium action space of ``mode`` (sdedge_gym.actions is the contract); ``wait`` adds the online
+    env's wait (one more batch-size value in "discrete", one more entry in "hybrid", a ``wait`` key in "dict")."""
+    n_max, l_max, extra = max_batch, max_speculation, int(wait)
+    if mode == "discrete":
+        return spaces.MultiDiscrete([n_max + extra, l_max + 1])
+    if mode == "hybrid":
+        return spaces.Box(-1.0, 1.0, (2 + n_max + extra,), dtype=np.float32)
+    keys = {"batch_size_minus_one": spaces.Discrete(n_max), "speculation_length": spaces.Discrete(l_max + 1),
+            "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32)}
+    return spaces.Dict({**keys, "wait": spaces.Discrete(2)} if wait else keys)
+
+
 def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int,
                    tokens: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
     """The workload columns, channel figures, acceptance runs and observation task tables of m episodes.
@@ -323,16 +336,7 @@ class EdgeSDEnv(gym.Env):
         self.render_mode = render_mode
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
-        if action_mode == "discrete":
-            self.action_space = spaces.MultiDiscrete([n_max, l_max + 1])
-        elif action_mode == "hybrid":
-            self.action_space = spaces.Box(-1.0, 1.0, (2 + n_max,), dtype=np.float32)
-        else:
-            self.action_space = spaces.Dict({
-                "batch_size_minus_one": spaces.Discrete(n_max),
-                "speculation_length": spaces.Discrete(l_max + 1),
-                "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32),
-            })
+        self.action_space = action_space(action_mode, n_max, l_max)
         size = len(GLOBAL_FEATURES) + len(TASK_FEATURES) * n_max
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
         self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b

@@ -34,6 +34,7 @@ from sdedge_gym.env import (
     EdgeSDEnv,
     ObservationScales,
     _integer_in,
+    action_space,
     draw_episode,
     global_features_one,
 )
@@ -226,17 +227,7 @@ class EdgeSDOnlineEnv(gym.Env):
             self.trace = trace_window(read_trace(arrivals.trace), self.scenario.num_tasks)
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
-        if action_mode == "discrete":
-            self.action_space = spaces.MultiDiscrete([n_max + 1, l_max + 1])
-        elif action_mode == "hybrid":
-            self.action_space = spaces.Box(-1.0, 1.0, (3 + n_max,), dtype=np.float32)
-        else:
-            self.action_space = spaces.Dict({
-                "batch_size_minus_one": spaces.Discrete(n_max),
-                "speculation_length": spaces.Discrete(l_max + 1),
-                "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32),
-                "wait": spaces.Discrete(2),
-            })
+        self.action_space = action_space(action_mode, n_max, l_max, wait=True)
         self.observation_space = spaces.Box(0.0, 1.0, (online_observation_size(n_max),), dtype=np.float32)
         table = action_mask_table(n_max, l_max)  # the offline rows; the wait column is inserted after n_max
         self._mask_table = np.stack([np.insert(table, n_max, False, axis=1), np.insert(table, n_max, True, axis=1)])
