@@ -356,10 +356,7 @@ class EdgeSDEnv(gym.Env):
         return self._observation(), {"action_mask": self.action_masks()}
 
     def step(self, action):
-        if self.episode is None:
-            raise RuntimeError("EdgeSDEnv.step() called before reset(); call reset() first")
-        if self.clock.next_task >= self.episode.num_tasks:
-            raise RuntimeError("EdgeSDEnv.step() called after the episode terminated; call reset() first")
+        self._check_steppable()
         requested, speculation_length, weights = self._decode(action)
         batch_size = min(requested, self.batch_limit())
         bandwidth = None  # discrete mode: the closed form
@@ -398,6 +395,14 @@ class EdgeSDEnv(gym.Env):
         if terminated:
             info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
         return self._observation(limit), -outcome.cost, terminated, False, info
+
+    def _check_steppable(self) -> None:
+        """RuntimeError unless an episode is running (this env's and the online env's step)."""
+        if self.episode is None:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call reset() first")
+        if self.clock.next_task >= self.episode.num_tasks:
+            raise RuntimeError(f"{type(self).__name__}.step() called after the episode terminated; call reset() "
+                               "first")
 
     def render(self):
         if self.render_mode is None:

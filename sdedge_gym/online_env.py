@@ -258,10 +258,7 @@ class EdgeSDOnlineEnv(gym.Env):
         return self._observation(), {"action_mask": self.action_masks()}
 
     def step(self, action):
-        if self.episode is None:
-            raise RuntimeError("EdgeSDOnlineEnv.step() called before reset(); call reset() first")
-        if self.clock.next_task >= self.episode.num_tasks:
-            raise RuntimeError("EdgeSDOnlineEnv.step() called after the episode terminated; call reset() first")
+        EdgeSDEnv._check_steppable(self)
         wait, requested, speculation_length, weights = self._decode(action)
         dispatch_time = self.now
         if wait and self.can_wait():
