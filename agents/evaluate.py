@@ -11,7 +11,7 @@ the gap to the oracle in %, the normalised score (R - R_random) / (R_oracle - R_
 them). Policies that set the band split themselves (``uniform-shares``) run on the same scenario in
 "dict" mode when the env is discrete: the episode draw does not depend on the action mode.
 
-Policy names: oracle, planner, planner-exact, best-constant, max-batch, autoregressive, uniform-shares,
+Policy names: oracle, planner, planner-exact, window-planner, best-constant, max-batch, autoregressive, uniform-shares,
 random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
 policies of agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
@@ -51,7 +51,7 @@ import sdedge_gym  # registers the ids
 from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
 from agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from agents.oracle import DPOracle, UniformShares
-from agents.planner import MPCPlanner
+from agents.planner import MPCPlanner, WindowPlanner
 from agents.protocol import TEST_SEEDS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
@@ -135,6 +135,7 @@ POLICY_FACTORIES: dict[str, Callable[[Any], Any]] = {
     "oracle": DPOracle,
     "planner": MPCPlanner,
     "planner-exact": lambda e: MPCPlanner(e, exact=True),
+    "window-planner": WindowPlanner,
     "best-constant": BestConstant,
     "max-batch": MaxBatch,
     "autoregressive": Autoregressive,

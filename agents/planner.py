@@ -17,6 +17,7 @@ import numpy as np
 from agents.oracle import DPOracle, solve
 from sdedge_gym.episode import Episode
 from sdedge_gym.segments import segment_tables
+from sdedge_gym.workload import WORKLOAD_FIELDS, Workload
 
 
 def predicted_episode(episode: Episode, exact: bool = False) -> Episode:
@@ -45,4 +46,40 @@ class MPCPlanner(DPOracle):
             self._episode = env.episode
             self._tables = segment_tables(env.model, predicted_episode(env.episode, self.exact))
         self.plan = solve(self._tables, env.scenario.objective, env.episode.num_tasks, env.clock)
+        return self.plan.batches[0]
+
+
+def window_episode(episode: Episode, next_task: int, window: int, exact: bool) -> Episode:
+    """The queue left at ``next_task`` as an agent's observation shows it: K - next_task tasks.
+
+    Its first ``window`` tasks are tasks ``next_task ..`` as :func:`predicted_episode` sees them (the
+    truth when ``exact``); every later one is a repeat of that window in turn, since the observation
+    gives only the count of the tasks beyond it.
+    """
+    view = predicted_episode(episode, exact)
+    left = episode.num_tasks - next_task
+    seen = min(left, window)
+    order = next_task + np.arange(left) % seen
+    w = view.workload
+    tasks = Workload(**{name: None if getattr(w, name) is None else np.asarray(getattr(w, name))[order]
+                        for name in WORKLOAD_FIELDS})
+    return Episode(tasks, view.channel[order], None)
+
+
+class WindowPlanner(MPCPlanner):
+    """MPC on exactly what the env's observation shows: the next ``max_batch`` tasks (true lengths and
+    acceptance rates on a clairvoyant id, hints and estimates otherwise), the rest of the queue as repeats
+    of them; re-solved every step. The observation determines its action, so it is both a bound on what
+    a learner of the observation can reach without more information and the teacher of ``agents.imitate``.
+    """
+
+    name = "window-planner"
+
+    def choose(self) -> tuple[int, int]:
+        env = self.unwrapped
+        clock = env.clock
+        view = window_episode(env.episode, clock.next_task, env.scenario.max_batch, env.scenario.clairvoyant)
+        # The remaining queue from a clock shifted to its first task; the cost is still divided by K.
+        start = dataclasses.replace(clock, next_task=0)
+        self.plan = solve(segment_tables(env.model, view), env.scenario.objective, env.episode.num_tasks, start)
         return self.plan.batches[0]

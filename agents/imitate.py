@@ -1,0 +1,457 @@
+"""Train a Stable-Baselines3 policy by imitating a planner (DAgger), with checkpoints, resume and the oracle gap.
+
+    python -m agents.imitate --env sdedge/EdgeSD-v0 --algo maskable_ppo --seed 1000 --out runs/dagger-paper
+
+Pure RL with the harness defaults settles on a nearly constant (n, l) on the paper-size ids (docs/BENCHMARK.md).
+This trainer distils a planner into the same network instead: DAgger (Ross et al., 2011). Iteration 0 runs
+the teacher and records (observation, teacher action); every later iteration runs the *learner*, with the
+teacher's own action taken instead with probability beta = beta_decay^k, and labels every visited state with
+what the teacher would do there; after each iteration the policy is fitted to all the labels gathered so far.
+The teacher is by default ``window-planner`` (:class:`agents.planner.WindowPlanner`): the DP on exactly what
+the observation shows, so that its action is a function of the observation and the labels are learnable
+without hidden information. The agent itself reads only the observation (and the action mask).
+
+The model is an ordinary SB3 ``MaskablePPO`` (discrete ids) or ``PPO`` (hybrid ids) with the id's
+hyperparameters from ``agents/hyperparams.yml`` (``--net-arch`` overrides the network): it loads and
+evaluates like any agents.train model (``sb3:MaskablePPO:PATH``) and can be fine-tuned with PPO. The losses:
+
+* discrete: the negative log-likelihood of the teacher's (n, l) under the policy (masked for MaskablePPO);
+* hybrid (a Box of two bins and n_max band logits): for the deterministic action (the Gaussian mean mu),
+  the squared error of the two bin coordinates to the teacher's bin centres, the cross-entropy between the
+  teacher's band shares above the floor and softmax(LOGIT_SCALE mu) over the batch (the env's split is
+  invariant to a common shift of the logits, so is this loss), and a penalty on |mu| beyond 1 (the env
+  clips there);
+* the value head: the squared error to the return-to-go of the visited trajectory, divided by the returns'
+  variance (a start for PPO fine-tuning; it does not touch the policy head, whose network is separate).
+
+Writes into ``--out`` what agents.train writes (``run.json``, ``evaluations.csv``, ``oracle_values.json``,
+``model.zip``) plus ``checkpoints/iteration_<k>.zip`` and ``checkpoints/dataset.npz`` (the labels so far)
+after every iteration; ``--resume`` continues after the last saved iteration (nothing of a finished iteration
+is lost on Ctrl-C; the fit's Adam moments start afresh). After each iteration the deterministic policy's
+oracle gap on the validation episodes (``agents.protocol.VALIDATION_SEEDS[:--eval-episodes]``) goes to
+``evaluations.csv`` with the env steps collected so far as its timesteps; ``model.zip`` is the iteration with
+the lowest validation objective (checkpoint choice on validation episodes, as the protocol allows). Iteration
+k's episodes continue the random stream of ``reset(seed=seed + k)``, so the seeds seed .. seed +
+iterations - 1 must avoid the held-out ones. Needs the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.evaluate import make_policy
+from agents.hyperparameters import load_entry
+from agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
+from agents.train import (
+    MAX_TRAINING_SEED,
+    TrainConfig,
+    _check_int,
+    _jsonable,
+    _read_run,
+    _write_run,
+    algorithm_class,
+    evaluate_model,
+    hyperparameters,
+    oracle_values,
+)
+from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, hybrid_batch_and_speculation, shares_from_logits
+from sdedge_gym.registration import ENV_TABLE
+
+ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {"maskable_ppo": ("discrete",), "ppo": ("discrete", "hybrid")}
+TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle")
+POLICIES: tuple[str, ...] = ("mlp", "slot")
+EVALUATIONS_HEADER = "timesteps,objective,oracle,oracle_gap_percent,wall_time_s\n"
+BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
+RANGE_WEIGHT = 10.0
+
+
+@dataclass(frozen=True)
+class ImitationConfig:
+    """The arguments of one DAgger run (the CLI's, validated)."""
+
+    env_id: str
+    algo: str
+    seed: int = 0
+    out: str = "runs/dagger"
+    teacher: str = "window-planner"
+    iterations: int = 8
+    episodes_per_iteration: int = 600
+    beta_decay: float = 0.5
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    net_arch: tuple[int, ...] = (256, 256)
+    policy: str = "mlp"  # "slot" (agents.slot_policy.SlotPolicy) on the hybrid ids
+    log_std_init: float = -2.0  # hybrid: the Gaussian's initial log-std (PPO's 0 would be noise of a whole bin range)
+    eval_episodes: int = 20
+    resume: bool = False
+    n_envs: int = 1  # one env collects the episodes (the teacher reads its episode and clock)
+
+    def __post_init__(self) -> None:
+        if self.env_id not in ENV_TABLE:
+            raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of sdedge_gym.ENV_IDS, e.g. "
+                             "'sdedge/EdgeSD-v0' (see sdedge_gym/registration.py)")
+        if self.algo not in ALGORITHM_ACTION_MODES:
+            raise ValueError(f"--algo = {self.algo!r} is invalid; allowed: {' | '.join(ALGORITHM_ACTION_MODES)}")
+        mode = ENV_TABLE[self.env_id]["action_mode"]
+        if mode not in ALGORITHM_ACTION_MODES[self.algo]:
+            raise ValueError(f"--algo = {self.algo!r} cannot drive --env {self.env_id!r} (action_mode {mode!r}); "
+                             f"allowed action modes for {self.algo}: {' | '.join(ALGORITHM_ACTION_MODES[self.algo])}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"--teacher = {self.teacher!r} is invalid; allowed: {' | '.join(TEACHERS)}")
+        _check_int("--iterations", self.iterations, 1)
+        _check_int("--seed", self.seed, 0, MAX_TRAINING_SEED - self.iterations + 1)
+        overlap = training_seeds_overlap(self.seed, self.iterations)
+        if overlap:
+            raise ValueError(f"--seed = {self.seed} is invalid: the iterations reset seeds {self.seed}.."
+                             f"{self.seed + self.iterations - 1} and {overlap}; allowed: e.g. 1000, 2000, 3000")
+        _check_int("--episodes-per-iteration", self.episodes_per_iteration, 1)
+        _check_int("--epochs", self.epochs, 1)
+        _check_int("--batch-size", self.batch_size, 1)
+        _check_int("--eval-episodes", self.eval_episodes, 1, len(VALIDATION_SEEDS))
+        if not 0.0 <= self.beta_decay <= 1.0:
+            raise ValueError(f"--beta-decay = {self.beta_decay!r} is invalid; allowed: a number in [0, 1]")
+        if not self.learning_rate > 0.0:
+            raise ValueError(f"--learning-rate = {self.learning_rate!r} is invalid; allowed: a number > 0")
+        if self.policy not in POLICIES:
+            raise ValueError(f"--policy = {self.policy!r} is invalid; allowed: {' | '.join(POLICIES)}")
+        if self.policy == "slot" and mode != "hybrid":
+            raise ValueError(f"--policy slot needs a hybrid id; --env {self.env_id!r} has action_mode {mode!r}")
+        if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
+            raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
+
+    @property
+    def action_mode(self) -> str:
+        return ENV_TABLE[self.env_id]["action_mode"]
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out) / "checkpoints"
+
+    def train_config(self) -> TrainConfig:
+        """The agents.train view of this run: its hyperparameter entry, evaluation and oracle cache."""
+        return TrainConfig(env_id=self.env_id, algo=self.algo, timesteps=1, n_envs=1, seed=self.seed,
+                           out=self.out, eval_episodes=self.eval_episodes)
+
+
+def new_model(config: ImitationConfig, env: gym.Env):
+    """The (Maskable)PPO the policy lives in: the id's hyperparameters, ``--net-arch`` for the networks."""
+    settings = hyperparameters(config.train_config())
+    kwargs = dict(settings.get("policy_kwargs") or {})
+    kwargs["net_arch"] = list(config.net_arch)
+    if config.action_mode == "hybrid":
+        kwargs["log_std_init"] = config.log_std_init
+    settings["policy_kwargs"] = kwargs
+    policy = "MlpPolicy"
+    if config.policy == "slot":
+        from agents.slot_policy import SlotPolicy
+
+        policy = SlotPolicy
+    model = algorithm_class(config.algo)(policy, env, seed=config.seed, device="cpu", **settings)
+    return model, settings
+
+
+# ---------------------------------------------------------------------- labels
+
+
+@dataclass
+class Labels:
+    """Visited observations, their action masks, the teacher's actions there and the returns-to-go."""
+
+    observations: list[np.ndarray]
+    masks: list[np.ndarray]
+    actions: list[np.ndarray]
+    returns: list[float]
+
+    @classmethod
+    def empty(cls) -> Labels:
+        return cls([], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, observations=np.asarray(self.observations, dtype=np.float32),
+                            masks=np.asarray(self.masks, dtype=bool), actions=np.asarray(self.actions),
+                            returns=np.asarray(self.returns, dtype=float))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Labels:
+        data = np.load(path)
+        return cls(list(data["observations"]), list(data["masks"]), list(data["actions"]), list(data["returns"]))
+
+
+def learner_action(model, env: gym.Env, observation: np.ndarray, masked: bool) -> np.ndarray:
+    """The learner's deterministic action (the policy the evaluation and the test run)."""
+    if masked:
+        action, _ = model.predict(observation, deterministic=True, action_masks=env.unwrapped.action_masks())
+    else:
+        action, _ = model.predict(observation, deterministic=True)
+    return action
+
+
+def collect(env: gym.Env, teacher, model, episodes: int, beta: float, rng: np.random.Generator,
+            labels: Labels, masked: bool) -> int:
+    """Run ``episodes`` episodes (teacher with probability ``beta`` at each step, else the learner) and label
+    every visited state with the teacher's action; returns the env steps taken."""
+    steps = 0
+    for _ in range(episodes):
+        observation, _ = env.reset()
+        rewards, done = [], False
+        while not done:
+            target, _ = teacher.predict(observation, deterministic=True)
+            labels.observations.append(np.asarray(observation, dtype=np.float32))
+            mask = env.unwrapped.action_masks()
+            labels.masks.append(np.asarray(mask, dtype=bool))
+            labels.actions.append(np.asarray(target))
+            action = target if rng.random() < beta else learner_action(model, env, observation, masked)
+            observation, reward, terminated, truncated, _ = env.step(action)
+            rewards.append(float(reward))
+            done = terminated or truncated
+        labels.returns.extend(np.cumsum(rewards[::-1])[::-1].tolist())
+        steps += len(rewards)
+    return steps
+
+
+# ---------------------------------------------------------------------- the fit
+
+
+def hybrid_loss(mean: torch.Tensor, actions: torch.Tensor, max_batch: int, max_speculation: int) -> torch.Tensor:
+    """The hybrid imitation loss of the module docstring: deterministic actions ``mean`` against the teacher's
+    hybrid ``actions`` (both (m, 2 + n_max))."""
+    teacher = actions.numpy()
+    batch_size, _ = hybrid_batch_and_speculation(teacher, max_batch, max_speculation)
+    shares = torch.as_tensor(shares_from_logits(teacher[:, 2:], batch_size), dtype=torch.float32)
+    sizes = torch.as_tensor(batch_size)
+    present = torch.arange(max_batch)[None, :] < sizes[:, None]
+    excess = ((shares - BAND_FLOOR / sizes[:, None]) / (1.0 - BAND_FLOOR)).clamp(min=0.0) * present
+    excess = excess / excess.sum(dim=1, keepdim=True)
+    logits = torch.where(present, LOGIT_SCALE * mean[:, 2:], torch.tensor(-1e9))
+    split = -(excess * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    bins = ((mean[:, :2] - actions[:, :2]) ** 2).sum(dim=1).mean()
+    beyond = (torch.relu(mean.abs() - 1.0) ** 2).sum(dim=1).mean()
+    return split + BIN_WEIGHT * bins + RANGE_WEIGHT * beyond
+
+
+def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: torch.Generator,
+        space_limits: tuple[int, int]) -> float:
+    """``config.epochs`` passes over all labels; returns the last pass's mean policy loss."""
+    policy = model.policy
+    observations = torch.as_tensor(np.asarray(labels.observations, dtype=np.float32))
+    masks = torch.as_tensor(np.asarray(labels.masks, dtype=bool))
+    actions = torch.as_tensor(np.asarray(labels.actions))
+    returns = torch.as_tensor(np.asarray(labels.returns, dtype=np.float32))
+    scale = float(returns.var()) + 1e-8
+    masked = config.algo == "maskable_ppo"
+    policy.set_training_mode(True)
+    total = 0.0
+    for _ in range(config.epochs):
+        order = torch.randperm(len(labels), generator=generator)
+        total = 0.0
+        for start in range(0, len(labels), config.batch_size):
+            index = order[start:start + config.batch_size]
+            if config.action_mode == "hybrid":
+                mean = policy.get_distribution(observations[index]).distribution.mean
+                policy_loss = hybrid_loss(mean, actions[index].float(), *space_limits)
+                values = policy.predict_values(observations[index])
+            elif masked:
+                values, log_prob, _ = policy.evaluate_actions(observations[index], actions[index],
+                                                              action_masks=masks[index])
+                policy_loss = -log_prob.mean()
+            else:
+                values, log_prob, _ = policy.evaluate_actions(observations[index], actions[index])
+                policy_loss = -log_prob.mean()
+            value_loss = ((values.flatten() - returns[index]) ** 2).mean() / scale
+            optimizer.zero_grad()
+            (policy_loss + 0.5 * value_loss).backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            optimizer.step()
+            total += float(policy_loss.detach()) * len(index)
+        total /= len(labels)
+    policy.set_training_mode(False)
+    return total
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def _iteration_path(config: ImitationConfig, iteration: int) -> Path:
+    return config.checkpoint_dir / f"iteration_{iteration}.zip"
+
+
+def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
+    """Run (or resume) the DAgger run described by ``config``; returns the final run.json record."""
+    out_dir, checkpoint_dir = config.out_dir, config.checkpoint_dir
+    previous = _read_run(out_dir)
+    if config.resume:
+        if previous is None or not previous.get("iterations"):
+            raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
+                             "agents.imitate run (drop --resume to start a new run)")
+        for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy"):
+            if _jsonable(previous["config"][key]) != _jsonable(getattr(config, key)):
+                raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
+                                 f"({previous['config'][key]!r}); allowed: the same value as that run")
+    elif previous is not None or (out_dir / "model.zip").exists():
+        raise ValueError(f"--out = {str(out_dir)!r} already holds a run; allowed: pass --resume to continue it, or a "
+                         "new --out directory")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    env = gym.make(config.env_id)
+    scenario = env.unwrapped.scenario
+    teacher = make_policy(config.teacher, env)
+    model, settings = new_model(config, env)
+    done_iterations: list[dict[str, Any]] = []
+    labels, steps, wall_before = Labels.empty(), 0, 0.0
+    if config.resume:
+        done_iterations = previous["iterations"]
+        last = done_iterations[-1]["iteration"]
+        model = algorithm_class(config.algo).load(_iteration_path(config, last), env=env, device="cpu")
+        labels = Labels.load(checkpoint_dir / "dataset.npz")
+        steps = int(previous["steps"])
+        wall_before = float(previous["total_wall_time_s"])
+    optimizer = torch.optim.Adam(model.policy.parameters(), lr=config.learning_rate)
+    train_view = config.train_config()
+    seeds = list(VALIDATION_SEEDS[: config.eval_episodes])
+    oracle = float(np.mean(oracle_values(train_view, seeds)))
+    evaluations = out_dir / "evaluations.csv"
+    if not evaluations.exists():
+        evaluations.write_text(EVALUATIONS_HEADER)
+    record: dict[str, Any] = {
+        "config": _jsonable(asdict(config)),
+        "trainer": "agents.imitate (DAgger)",
+        "hyperparameters": previous["hyperparameters"] if config.resume else _jsonable(settings),
+        "hyperparameters_source": load_entry(config.env_id, config.algo).source,
+        "vectorisation": "gym.make (one env: the teacher reads its episode)",
+        "status": "running",
+        "steps": steps,
+        "iterations": done_iterations,
+        "best_iteration": previous.get("best_iteration") if config.resume else None,
+        "wall_time_s": 0.0,
+        "total_wall_time_s": wall_before,
+        "evaluation": None,
+    }
+    _write_run(out_dir, record)
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    limits = (scenario.max_batch, scenario.max_speculation)
+    masked = config.algo == "maskable_ppo"
+    try:
+        for iteration in range(len(done_iterations), config.iterations):
+            beta = config.beta_decay ** iteration
+            env.reset(seed=config.seed + iteration)  # the iteration's episodes continue this stream
+            rng = np.random.default_rng([config.seed, iteration])
+            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels, masked)
+            loss = fit(model, labels, config, optimizer, generator, limits)
+            value = evaluate_model(model, train_view, seeds)["mean"]
+            gap = 100.0 * (value / oracle - 1.0)
+            elapsed = time.perf_counter() - start
+            model.save(_iteration_path(config, iteration))
+            labels.save(checkpoint_dir / "dataset.npz")
+            with evaluations.open("a") as handle:
+                handle.write(f"{steps},{value!r},{oracle!r},{gap!r},{elapsed:.3f}\n")
+            done_iterations.append({"iteration": iteration, "beta": beta, "labels": len(labels), "steps": steps,
+                                    "loss": loss, "validation_objective": value, "oracle_gap_percent": gap})
+            best = min(done_iterations, key=lambda r: r["validation_objective"])["iteration"]
+            record.update(steps=steps, iterations=done_iterations, best_iteration=best, wall_time_s=elapsed,
+                          total_wall_time_s=wall_before + elapsed)
+            _write_run(out_dir, record)
+            if verbose:
+                print(f"iteration {iteration}: beta {beta:.3f}, {len(labels)} labels, loss {loss:.3f}, validation "
+                      f"{value:.3f} s ({gap:+.2f} % to the oracle), {elapsed:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        elapsed = time.perf_counter() - start
+        record.update(status="interrupted", wall_time_s=elapsed, total_wall_time_s=wall_before + elapsed)
+        _write_run(out_dir, record)
+        raise
+    finally:
+        env.close()
+    best = record["best_iteration"]
+    shutil.copyfile(_iteration_path(config, best), out_dir / "model.zip")
+    chosen = algorithm_class(config.algo).load(out_dir / "model.zip", device="cpu")
+    record["evaluation"] = evaluate_model(chosen, train_view, seeds)
+    record["status"] = "completed"
+    _write_run(out_dir, record)
+    return record
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--net-arch = {text!r} is invalid; allowed: comma-separated layer "
+                                         "widths, e.g. 256,256") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ImitationConfig(env_id="sdedge/EdgeSD-v0", algo="maskable_ppo")
+    parser = argparse.ArgumentParser(prog="python -m agents.imitate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-v0")
+    parser.add_argument("--algo", required=True, choices=tuple(ALGORITHM_ACTION_MODES))
+    parser.add_argument("--seed", type=int, default=0, help="iteration k resets its env with seed + k")
+    parser.add_argument("--out", required=True, help="run directory (checkpoints/, model.zip, run.json)")
+    parser.add_argument("--teacher", default=defaults.teacher, choices=TEACHERS)
+    parser.add_argument("--iterations", type=int, default=defaults.iterations)
+    parser.add_argument("--episodes-per-iteration", type=int, default=defaults.episodes_per_iteration)
+    parser.add_argument("--beta-decay", type=float, default=defaults.beta_decay,
+                        help="iteration k takes the teacher's action with probability beta_decay^k")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over all labels per iteration")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--net-arch", type=_widths, default=defaults.net_arch, help="e.g. 256,256")
+    parser.add_argument("--policy", choices=POLICIES, default=None,
+                        help="the network: mlp (SB3's MlpPolicy) or slot (agents.slot_policy, per-task band logits); "
+                             "default slot on hybrid ids, mlp otherwise")
+    parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes,
+                        help="validation episodes scored after every iteration (at most 100)")
+    parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
+    parser.add_argument("--verbose", type=int, default=1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = ImitationConfig(env_id=args.env, algo=args.algo, seed=args.seed, out=args.out, teacher=args.teacher,
+                                 iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
+                                 beta_decay=args.beta_decay, epochs=args.epochs, batch_size=args.batch_size,
+                                 learning_rate=args.learning_rate, net_arch=args.net_arch,
+                                 policy=args.policy or ("slot" if ENV_TABLE.get(args.env, {}).get("action_mode")
+                                                        == "hybrid" else "mlp"),
+                                 eval_episodes=args.eval_episodes, resume=args.resume)
+    except ValueError as error:
+        build_parser().error(str(error))
+    try:
+        record = imitate(config, verbose=args.verbose)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished iterations are in {config.checkpoint_dir}; rerun with --resume",
+              file=sys.stderr)
+        return 130
+    print(json.dumps({"best_iteration": record["best_iteration"], "steps": record["steps"],
+                      "validation": record["evaluation"]["mean"], "wall_time_s": record["total_wall_time_s"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""agents.imitate (DAgger), its teacher (the window planner) and the per-slot hybrid policy.
+
+The runs here are tiny (a few hundred env steps on the 8-task ids); the shipped agents are trained by
+scripts/train_pretrained.sh.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
+pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
+
+import torch
+
+import sdedge_gym  # noqa: F401  (registers the ids)
+from agents.evaluate import make_policy, run_episodes
+from agents.imitate import ImitationConfig, hybrid_loss, imitate, main
+from agents.planner import window_episode
+from agents.train import algorithm_class
+from sdedge_gym.actions import encode_action
+
+
+def test_window_episode_repeats_the_visible_tasks_in_turn():
+    env = gym.make("sdedge/EdgeSD-Small-v0")
+    env.reset(seed=3)
+    episode = env.unwrapped.episode
+    view = window_episode(episode, next_task=2, window=4, exact=True)
+    # K = 8, at task 2: tasks 2..5 are visible, the two tasks left beyond them are copies of tasks 2 and 3
+    assert view.num_tasks == 6
+    np.testing.assert_array_equal(view.workload.output_len, episode.workload.output_len[[2, 3, 4, 5, 2, 3]])
+    np.testing.assert_array_equal(view.channel, episode.channel[[2, 3, 4, 5, 2, 3]])
+    hinted = window_episode(episode, next_task=6, window=4, exact=False)
+    np.testing.assert_array_equal(hinted.workload.output_len, episode.workload.output_hint[[6, 7]])
+
+
+def test_window_planner_is_the_oracle_when_the_window_holds_the_whole_queue():
+    # K = 4 tasks, n_max = 4: the observation shows every task, so the window planner solves the oracle's DP
+    env = gym.make("sdedge/EdgeSD-Small-v0", num_tasks=4)
+    seeds = list(range(10, 16))
+    window = run_episodes(make_policy("window-planner", env), env, seeds)
+    oracle = run_episodes(make_policy("oracle", env), env, seeds)
+    np.testing.assert_allclose(window, oracle, rtol=1e-12)
+
+
+def test_window_planner_sits_between_the_oracle_and_the_best_constant_on_the_small_id():
+    env = gym.make("sdedge/EdgeSD-Small-v0")
+    seeds = list(range(20, 40))
+    means = {name: -np.mean(run_episodes(make_policy(name, env), env, seeds))
+             for name in ("oracle", "window-planner", "best-constant")}
+    assert means["oracle"] <= means["window-planner"] + 1e-9 < means["best-constant"]
+
+
+def test_hybrid_loss_is_the_split_entropy_at_the_teacher_and_ignores_a_common_logit_shift():
+    shares = np.array([0.5, 0.3, 0.2])
+    teacher = torch.as_tensor(np.stack([encode_action("hybrid", 3, 2, 4, 4, shares),
+                                        encode_action("hybrid", 4, 0, 4, 4, np.full(4, 0.25))]))
+    # the excess above the floor BAND_FLOOR / n, renormalised, is what softmax(LOGIT_SCALE x) must match
+    excess = (shares - 0.05 / 3) / 0.95
+    entropy = (-(excess * np.log(excess)).sum() + np.log(4)) / 2  # the mean over the two rows
+    assert float(hybrid_loss(teacher, teacher, 4, 4)) == pytest.approx(entropy, rel=1e-5)
+    shifted = teacher.clone()
+    shifted[0, 2:5] -= 0.1  # every logit of a batch moves by the same amount (within [-1, 1]): the same split
+    shifted[1, 2:6] -= 0.1
+    assert float(hybrid_loss(shifted, teacher, 4, 4)) == pytest.approx(entropy, rel=1e-5)
+    # a bin coordinate off by 0.1 costs BIN_WEIGHT * 0.01 per row, averaged over the two rows
+    off = teacher.clone()
+    off[0, 0] += 0.1
+    assert float(hybrid_loss(off, teacher, 4, 4)) == pytest.approx(entropy + 100.0 * 0.01 / 2, rel=1e-4)
+
+
+def test_slot_policy_saves_and_loads_with_the_same_actions(tmp_path):
+    env = gym.make("sdedge/EdgeSD-Small-Hybrid-v0")
+    config = ImitationConfig(env_id="sdedge/EdgeSD-Small-Hybrid-v0", algo="ppo", seed=1000, out="unused",
+                             policy="slot")
+    from agents.imitate import new_model
+
+    model, _ = new_model(config, env)
+    model.save(tmp_path / "slot.zip")
+    loaded = algorithm_class("ppo").load(tmp_path / "slot.zip", device="cpu")
+    observation, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(model.predict(observation, deterministic=True)[0],
+                                  loaded.predict(observation, deterministic=True)[0])
+    assert type(loaded.policy).__name__ == "SlotPolicy"
+
+
+@pytest.mark.parametrize("env_id, algo", [("sdedge/EdgeSD-Small-v0", "maskable_ppo"),
+                                          ("sdedge/EdgeSD-Small-Hybrid-v0", "ppo")])
+def test_a_short_dagger_run_beats_random_and_writes_the_run(tmp_path, env_id, algo):
+    out = tmp_path / "run"
+    assert main(["--env", env_id, "--algo", algo, "--seed", "1000", "--out", str(out), "--iterations", "2",
+                 "--episodes-per-iteration", "60", "--epochs", "10", "--eval-episodes", "10", "--verbose", "0"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "completed" and [r["iteration"] for r in run["iterations"]] == [0, 1]
+    assert (out / "checkpoints" / "iteration_1.zip").exists() and (out / "checkpoints" / "dataset.npz").exists()
+    rows = (out / "evaluations.csv").read_text().splitlines()
+    assert rows[0] == "timesteps,objective,oracle,oracle_gap_percent,wall_time_s" and len(rows) == 3
+    assert run["best_iteration"] == min(run["iterations"], key=lambda r: r["validation_objective"])["iteration"]
+    env = gym.make(env_id)
+    cls = "MaskablePPO" if algo == "maskable_ppo" else "PPO"
+    seeds = list(range(40, 60))
+    agent = np.mean(run_episodes(make_policy(f"sb3:{cls}:{out / 'model.zip'}", env), env, seeds))
+    random = np.mean(run_episodes(make_policy("random", env), env, seeds))
+    assert agent > random
+
+
+def test_resume_continues_after_the_last_iteration_and_keeps_the_labels(tmp_path):
+    common = dict(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out=str(tmp_path / "run"),
+                  episodes_per_iteration=30, epochs=2, eval_episodes=5)
+    first = imitate(ImitationConfig(iterations=1, **common))
+    with pytest.raises(ValueError, match="already holds a run"):
+        imitate(ImitationConfig(iterations=2, **common))
+    second = imitate(ImitationConfig(iterations=2, resume=True, **common))
+    assert [r["iteration"] for r in second["iterations"]] == [0, 1]
+    assert second["iterations"][0] == first["iterations"][0]
+    assert second["iterations"][1]["labels"] > first["iterations"][0]["labels"]
+    with pytest.raises(ValueError, match="teacher"):
+        imitate(ImitationConfig(iterations=3, resume=True, teacher="planner", **common))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"teacher": "genie"}, "--teacher"),
+    ({"algo": "dqn"}, "--algo"),
+    ({"env_id": "sdedge/EdgeSD-Small-Hybrid-v0", "algo": "maskable_ppo"}, "cannot drive"),
+    ({"policy": "slot"}, "--policy slot needs a hybrid id"),
+    ({"seed": 499}, "--seed"),
+    ({"iterations": 0}, "--iterations"),
+    ({"beta_decay": 1.5}, "--beta-decay"),
+])
+def test_bad_arguments_name_the_flag(changes, message):
+    arguments = dict(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused") | changes
+    with pytest.raises(ValueError, match=message):
+        ImitationConfig(**arguments)
