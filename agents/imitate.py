@@ -93,7 +93,7 @@ class ImitationConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     net_arch: tuple[int, ...] = (256, 256)
-    policy: str = "mlp"  # "slot" (agents.slot_policy.SlotPolicy) on the hybrid ids
+    policy: str = "slot"  # "slot": agents.slot_policy (the task window as a sequence); "mlp": SB3's MlpPolicy
     log_std_init: float = -2.0  # hybrid: the Gaussian's initial log-std (PPO's 0 would be noise of a whole bin range)
     eval_episodes: int = 20
     resume: bool = False
@@ -127,8 +127,9 @@ class ImitationConfig:
             raise ValueError(f"--learning-rate = {self.learning_rate!r} is invalid; allowed: a number > 0")
         if self.policy not in POLICIES:
             raise ValueError(f"--policy = {self.policy!r} is invalid; allowed: {' | '.join(POLICIES)}")
-        if self.policy == "slot" and mode != "hybrid":
-            raise ValueError(f"--policy slot needs a hybrid id; --env {self.env_id!r} has action_mode {mode!r}")
+        if self.policy == "slot" and self.algo == "ppo" and mode != "hybrid":
+            raise ValueError(f"--policy slot with --algo ppo needs a hybrid id (use --algo maskable_ppo on the "
+                             f"discrete ones); --env {self.env_id!r} has action_mode {mode!r}")
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
 
@@ -160,9 +161,9 @@ def new_model(config: ImitationConfig, env: gym.Env):
     settings["policy_kwargs"] = kwargs
     policy = "MlpPolicy"
     if config.policy == "slot":
-        from agents.slot_policy import SlotPolicy
+        from agents.slot_policy import MaskableSlotPolicy, SlotPolicy
 
-        policy = SlotPolicy
+        policy = MaskableSlotPolicy if config.algo == "maskable_ppo" else SlotPolicy
     model = algorithm_class(config.algo)(policy, env, seed=config.seed, device="cpu", **settings)
     return model, settings
 
@@ -420,9 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--net-arch", type=_widths, default=defaults.net_arch, help="e.g. 256,256")
-    parser.add_argument("--policy", choices=POLICIES, default=None,
-                        help="the network: mlp (SB3's MlpPolicy) or slot (agents.slot_policy, per-task band logits); "
-                             "default slot on hybrid ids, mlp otherwise")
+    parser.add_argument("--policy", choices=POLICIES, default=defaults.policy,
+                        help="the network: slot (agents.slot_policy: the task window as a sequence, the default) "
+                             "or mlp (SB3's MlpPolicy)")
     parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes,
                         help="validation episodes scored after every iteration (at most 100)")
     parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
@@ -437,8 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  iterations=args.iterations, episodes_per_iteration=args.episodes_per_iteration,
                                  beta_decay=args.beta_decay, epochs=args.epochs, batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, net_arch=args.net_arch,
-                                 policy=args.policy or ("slot" if ENV_TABLE.get(args.env, {}).get("action_mode")
-                                                        == "hybrid" else "mlp"),
+                                 policy=args.policy,
                                  eval_episodes=args.eval_episodes, resume=args.resume)
     except ValueError as error:
         build_parser().error(str(error))

@@ -72,6 +72,10 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("ppo-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "ppo"),
         _agent("ppo-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
         _agent("maskable-ppo-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
+        # Trained by imitation of the window planner (agents.imitate, DAgger), per-task sequence networks.
+        _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
+        _agent("dagger-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
     )
 }
 

@@ -1,20 +1,26 @@
-"""A Stable-Baselines3 actor-critic policy for the hybrid action whose band logits are computed per task.
+"""Stable-Baselines3 actor-critic policies that read the observation's task window as a sequence.
 
-The hybrid action is two bins (batch size, speculation length) and one band logit per task of the window
-(``sdedge_gym.actions``). A plain MLP must learn the same share rule once per slot, from slot-specific
-weights; here one small network is shared by all slots, so the rule is learned once:
+The observation is 4 global features and 6 features per task of a window of n_max tasks in queue order
+(:mod:`sdedge_gym.env`); the actions choose where the batch ends in that window (n), the speculation length
+and, on the hybrid ids, one band logit per task. A plain MLP must learn every rule once per slot, from
+slot-specific weights. Here:
 
-* ``bins``: an MLP of the whole observation -> the two bin coordinates (tanh);
-* per slot i: ``h_i = encoder(task_i features, global features)``, then the context c = the mean of h over
-  the batch the bins choose (the tasks 1..n, n read off the first bin with the env's own binning; the
-  closed-form split of a user depends on the others in its batch only through the common slot length),
-  and ``logit_i = tanh(head(h_i, c, global features))``;
-* the critic: an MLP of the whole observation.
+* every task i is encoded with the global features, ``e_i = tanh(W [task_i, global])``, and a bidirectional
+  GRU runs over the window, so that ``z_i`` sees the tasks before and after i;
+* the batch-size logits are one shared head per slot, ``score_i = head(z_i)`` for "the batch ends at task i"
+  (n = i + 1), so "cut here" is learned once for every position;
+* the speculation-length logits come from an MLP of the whole observation (they depend on the batch as a
+  whole and on the clock);
+* hybrid only: the band logit of task i is ``tanh(head'(z_i, c))`` with c the mean of z over the batch the
+  first bin chooses (the closed-form split of a user depends on the others in its batch only through the
+  common slot length), and the first bin coordinate is the mean of the slots' bin centres under
+  softmax(score) over the valid batch sizes (differentiable; the centre of the best slot once it is sure);
+* the critic is an MLP of the whole observation.
 
-The Gaussian's mean is this output (``action_net`` is the identity), its log-std SB3's usual parameter. It
-reads the observation layout of :mod:`sdedge_gym.env` (4 global features, then 6 per task) and works on the
-offline hybrid ids (action ``Box(-1, 1, (2 + n_max,))``). Saved models refer to this class, so loading
-one needs ``agents`` importable (it is, in this repo and its installed package).
+:class:`MaskableSlotPolicy` (``MaskablePPO``, discrete ids: the actor's output is the MultiDiscrete logits
+[n logits, l logits]) and :class:`SlotPolicy` (``PPO``, hybrid ids: the Gaussian's mean [bins, band logits],
+log-std SB3's usual parameter). In both, SB3's linear ``action_net`` on top is replaced by the identity.
+Saved models refer to these classes, so loading one needs ``agents`` importable.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from typing import Any
 
 import torch
 from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from sdedge_gym.env import GLOBAL_FEATURES, TASK_FEATURES
 
 NUM_GLOBAL, NUM_TASK = len(GLOBAL_FEATURES), len(TASK_FEATURES)
+BATCH_LIMIT_FEATURE = GLOBAL_FEATURES.index("batch_limit")  # batch_limit / n_max
 
 
 def _mlp(inputs: int, widths: tuple[int, ...], outputs: int | None = None) -> nn.Sequential:
@@ -41,17 +49,21 @@ def _mlp(inputs: int, widths: tuple[int, ...], outputs: int | None = None) -> nn
     return nn.Sequential(*layers)
 
 
-class SlotExtractor(nn.Module):
-    """The actor's mean action and the critic's latent (SB3's ``mlp_extractor`` interface)."""
+class TaskSequenceExtractor(nn.Module):
+    """The actor's output and the critic's latent (SB3's ``mlp_extractor`` interface); see the module docstring."""
 
-    def __init__(self, observation_dim: int, max_batch: int, widths: tuple[int, ...], slot_width: int) -> None:
+    def __init__(self, observation_dim: int, max_batch: int, speculation_choices: int, hybrid: bool,
+                 widths: tuple[int, ...], slot_width: int) -> None:
         super().__init__()
-        self.max_batch = max_batch
-        self.latent_dim_pi = 2 + max_batch
+        self.max_batch, self.speculation_choices, self.hybrid = max_batch, speculation_choices, hybrid
+        self.latent_dim_pi = 2 + max_batch if hybrid else max_batch + speculation_choices
         self.latent_dim_vf = widths[-1]
-        self.bins = _mlp(observation_dim, widths, 2)
-        self.encoder = _mlp(NUM_TASK + NUM_GLOBAL, (slot_width, slot_width))
-        self.head = _mlp(2 * slot_width + NUM_GLOBAL, (slot_width,), 1)
+        self.encoder = _mlp(NUM_TASK + NUM_GLOBAL, (slot_width,))
+        self.sequence = nn.GRU(slot_width, slot_width, batch_first=True, bidirectional=True)
+        self.end_head = _mlp(2 * slot_width, (slot_width,), 1)
+        self.speculation = _mlp(observation_dim, widths, 1 if hybrid else speculation_choices)
+        if hybrid:
+            self.share_head = _mlp(4 * slot_width, (slot_width,), 1)
         self.critic = _mlp(observation_dim, widths)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,45 +72,55 @@ class SlotExtractor(nn.Module):
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         glob = features[:, :NUM_GLOBAL]
         tasks = features[:, NUM_GLOBAL:].reshape(-1, self.max_batch, NUM_TASK)
-        bins = torch.tanh(self.bins(features))
-        # n as the env bins the first coordinate: floor((x + 1) / 2 * n_max) + 1, clipped to 1..n_max
-        size = torch.clamp(torch.floor((bins[:, 0].detach() + 1.0) * 0.5 * self.max_batch), 0, self.max_batch - 1) + 1
         slots = glob[:, None, :].expand(-1, self.max_batch, -1)
-        hidden = self.encoder(torch.cat([tasks, slots], dim=-1))
-        member = (torch.arange(self.max_batch, device=features.device)[None, :] < size[:, None]).float()
-        member = member * (tasks[..., 0] > 0).float()  # the "present" feature: no task beyond the queue
-        context = (hidden * member[..., None]).sum(1) / member.sum(1, keepdim=True).clamp(min=1.0)
-        logits = self.head(torch.cat([hidden, context[:, None, :].expand_as(hidden), slots], dim=-1)).squeeze(-1)
-        return torch.cat([bins, torch.tanh(logits)], dim=-1)
+        hidden, _ = self.sequence(self.encoder(torch.cat([tasks, slots], dim=-1)))
+        scores = self.end_head(hidden).squeeze(-1)  # (m, n_max): logit of "the batch ends at task i"
+        if not self.hybrid:
+            return torch.cat([scores, self.speculation(features)], dim=-1)
+        # Batch sizes the env would accept: at most the batch limit and the tasks present.
+        position = torch.arange(1, self.max_batch + 1, device=features.device)[None, :]
+        limit = torch.round(glob[:, BATCH_LIMIT_FEATURE] * self.max_batch).clamp(min=1)
+        valid = (position <= limit[:, None]) & ((tasks[..., 0] > 0) | (position == 1))
+        weights = torch.softmax(scores.masked_fill(~valid, -1e9), dim=-1)
+        centres = -1.0 + (2.0 * (position - 1) + 1.0) / self.max_batch
+        size_coordinate = (weights * centres).sum(-1, keepdim=True)
+        size = torch.argmax(weights.detach(), dim=-1) + 1
+        member = (position < size[:, None] + 1).float()
+        context = (hidden * member[..., None]).sum(1) / member.sum(1, keepdim=True)
+        logits = self.share_head(torch.cat([hidden, context[:, None, :].expand_as(hidden)], dim=-1)).squeeze(-1)
+        speculation = torch.tanh(self.speculation(features))
+        return torch.cat([size_coordinate, speculation, torch.tanh(logits)], dim=-1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.critic(features)
 
 
-class SlotPolicy(ActorCriticPolicy):
-    """ActorCriticPolicy with :class:`SlotExtractor`; ``net_arch`` (a list of widths) sizes the bins MLP and
-    the critic, ``slot_width`` the per-slot networks."""
+def _window(observation_space: spaces.Space, max_batch: int) -> None:
+    expected = NUM_GLOBAL + NUM_TASK * max_batch
+    if observation_space.shape != (expected,):
+        raise ValueError(f"the slot policies need the offline layout: observation ({expected},) for n_max = "
+                         f"{max_batch}; got {observation_space.shape} (the online ids are not supported)")
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *args: Any,
-                 slot_width: int = 64, **kwargs: Any) -> None:
-        if not isinstance(action_space, spaces.Box) or observation_space.shape is None:
-            raise ValueError(f"SlotPolicy needs a hybrid action Box(-1, 1, (2 + n_max,)); got {action_space}")
-        max_batch = action_space.shape[0] - 2
-        expected = NUM_GLOBAL + NUM_TASK * max_batch
-        if observation_space.shape != (expected,):
-            raise ValueError(f"SlotPolicy needs the offline hybrid layout: observation ({expected},) for n_max = "
-                             f"{max_batch}; got {observation_space.shape} (the online ids are not supported)")
-        self.slot_width = slot_width
-        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+class _SlotMixin:
+    """What both policies share: the extractor, the identity action_net, slot_width in the saved kwargs."""
+
+    slot_width: int
+    hybrid: bool
 
     def _build_mlp_extractor(self) -> None:
         widths = tuple(self.net_arch) if isinstance(self.net_arch, list) and self.net_arch else (256, 256)
-        self.mlp_extractor = SlotExtractor(self.features_dim, self.action_space.shape[0] - 2, widths, self.slot_width)
+        if self.hybrid:
+            max_batch, choices = self.action_space.shape[0] - 2, 0
+        else:
+            max_batch, choices = (int(v) for v in self.action_space.nvec)
+        self.mlp_extractor = TaskSequenceExtractor(self.features_dim, max_batch, choices, self.hybrid, widths,
+                                                   self.slot_width)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
-        # The extractor already gives the mean action: drop SB3's linear layer on top and rebuild the optimiser
-        # without it.
+        # The extractor already gives the distribution's parameters: drop SB3's linear layer on top and rebuild
+        # the optimiser without it.
         self.action_net = nn.Identity()
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
@@ -106,3 +128,33 @@ class SlotPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data["slot_width"] = self.slot_width
         return data
+
+
+class SlotPolicy(_SlotMixin, ActorCriticPolicy):
+    """PPO on the hybrid ids: ``net_arch`` (widths) sizes the speculation MLP and the critic, ``slot_width``
+    the per-task networks."""
+
+    hybrid = True
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *args: Any,
+                 slot_width: int = 64, **kwargs: Any) -> None:
+        if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+            raise ValueError(f"SlotPolicy needs a hybrid action Box(-1, 1, (2 + n_max,)); got {action_space}")
+        _window(observation_space, action_space.shape[0] - 2)
+        self.slot_width = slot_width
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+
+class MaskableSlotPolicy(_SlotMixin, MaskableActorCriticPolicy):
+    """MaskablePPO on the discrete ids (MultiDiscrete([n_max, l_max + 1]))."""
+
+    hybrid = False
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *args: Any,
+                 slot_width: int = 64, **kwargs: Any) -> None:
+        if not isinstance(action_space, spaces.MultiDiscrete) or action_space.shape != (2,):
+            raise ValueError(f"MaskableSlotPolicy needs the discrete action MultiDiscrete([n_max, l_max + 1]); "
+                             f"got {action_space}")
+        _window(observation_space, int(action_space.nvec[0]))
+        self.slot_width = slot_width
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)

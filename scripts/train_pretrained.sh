@@ -21,9 +21,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEEDS=(1000 2000 3000)
+# The agents.imitate (DAgger) budget of the dagger-* agents: iterations x episodes per iteration.
+DAGGER_ITERATIONS=7
+DAGGER_EPISODES=600
 
 train_and_ship() {
-    local name="$1" env_id="$2" algo="$3"
+    local name="$1" env_id="$2" algo="$3" trainer="${4:-train}"
     local cls
     case "${algo}" in
         maskable_ppo) cls=MaskablePPO ;;
@@ -33,7 +36,12 @@ train_and_ship() {
     local scores=()
     for seed in "${SEEDS[@]}"; do
         local out="runs/pretrained/${name}/seed${seed}"
-        local command="OMP_NUM_THREADS=1 nice python -m agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar"
+        local command
+        if [ "${trainer}" = imitate ]; then
+            command="OMP_NUM_THREADS=1 nice python -m agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0"
+        else
+            command="OMP_NUM_THREADS=1 nice python -m agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar"
+        fi
         rm -rf "${out}"
         eval "${command}"
         echo "${command}" > "${out}/command.txt"
@@ -80,9 +88,13 @@ declare -A AGENTS=(
     [ppo-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 ppo"
     [ppo-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo"
     [maskable-ppo-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
+    [dagger-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
+    [dagger-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
+    [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
 )
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
-       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online)
+       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online dagger-paper dagger-paper-stochastic
+       dagger-uplink-hybrid)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
@@ -96,6 +108,6 @@ for name in "${@:-${ORDER[@]}}"; do
         echo "unknown agent ${name}; allowed: ${ORDER[*]}" >&2
         exit 2
     fi
-    # shellcheck disable=SC2086  # the table's value is "ID ALGO"
+    # shellcheck disable=SC2086  # the table's value is "ID ALGO [TRAINER]"
     train_and_ship "${name}" ${AGENTS[${name}]}
 done
