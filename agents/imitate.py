@@ -56,6 +56,7 @@ from agents.hyperparameters import load_entry
 from agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from agents.train import (
     MAX_TRAINING_SEED,
+    RunDirectory,
     TrainConfig,
     _check_int,
     _jsonable,
@@ -78,7 +79,7 @@ RANGE_WEIGHT = 10.0
 
 
 @dataclass(frozen=True)
-class ImitationConfig:
+class ImitationConfig(RunDirectory):
     """The arguments of one DAgger run (the CLI's, validated)."""
 
     env_id: str
@@ -132,18 +133,6 @@ class ImitationConfig:
                              f"discrete ones); --env {self.env_id!r} has action_mode {mode!r}")
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
-
-    @property
-    def action_mode(self) -> str:
-        return ENV_TABLE[self.env_id]["action_mode"]
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.out) / "checkpoints"
 
     def train_config(self) -> TrainConfig:
         """The agents.train view of this run: its hyperparameter entry, evaluation and oracle cache."""

@@ -95,8 +95,27 @@ _CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTE
 _RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed")
 
 
+class RunDirectory:
+    """What a run's config derives from its ``env_id`` and ``out`` (agents.train's and agents.imitate's)."""
+
+    env_id: str
+    out: str
+
+    @property
+    def action_mode(self) -> str:
+        return ENV_TABLE[self.env_id]["action_mode"]
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out) / "checkpoints"
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunDirectory):
     """The arguments of one training run (the CLI's, validated)."""
 
     env_id: str
@@ -137,18 +156,6 @@ class TrainConfig:
         _check_int("--eval-every", self.eval_every, 0)
         if self.eval_every > 0 and self.eval_episodes == 0:
             raise ValueError("--eval-every > 0 needs --eval-episodes >= 1 (the episodes the oracle gap is measured on)")
-
-    @property
-    def action_mode(self) -> str:
-        return ENV_TABLE[self.env_id]["action_mode"]
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.out) / "checkpoints"
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
