@@ -22,8 +22,8 @@ cd "$(dirname "$0")/.."
 
 SEEDS=(1000 2000 3000)
 # The agents.imitate (DAgger) budget of the dagger-* agents: iterations x episodes per iteration.
-DAGGER_ITERATIONS=7
-DAGGER_EPISODES=600
+DAGGER_ITERATIONS=6
+DAGGER_EPISODES=500
 
 train_and_ship() {
     local name="$1" env_id="$2" algo="$3" trainer="${4:-train}"
