@@ -3,12 +3,13 @@
     python scripts/plot_training.py runs/small/seed1000 runs/small/seed2000 runs/small/seed3000 \\
         --out docs/figures/training_small.png
 
-Each run directory is an ``agents.train --eval-every N`` run (same id, same validation episodes): its
-``evaluations.csv`` holds the oracle gap of the deterministic policy on the validation episodes at every
-evaluation. The curve is the mean over runs and the band their min..max (3 seeds are too few for a
-standard deviation), on the first run's evaluation steps (the others interpolated onto them). Reference
-lines, on the same validation episodes: the oracle (0 %), the MPC planner and the best fixed baseline
-(best constant, max batch, autoregressive), evaluated here with agents.evaluate.
+Each run directory is an ``agents.train --eval-every N`` or an ``agents.imitate`` run (same id, same
+validation episodes): its ``evaluations.csv`` holds the oracle gap of the deterministic policy on the
+validation episodes at every evaluation. The curve is the mean over runs and the band their min..max (3
+seeds are too few for a standard deviation), on the first run's evaluation steps (the others interpolated
+onto them). Reference lines, on the same validation episodes: the oracle (0 %), the MPC planner and the best
+fixed baseline (best constant, max batch, autoregressive), evaluated here with agents.evaluate, and for
+imitation runs their teacher.
 """
 
 from __future__ import annotations
@@ -41,14 +42,16 @@ def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     return json.loads((run_dir / "run.json").read_text()), steps, gaps
 
 
-def reference_gaps(env_id: str, episodes: int) -> dict[str, float]:
+def reference_gaps(env_id: str, episodes: int, teacher: str | None = None) -> dict[str, float]:
     """Gap to the oracle of the planner and the best fixed baseline on the validation episodes (online ids:
-    the fixed online heuristics)."""
+    the fixed online heuristics), and of the ``teacher`` of an imitation run."""
     baselines = ONLINE_FIXED_BASELINES if env_id in ONLINE_ENV_IDS else FIXED_BASELINES
-    results = {r.policy: r for r in evaluate(env_id, episodes, VALIDATION_SEEDS[0], ["planner", *baselines],
+    extra = [teacher] if teacher and teacher != "planner" else []
+    results = {r.policy: r for r in evaluate(env_id, episodes, VALIDATION_SEEDS[0], ["planner", *baselines, *extra],
                                              progress=False)}
     best = min(baselines, key=lambda b: results[b].mean)
-    return {"planner": results["planner"].gap_percent, f"best baseline ({best})": results[best].gap_percent}
+    gaps = {"planner": results["planner"].gap_percent, f"best baseline ({best})": results[best].gap_percent}
+    return gaps | {f"{name} (the teacher)": results[name].gap_percent for name in extra}
 
 
 def main() -> None:
@@ -63,6 +66,8 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     runs = [read_run(r) for r in args.runs]
+    # agents.imitate runs: the x axis counts teacher-labelled env steps, and the teacher is a reference line
+    teacher = runs[0][0]["config"].get("teacher")
     configs = {(run["config"]["env_id"], run["config"]["algo"], run["config"]["eval_episodes"]) for run, _, _ in runs}
     if len(configs) != 1:
         raise ValueError(f"the runs differ in (env, algo, eval_episodes): {sorted(configs)}; allowed: runs of one "
@@ -74,16 +79,19 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), alpha=0.25, label=f"min..max over {len(runs)} seeds")
-    ax.plot(steps, mean, lw=2, label=f"{algo}: mean over seeds")
+    ax.plot(steps, mean, lw=2, marker="o" if teacher else None,
+            label=f"{algo}{' (DAgger)' if teacher else ''}: mean over seeds")
     ax.axhline(0.0, color="black", lw=1, label="oracle (0 %)")
-    styles = iter(("--", ":"))
-    for name, gap in reference_gaps(env_id, episodes).items():
+    styles = iter(("--", ":", "-."))
+    references = reference_gaps(env_id, episodes, teacher)
+    for name, gap in references.items():
         ax.axhline(gap, color="grey", ls=next(styles), lw=1.2, label=f"{name}: {gap:+.1f} %")
-    ax.set_xlabel("env steps")
+    ax.set_xlabel("env steps (labelled by the teacher, one point per DAgger iteration)" if teacher else "env steps")
     ax.set_ylabel("gap to the oracle (%), lower is better")
     seeds = f"{VALIDATION_SEEDS[0]}..{VALIDATION_SEEDS[0] + episodes - 1}"
     ax.set_title(textwrap.fill(args.title or f"{env_id}: oracle gap on validation episodes {seeds}", 80), fontsize=9)
-    ax.set_ylim(min(-0.5, float(curves.min()) - 0.5), max(float(curves.max()), 1.0) * 1.05)
+    top = max(float(curves.max()), min(max(references.values()), 3.0 * float(curves.max())), 1.0)
+    ax.set_ylim(min(-0.5, float(curves.min()) - 0.5), top * 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
