@@ -76,7 +76,6 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         _agent("dagger-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
-        _agent("dagger-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "ppo"),
     )
 }
 
