@@ -136,3 +136,17 @@ def test_bad_arguments_name_the_flag(changes, message):
     arguments = dict(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused") | changes
     with pytest.raises(ValueError, match=message):
         ImitationConfig(**arguments)
+
+
+@pytest.mark.parametrize("env_id, algo", [("sdedge/EdgeSD-Small-v0", "maskable_ppo"),
+                                          ("sdedge/EdgeSD-Small-Hybrid-v0", "ppo")])
+def test_the_slot_policies_also_train_by_reinforcement(env_id, algo):
+    # The imitation model is an ordinary (Maskable)PPO: PPO updates (fine-tuning) run on it unchanged.
+    from agents.imitate import new_model
+
+    env = gym.make(env_id)
+    model, _ = new_model(ImitationConfig(env_id=env_id, algo=algo, seed=1000, out="unused"), env)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(total_timesteps=64)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+    assert env.action_space.contains(np.asarray(model.predict(env.reset(seed=0)[0], deterministic=True)[0]))
