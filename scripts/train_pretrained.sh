@@ -15,7 +15,11 @@
 #     bash scripts/train_pretrained.sh maskable-ppo-paper ppo-paper-hybrid maskable-ppo-small maskable-ppo-online &
 #     bash scripts/train_pretrained.sh maskable-ppo-paper-stochastic ppo-uplink-hybrid maskable-ppo-small-stochastic
 # ~6-9 min per 1M-step seed of a paper-size agent, ~2 min per 250k-step small seed, ~3.5 min per 500k-step
-# online seed, plus the evaluations: about 75 min in all.
+# online seed, plus the evaluations: about 75 min in all. The dagger-* agents (agents.imitate, 6 iterations x
+# 500 teacher-labelled episodes per seed), as three invocations side by side
+#     bash scripts/train_pretrained.sh dagger-paper & bash scripts/train_pretrained.sh dagger-paper-stochastic &
+#     bash scripts/train_pretrained.sh dagger-uplink-hybrid
+# ~25 min per paper-size seed and ~17 min per Uplink seed with three runs sharing 2 cores: about 80 min.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
