@@ -38,6 +38,7 @@ iterations - 1 must avoid the held-out ones. Needs the ``train`` extra.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -55,6 +56,7 @@ from agents.evaluate import make_policy
 from agents.hyperparameters import load_entry
 from agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from agents.train import (
+    EVALUATIONS_HEADER,
     MAX_TRAINING_SEED,
     RunDirectory,
     TrainConfig,
@@ -64,7 +66,7 @@ from agents.train import (
     _write_run,
     algorithm_class,
     evaluate_model,
-    hyperparameters,
+    masked_predict,
     oracle_values,
 )
 from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, hybrid_batch_and_speculation, shares_from_logits
@@ -73,7 +75,6 @@ from sdedge_gym.registration import ENV_TABLE
 ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {"maskable_ppo": ("discrete",), "ppo": ("discrete", "hybrid")}
 TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle")
 POLICIES: tuple[str, ...] = ("mlp", "slot")
-EVALUATIONS_HEADER = "timesteps,objective,oracle,oracle_gap_percent,wall_time_s\n"
 BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
 RANGE_WEIGHT = 10.0
 
@@ -141,8 +142,9 @@ class ImitationConfig(RunDirectory):
 
 
 def new_model(config: ImitationConfig, env: gym.Env):
-    """The (Maskable)PPO the policy lives in: the id's hyperparameters, ``--net-arch`` for the networks."""
-    settings = hyperparameters(config.train_config())
+    """The (Maskable)PPO the policy lives in: the id's hyperparameters as its file gives them (the settings a
+    PPO fine-tuning run starts from; the fit does not read them), ``--net-arch`` for the networks."""
+    settings = copy.deepcopy(load_entry(config.env_id, config.algo).algorithm_kwargs)
     kwargs = dict(settings.get("policy_kwargs") or {})
     kwargs["net_arch"] = list(config.net_arch)
     if config.action_mode == "hybrid":
@@ -189,17 +191,8 @@ class Labels:
         return cls(list(data["observations"]), list(data["masks"]), list(data["actions"]), list(data["returns"]))
 
 
-def learner_action(model, env: gym.Env, observation: np.ndarray, masked: bool) -> np.ndarray:
-    """The learner's deterministic action (the policy the evaluation and the test run)."""
-    if masked:
-        action, _ = model.predict(observation, deterministic=True, action_masks=env.unwrapped.action_masks())
-    else:
-        action, _ = model.predict(observation, deterministic=True)
-    return action
-
-
 def collect(env: gym.Env, teacher, model, episodes: int, beta: float, rng: np.random.Generator,
-            labels: Labels, masked: bool) -> int:
+            labels: Labels) -> int:
     """Run ``episodes`` episodes (teacher with probability ``beta`` at each step, else the learner) and label
     every visited state with the teacher's action; returns the env steps taken."""
     steps = 0
@@ -209,10 +202,9 @@ def collect(env: gym.Env, teacher, model, episodes: int, beta: float, rng: np.ra
         while not done:
             target, _ = teacher.predict(observation, deterministic=True)
             labels.observations.append(np.asarray(observation, dtype=np.float32))
-            mask = env.unwrapped.action_masks()
-            labels.masks.append(np.asarray(mask, dtype=bool))
+            labels.masks.append(np.asarray(env.unwrapped.action_masks(), dtype=bool))
             labels.actions.append(np.asarray(target))
-            action = target if rng.random() < beta else learner_action(model, env, observation, masked)
+            action = target if rng.random() < beta else masked_predict(model, env, observation)[0]
             observation, reward, terminated, truncated, _ = env.step(action)
             rewards.append(float(reward))
             done = terminated or truncated
@@ -342,13 +334,12 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     limits = (scenario.max_batch, scenario.max_speculation)
-    masked = config.algo == "maskable_ppo"
     try:
         for iteration in range(len(done_iterations), config.iterations):
             beta = config.beta_decay ** iteration
             env.reset(seed=config.seed + iteration)  # the iteration's episodes continue this stream
             rng = np.random.default_rng([config.seed, iteration])
-            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels, masked)
+            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels)
             loss = fit(model, labels, config, optimizer, generator, limits)
             value = evaluate_model(model, train_view, seeds)["mean"]
             gap = 100.0 * (value / oracle - 1.0)
