@@ -3,10 +3,10 @@
 Only numpy, scipy and gymnasium are needed; torch is imported only to load a Stable-Baselines3 model.
 """
 
-from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
-from agents.oracle import DPOracle, Plan, UniformShares, optimal_plan, solve
-from agents.planner import MPCPlanner
-from agents.policy import Policy, Predictor
+from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
+from sdedge_agents.oracle import DPOracle, Plan, UniformShares, optimal_plan, solve
+from sdedge_agents.planner import MPCPlanner
+from sdedge_agents.policy import Policy, Predictor
 
 __all__ = [
     "Autoregressive",

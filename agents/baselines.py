@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from sdedge_agents.policy import Policy
 
-from agents.policy import Policy
 from sdedge_gym.actions import encode_action
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel
@@ -83,7 +83,7 @@ class FixedAction(Policy):
                              shares)
 
     def _closed_form_shares(self, batch_size: int) -> np.ndarray:
-        from agents.oracle import closed_form_shares  # the oracle module imports this one's helpers
+        from sdedge_agents.oracle import closed_form_shares  # the oracle module imports this one's helpers
 
         return closed_form_shares(self.unwrapped, batch_size)
 

@@ -1,7 +1,7 @@
 """Evaluate policies on the same seeded episodes and print the benchmark table.
 
-    python -m agents.evaluate --env sdedge/EdgeSD-v0 --episodes 20 --seed 0
-    python -m agents.evaluate --env sdedge/EdgeSD-Small-Stochastic-v0 --policies oracle,planner,random \\
+    python -m sdedge_agents.evaluate --env sdedge/EdgeSD-v0 --episodes 20 --seed 0
+    python -m sdedge_agents.evaluate --env sdedge/EdgeSD-Small-Stochastic-v0 --policies oracle,planner,random \\
         --json results.json
 
 Episode i of every policy uses ``reset(seed=S + i)``, so every policy faces the same episodes. The table
@@ -13,22 +13,22 @@ them). Policies that set the band split themselves (``uniform-shares``) run on t
 
 Policy names: oracle, planner, planner-exact, window-planner, best-constant, max-batch, autoregressive, uniform-shares,
 random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
-policies of agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
+policies of sdedge_agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
 sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip), module:Class (any class importable from a dotted
 module path, constructed as Class(env), with SB3's ``predict(observation, state, episode_start,
-deterministic)``; :class:`agents.policy.Policy` is a base for one). Only pretrained and sb3 import torch;
+deterministic)``; :class:`sdedge_agents.policy.Policy` is a base for one). Only pretrained and sb3 import torch;
 MaskablePPO agents are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
 policies trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with
 SB3's ``predict`` bound to that env.
 
 ``--benchmark`` prints one row per policy in docs/BENCHMARK.md's results-table format instead, on the
-protocol's held-out test episodes (``agents.protocol.TEST_SEEDS``, 500..599) unless --seed/--episodes say
+protocol's held-out test episodes (``sdedge_agents.protocol.TEST_SEEDS``, 500..599) unless --seed/--episodes say
 otherwise; the references it needs (oracle, random, planner, the fixed baselines) are evaluated on the same
 episodes:
 
-    python -m agents.evaluate --benchmark --env sdedge/EdgeSD-Small-v0 --policies pretrained:maskable-ppo-small
+    python -m sdedge_agents.evaluate --benchmark --env sdedge/EdgeSD-Small-v0 --policies pretrained:maskable-ppo-small
 """
 
 from __future__ import annotations
@@ -46,13 +46,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from scipy import stats
+from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
+from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
+from sdedge_agents.oracle import DPOracle, UniformShares
+from sdedge_agents.planner import MPCPlanner, WindowPlanner
+from sdedge_agents.protocol import TEST_SEEDS
 
 import sdedge_gym  # registers the ids
-from agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
-from agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
-from agents.oracle import DPOracle, UniformShares
-from agents.planner import MPCPlanner, WindowPlanner
-from agents.protocol import TEST_SEEDS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
@@ -125,7 +125,7 @@ def _sb3_policy(spec: str, env) -> Any:
     if not hasattr(library, algo):
         raise ValueError(f"policy {spec!r}: unknown algorithm {algo!r}; allowed: a class of stable_baselines3 "
                          "or sb3_contrib, e.g. PPO, A2C, DQN, MaskablePPO")
-    from agents.pretrained import PretrainedPolicy  # applies the env's mask to MaskablePPO
+    from sdedge_agents.pretrained import PretrainedPolicy  # applies the env's mask to MaskablePPO
 
     return PretrainedPolicy(spec, getattr(library, algo).load(path, device="cpu"), env,
                             uses_mask=algo == "MaskablePPO")
@@ -163,7 +163,7 @@ def check_policy_spec(spec: str, env) -> None:
     elif spec.startswith("sb3:") and spec.count(":") >= 2:
         _sb3_path(spec)
     elif spec.startswith("pretrained:"):
-        from agents.pretrained import PRETRAINED  # the cards only: no torch
+        from sdedge_agents.pretrained import PRETRAINED  # the cards only: no torch
 
         name = spec.split(":", 1)[1]
         if name not in PRETRAINED:
@@ -193,7 +193,7 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
     if spec.startswith("sb3:") and spec.count(":") >= 2:
         return _sb3_policy(spec, env)
     if spec.startswith("pretrained:"):
-        from agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
+        from sdedge_agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
 
         return load_pretrained(spec.split(":", 1)[1], env)
     if spec.count(":") == 1:
@@ -216,7 +216,7 @@ def _class_policy(spec: str, env) -> Any:
     if not callable(getattr(policy, "predict", None)):
         raise TypeError(f"policy {spec!r}: {class_name}(env) has no predict(observation, state, episode_start, "
                         "deterministic) method; allowed: a class with SB3's predict, e.g. a subclass of "
-                        "agents.policy.Policy")
+                        "sdedge_agents.policy.Policy")
     return policy
 
 
@@ -356,7 +356,7 @@ def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sdedge_agents.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
     parser.add_argument("--episodes", type=_at_least(1), default=None,
                         help=f"episodes (default 20; with --benchmark {len(TEST_SEEDS)}, the test seeds)")

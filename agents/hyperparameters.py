@@ -27,13 +27,13 @@ HYPERPARAMS_FILES: dict[str, Path] = {
 }
 # rl-zoo3 keys that are not keyword arguments of the algorithm.
 _ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "monitor_kwargs", "env_wrapper", "policy_kwargs")
-# The env wrapper agents.train applies itself for each algorithm (checked against the file's).
-EXPECTED_ENV_WRAPPER = {"dqn": "agents.train.FlattenBatchSpeculation"}
+# The env wrapper sdedge_agents.train applies itself for each algorithm (checked against the file's).
+EXPECTED_ENV_WRAPPER = {"dqn": "sdedge_agents.train.FlattenBatchSpeculation"}
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """One entry of a hyperparameter file, split the way agents.train uses it."""
+    """One entry of a hyperparameter file, split the way sdedge_agents.train uses it."""
 
     source: str  # "<file>:<key>"
     n_timesteps: int
@@ -58,7 +58,7 @@ def load_entry(env_id: str, algo: str, path: Path | None = None) -> Hyperparamet
     wrapper = entry.get("env_wrapper")
     if wrapper != EXPECTED_ENV_WRAPPER.get(algo):
         raise ValueError(f"{path}:{key}: env_wrapper = {wrapper!r}; allowed for {algo}: "
-                         f"{EXPECTED_ENV_WRAPPER.get(algo)!r} (agents.train applies that wrapper itself)")
+                         f"{EXPECTED_ENV_WRAPPER.get(algo)!r} (sdedge_agents.train applies that wrapper itself)")
     if entry.get("policy", "MlpPolicy") != "MlpPolicy":
         raise ValueError(f"{path}:{key}: policy = {entry['policy']!r}; allowed: 'MlpPolicy'")
     kwargs = {k: v for k, v in entry.items() if k not in _ZOO_KEYS}

@@ -1,19 +1,19 @@
 """Train a Stable-Baselines3 policy by imitating a planner (DAgger), with checkpoints, resume and the oracle gap.
 
-    python -m agents.imitate --env sdedge/EdgeSD-v0 --algo maskable_ppo --seed 1000 --out runs/dagger-paper
+    python -m sdedge_agents.imitate --env sdedge/EdgeSD-v0 --algo maskable_ppo --seed 1000 --out runs/dagger-paper
 
 Pure RL with the harness defaults settles on a nearly constant (n, l) on the paper-size ids (docs/BENCHMARK.md).
 This trainer distils a planner into the same network instead: DAgger (Ross et al., 2011). Iteration 0 runs
 the teacher and records (observation, teacher action); every later iteration runs the *learner*, with the
 teacher's own action taken instead with probability beta = beta_decay^k, and labels every visited state with
 what the teacher would do there; after each iteration the policy is fitted to all the labels gathered so far.
-The teacher is by default ``window-planner`` (:class:`agents.planner.WindowPlanner`): the DP on exactly what
+The teacher is by default ``window-planner`` (:class:`sdedge_agents.planner.WindowPlanner`): the DP on exactly what
 the observation shows, so that its action is a function of the observation and the labels are learnable
 without hidden information. The agent itself reads only the observation (and the action mask).
 
 The model is an ordinary SB3 ``MaskablePPO`` (discrete ids) or ``PPO`` (hybrid ids) with the id's
 hyperparameters from ``agents/hyperparams.yml`` (``--net-arch`` overrides the network): it loads and
-evaluates like any agents.train model (``sb3:MaskablePPO:PATH``) and can be fine-tuned with PPO. The losses:
+evaluates like any sdedge_agents.train model (``sb3:MaskablePPO:PATH``) and can be fine-tuned with PPO. The losses:
 
 * discrete: the negative log-likelihood of the teacher's (n, l) under the policy (masked for MaskablePPO);
 * hybrid (a Box of two bins and n_max band logits): for the deterministic action (the Gaussian mean mu),
@@ -24,11 +24,11 @@ evaluates like any agents.train model (``sb3:MaskablePPO:PATH``) and can be fine
 * the value head: the squared error to the return-to-go of the visited trajectory, divided by the returns'
   variance (a start for PPO fine-tuning; it does not touch the policy head, whose network is separate).
 
-Writes into ``--out`` what agents.train writes (``run.json``, ``evaluations.csv``, ``oracle_values.json``,
+Writes into ``--out`` what sdedge_agents.train writes (``run.json``, ``evaluations.csv``, ``oracle_values.json``,
 ``model.zip``) plus ``checkpoints/iteration_<k>.zip`` and ``checkpoints/dataset.npz`` (the labels so far)
 after every iteration; ``--resume`` continues after the last saved iteration (nothing of a finished iteration
 is lost on Ctrl-C; the fit's Adam moments start afresh). After each iteration the deterministic policy's
-oracle gap on the validation episodes (``agents.protocol.VALIDATION_SEEDS[:--eval-episodes]``) goes to
+oracle gap on the validation episodes (``sdedge_agents.protocol.VALIDATION_SEEDS[:--eval-episodes]``) goes to
 ``evaluations.csv`` with the env steps collected so far as its timesteps; ``model.zip`` is the iteration with
 the lowest validation objective (checkpoint choice on validation episodes, as the protocol allows). Iteration
 k's episodes continue the random stream of ``reset(seed=seed + k)``, so the seeds seed .. seed +
@@ -51,11 +51,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-
-from agents.evaluate import make_policy
-from agents.hyperparameters import load_entry
-from agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
-from agents.train import (
+from sdedge_agents.evaluate import make_policy
+from sdedge_agents.hyperparameters import load_entry
+from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
+from sdedge_agents.train import (
     EVALUATIONS_HEADER,
     MAX_TRAINING_SEED,
     RunDirectory,
@@ -69,6 +68,7 @@ from agents.train import (
     masked_predict,
     oracle_values,
 )
+
 from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, hybrid_batch_and_speculation, shares_from_logits
 from sdedge_gym.registration import ENV_TABLE
 
@@ -95,7 +95,7 @@ class ImitationConfig(RunDirectory):
     batch_size: int = 256
     learning_rate: float = 1e-3
     net_arch: tuple[int, ...] = (256, 256)
-    policy: str = "slot"  # "slot": agents.slot_policy (the task window as a sequence); "mlp": SB3's MlpPolicy
+    policy: str = "slot"  # "slot": sdedge_agents.slot_policy (the task window as a sequence); "mlp": SB3's MlpPolicy
     log_std_init: float = -2.0  # hybrid: the Gaussian's initial log-std (PPO's 0 would be noise of a whole bin range)
     eval_episodes: int = 20
     resume: bool = False
@@ -136,7 +136,7 @@ class ImitationConfig(RunDirectory):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
 
     def train_config(self) -> TrainConfig:
-        """The agents.train view of this run: its hyperparameter entry, evaluation and oracle cache."""
+        """The sdedge_agents.train view of this run: its hyperparameter entry, evaluation and oracle cache."""
         return TrainConfig(env_id=self.env_id, algo=self.algo, timesteps=1, n_envs=1, seed=self.seed,
                            out=self.out, eval_episodes=self.eval_episodes)
 
@@ -152,7 +152,7 @@ def new_model(config: ImitationConfig, env: gym.Env):
     settings["policy_kwargs"] = kwargs
     policy = "MlpPolicy"
     if config.policy == "slot":
-        from agents.slot_policy import MaskableSlotPolicy, SlotPolicy
+        from sdedge_agents.slot_policy import MaskableSlotPolicy, SlotPolicy
 
         policy = MaskableSlotPolicy if config.algo == "maskable_ppo" else SlotPolicy
     model = algorithm_class(config.algo)(policy, env, seed=config.seed, device="cpu", **settings)
@@ -286,7 +286,7 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
     if config.resume:
         if previous is None or not previous.get("iterations"):
             raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
-                             "agents.imitate run (drop --resume to start a new run)")
+                             "sdedge_agents.imitate run (drop --resume to start a new run)")
         for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy"):
             if _jsonable(previous["config"][key]) != _jsonable(getattr(config, key)):
                 raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
@@ -318,7 +318,7 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
         evaluations.write_text(EVALUATIONS_HEADER)
     record: dict[str, Any] = {
         "config": _jsonable(asdict(config)),
-        "trainer": "agents.imitate (DAgger)",
+        "trainer": "sdedge_agents.imitate (DAgger)",
         "hyperparameters": previous["hyperparameters"] if config.resume else _jsonable(settings),
         "hyperparameters_source": load_entry(config.env_id, config.algo).source,
         "vectorisation": "gym.make (one env: the teacher reads its episode)",
@@ -386,7 +386,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = ImitationConfig(env_id="sdedge/EdgeSD-v0", algo="maskable_ppo")
-    parser = argparse.ArgumentParser(prog="python -m agents.imitate", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m sdedge_agents.imitate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-v0")
     parser.add_argument("--algo", required=True, choices=tuple(ALGORITHM_ACTION_MODES))
@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--net-arch", type=_widths, default=defaults.net_arch, help="e.g. 256,256")
     parser.add_argument("--policy", choices=POLICIES, default=defaults.policy,
-                        help="the network: slot (agents.slot_policy: the task window as a sequence, the default) "
+                        help="the network: slot (sdedge_agents.slot_policy: the task window as a sequence, the "
+                        "default) "
                              "or mlp (SB3's MlpPolicy)")
     parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes,
                         help="validation episodes scored after every iteration (at most 100)")

@@ -1,7 +1,7 @@
 """Reference policies of the online env (``EdgeSDOnlineEnv``): the hindsight oracle, a re-planning planner
 and the serving baselines.
 
-**The hindsight oracle** is the DP of :mod:`agents.oracle` with release times. In the online env a batch
+**The hindsight oracle** is the DP of :mod:`sdedge_agents.oracle` with release times. In the online env a batch
 of tasks p..j-1 can be dispatched at any decision epoch t >= max(u, a_{j-1}) (u the end of the last
 uplink slot, a the arrival times): every earlier epoch lacks task j-1, and waiting from epoch to epoch
 reaches exactly t = max(u, a_{j-1}) (the arrival instant a_{j-1}, or u if it came earlier). Dispatching
@@ -33,7 +33,7 @@ Max-batch-with-timeout: dispatch when ``max_batch`` (default n_lim) tasks are wa
 waited ``timeout`` s (default 10; checked at the decision epochs, arrivals and uplink-free instants, so a
 timeout expiring between arrivals acts at the next one), else wait. AD: dispatch-immediately
 with l = 0 (autoregressive decoding, no draft). Their l is, for each batch size n, the best constant l
-for batches of n on the offline tuning episodes (``agents.baselines.constant_action_costs``).
+for batches of n on the offline tuning episodes (``sdedge_agents.baselines.constant_action_costs``).
 Uniform-shares: the hindsight oracle with equal band shares (hybrid/dict envs).
 """
 
@@ -42,8 +42,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-
-from agents.oracle import (
+from sdedge_agents.oracle import (
     Plan,
     check_allocation,
     closed_form_shares,
@@ -51,8 +50,9 @@ from agents.oracle import (
     shift_non_dominated,
     speculation_front,
 )
-from agents.planner import predicted_episode
-from agents.policy import Policy
+from sdedge_agents.planner import predicted_episode
+from sdedge_agents.policy import Policy
+
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, EpisodeClock
 from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
@@ -123,7 +123,8 @@ def _online_env(env) -> EdgeSDOnlineEnv:
     unwrapped = env.unwrapped
     if not isinstance(unwrapped, EdgeSDOnlineEnv):
         raise TypeError(f"env is a {type(unwrapped).__name__}; allowed: an EdgeSDOnlineEnv (the sdedge/EdgeSD-Online-* "
-                        "ids); the offline env's policies are in agents.oracle, agents.planner, agents.baselines")
+                        "ids); the offline env's policies are in sdedge_agents.oracle, sdedge_agents.planner, "
+                        "sdedge_agents.baselines")
     return unwrapped
 
 
@@ -244,7 +245,7 @@ def estimated_arrival_rate(env: EdgeSDOnlineEnv) -> float:
 @lru_cache(maxsize=8)
 def best_speculation_by_batch(scenario: ScenarioConfig) -> tuple[int, ...]:
     """For n = 1..n_lim, the best constant l for batches of n on the offline tuning episodes."""
-    from agents.baselines import constant_action_costs
+    from sdedge_agents.baselines import constant_action_costs
 
     offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace=""))
     costs = constant_action_costs(offline)

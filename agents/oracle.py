@@ -57,8 +57,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from sdedge_agents.policy import Policy
 
-from agents.policy import Policy
 from sdedge_gym.actions import encode_action
 from sdedge_gym.episode import Episode, EpisodeClock, ServingModel
 from sdedge_gym.segments import SegmentTables, segment_tables

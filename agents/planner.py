@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from sdedge_agents.oracle import DPOracle, solve
 
-from agents.oracle import DPOracle, solve
 from sdedge_gym.episode import Episode
 from sdedge_gym.segments import segment_tables
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload
@@ -70,7 +70,7 @@ class WindowPlanner(MPCPlanner):
     """MPC on exactly what the env's observation shows: the next ``max_batch`` tasks (true lengths and
     acceptance rates on a clairvoyant id, hints and estimates otherwise), the rest of the queue as repeats
     of them; re-solved every step. The observation determines its action, so it is both a bound on what
-    a learner of the observation can reach without more information and the teacher of ``agents.imitate``.
+    a learner of the observation can reach without more information and the teacher of ``sdedge_agents.imitate``.
     """
 
     name = "window-planner"

@@ -3,7 +3,7 @@
 A reference policy is bound to one env (a single ``EdgeSDEnv``, possibly wrapped) and may read its
 ``unwrapped`` state: the oracle and planners are privileged by design (they are the yardsticks an agent is
 measured against), the baselines only read what a deployed controller would know (the queue left, the
-batch limit). ``predict`` has Stable-Baselines3's signature, so :mod:`agents.evaluate` runs reference
+batch limit). ``predict`` has Stable-Baselines3's signature, so :mod:`sdedge_agents.evaluate` runs reference
 policies and trained SB3 models through the same loop.
 """
 

@@ -1,7 +1,7 @@
 """The shipped pretrained agents and a loader that binds one to an env as a Policy-like predictor.
 
     import gymnasium as gym, sdedge_gym
-    from agents.pretrained import load_pretrained
+    from sdedge_agents.pretrained import load_pretrained
 
     env = gym.make("sdedge/EdgeSD-Small-v0")
     agent = load_pretrained("maskable-ppo-small", env)
@@ -10,8 +10,8 @@
 
 Each agent is a Stable-Baselines3 zip in ``agents/pretrained/`` with a JSON card beside it (env id,
 algorithm, timesteps, seed, the command that trained it, its wall time and its evaluation with the seeds
-used); ``scripts/train_pretrained.sh`` reproduces them: it trains with ``python -m agents.train`` and then
-ships the run with ``python -m agents.pretrained ship NAME --run DIR --command CMD``, which copies the model
+used); ``scripts/train_pretrained.sh`` reproduces them: it trains with ``python -m sdedge_agents.train`` and then
+ships the run with ``python -m sdedge_agents.pretrained ship NAME --run DIR --command CMD``, which copies the model
 and writes the card after evaluating the agent against the reference policies on seeded episodes. Loading
 needs the ``train`` extra (``pip install 'sdedge-gym[train]'``); importing this module does not import torch.
 """
@@ -40,7 +40,7 @@ class PretrainedAgent:
 
     name: str
     env_id: str  # the id it was trained on; it runs on any env with the same spaces
-    algo: str  # an agents.train algorithm name
+    algo: str  # an sdedge_agents.train algorithm name
     model_file: str
     card_file: str
 
@@ -66,13 +66,13 @@ PRETRAINED: dict[str, PretrainedAgent] = {
     for agent in (
         _agent("maskable-ppo-small", "sdedge/EdgeSD-Small-v0", "maskable_ppo"),
         _agent("maskable-ppo-small-stochastic", "sdedge/EdgeSD-Small-Stochastic-v0", "maskable_ppo"),
-        # Built by scripts/train_pretrained.sh; `python -m agents.pretrained list` says "not built" until then.
+        # Built by scripts/train_pretrained.sh; `python -m sdedge_agents.pretrained list` says "not built" until then.
         _agent("maskable-ppo-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("maskable-ppo-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         _agent("ppo-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "ppo"),
         _agent("ppo-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
         _agent("maskable-ppo-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
-        # Trained by imitation of the window planner (agents.imitate, DAgger), per-task sequence networks.
+        # Trained by imitation of the window planner (sdedge_agents.imitate, DAgger), per-task sequence networks.
         _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         _agent("dagger-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
@@ -83,7 +83,7 @@ PRETRAINED: dict[str, PretrainedAgent] = {
 class PretrainedPolicy:
     """A loaded SB3 model bound to one env; ``predict`` has SB3's signature and applies the env's mask.
 
-    Like the reference policies of :mod:`agents.policy`, it is bound to a single (possibly wrapped)
+    Like the reference policies of :mod:`sdedge_agents.policy`, it is bound to a single (possibly wrapped)
     ``EdgeSDEnv`` and reads its current ``action_masks()``, so the observation passed in must be that env's
     current observation. Invalid batch sizes are never chosen.
     """
@@ -146,10 +146,10 @@ def _baseline(env_id: str) -> str:
 def evaluate_shipped(name: str, episodes: int, seed: int) -> dict[str, Any]:
     """The shipped agent and the reference policies on episodes seeded seed .. seed + episodes - 1.
 
-    Every policy faces the same episodes (``agents.evaluate.run_episodes``); "random" is uniformly random
+    Every policy faces the same episodes (``sdedge_agents.evaluate.run_episodes``); "random" is uniformly random
     valid actions.
     """
-    from agents.evaluate import make_policy, run_episodes
+    from sdedge_agents.evaluate import make_policy, run_episodes
 
     agent = PRETRAINED[name]
     seeds = list(range(seed, seed + episodes))
@@ -176,7 +176,7 @@ def evaluate_shipped(name: str, episodes: int, seed: int) -> dict[str, Any]:
 
 
 def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Copy ``run_dir/model.zip`` of a finished agents.train run to the shipped agent ``name`` and write its card."""
+    """Copy a finished sdedge_agents.train run's ``model.zip`` to the shipped agent ``name``; write its card."""
     if name not in PRETRAINED:
         raise ValueError(f"pretrained agent {name!r} is unknown; allowed: {' | '.join(PRETRAINED)} (add it to "
                          "PRETRAINED first)")
@@ -206,13 +206,13 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.pretrained",
+    parser = argparse.ArgumentParser(prog="python -m sdedge_agents.pretrained",
                                      description="List the shipped agents, or ship a finished training run.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the shipped agents and their evaluation")
     ship_parser = commands.add_parser("ship", help="copy a run's model.zip into agents/pretrained and write the card")
     ship_parser.add_argument("name", choices=sorted(PRETRAINED))
-    ship_parser.add_argument("--run", required=True, help="the agents.train --out directory")
+    ship_parser.add_argument("--run", required=True, help="the sdedge_agents.train --out directory")
     ship_parser.add_argument("--command", required=True, help="the exact training command, for the card")
     ship_parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
     ship_parser.add_argument("--seed", type=int, default=0, help="evaluation episode i uses seed S + i")

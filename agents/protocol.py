@@ -4,11 +4,11 @@
   reset first with seeds seed .. seed + n_envs - 1 and then continue those random streams.
 * Validation (``VALIDATION_SEEDS``, 900000..900099; a run uses the first ``--eval-episodes``): the
   episodes the evaluation callback scores during training (the oracle-gap learning curves) and
-  ``agents.train``'s final evaluation. Never trained on.
+  ``sdedge_agents.train``'s final evaluation. Never trained on.
 * Test (``TEST_SEEDS``, 500..599): the held-out episodes of the results table; no training env and no
   validation episode uses them, so choosing a checkpoint on validation never sees them.
 * The tuned baselines search their constant action on episodes of their own
-  (``agents.baselines.TUNING_SEEDS``, 1000000..1000002).
+  (``sdedge_agents.baselines.TUNING_SEEDS``, 1000000..1000002).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ slot-specific weights. Here:
 :class:`MaskableSlotPolicy` (``MaskablePPO``, discrete ids: the actor's output is the MultiDiscrete logits
 [n logits, l logits]) and :class:`SlotPolicy` (``PPO``, hybrid ids: the Gaussian's mean [bins, band logits],
 log-std SB3's usual parameter). In both, SB3's linear ``action_net`` on top is replaced by the identity.
-Saved models refer to these classes, so loading one needs ``agents`` importable.
+Saved models refer to these classes, so loading one needs ``sdedge_agents`` importable.
 """
 
 from __future__ import annotations

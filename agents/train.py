@@ -1,9 +1,9 @@
 """Train a Stable-Baselines3 agent on an ``sdedge`` id, with checkpoints, resume and a final evaluation.
 
-    python -m agents.train --env sdedge/EdgeSD-Small-v0 --algo maskable_ppo --seed 1000 --out runs/small
+    python -m sdedge_agents.train --env sdedge/EdgeSD-Small-v0 --algo maskable_ppo --seed 1000 --out runs/small
 
 Hyperparameters, the budget (``--timesteps``) and ``--n-envs`` come from the id's entry in the rl-zoo3-format
-files of :mod:`agents.hyperparameters` (``agents/hyperparams.yml`` for ppo and maskable_ppo); the flags
+files of :mod:`sdedge_agents.hyperparameters` (``agents/hyperparams.yml`` for ppo and maskable_ppo); the flags
 override them. When ``--n-envs`` overrides the file's, ``n_steps`` is rescaled so that a rollout keeps the
 file's ``n_steps x n_envs`` transitions (capped at ``--timesteps``).
 
@@ -17,7 +17,7 @@ Writes into ``--out``:
 * ``run.json``: the arguments, the hyperparameters and their source, the status, the steps done, the wall
   time (``wall_time_s`` of this invocation, ``total_wall_time_s`` over the run and every run it resumed)
   and the final evaluation (the objective, mean latency or makespan in s, over ``--eval-episodes`` validation
-  episodes seeded ``agents.protocol.VALIDATION_SEEDS``, which no training env is ever seeded with);
+  episodes seeded ``sdedge_agents.protocol.VALIDATION_SEEDS``, which no training env is ever seeded with);
 * ``logs/``: SB3's logger as ``progress.csv`` and TensorBoard event files (``tensorboard --logdir
   runs/``; TensorBoard needs the ``train`` extra's ``tensorboard``, the CSV does not), plus stdout with
   ``--verbose 1``; a resumed run logs into ``logs/resumed_<steps>/``;
@@ -57,10 +57,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from sdedge_agents.hyperparameters import load_entry
+from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 
 import sdedge_gym  # noqa: F401  (registers the ids)
-from agents.hyperparameters import load_entry
-from agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_gym.registration import ENV_TABLE
 
 TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
@@ -74,7 +74,7 @@ try:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
 except ImportError as error:  # the optional extra is missing: say which one
-    raise ImportError(f"agents.train needs stable-baselines3, sb3-contrib and torch: {TRAIN_EXTRA_HINT} "
+    raise ImportError(f"sdedge_agents.train needs stable-baselines3, sb3-contrib and torch: {TRAIN_EXTRA_HINT} "
                       f"({error})") from error
 
 ALGORITHMS: tuple[str, ...] = ("ppo", "maskable_ppo", "a2c", "dqn")
@@ -86,7 +86,7 @@ ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {
     "dqn": ("discrete",),
 }
 # Training envs are seeded seed .. seed + n_envs - 1 (their later episodes continue those streams); those seeds
-# must avoid the held-out test and validation seeds of agents.protocol.
+# must avoid the held-out test and validation seeds of sdedge_agents.protocol.
 MAX_TRAINING_SEED = VALIDATION_SEEDS[0] - 1
 CHECKPOINT_PREFIX = "model"
 INTERRUPTED_PREFIX = "interrupted"
@@ -96,7 +96,7 @@ _RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed")
 
 
 class RunDirectory:
-    """What a run's config derives from its ``env_id`` and ``out`` (agents.train's and agents.imitate's)."""
+    """What a run's config derives from its ``env_id`` and ``out`` (for sdedge_agents.train and .imitate)."""
 
     env_id: str
     out: str
@@ -149,7 +149,8 @@ class TrainConfig(RunDirectory):
         if overlap:
             last = self.seed + self.n_envs - 1
             raise ValueError(f"--seed = {self.seed} is invalid: training envs are seeded {self.seed}..{last} "
-                             f"and {overlap}; allowed: seeds whose range avoids agents.protocol's held-out seeds, "
+                             f"and {overlap}; allowed: seeds whose range avoids the held-out seeds of "
+                             "sdedge_agents.protocol, "
                              "e.g. 1000, 2000, 3000")
         _check_int("--eval-episodes", self.eval_episodes, 0, len(VALIDATION_SEEDS))
         _check_int("--checkpoint-every", self.checkpoint_every, 1)
@@ -214,7 +215,7 @@ def make_training_env(config: TrainConfig):
     """The training VecEnv — the one place where the vectorisation is chosen.
 
     * n_envs == 1: ``gym.make`` + Monitor (SB3 wraps it in a DummyVecEnv);
-    * n_envs > 1: the native numpy vector env through ``agents.sb3_vec_env`` when that module exists,
+    * n_envs > 1: the native numpy vector env through ``sdedge_agents.sb3_vec_env`` when that module exists,
       otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
     Env i's first episode is seeded ``seed + i`` (by SB3's ``model.set_random_seed`` / ``VecEnv.seed``).
     """
@@ -232,14 +233,14 @@ def vectorisation_path(config: TrainConfig) -> str:
     """Which path :func:`make_training_env` takes for ``config`` (recorded in run.json)."""
     if config.n_envs == 1:
         return "gym.make+Monitor"
-    return "native:agents.sb3_vec_env" if _native_adapter_available(config) else "sb3:DummyVecEnv"
+    return "native:sdedge_agents.sb3_vec_env" if _native_adapter_available(config) else "sb3:DummyVecEnv"
 
 
 def _native_adapter_available(config: TrainConfig) -> bool:
     import importlib.util
 
     # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv.
-    return (importlib.util.find_spec("agents.sb3_vec_env") is not None
+    return (importlib.util.find_spec("sdedge_agents.sb3_vec_env") is not None
             and gym.spec(config.env_id).vector_entry_point is not None)
 
 
@@ -247,7 +248,7 @@ def _native_vec_env(config: TrainConfig, info_keywords: tuple[str, ...] = ()):
     """The native SB3 adapter with a VecMonitor, or None while ``agents/sb3_vec_env.py`` does not exist."""
     if not _native_adapter_available(config):
         return None
-    from agents.sb3_vec_env import make_sb3_vec_env
+    from sdedge_agents.sb3_vec_env import make_sb3_vec_env
 
     venv = make_sb3_vec_env(config.env_id, num_envs=config.n_envs, seed=config.seed)
     if config.algo == "dqn":
@@ -359,7 +360,7 @@ def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str
 
 def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
     """The oracle's objective on each of ``seeds``, computed once per (id, seed) and cached in the run dir."""
-    from agents.evaluate import make_policy, run_episodes
+    from sdedge_agents.evaluate import make_policy, run_episodes
 
     path = config.out_dir / "oracle_values.json"
     cache = json.loads(path.read_text()) if path.exists() else {"env_id": config.env_id, "values": {}}
@@ -585,7 +586,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agents.train", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m sdedge_agents.train", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-Small-v0")
     parser.add_argument("--algo", required=True, choices=ALGORITHMS)
@@ -595,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parallel envs (default: n_envs of the id's hyperparameter entry)")
     parser.add_argument("--seed", type=int, default=0,
                         help="training seed; envs are seeded seed..seed + n_envs - 1, which must avoid the held-out "
-                             "seeds of agents.protocol (500..599 and >= 900000)")
+                             "seeds of sdedge_agents.protocol (500..599 and >= 900000)")
     parser.add_argument("--out", required=True, help="run directory (checkpoints/, model.zip, run.json)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--eval-episodes", type=int, default=20,

@@ -1,8 +1,9 @@
-"""rl-zoo3 with MaskablePPO: ``python -m agents.zoo train|enjoy ARGS`` is ``rl_zoo3.train|enjoy`` plus ``ppo_mask``.
+"""rl-zoo3 with MaskablePPO: ``python -m sdedge_agents.zoo train|enjoy ARGS`` is ``rl_zoo3.train|enjoy`` plus
+``ppo_mask``.
 
-    python -m agents.zoo train --algo ppo_mask --env sdedge/EdgeSD-Small-v0 --gym-packages sdedge_gym \\
+    python -m sdedge_agents.zoo train --algo ppo_mask --env sdedge/EdgeSD-Small-v0 --gym-packages sdedge_gym \\
         --conf-file agents/hyperparams.yml
-    python -m agents.zoo enjoy --algo ppo_mask --env sdedge/EdgeSD-Small-v0 --gym-packages sdedge_gym \\
+    python -m sdedge_agents.zoo enjoy --algo ppo_mask --env sdedge/EdgeSD-Small-v0 --gym-packages sdedge_gym \\
         -f logs/ --no-render -n 400
 
 rl-zoo3 2.9 has no MaskablePPO in its ``ALGOS``. This adds it as ``ppo_mask`` and makes it use the env's
@@ -27,7 +28,8 @@ try:
     from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
     from sb3_contrib.common.maskable.utils import get_action_masks
 except ImportError as error:  # the optional extra is missing: say which one
-    raise ImportError(f"agents.zoo needs rl_zoo3 and sb3-contrib: pip install 'sdedge-gym[zoo]' ({error})") from error
+    raise ImportError(f"sdedge_agents.zoo needs rl_zoo3 and sb3-contrib: pip install 'sdedge-gym[zoo]' "
+                      f"({error})") from error
 
 ALGO_NAME = "ppo_mask"
 COMMANDS = ("train", "enjoy")

@@ -109,10 +109,9 @@ def ppo_fps(env_id: str, timesteps: int) -> float | None:
     """SB3 PPO's training steps per second with 8 envs (the native vector env through the SB3 adapter for
     sdedge ids, SB3's DummyVecEnv for CartPole); None without the train extra."""
     try:
+        from sdedge_agents.sb3_vec_env import make_sb3_vec_env
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_vec_env
-
-        from agents.sb3_vec_env import make_sb3_vec_env
     except ImportError:
         return None
     import torch
@@ -129,7 +128,7 @@ def ppo_fps(env_id: str, timesteps: int) -> float | None:
 _ORACLE_CHILD = """
 import json, resource, sys, time
 import numpy as np
-from agents.oracle import solve
+from sdedge_agents.oracle import solve
 from sdedge_gym import Episode, ServingModel, make_scenario
 from sdedge_gym.segments import segment_tables
 size = int(sys.argv[1])

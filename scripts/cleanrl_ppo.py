@@ -15,7 +15,7 @@ The policy is a factorised categorical over the discrete mode's ``MultiDiscrete(
 n_max entries are the batch sizes, the rest the speculation lengths). The reward is minus the batch's
 share of the mean latency, so ``gamma = 1`` (the default) optimises the objective itself.
 
-At the end the greedy policy is evaluated with the project's harness (``agents.evaluate``) on the same
+At the end the greedy policy is evaluated with the project's harness (``sdedge_agents.evaluate``) on the same
 seeded episodes as the oracle and the baselines, and the table is printed.
 """
 
@@ -35,8 +35,9 @@ from torch.distributions import Categorical
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: agents, sdedge_gym
 
+from sdedge_agents.evaluate import evaluate, format_table
+
 import sdedge_gym  # registers the ids
-from agents.evaluate import evaluate, format_table
 
 MASKED_LOGIT = -1e8
 
@@ -129,7 +130,7 @@ class Agent(nn.Module):
 
 
 class GreedyAgentPolicy:
-    """The trained agent with SB3's ``predict`` for :func:`agents.evaluate.evaluate` (reads the env's mask)."""
+    """The trained agent with SB3's ``predict`` for :func:`sdedge_agents.evaluate.evaluate` (reads the env's mask)."""
 
     def __init__(self, agent: Agent, env) -> None:
         self.agent, self.env = agent, env

@@ -10,7 +10,7 @@ arrival rate set to load x C, where C = ``sdedge_gym.online_env.max_batch_capaci
 policies serve the same episodes: episode i uses ``reset(seed=S + i)``, whose workload does not depend on the
 rate and whose Poisson gaps are the same exponential draws scaled by 1 / rate. Mean latency is the mean of
 the episodes' mean latencies; p99 is the 99th percentile of every request's latency pooled over the
-episodes. Any name of ``agents.evaluate.make_policy`` is accepted, including ``pretrained:NAME`` and
+episodes. Any name of ``sdedge_agents.evaluate.make_policy`` is accepted, including ``pretrained:NAME`` and
 ``sb3:ALGO:PATH`` (a trained agent on the online id's spaces).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from sdedge_agents.evaluate import make_policy
 
-from agents.evaluate import make_policy
 from sdedge_gym.online_env import max_batch_capacity
 from sdedge_gym.scenarios import make_scenario
 

@@ -1,14 +1,14 @@
-"""Learning curves: the oracle gap against env steps, mean and band over training seeds, from agents.train runs.
+"""Learning curves: the oracle gap against env steps, mean and band over training seeds, from sdedge_agents.train runs.
 
     python scripts/plot_training.py runs/small/seed1000 runs/small/seed2000 runs/small/seed3000 \\
         --out docs/figures/training_small.png
 
-Each run directory is an ``agents.train --eval-every N`` or an ``agents.imitate`` run (same id, same
+Each run directory is an ``sdedge_agents.train --eval-every N`` or an ``sdedge_agents.imitate`` run (same id, same
 validation episodes): its ``evaluations.csv`` holds the oracle gap of the deterministic policy on the
 validation episodes at every evaluation. The curve is the mean over runs and the band their min..max (3
 seeds are too few for a standard deviation), on the first run's evaluation steps (the others interpolated
 onto them). Reference lines, on the same validation episodes: the oracle (0 %), the MPC planner and the best
-fixed baseline (best constant, max batch, autoregressive), evaluated here with agents.evaluate, and for
+fixed baseline (best constant, max batch, autoregressive), evaluated here with sdedge_agents.evaluate, and for
 imitation runs their teacher.
 """
 
@@ -21,12 +21,12 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from sdedge_agents.evaluate import FIXED_BASELINES, evaluate
+from sdedge_agents.protocol import VALIDATION_SEEDS
 
-from agents.evaluate import FIXED_BASELINES, evaluate
-from agents.protocol import VALIDATION_SEEDS
 from sdedge_gym.registration import ONLINE_ENV_IDS
 
-# The online family's deployable fixed heuristics (agents.online)
+# The online family's deployable fixed heuristics (sdedge_agents.online)
 ONLINE_FIXED_BASELINES = ("max-batch-timeout", "dispatch-immediately", "autoregressive")
 
 
@@ -34,7 +34,7 @@ def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     """(run.json, steps, oracle gap %) of one run."""
     path = run_dir / "evaluations.csv"
     if not path.exists():
-        raise ValueError(f"{path} is missing; allowed: run directories of agents.train --eval-every N")
+        raise ValueError(f"{path} is missing; allowed: run directories of sdedge_agents.train --eval-every N")
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     steps = np.array([int(r["timesteps"]) for r in rows])
@@ -56,7 +56,8 @@ def reference_gaps(env_id: str, episodes: int, teacher: str | None = None) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="agents.train run directories (one per training seed)")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="sdedge_agents.train run directories (one per training seed)")
     parser.add_argument("--out", type=Path, required=True, help="PNG path, e.g. docs/figures/training_small.png")
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
@@ -66,7 +67,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     runs = [read_run(r) for r in args.runs]
-    # agents.imitate runs: the x axis counts teacher-labelled env steps, and the teacher is a reference line
+    # sdedge_agents.imitate runs: the x axis counts teacher-labelled env steps, and the teacher is a reference line
     teacher = runs[0][0]["config"].get("teacher")
     configs = {(run["config"]["env_id"], run["config"]["algo"], run["config"]["eval_episodes"]) for run, _, _ in runs}
     if len(configs) != 1:

@@ -18,7 +18,7 @@ Every point is served by each scheme on the same seeded episodes (seeds 0 .. S-1
 scored exactly from the episode's segment tables (:mod:`sdedge_gym.segments`):
 
 * ``oracle``          joint optimisation: the exact DP over batch boundaries and per-batch speculation
-                      lengths, closed-form band split (:func:`agents.oracle.solve`);
+                      lengths, closed-form band split (:func:`sdedge_agents.oracle.solve`);
 * ``uniform``         the same DP with every batch's band split equally (the paper's benchmark split);
 * ``autoregressive``  AD serving: l = 0 (no draft model), the DP's best batching;
 * ``fixed_l2``, ``fixed_l6``  fixed speculation length l = 2 or 6, the DP's best batching;
@@ -52,9 +52,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from sdedge_agents.baselines import constant_action_cost
+from sdedge_agents.oracle import solve
 
-from agents.baselines import constant_action_cost
-from agents.oracle import solve
 from sdedge_gym.catalogue import MODELS
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel

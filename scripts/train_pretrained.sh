@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Rebuild the shipped agents of agents/pretrained/ (model zip + JSON card each), three training seeds each.
 #
-# For every (id, algorithm) below: train with `python -m agents.train` at the training seeds 1000, 2000 and
+# For every (id, algorithm) below: train with `python -m sdedge_agents.train` at the training seeds 1000, 2000 and
 # 3000 of agents/protocol.py (hyperparameters, budget and n_envs from agents/hyperparams.yml), into
 # runs/pretrained/<name>/seed<S>/ (checkpoints, model.zip, run.json, logs/, evaluations.csv; rerun the same
 # command with --resume appended to continue an interrupted run). Each seed's agent is evaluated on the
-# held-out test episodes 500..599 (`python -m agents.evaluate --json`); the seed with the median test
-# score is shipped (`python -m agents.pretrained ship`, whose card evaluates it on the same test episodes),
+# held-out test episodes 500..599 (`python -m sdedge_agents.evaluate --json`); the seed with the median test
+# score is shipped (`python -m sdedge_agents.pretrained ship`, whose card evaluates it on the same test episodes),
 # and runs/pretrained/results.md gets every seed's row, the interquartile mean and the stratified bootstrap
 # 95 % interval of the normalised score over the seeds, and the learning curves (scripts/plot_training.py,
 # docs/figures/training_<name>.png).
@@ -15,7 +15,7 @@
 #     bash scripts/train_pretrained.sh maskable-ppo-paper ppo-paper-hybrid maskable-ppo-small maskable-ppo-online &
 #     bash scripts/train_pretrained.sh maskable-ppo-paper-stochastic ppo-uplink-hybrid maskable-ppo-small-stochastic
 # ~6-9 min per 1M-step seed of a paper-size agent, ~2 min per 250k-step small seed, ~3.5 min per 500k-step
-# online seed, plus the evaluations: about 75 min in all. The dagger-* agents (agents.imitate, 6 iterations x
+# online seed, plus the evaluations: about 75 min in all. The dagger-* agents (sdedge_agents.imitate, 6 iterations x
 # 500 teacher-labelled episodes per seed), as three invocations side by side
 #     bash scripts/train_pretrained.sh dagger-paper & bash scripts/train_pretrained.sh dagger-paper-stochastic &
 #     bash scripts/train_pretrained.sh dagger-uplink-hybrid
@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEEDS=(1000 2000 3000)
-# The agents.imitate (DAgger) budget of the dagger-* agents: iterations x episodes per iteration.
+# The sdedge_agents.imitate (DAgger) budget of the dagger-* agents: iterations x episodes per iteration.
 DAGGER_ITERATIONS=6
 DAGGER_EPISODES=500
 
@@ -42,14 +42,14 @@ train_and_ship() {
         local out="runs/pretrained/${name}/seed${seed}"
         local command
         if [ "${trainer}" = imitate ]; then
-            command="OMP_NUM_THREADS=1 nice python -m agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0"
+            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0"
         else
-            command="OMP_NUM_THREADS=1 nice python -m agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar"
+            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar"
         fi
         rm -rf "${out}"
         eval "${command}"
         echo "${command}" > "${out}/command.txt"
-        python -m agents.evaluate --env "${env_id}" --episodes 100 --seed 500 --policies "sb3:${cls}:${out}/model.zip" \
+        python -m sdedge_agents.evaluate --env "${env_id}" --episodes 100 --seed 500 --policies "sb3:${cls}:${out}/model.zip" \
             --json "${out}/test.json" --no-progress > /dev/null
     done
     # The median seed by test score, the per-seed rows and the aggregate over seeds.
@@ -57,7 +57,7 @@ train_and_ship() {
     median_seed=$(python - "${name}" "${env_id}" "${cls}" "${SEEDS[@]}" <<'PY'
 import json, sys
 from pathlib import Path
-from agents.statistics import interquartile_mean, stratified_bootstrap_ci
+from sdedge_agents.statistics import interquartile_mean, stratified_bootstrap_ci
 name, env_id, cls, *seeds = sys.argv[1:]
 scores = {}
 for seed in seeds:
@@ -79,7 +79,7 @@ print(median)
 PY
 )
     local shipped="runs/pretrained/${name}/seed${median_seed}"
-    python -m agents.pretrained ship "${name}" --run "${shipped}" --command "$(cat "${shipped}/command.txt")" \
+    python -m sdedge_agents.pretrained ship "${name}" --run "${shipped}" --command "$(cat "${shipped}/command.txt")" \
         --episodes 100 --seed 500
     python scripts/plot_training.py "runs/pretrained/${name}"/seed* --out "docs/figures/training_${name}.png"
 }

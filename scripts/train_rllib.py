@@ -1,4 +1,4 @@
-"""Train PPO with RLlib (Ray) on an sdedge id, then evaluate it against the oracle with agents.evaluate.
+"""Train PPO with RLlib (Ray) on an sdedge id, then evaluate it against the oracle with sdedge_agents.evaluate.
 
     pip install -e ".[rllib]"     # Ray pins gymnasium 1.2.2: best in a venv of its own (docs/INTEGRATIONS.md)
     python scripts/train_rllib.py --env sdedge/EdgeSD-Small-v0 --iterations 50 --num-env-runners 2
@@ -16,7 +16,7 @@ the largest valid one (``info["action_clipped"]``), which is the env's documente
 minus the batch's share of the mean latency, so ``--gamma 1`` (the default) optimises the objective.
 
 The trained module then acts greedily (its distribution's deterministic action) through
-:func:`agents.evaluate.evaluate` on the same seeded episodes as the oracle and the baselines.
+:func:`sdedge_agents.evaluate.evaluate` on the same seeded episodes as the oracle and the baselines.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: agents, sdedge_gym
 
+from sdedge_agents.evaluate import evaluate, format_table
+
 import sdedge_gym  # registers the ids in the driver
-from agents.evaluate import evaluate, format_table
 from sdedge_gym.registration import env_creator
 
 ENV_NAME = "sdedge-gym"
@@ -79,7 +80,7 @@ def build_config(args: argparse.Namespace):
 
 
 class RLlibGreedyPolicy:
-    """An RLlib RLModule with SB3's ``predict`` for :func:`agents.evaluate.evaluate`: its deterministic action."""
+    """An RLlib RLModule with SB3's ``predict`` for :func:`sdedge_agents.evaluate.evaluate`: its greedy action."""
 
     def __init__(self, module, env) -> None:
         self.module, self.env = module, env

@@ -7,8 +7,8 @@
     sdedge-gym benchmark --quick
     sdedge-gym reproduce --quick --out /tmp/figs
 
-Each command is a thin front: ``evaluate`` is ``python -m agents.evaluate``, ``train`` is
-``python -m agents.train``, ``benchmark`` and ``reproduce`` run ``scripts/benchmark.py`` and
+Each command is a thin front: ``evaluate`` is ``python -m sdedge_agents.evaluate``, ``train`` is
+``python -m sdedge_agents.train``, ``benchmark`` and ``reproduce`` run ``scripts/benchmark.py`` and
 ``scripts/reproduce_paper.py`` of the source tree (they are not part of the installed package, so these
 two need a source checkout, e.g. ``pip install -e .``). Everything after the command name goes to that
 module unchanged: ``sdedge-gym evaluate --help`` prints its options.
@@ -28,13 +28,13 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _evaluate(argv: Sequence[str]) -> int:
-    from agents.evaluate import main
+    from sdedge_agents.evaluate import main
 
     return main(list(argv))
 
 
 def _train(argv: Sequence[str]) -> int:
-    from agents.train import main  # needs the train extra (torch, Stable-Baselines3)
+    from sdedge_agents.train import main  # needs the train extra (torch, Stable-Baselines3)
 
     return main(list(argv))
 
@@ -59,8 +59,9 @@ def _script(name: str) -> Callable[[Sequence[str]], int]:
 
 # name -> (run(argv) -> exit code, one-line help)
 FORWARDED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
-    "evaluate": (_evaluate, "evaluate policies against the oracle on seeded episodes (python -m agents.evaluate)"),
-    "train": (_train, "train a Stable-Baselines3 agent (python -m agents.train; the train extra)"),
+    "evaluate": (_evaluate,
+                 "evaluate policies against the oracle on seeded episodes (python -m sdedge_agents.evaluate)"),
+    "train": (_train, "train a Stable-Baselines3 agent (python -m sdedge_agents.train; the train extra)"),
     "benchmark": (_script("benchmark.py"), "steps/s of the envs and the oracle's solve time (scripts/benchmark.py)"),
     "reproduce": (_script("reproduce_paper.py"),
                   "the seed paper's sweeps with the exact oracle (scripts/reproduce_paper.py)"),

@@ -72,7 +72,7 @@ def test_evaluate_forwards_to_agents_evaluate(capsys) -> None:
                                                 ("benchmark", "--quick"), ("reproduce", "--ray")])
 def test_forwarded_help_is_the_module_s_own(command: str, usage: str, capsys) -> None:
     if command == "train":
-        pytest.importorskip("stable_baselines3", reason="agents.train needs the train extra")
+        pytest.importorskip("stable_baselines3", reason="sdedge_agents.train needs the train extra")
     assert cli.main([command, "--help"]) == 0
     assert usage in capsys.readouterr().out
 

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from agents.evaluate import evaluate, format_table, main, make_policy
+from sdedge_agents.evaluate import evaluate, format_table, main, make_policy
 
 
 def test_evaluate_table_and_json(tmp_path, capsys):
@@ -47,7 +46,7 @@ def test_bad_arguments_are_clear():
 
 
 def test_base_path_does_not_import_torch():
-    code = ("import sys, agents.evaluate as e; e.evaluate('sdedge/EdgeSD-Small-v0', 1, 0, ['oracle'], False); "
+    code = ("import sys, sdedge_agents.evaluate as e; e.evaluate('sdedge/EdgeSD-Small-v0', 1, 0, ['oracle'], False); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -66,17 +65,16 @@ def test_shipped_agent_is_a_policy_choice():
 
 
 def test_benchmark_rows_for_a_class_policy_match_the_evaluation(capsys):
-    from agents.evaluate import benchmark_rows
+    from sdedge_agents.evaluate import benchmark_rows
 
-    rows = benchmark_rows("sdedge/EdgeSD-Small-v0", ["agents.baselines:MaxBatch", "oracle"], episodes=3, seed=500,
-                          progress=False)
-    results = {r.policy: r for r in evaluate("sdedge/EdgeSD-Small-v0", 3, 500,
-                                             ["agents.baselines:MaxBatch", "planner", "best-constant", "max-batch",
-                                              "autoregressive"], progress=False)}
+    rows = benchmark_rows("sdedge/EdgeSD-Small-v0", ["sdedge_agents.baselines:MaxBatch", "oracle"], episodes=3,
+                          seed=500, progress=False)
+    policies = ["sdedge_agents.baselines:MaxBatch", "planner", "best-constant", "max-batch", "autoregressive"]
+    results = {r.policy: r for r in evaluate("sdedge/EdgeSD-Small-v0", 3, 500, policies, progress=False)}
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    mine = results["agents.baselines:MaxBatch"]
+    mine = results["sdedge_agents.baselines:MaxBatch"]
     best = min(results[b].mean for b in ("best-constant", "max-batch", "autoregressive"))
-    assert cells[:2] == ["`sdedge/EdgeSD-Small-v0`", "agents.baselines:MaxBatch"]
+    assert cells[:2] == ["`sdedge/EdgeSD-Small-v0`", "sdedge_agents.baselines:MaxBatch"]
     assert cells[2] == f"{mine.mean:.3f} ± {mine.half_width:.3f}"
     assert cells[3] == f"{mine.gap_percent:+.1f} %" and cells[4] == f"{100 * (mine.mean / best - 1):+.1f} %"
     assert cells[7] == "500..502"
@@ -92,5 +90,5 @@ def test_benchmark_rows_for_a_class_policy_match_the_evaluation(capsys):
 def test_a_class_path_that_does_not_import_is_a_clear_error():
     import gymnasium as gym
 
-    with pytest.raises(ValueError, match=r"cannot import Nope from agents\.baselines"):
-        make_policy("agents.baselines:Nope", gym.make("sdedge/EdgeSD-Small-v0"))
+    with pytest.raises(ValueError, match=r"cannot import Nope from sdedge_agents\.baselines"):
+        make_policy("sdedge_agents.baselines:Nope", gym.make("sdedge/EdgeSD-Small-v0"))

@@ -1,4 +1,4 @@
-"""agents.imitate (DAgger), its teacher (the window planner) and the per-slot hybrid policy.
+"""sdedge_agents.imitate (DAgger), its teacher (the window planner) and the per-slot hybrid policy.
 
 The runs here are tiny (a few hundred env steps on the 8-task ids); the shipped agents are trained by
 scripts/train_pretrained.sh.
@@ -16,12 +16,12 @@ pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-b
 pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
 
 import torch
+from sdedge_agents.evaluate import make_policy, run_episodes
+from sdedge_agents.imitate import ImitationConfig, hybrid_loss, imitate, main
+from sdedge_agents.planner import window_episode
+from sdedge_agents.train import algorithm_class
 
 import sdedge_gym  # noqa: F401  (registers the ids)
-from agents.evaluate import make_policy, run_episodes
-from agents.imitate import ImitationConfig, hybrid_loss, imitate, main
-from agents.planner import window_episode
-from agents.train import algorithm_class
 from sdedge_gym.actions import encode_action
 
 
@@ -77,7 +77,7 @@ def test_slot_policy_saves_and_loads_with_the_same_actions(tmp_path):
     env = gym.make("sdedge/EdgeSD-Small-Hybrid-v0")
     config = ImitationConfig(env_id="sdedge/EdgeSD-Small-Hybrid-v0", algo="ppo", seed=1000, out="unused",
                              policy="slot")
-    from agents.imitate import new_model
+    from sdedge_agents.imitate import new_model
 
     model, _ = new_model(config, env)
     model.save(tmp_path / "slot.zip")
@@ -142,7 +142,7 @@ def test_bad_arguments_name_the_flag(changes, message):
                                           ("sdedge/EdgeSD-Small-Hybrid-v0", "ppo")])
 def test_the_slot_policies_also_train_by_reinforcement(env_id, algo):
     # The imitation model is an ordinary (Maskable)PPO: PPO updates (fine-tuning) run on it unchanged.
-    from agents.imitate import new_model
+    from sdedge_agents.imitate import new_model
 
     env = gym.make(env_id)
     model, _ = new_model(ImitationConfig(env_id=env_id, algo=algo, seed=1000, out="unused"), env)

@@ -191,7 +191,7 @@ def test_littles_law_on_a_long_run():
     1 / sqrt(K) (a_K is a sum of K exponential gaps), and a_K / T lies in [1 - drain / T, 1]. The test
     allows 4 standard deviations plus the measured drain fraction.
     """
-    from agents.online import MaxBatchTimeout
+    from sdedge_agents.online import MaxBatchTimeout
 
     rate = 0.7 * max_batch_capacity(make_scenario("small"))
     env = EdgeSDOnlineEnv("small", num_tasks=2000, config=_poisson(rate))

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from agents.evaluate import evaluate, make_policy
-from agents.online import (
+from sdedge_agents.evaluate import evaluate, make_policy
+from sdedge_agents.online import (
     Autoregressive,
     DispatchImmediately,
     MaxBatchTimeout,
@@ -19,7 +18,8 @@ from agents.online import (
     make_online_policy,
     solve_online,
 )
-from agents.oracle import DPOracle, solve
+from sdedge_agents.oracle import DPOracle, solve
+
 from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
 from sdedge_gym.segments import segment_tables

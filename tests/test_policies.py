@@ -6,9 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-
-import sdedge_gym
-from agents.baselines import (
+from sdedge_agents.baselines import (
     Autoregressive,
     BestConstant,
     FixedAction,
@@ -16,9 +14,11 @@ from agents.baselines import (
     RandomPolicy,
     constant_action_costs,
 )
-from agents.evaluate import run_episodes
-from agents.oracle import DPOracle, UniformShares, optimal_plan
-from agents.planner import MPCPlanner
+from sdedge_agents.evaluate import run_episodes
+from sdedge_agents.oracle import DPOracle, UniformShares, optimal_plan
+from sdedge_agents.planner import MPCPlanner
+
+import sdedge_gym
 from sdedge_gym.env import EdgeSDEnv
 
 

@@ -16,8 +16,9 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="scripts/reproduce_paper.py draws its figures with matplotlib (render extra)")
 
-from agents.baselines import constant_action_cost
-from agents.oracle import solve
+from sdedge_agents.baselines import constant_action_cost
+from sdedge_agents.oracle import solve
+
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.segments import SegmentTables, segment_tables

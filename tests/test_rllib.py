@@ -38,7 +38,7 @@ def _args(rllib, env_id: str):
 
 
 def test_one_iteration_with_two_env_runners_then_the_harness_against_the_oracle(rllib) -> None:
-    from agents.evaluate import evaluate
+    from sdedge_agents.evaluate import evaluate
 
     args = _args(rllib, "sdedge/EdgeSD-Small-v0")
     algo, result = rllib.train(args, progress=False)

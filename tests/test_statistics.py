@@ -1,11 +1,10 @@
-"""agents.statistics against hand-computed examples."""
+"""sdedge_agents.statistics against hand-computed examples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from agents.statistics import interquartile_mean, normalised_score, stratified_bootstrap_ci
+from sdedge_agents.statistics import interquartile_mean, normalised_score, stratified_bootstrap_ci
 
 
 def test_normalised_score_by_hand() -> None:

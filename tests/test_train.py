@@ -1,4 +1,4 @@
-"""agents.train (checkpoints, resume, interrupts, validation, the DQN wrapper) and the shipped agents.
+"""sdedge_agents.train (checkpoints, resume, interrupts, validation, the DQN wrapper) and the shipped agents.
 
 Training runs here are tiny (a few hundred to a few thousand env steps); the shipped agents are trained by
 scripts/train_pretrained.sh.
@@ -23,13 +23,10 @@ import pytest
 pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
 pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
 
-from stable_baselines3.common.callbacks import BaseCallback
-
-import sdedge_gym  # noqa: F401  (registers the ids)
-from agents.baselines import RandomPolicy
-from agents.pretrained import PRETRAINED, load_pretrained
-from agents.protocol import VALIDATION_SEED_BASE
-from agents.train import (
+from sdedge_agents.baselines import RandomPolicy
+from sdedge_agents.pretrained import PRETRAINED, load_pretrained
+from sdedge_agents.protocol import VALIDATION_SEED_BASE
+from sdedge_agents.train import (
     FlattenBatchSpeculation,
     FlattenVecActions,
     TrainConfig,
@@ -40,6 +37,9 @@ from agents.train import (
     train,
     vectorisation_path,
 )
+from stable_baselines3.common.callbacks import BaseCallback
+
+import sdedge_gym  # noqa: F401  (registers the ids)
 
 SMALL = "sdedge/EdgeSD-Small-v0"
 REPO = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ def test_ctrl_c_saves_interrupted_checkpoint_and_main_exits_non_zero(tmp_path, c
 
 
 def test_sigterm_saves_interrupted_checkpoint_and_exits_143(tmp_path):
-    command = [sys.executable, "-m", "agents.train", "--env", SMALL, "--algo", "a2c", "--timesteps", "10000000",
+    command = [sys.executable, "-m", "sdedge_agents.train", "--env", SMALL, "--algo", "a2c", "--timesteps", "10000000",
                "--out", str(tmp_path), "--checkpoint-every", "64"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -239,9 +239,9 @@ def test_flatten_wrapper_round_trips_every_action():
 
 
 def test_n_envs_above_one_uses_the_native_adapter_when_it_exists():
-    sb3_vec_env = pytest.importorskip("agents.sb3_vec_env")
+    sb3_vec_env = pytest.importorskip("sdedge_agents.sb3_vec_env")
     config = TrainConfig(SMALL, "dqn", timesteps=64, n_envs=3, seed=5, out="unused")
-    assert vectorisation_path(config) == "native:agents.sb3_vec_env"
+    assert vectorisation_path(config) == "native:sdedge_agents.sb3_vec_env"
     venv = make_training_env(config)  # VecMonitor(FlattenVecActions(SB3VecEnv))
     assert isinstance(venv.venv, FlattenVecActions) and isinstance(venv.venv.venv, sb3_vec_env.SB3VecEnv)
     assert venv.action_space == gym.spaces.Discrete(4 * 5)
@@ -304,7 +304,7 @@ def test_load_pretrained_errors_name_the_alternatives():
 
 
 def test_importing_pretrained_does_not_import_torch():
-    code = "import sys, agents.pretrained; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, sdedge_agents.pretrained; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
@@ -329,7 +329,7 @@ def test_eval_callback_logs_the_oracle_gap_and_caches_the_oracle(tmp_path):
     if importlib.util.find_spec("tensorboard") is not None:
         assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
     # A second run in the same directory reads the cached oracle instead of solving it again.
-    from agents.train import oracle_values
+    from sdedge_agents.train import oracle_values
 
     cache["values"][str(VALIDATION_SEED_BASE)] = 123.0
     (tmp_path / "oracle_values.json").write_text(json.dumps(cache))
@@ -337,8 +337,8 @@ def test_eval_callback_logs_the_oracle_gap_and_caches_the_oracle(tmp_path):
 
 
 def test_hyperparameters_come_from_the_yaml_file_and_the_flags_override_them():
-    from agents.hyperparameters import load_entry
-    from agents.train import hyperparameters
+    from sdedge_agents.hyperparameters import load_entry
+    from sdedge_agents.train import hyperparameters
 
     for env_id in (SMALL, "sdedge/EdgeSD-v0", "sdedge/EdgeSD-Uplink-v0", "sdedge/EdgeSD-Small-Stochastic-v0",
                    "sdedge/EdgeSD-Paper-Stochastic-v0", "sdedge/EdgeSD-Paper-Hybrid-v0",
@@ -359,7 +359,7 @@ def test_hyperparameters_come_from_the_yaml_file_and_the_flags_override_them():
 
 @pytest.mark.parametrize("name", BUILT)
 def test_shipped_agent_evaluates_to_its_recorded_score_on_two_seeds(name):
-    from agents.evaluate import run_episodes
+    from sdedge_agents.evaluate import run_episodes
 
     agent = PRETRAINED[name]
     evaluation = agent.card()["evaluation"]
@@ -373,8 +373,8 @@ def test_shipped_agent_evaluates_to_its_recorded_score_on_two_seeds(name):
 
 
 def test_a_short_maskable_ppo_run_on_the_small_id_beats_random(tmp_path):
-    from agents.evaluate import run_episodes
-    from agents.protocol import VALIDATION_SEEDS
+    from sdedge_agents.evaluate import run_episodes
+    from sdedge_agents.protocol import VALIDATION_SEEDS
 
     record = train(TrainConfig(SMALL, "maskable_ppo", timesteps=4096, n_envs=8, seed=1000, out=str(tmp_path),
                                eval_episodes=20, checkpoint_every=10_000))

@@ -1,4 +1,4 @@
-"""rl-zoo3's real CLI on the project's hyperparameter files: ppo, ppo_mask (agents.zoo) with enjoy, DQN.
+"""rl-zoo3's real CLI on the project's hyperparameter files: ppo, ppo_mask (sdedge_agents.zoo) with enjoy, DQN.
 
 A few hundred env steps each (``-params`` shrinks the rollout); skipped when rl_zoo3 is not installed.
 """
@@ -48,19 +48,19 @@ def test_rl_zoo3_ppo_trains_with_the_project_file_and_logs_the_kpis(tmp_path):
 
 def test_agents_zoo_adds_maskable_ppo_evaluates_with_masks_and_enjoy_runs(tmp_path):
     logs = tmp_path / "logs"
-    _run(["agents.zoo", "train", "--algo", "ppo_mask", "--env", SMALL, "--gym-packages", "sdedge_gym",
+    _run(["sdedge_agents.zoo", "train", "--algo", "ppo_mask", "--env", SMALL, "--gym-packages", "sdedge_gym",
           "--conf-file", str(REPO / "agents/hyperparams.yml"), "-n", "256", "-params", "n_steps:32", "n_envs:2",
           "batch_size:64", "--eval-freq", "64", "--eval-episodes", "2", "-f", str(logs), "--seed", "1000"], tmp_path)
     run_dir = logs / "ppo_mask" / "sdedge-EdgeSD-Small-v0_1"
     assert (run_dir / "evaluations.npz").is_file()  # the (masked) evaluation callback ran
-    out = _run(["agents.zoo", "enjoy", "--algo", "ppo_mask", "--env", SMALL, "--gym-packages", "sdedge_gym",
+    out = _run(["sdedge_agents.zoo", "enjoy", "--algo", "ppo_mask", "--env", SMALL, "--gym-packages", "sdedge_gym",
                 "-f", str(logs), "--no-render", "-n", "60"], tmp_path)
     assert "Mean reward" in out
 
 
 def test_agents_zoo_still_trains_and_evaluates_plain_ppo(tmp_path):
     logs = tmp_path / "logs"
-    _run(["agents.zoo", "train", "--algo", "ppo", "--env", SMALL, "--gym-packages", "sdedge_gym", "--conf-file",
+    _run(["sdedge_agents.zoo", "train", "--algo", "ppo", "--env", SMALL, "--gym-packages", "sdedge_gym", "--conf-file",
           str(REPO / "agents/hyperparams.yml"), "-n", "128", "-params", "n_steps:32", "n_envs:2", "batch_size:64",
           "--eval-freq", "64", "--eval-episodes", "2", "-f", str(logs), "--seed", "1000"], tmp_path)
     assert (logs / "ppo" / "sdedge-EdgeSD-Small-v0_1" / "evaluations.npz").is_file()
@@ -69,10 +69,10 @@ def test_agents_zoo_still_trains_and_evaluates_plain_ppo(tmp_path):
 def test_masked_predict_in_enjoy_never_asks_for_an_invalid_batch():
     import gymnasium as gym
     import numpy as np
+    from sdedge_agents.zoo import ZooMaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import sdedge_gym  # noqa: F401
-    from agents.zoo import ZooMaskablePPO
 
     venv = DummyVecEnv([lambda: gym.make(SMALL)])
     model = ZooMaskablePPO("MlpPolicy", venv, n_steps=16, batch_size=16, seed=0, device="cpu")
@@ -96,5 +96,5 @@ def test_rl_zoo3_dqn_runs_through_the_flatten_wrapper(tmp_path):
           "-f", str(tmp_path / "logs"), "--seed", "1000"], tmp_path)
     run_dir = tmp_path / "logs" / "dqn" / "sdedge-EdgeSD-Small-v0_1"
     config = (run_dir / "sdedge-EdgeSD-Small-v0" / "config.yml").read_text()
-    assert "agents.train.FlattenBatchSpeculation" in config
+    assert "sdedge_agents.train.FlattenBatchSpeculation" in config
     assert all(k in _monitor_rows(run_dir)[0] for k in KPIS)
