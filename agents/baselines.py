@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from sdedge_agents.policy import Policy
 
+from sdedge_agents.policy import Policy
 from sdedge_gym.actions import encode_action
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel

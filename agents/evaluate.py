@@ -46,13 +46,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from scipy import stats
+
+import sdedge_gym  # registers the ids
 from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
 from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from sdedge_agents.oracle import DPOracle, UniformShares
 from sdedge_agents.planner import MPCPlanner, WindowPlanner
 from sdedge_agents.protocol import TEST_SEEDS
-
-import sdedge_gym  # registers the ids
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
@@ -80,30 +80,46 @@ class PolicyResult:
     action_mode: str
 
 
-def _progress(total: int, enabled: bool):
-    """A tqdm bar when tqdm is installed, else a plain stderr counter; None when disabled."""
+def progress_counter(total: int, enabled: bool):
+    """Progress on stderr, None when disabled: a tqdm bar on a terminal (when tqdm is installed), else
+    :class:`ProgressLines` (a bar's carriage returns would run together in a log file)."""
     if not enabled:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _Counter(total)
-    return tqdm(total=total, unit="episode", file=sys.stderr, leave=False)
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            return tqdm(total=total, unit="episode", file=sys.stderr, leave=False)
+    return ProgressLines(total, inline=sys.stderr.isatty())
 
 
-class _Counter:
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
+class ProgressLines:
+    """A plain progress counter on stderr: rewritten in place on a terminal (``inline``), else one line per
+    tenth of the total, so that a log reads ``oracle 7/70 episodes`` line by line."""
+
+    def __init__(self, total: int, inline: bool = False) -> None:
+        self.total, self.done, self.inline, self.text = total, 0, inline, ""
+        self._printed_tenths = 0
 
     def set_description(self, text: str) -> None:
         self.text = text
 
     def update(self, count: int = 1) -> None:
         self.done += count
-        print(f"\r{getattr(self, 'text', '')} {self.done}/{self.total} episodes", end="", file=sys.stderr, flush=True)
+        line = f"{self.text} {self.done}/{self.total} episodes".strip()
+        if self.inline:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            return
+        tenths = 10 * self.done // max(self.total, 1)
+        if tenths > self._printed_tenths or self.done == self.total:
+            self._printed_tenths = tenths
+            print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        print(file=sys.stderr)
+        if self.inline:
+            print(file=sys.stderr)
 
 
 def _sb3_path(spec: str) -> str:
@@ -274,7 +290,7 @@ def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[
         base.close()
         raise
     objective = base.unwrapped.scenario.objective
-    bar = _progress(episodes * len(names), progress and episodes * len(names) > 5)
+    bar = progress_counter(episodes * len(names), progress and episodes * len(names) > 5)
     raw: dict[str, tuple[list[float], float, str]] = {}
     try:
         for name in names:
@@ -355,8 +371,9 @@ def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TES
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdedge_agents.evaluate", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents.evaluate") -> int:
+    """The command line (``prog`` is what usage lines call it: ``sdedge-gym evaluate`` passes its own)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
     parser.add_argument("--episodes", type=_at_least(1), default=None,
                         help=f"episodes (default 20; with --benchmark {len(TEST_SEEDS)}, the test seeds)")
@@ -368,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated policy names (oracle and random are always added); default: "
                              f"{','.join(DEFAULT_POLICIES)} (online ids: {','.join(ONLINE_DEFAULT_POLICIES)})")
     parser.add_argument("--json", default=None, help="also write the per-episode results to this file")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress output on stderr (default: a bar on a terminal, else a line per 10 %% "
+                             "of the episodes)")
     args = parser.parse_args(argv)
     if args.env not in sdedge_gym.ENV_IDS:
         parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")

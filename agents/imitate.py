@@ -51,6 +51,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+
 from sdedge_agents.evaluate import make_policy
 from sdedge_agents.hyperparameters import load_entry
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
@@ -68,7 +69,6 @@ from sdedge_agents.train import (
     masked_predict,
     oracle_values,
 )
-
 from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, hybrid_batch_and_speculation, shares_from_logits
 from sdedge_gym.registration import ENV_TABLE
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+
 from sdedge_agents.oracle import (
     Plan,
     check_allocation,
@@ -52,7 +53,6 @@ from sdedge_agents.oracle import (
 )
 from sdedge_agents.planner import predicted_episode
 from sdedge_agents.policy import Policy
-
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, EpisodeClock
 from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action

@@ -57,12 +57,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-from sdedge_agents.policy import Policy
 
+from sdedge_agents.policy import Policy
+from sdedge_gym import compile_cache
 from sdedge_gym.actions import encode_action
 from sdedge_gym.episode import Episode, EpisodeClock, ServingModel
 from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.uplink import closed_form_allocation
+
+compile_cache.install()  # before this module's @njit(cache=True): cached in the per-user folder, not here
 
 OBJECTIVES = ("mean_latency", "makespan")
 BEAM_WIDTHS = (1, 16)  # labels per j in the heuristic runs that tighten the upper bound, in turn

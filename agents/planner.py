@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from sdedge_agents.oracle import DPOracle, solve
 
+from sdedge_agents.oracle import DPOracle, solve
 from sdedge_gym.episode import Episode
 from sdedge_gym.segments import segment_tables
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload

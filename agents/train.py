@@ -57,10 +57,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from sdedge_agents.hyperparameters import load_entry
-from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 
 import sdedge_gym  # noqa: F401  (registers the ids)
+from sdedge_agents.hyperparameters import load_entry
+from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_gym.registration import ENV_TABLE
 
 TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
@@ -478,6 +478,14 @@ class StopOnRequest(BaseCallback):
         return self.request.signum is None
 
 
+def steps_per_rollout(model: Any) -> int:
+    """Env steps one collection of ``model.learn`` adds (learn stops only at a multiple of it)."""
+    if hasattr(model, "n_steps"):  # on-policy (PPO, MaskablePPO, A2C): n_steps per env
+        return int(model.n_steps) * model.n_envs
+    train_freq = model.train_freq  # off-policy (DQN): train_freq steps per env, or whole episodes
+    return (int(train_freq.frequency) if train_freq.unit.value == "step" else 1) * model.n_envs
+
+
 def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
           stop: StopRequest | None = None) -> dict[str, Any]:
     """Run (or resume) the training described by ``config``; returns the final run.json record.
@@ -541,7 +549,12 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     # CheckpointCallback counts calls, one per vector step of n_envs transitions.
     checkpoint = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
                                     save_path=str(checkpoint_dir), name_prefix=CHECKPOINT_PREFIX)
-    remaining = max(config.timesteps - model.num_timesteps, 0)
+    # SB3 stops only after whole rollouts: train to the next multiple, say so, and let the bar show it.
+    per_rollout = steps_per_rollout(model)
+    remaining = -(-max(config.timesteps - model.num_timesteps, 0) // per_rollout) * per_rollout
+    if model.num_timesteps + remaining != config.timesteps:
+        print(f"--timesteps = {config.timesteps:,} trains {model.num_timesteps + remaining:,} steps: "
+              f"{config.algo} stops after whole rollouts of {per_rollout:,} env steps", file=sys.stderr)
     stopper = [] if stop is None else [StopOnRequest(stop)]
     evaluator = [OracleGapCallback(config, config.eval_every)] if config.eval_every > 0 else []
     start = time.perf_counter()
@@ -560,6 +573,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         raise
     finally:
         env.close()
+        model.logger.close()  # progress.csv and the TensorBoard writer
     model.save(out_dir / "model.zip")
     # The final model is also the newest checkpoint, so that --resume with more --timesteps extends this run.
     final_checkpoint = checkpoint_dir / f"{CHECKPOINT_PREFIX}_{model.num_timesteps}_steps.zip"
@@ -585,13 +599,14 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------------- CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sdedge_agents.train", description=__doc__.split("\n\n")[0],
+def build_parser(prog: str = "python -m sdedge_agents.train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-Small-v0")
     parser.add_argument("--algo", required=True, choices=ALGORITHMS)
     parser.add_argument("--timesteps", type=int, default=None,
-                        help="total env steps to reach (default: n_timesteps of the id's hyperparameter entry)")
+                        help="total env steps to reach, rounded up to whole rollouts (n_steps x n_envs), which "
+                             "is where SB3 stops (default: n_timesteps of the id's hyperparameter entry)")
     parser.add_argument("--n-envs", type=int, default=None,
                         help="parallel envs (default: n_envs of the id's hyperparameter entry)")
     parser.add_argument("--seed", type=int, default=0,
@@ -615,9 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+def parse_config(argv: Sequence[str] | None = None,
+                 prog: str = "python -m sdedge_agents.train") -> tuple[TrainConfig, argparse.Namespace]:
     """(config, all arguments) from the command line; bad values exit through argparse with a message."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.torch_threads < 1:
         parser.error(f"--torch-threads = {args.torch_threads} is invalid; allowed: an integer >= 1")
@@ -637,8 +653,9 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argpar
     return config, args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    config, args = parse_config(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents.train") -> int:
+    """The command line (``prog`` is what usage lines call it: ``sdedge-gym train`` passes its own)."""
+    config, args = parse_config(argv, prog)
     torch.set_num_threads(args.torch_threads)
     stop = StopRequest()
     previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}

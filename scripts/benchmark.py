@@ -109,9 +109,10 @@ def ppo_fps(env_id: str, timesteps: int) -> float | None:
     """SB3 PPO's training steps per second with 8 envs (the native vector env through the SB3 adapter for
     sdedge ids, SB3's DummyVecEnv for CartPole); None without the train extra."""
     try:
-        from sdedge_agents.sb3_vec_env import make_sb3_vec_env
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_vec_env
+
+        from sdedge_agents.sb3_vec_env import make_sb3_vec_env
     except ImportError:
         return None
     import torch
@@ -168,11 +169,11 @@ def _child(code: str, *args: str, env: dict[str, str] | None = None) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs; no 4096-wide, K = 10,000 or PPO rows")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5, quick 3)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 5)
     seconds = 0.4 if args.quick else 1.0
     widths = (256, 1024) if args.quick else (256, 1024, 4096)

@@ -18,8 +18,8 @@ import resource
 import time
 
 import numpy as np
-from sdedge_agents.oracle import solve
 
+from sdedge_agents.oracle import solve
 from sdedge_gym import Episode, ServingModel, make_scenario
 from sdedge_gym.segments import ALLOCATIONS, segment_tables
 

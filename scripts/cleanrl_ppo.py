@@ -35,9 +35,8 @@ from torch.distributions import Categorical
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: agents, sdedge_gym
 
-from sdedge_agents.evaluate import evaluate, format_table
-
 import sdedge_gym  # registers the ids
+from sdedge_agents.evaluate import evaluate, format_table
 
 MASKED_LOGIT = -1e8
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from sdedge_agents.evaluate import make_policy
 
+from sdedge_agents.evaluate import make_policy
 from sdedge_gym.online_env import max_batch_capacity
 from sdedge_gym.scenarios import make_scenario
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from sdedge_agents.oracle import optimal_plan
 
 import sdedge_gym
+from sdedge_agents.oracle import optimal_plan
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.scenarios import make_scenario
 

@@ -21,9 +21,9 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
 from sdedge_agents.evaluate import FIXED_BASELINES, evaluate
 from sdedge_agents.protocol import VALIDATION_SEEDS
-
 from sdedge_gym.registration import ONLINE_ENV_IDS
 
 # The online family's deployable fixed heuristics (sdedge_agents.online)

@@ -19,11 +19,11 @@ import argparse
 
 import gymnasium as gym
 import numpy as np
+
+import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.baselines import RandomPolicy
 from sdedge_agents.evaluate import run_episodes
 from sdedge_agents.oracle import DPOracle, UniformShares
-
-import sdedge_gym  # noqa: F401  (registers the ids)
 
 DEFAULT_IDS = ("sdedge/EdgeSD-Small-Hybrid-v0", "sdedge/EdgeSD-Paper-Hybrid-v0")
 

@@ -52,9 +52,10 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sdedge_agents.baselines import constant_action_cost
-from sdedge_agents.oracle import solve
 
+from sdedge_agents.baselines import constant_action_cost
+from sdedge_agents.evaluate import progress_counter
+from sdedge_agents.oracle import solve
 from sdedge_gym.catalogue import MODELS
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel
@@ -252,30 +253,6 @@ def paper_point(sweeps: Iterable[Sweep]) -> Point:
 # ------------------------------------------------------------------------------------------- running
 
 
-def _progress(total: int) -> Any:
-    """A tqdm bar on stderr, or a plain counter when tqdm is not installed."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _PlainProgress(total)
-    return tqdm(total=total, unit="episode", file=sys.stderr)
-
-
-class _PlainProgress:
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.text = total, 0, ""
-
-    def set_description(self, text: str) -> None:
-        self.text = text
-
-    def update(self, count: int = 1) -> None:
-        self.done += count
-        print(f"{self.text} {self.done}/{self.total} episodes", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        pass
-
-
 def run_sweeps(sweeps: list[Sweep], seeds: Sequence[int], progress: bool = True,
                mapper: Callable[[list[tuple[ScenarioConfig, int]]], list[Any]] | None = None) -> None:
     """Fill every point's costs. A scenario shared by several sweeps (the paper point) is solved once.
@@ -287,7 +264,7 @@ def run_sweeps(sweeps: list[Sweep], seeds: Sequence[int], progress: bool = True,
     unique = list(dict.fromkeys((p.scenario, s) for sweep in sweeps for p in sweep.points for s in seeds))
     if mapper is not None:
         cache.update(zip(unique, mapper(unique), strict=True))
-    bar = _progress(len(unique)) if progress and mapper is None else None
+    bar = progress_counter(len(unique), progress and mapper is None)
     try:
         for sweep in sweeps:
             for point in sweep.points:
@@ -466,9 +443,9 @@ QUICK_OUT = "runs/reproduce-quick"  # runs/ is git-ignored
 
 
 def main(argv: Sequence[str] | None = None, progress: bool = True,
-         printer: Callable[[str], None] = print) -> dict[str, Any]:
+         printer: Callable[[str], None] = print, prog: str | None = None) -> dict[str, Any]:
     """Run the sweeps, write the figures, JSON and CSV to ``--out``; return the results dict."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few points, two seeds, K <= 20: well under a minute")
     parser.add_argument("--out", default=None,
                         help=f"output directory (created if missing); default {FULL_OUT} for the full run and "

@@ -29,9 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: agents, sdedge_gym
 
-from sdedge_agents.evaluate import evaluate, format_table
-
 import sdedge_gym  # registers the ids in the driver
+from sdedge_agents.evaluate import evaluate, format_table
 from sdedge_gym.registration import env_creator
 
 ENV_NAME = "sdedge-gym"

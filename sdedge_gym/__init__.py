@@ -19,7 +19,7 @@ from sdedge_gym.config import (
 from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.online_env import EdgeSDOnlineEnv
-from sdedge_gym.registration import ENV_IDS, register_envs
+from sdedge_gym.registration import ENV_IDS, OFFLINE_ENV_IDS, ONLINE_ENV_IDS, register_envs
 from sdedge_gym.scenarios import PRESETS, make_scenario
 
 register_envs()
@@ -28,6 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ENV_IDS",
+    "OFFLINE_ENV_IDS",
+    "ONLINE_ENV_IDS",
     "PRESETS",
     "ArrivalConfig",
     "BatchOutcome",

@@ -17,9 +17,9 @@ module unchanged: ``sdedge-gym evaluate --help`` prints its options.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
-import runpy
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,28 +30,28 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
 def _evaluate(argv: Sequence[str]) -> int:
     from sdedge_agents.evaluate import main
 
-    return main(list(argv))
+    return main(list(argv), prog="sdedge-gym evaluate")
 
 
 def _train(argv: Sequence[str]) -> int:
     from sdedge_agents.train import main  # needs the train extra (torch, Stable-Baselines3)
 
-    return main(list(argv))
+    return main(list(argv), prog="sdedge-gym train")
 
 
-def _script(name: str) -> Callable[[Sequence[str]], int]:
+def _script(name: str, command: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         path = SCRIPTS_DIR / name
         if not path.is_file():
             print(f"sdedge-gym: {path} not found: this command runs a script of the source tree; use a source "
                   "checkout of sdedge-gym (pip install -e .)", file=sys.stderr)
             return 2
-        saved = sys.argv
-        sys.argv = [str(path), *argv]  # the script parses sys.argv, as when it is run directly
-        try:
-            runpy.run_path(str(path), run_name="__main__")
-        finally:
-            sys.argv = saved
+        # Imported as a module (not run as __main__) so that its main() gets the arguments and the usage name.
+        spec = importlib.util.spec_from_file_location(f"sdedge_gym_scripts.{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # a module that ships itself to Ray workers looks itself up here
+        spec.loader.exec_module(module)
+        module.main(list(argv), prog=f"sdedge-gym {command}")
         return 0
 
     return run
@@ -62,8 +62,9 @@ FORWARDED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "evaluate": (_evaluate,
                  "evaluate policies against the oracle on seeded episodes (python -m sdedge_agents.evaluate)"),
     "train": (_train, "train a Stable-Baselines3 agent (python -m sdedge_agents.train; the train extra)"),
-    "benchmark": (_script("benchmark.py"), "steps/s of the envs and the oracle's solve time (scripts/benchmark.py)"),
-    "reproduce": (_script("reproduce_paper.py"),
+    "benchmark": (_script("benchmark.py", "benchmark"),
+                  "steps/s of the envs and the oracle's solve time (scripts/benchmark.py)"),
+    "reproduce": (_script("reproduce_paper.py", "reproduce"),
                   "the seed paper's sweeps with the exact oracle (scripts/reproduce_paper.py)"),
 }
 
@@ -84,20 +85,22 @@ def list_ids() -> list[str]:
 
 
 def describe(env_id: str, parameters_only: bool = False) -> str:
-    """The env card (EdgeSDEnv's docstring) and the id's complete scenario parameters as JSON."""
+    """The env card (the env class's docstring) and the id's complete scenario parameters as JSON."""
     import gymnasium as gym
 
     from sdedge_gym.env import EdgeSDEnv
-    from sdedge_gym.registration import ENV_IDS
+    from sdedge_gym.online_env import EdgeSDOnlineEnv
+    from sdedge_gym.registration import ENV_IDS, ONLINE_ENV_IDS
 
     if env_id not in ENV_IDS:
         raise ValueError(f"{env_id!r} is not a registered id; allowed: {', '.join(ENV_IDS)} (sdedge-gym list)")
+    env_class = EdgeSDOnlineEnv if env_id in ONLINE_ENV_IDS else EdgeSDEnv
     kwargs = dict(gym.spec(env_id).kwargs)
-    env = EdgeSDEnv(**kwargs)
+    env = env_class(**kwargs)
     arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    header = [f"# {env_id}", "", f"gymnasium.make({env_id!r}) = EdgeSDEnv({arguments})",
+    header = [f"# {env_id}", "", f"gymnasium.make({env_id!r}) = {env_class.__name__}({arguments})",
               f"action space: {env.action_space}", f"observation space: {env.observation_space}", ""]
-    card = inspect.cleandoc(EdgeSDEnv.__doc__ or "")
+    card = inspect.cleandoc(env_class.__doc__ or "")
     parameters = json.dumps(env.scenario.to_dict(), indent=2)
     if parameters_only:
         return parameters

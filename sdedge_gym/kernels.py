@@ -24,8 +24,11 @@ import math
 import numpy as np
 from numba import literally, njit, prange
 
+from sdedge_gym import compile_cache
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.roofline import PassCost
+
+compile_cache.install()  # before the first @njit(cache=True): the cache goes to a per-user folder
 
 # Layout of the parameter vector: a node's seven roofline coefficients at DRAFT and TARGET.
 DRAFT, TARGET = 0, 7

@@ -198,10 +198,10 @@ def test_the_oracle_and_the_uniform_split_keep_their_values_on_the_hybrid_id() -
     ones per episode (1e-6 relative: the hybrid action is float32; the uniform split is exact). Seeds 10..19
     include 13 and 16, where a floor of 0.1 would already cost the oracle 0.3 %."""
     import gymnasium as gym
-    from sdedge_agents.evaluate import run_episodes
-    from sdedge_agents.oracle import DPOracle, UniformShares
 
     import sdedge_gym  # noqa: F401  (registers the ids)
+    from sdedge_agents.evaluate import run_episodes
+    from sdedge_agents.oracle import DPOracle, UniformShares
 
     seeds = range(10, 20)
     returns = {}

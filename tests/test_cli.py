@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import gymnasium as gym
 import pytest
 
 import sdedge_gym
@@ -74,7 +75,28 @@ def test_forwarded_help_is_the_module_s_own(command: str, usage: str, capsys) ->
     if command == "train":
         pytest.importorskip("stable_baselines3", reason="sdedge_agents.train needs the train extra")
     assert cli.main([command, "--help"]) == 0
-    assert usage in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert usage in out
+    assert out.startswith(f"usage: sdedge-gym {command} ")  # named as the user typed it, not python -m ...
+
+
+@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+def test_describe_works_on_every_listed_id(env_id: str, capsys) -> None:
+    from sdedge_gym.registration import ONLINE_ENV_IDS
+
+    assert cli.main(["describe", env_id]) == 0
+    out = capsys.readouterr().out
+    env_class = "EdgeSDOnlineEnv" if env_id in ONLINE_ENV_IDS else "EdgeSDEnv"
+    assert f"gymnasium.make({env_id!r}) = {env_class}(" in out
+    parameters = json.loads(out.split("## Scenario parameters\n", 1)[1])
+    assert parameters["name"] == gym.spec(env_id).kwargs["scenario"]
+    if env_id in ONLINE_ENV_IDS:
+        assert "## Observation Space" in out and parameters["arrivals"]["process"] == "poisson"
+
+
+def test_the_families_are_attributes_of_the_package() -> None:
+    assert sdedge_gym.OFFLINE_ENV_IDS + sdedge_gym.ONLINE_ENV_IDS == sdedge_gym.ENV_IDS
+    assert len(sdedge_gym.ENV_IDS) == 25
 
 
 def test_forwarded_usage_errors_exit_with_argparse_s_code(capsys) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from sdedge_agents.evaluate import evaluate, format_table, main, make_policy
 
 

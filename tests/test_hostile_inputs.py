@@ -18,9 +18,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from sdedge_agents import evaluate as evaluate_module
 
 import sdedge_gym
+from sdedge_agents import evaluate as evaluate_module
 from sdedge_gym.config import MAX_SAMPLED_POSITIONS, _DictMixin
 from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action

@@ -16,12 +16,12 @@ pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-b
 pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
 
 import torch
+
+import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import make_policy, run_episodes
 from sdedge_agents.imitate import ImitationConfig, hybrid_loss, imitate, main
 from sdedge_agents.planner import window_episode
 from sdedge_agents.train import algorithm_class
-
-import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_gym.actions import encode_action
 
 

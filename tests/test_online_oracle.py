@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sdedge_agents.evaluate import evaluate, make_policy
 from sdedge_agents.online import (
     Autoregressive,
@@ -19,7 +20,6 @@ from sdedge_agents.online import (
     solve_online,
 )
 from sdedge_agents.oracle import DPOracle, solve
-
 from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
 from sdedge_gym.segments import segment_tables

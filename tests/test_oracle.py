@@ -6,8 +6,8 @@ import copy
 
 import numpy as np
 import pytest
-from sdedge_agents.oracle import non_dominated, optimal_plan, solve
 
+from sdedge_agents.oracle import non_dominated, optimal_plan, solve
 from sdedge_gym import Episode, EpisodeClock, ServingModel, commit_batch, make_scenario
 from sdedge_gym.segments import segment_tables
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sdedge_agents import oracle
 from sdedge_agents.oracle import non_dominated, shift_non_dominated, solve
-
 from sdedge_gym import Episode, EpisodeClock, ServingModel, make_scenario
 from sdedge_gym.segments import SegmentTables, segment_tables
 

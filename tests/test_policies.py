@@ -6,6 +6,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import sdedge_gym
 from sdedge_agents.baselines import (
     Autoregressive,
     BestConstant,
@@ -17,8 +19,6 @@ from sdedge_agents.baselines import (
 from sdedge_agents.evaluate import run_episodes
 from sdedge_agents.oracle import DPOracle, UniformShares, optimal_plan
 from sdedge_agents.planner import MPCPlanner
-
-import sdedge_gym
 from sdedge_gym.env import EdgeSDEnv
 
 

@@ -18,7 +18,6 @@ pytest.importorskip("matplotlib", reason="scripts/reproduce_paper.py draws its f
 
 from sdedge_agents.baselines import constant_action_cost
 from sdedge_agents.oracle import solve
-
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.segments import SegmentTables, segment_tables

@@ -11,11 +11,11 @@ pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, t
 
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
-from sdedge_agents.sb3_vec_env import SB3VecEnv, make_sb3_vec_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import sdedge_gym  # noqa: F401 (registers the ids)
+from sdedge_agents.sb3_vec_env import SB3VecEnv, make_sb3_vec_env
 from sdedge_gym.vector_env import EdgeSDVectorEnv
 
 SMALL = "sdedge/EdgeSD-Small-v0"

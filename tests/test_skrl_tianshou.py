@@ -46,8 +46,9 @@ def test_tianshou_vector_env_and_the_flattened_action_for_dqn() -> None:
     pytest.importorskip("tianshou", reason="tianshou is not installed")
     pytest.importorskip("stable_baselines3",
                         reason="sdedge_agents.train (FlattenBatchSpeculation) needs the train extra")
-    from sdedge_agents.train import FlattenBatchSpeculation
     from tianshou.env import DummyVectorEnv
+
+    from sdedge_agents.train import FlattenBatchSpeculation
 
     reference = gym.make("sdedge/EdgeSD-Small-v0")
     reference.reset(seed=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from sdedge_agents.statistics import interquartile_mean, normalised_score, stratified_bootstrap_ci
 
 

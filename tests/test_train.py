@@ -23,6 +23,9 @@ import pytest
 pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
 pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
 
+from stable_baselines3.common.callbacks import BaseCallback
+
+import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.baselines import RandomPolicy
 from sdedge_agents.pretrained import PRETRAINED, load_pretrained
 from sdedge_agents.protocol import VALIDATION_SEED_BASE
@@ -37,9 +40,6 @@ from sdedge_agents.train import (
     train,
     vectorisation_path,
 )
-from stable_baselines3.common.callbacks import BaseCallback
-
-import sdedge_gym  # noqa: F401  (registers the ids)
 
 SMALL = "sdedge/EdgeSD-Small-v0"
 REPO = Path(__file__).resolve().parents[1]

@@ -69,10 +69,10 @@ def test_agents_zoo_still_trains_and_evaluates_plain_ppo(tmp_path):
 def test_masked_predict_in_enjoy_never_asks_for_an_invalid_batch():
     import gymnasium as gym
     import numpy as np
-    from sdedge_agents.zoo import ZooMaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     import sdedge_gym  # noqa: F401
+    from sdedge_agents.zoo import ZooMaskablePPO
 
     venv = DummyVecEnv([lambda: gym.make(SMALL)])
     model = ZooMaskablePPO("MlpPolicy", venv, n_steps=16, batch_size=16, seed=0, device="cpu")
