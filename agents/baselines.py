@@ -59,6 +59,7 @@ class FixedAction(Policy):
     """Always (n, l) with the closed-form split (uniform shares in hybrid/dict if ``uniform_shares``)."""
 
     name = "fixed"
+    counterpart = "sdedge_agents.online.DispatchImmediately"
 
     def __init__(self, env, batch_size: int, speculation_length: int, uniform_shares: bool = False) -> None:
         super().__init__(env)
@@ -92,6 +93,7 @@ class MaxBatch(FixedAction):
     """Max batching: the largest valid batch at every step, with a fixed l (default: the best on tuning)."""
 
     name = "max-batch"
+    counterpart = "sdedge_agents.online.MaxBatchTimeout"
 
     def __init__(self, env, speculation_length: int | None = None, seeds: tuple[int, ...] = TUNING_SEEDS) -> None:
         if speculation_length is None:
@@ -115,6 +117,7 @@ class Autoregressive(FixedAction):
     """Plain autoregressive decoding (l = 0, no draft) with the best batch size on the tuning episodes."""
 
     name = "autoregressive"
+    counterpart = "sdedge_agents.online.Autoregressive"
 
     def __init__(self, env, seeds: tuple[int, ...] = TUNING_SEEDS) -> None:
         costs = constant_action_costs(env.unwrapped.scenario, seeds)
@@ -125,6 +128,7 @@ class RandomPolicy(Policy):
     """Uniformly random valid actions: n in 1..batch_limit, l in 0..l_max, random shares in hybrid/dict."""
 
     name = "random"
+    counterpart = "sdedge_agents.online.OnlineRandom"
 
     def __init__(self, env, seed: int | None = 0) -> None:
         super().__init__(env)

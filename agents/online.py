@@ -119,24 +119,13 @@ def solve_online(tables: SegmentTables, arrival: np.ndarray, start: EpisodeClock
     return Plan(first, tuple(reversed(batches)), cost, labels)
 
 
-def _online_env(env) -> EdgeSDOnlineEnv:
-    unwrapped = env.unwrapped
-    if not isinstance(unwrapped, EdgeSDOnlineEnv):
-        raise TypeError(f"env is a {type(unwrapped).__name__}; allowed: an EdgeSDOnlineEnv (the sdedge/EdgeSD-Online-* "
-                        "ids); the offline env's policies are in sdedge_agents.oracle, sdedge_agents.planner, "
-                        "sdedge_agents.baselines")
-    return unwrapped
-
-
 class OnlinePolicy(Policy):
     """Base of the online policies: :meth:`decide` returns None to wait, or (n, l) to dispatch."""
 
     name = "online-policy"
+    env_class = EdgeSDOnlineEnv
+    counterpart = "sdedge_agents.DPOracle"
     uniform_shares = False
-
-    def __init__(self, env) -> None:
-        _online_env(env)
-        super().__init__(env)
 
     def decide(self) -> tuple[int, int] | None:
         raise NotImplementedError(f"{type(self).__name__} must implement decide()")
@@ -190,6 +179,7 @@ class OnlineUniformShares(OnlineOracle):
     """The hindsight-optimal plan under equal band shares (the paper's benchmark split); hybrid/dict envs."""
 
     name = "uniform-shares"
+    counterpart = "sdedge_agents.UniformShares"
 
     def __init__(self, env) -> None:
         super().__init__(env, allocation="uniform")
@@ -199,6 +189,7 @@ class OnlinePlanner(OnlinePolicy):
     """Re-plans at every epoch on the arrived tasks (hints and estimates, or the truth with ``exact``)."""
 
     name = "planner"
+    counterpart = "sdedge_agents.MPCPlanner"
 
     def __init__(self, env, exact: bool = False, horizon: int | None = None, forecast: bool = True) -> None:
         super().__init__(env)
@@ -256,6 +247,7 @@ class DispatchImmediately(OnlinePolicy):
     """Every waiting task (up to the batch limit) at every epoch; l tuned per batch size (or fixed)."""
 
     name = "dispatch-immediately"
+    counterpart = "sdedge_agents.BestConstant"
 
     def __init__(self, env, speculation_length: int | None = None) -> None:
         super().__init__(env)
@@ -278,6 +270,7 @@ class Autoregressive(DispatchImmediately):
     """AD: dispatch-immediately with l = 0 (plain autoregressive decoding on the MBS)."""
 
     name = "autoregressive"
+    counterpart = "sdedge_agents.Autoregressive"
 
     def __init__(self, env) -> None:
         super().__init__(env, speculation_length=0)
@@ -287,6 +280,7 @@ class MaxBatchTimeout(DispatchImmediately):
     """The classic serving rule: dispatch when ``max_batch`` tasks wait or the oldest has waited ``timeout``."""
 
     name = "max-batch-timeout"
+    counterpart = "sdedge_agents.MaxBatch"
 
     def __init__(self, env, timeout: float = 10.0, max_batch: int | None = None) -> None:
         super().__init__(env)
@@ -312,6 +306,7 @@ class OnlineRandom(OnlinePolicy):
     """Uniformly random valid actions: each valid batch size and the wait (when valid) equally likely."""
 
     name = "random"
+    counterpart = "sdedge_agents.RandomPolicy"
 
     def __init__(self, env, seed: int | None = 0) -> None:
         super().__init__(env)

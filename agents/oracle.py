@@ -510,6 +510,7 @@ class UniformShares(DPOracle):
     """The best plan when the band is split equally (the paper's benchmark allocation); hybrid/dict envs."""
 
     name = "uniform-shares"
+    counterpart = "sdedge_agents.online.OnlineUniformShares"
 
     def __init__(self, env) -> None:
         super().__init__(env, allocation="uniform")

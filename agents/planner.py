@@ -35,6 +35,7 @@ class MPCPlanner(DPOracle):
     """Model-predictive control: the DP on predicted lengths and expected acceptance, re-solved each step."""
 
     name = "planner"
+    counterpart = "sdedge_agents.online.OnlinePlanner"
 
     def __init__(self, env, exact: bool = False) -> None:
         super().__init__(env)

@@ -9,9 +9,12 @@ policies and trained SB3 models through the same loop.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+from sdedge_gym.env import EdgeSDEnv
+from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 
 @runtime_checkable
@@ -23,13 +26,25 @@ class Predictor(Protocol):
 
 
 class Policy:
-    """Base of the reference policies: ``predict`` calls :meth:`act` with the current observation."""
+    """Base of the reference policies: ``predict`` calls :meth:`act` with the current observation.
+
+    A policy reads the model of one env family: ``env_class`` (the offline :class:`EdgeSDEnv` here, the online
+    :class:`EdgeSDOnlineEnv` for :mod:`sdedge_agents.online`). Bound to the other family it would play
+    actions computed for a different model (the offline DP knows no arrival times), so the constructor
+    refuses it with a TypeError naming ``counterpart``, the class to use there.
+    """
 
     name = "policy"
+    env_class: ClassVar[type] = EdgeSDEnv
+    counterpart: ClassVar[str] = "sdedge_agents.online.OnlineOracle"  # the same role on the other family
 
     def __init__(self, env) -> None:
         self.env = env
         self.unwrapped = env.unwrapped
+        if not isinstance(self.unwrapped, self.env_class):
+            family = "online (sdedge/EdgeSD-Online-*)" if self.env_class is EdgeSDOnlineEnv else "offline"
+            raise TypeError(f"{type(self).__name__} is a policy of the {family} ids ({self.env_class.__name__}); "
+                            f"the env given is {type(self.unwrapped).__name__}: use {self.counterpart} on it")
         self.action_mode: str = self.unwrapped.action_mode
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,

@@ -139,7 +139,7 @@ def test_solve_online_rejects_bad_arguments():
         solve_online(tables, np.zeros(3))
     with pytest.raises(ValueError, match="end = 9 is invalid"):
         solve_online(tables, env.arrival, end=9)
-    with pytest.raises(TypeError, match="allowed: an EdgeSDOnlineEnv"):
+    with pytest.raises(TypeError, match=r"use sdedge_agents\.DPOracle on it"):
         OnlineOracle(EdgeSDEnv("small"))
     with pytest.raises(ValueError, match="allocation = 'uniform' needs action_mode"):
         OnlineOracle(env, allocation="uniform")
