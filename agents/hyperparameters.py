@@ -28,7 +28,7 @@ HYPERPARAMS_FILES: dict[str, Path] = {
 # rl-zoo3 keys that are not keyword arguments of the algorithm.
 _ZOO_KEYS = ("n_timesteps", "n_envs", "policy", "monitor_kwargs", "env_wrapper", "policy_kwargs")
 # The env wrapper sdedge_agents.train applies itself for each algorithm (checked against the file's).
-EXPECTED_ENV_WRAPPER = {"dqn": "sdedge_agents.train.FlattenBatchSpeculation"}
+EXPECTED_ENV_WRAPPER = {"dqn": "sdedge_gym.wrappers.FlattenBatchSpeculation"}
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.hyperparameters import load_entry
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_gym.registration import ENV_TABLE
+from sdedge_gym.wrappers import FlattenBatchSpeculation
 
 TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
 try:
@@ -165,39 +166,6 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
     if not ok:
         allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
-
-
-# ---------------------------------------------------------------------- the DQN action wrapper
-
-
-class FlattenBatchSpeculation(gym.ActionWrapper):
-    """Discrete(n_max * (l_max + 1)) over the discrete mode's MultiDiscrete([n_max, l_max + 1]), for DQN.
-
-    Flat action a = (n - 1) * (l_max + 1) + l, so ``[n - 1, l] = divmod(a, l_max + 1)``. The env still
-    clips an invalid batch size to the largest valid one (DQN cannot use masks).
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        space = env.action_space
-        if not (isinstance(space, spaces.MultiDiscrete) and space.shape == (2,)):
-            raise ValueError(f"FlattenBatchSpeculation needs action_mode 'discrete' (MultiDiscrete([n_max, "
-                             f"l_max + 1])); got action space {space} (action_mode "
-                             f"{getattr(env.unwrapped, 'action_mode', '?')!r})")
-        self.max_batch, self.speculation_choices = (int(v) for v in space.nvec)
-        self.action_space = spaces.Discrete(self.max_batch * self.speculation_choices)
-
-    def action(self, action: Any) -> np.ndarray:
-        """Flat index -> ``[n - 1, l]``."""
-        index = int(action)
-        if not 0 <= index < self.action_space.n:
-            raise ValueError(f"action = {action!r} is invalid; allowed: an integer in [0, {self.action_space.n - 1}]")
-        return np.array(divmod(index, self.speculation_choices), dtype=np.int64)
-
-    def reverse_action(self, action: Any) -> int:
-        """``[n - 1, l]`` -> flat index."""
-        batch_index, speculation_length = (int(v) for v in np.asarray(action).reshape(2))
-        return batch_index * self.speculation_choices + speculation_length
 
 
 # ---------------------------------------------------------------------- envs and models

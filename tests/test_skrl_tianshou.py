@@ -44,11 +44,9 @@ def test_skrl_wraps_the_native_vector_env() -> None:
 
 def test_tianshou_vector_env_and_the_flattened_action_for_dqn() -> None:
     pytest.importorskip("tianshou", reason="tianshou is not installed")
-    pytest.importorskip("stable_baselines3",
-                        reason="sdedge_agents.train (FlattenBatchSpeculation) needs the train extra")
     from tianshou.env import DummyVectorEnv
 
-    from sdedge_agents.train import FlattenBatchSpeculation
+    from sdedge_gym.wrappers import FlattenBatchSpeculation
 
     reference = gym.make("sdedge/EdgeSD-Small-v0")
     reference.reset(seed=0)

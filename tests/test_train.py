@@ -27,10 +27,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.baselines import RandomPolicy
+from sdedge_agents.evaluate import make_policy
 from sdedge_agents.pretrained import PRETRAINED, load_pretrained
 from sdedge_agents.protocol import VALIDATION_SEED_BASE
 from sdedge_agents.train import (
-    FlattenBatchSpeculation,
     FlattenVecActions,
     TrainConfig,
     main,
@@ -217,27 +217,6 @@ def test_bad_arguments_are_argparse_errors_naming_the_argument(capsys, argv, mes
     assert message in capsys.readouterr().err
 
 
-def test_flatten_wrapper_round_trips_every_action():
-    env = FlattenBatchSpeculation(gym.make(SMALL))
-    inner = env.env.action_space
-    n_max, choices = (int(v) for v in inner.nvec)
-    assert env.action_space == gym.spaces.Discrete(n_max * choices)
-    seen = set()
-    for flat in range(env.action_space.n):
-        pair = env.action(flat)
-        assert inner.contains(pair)
-        assert env.reverse_action(pair) == flat
-        seen.add(tuple(int(v) for v in pair))
-    assert len(seen) == n_max * choices  # a bijection
-    env.reset(seed=0)
-    _, _, _, _, info = env.step(env.reverse_action(np.array([1, 3])))
-    assert (info["batch_size"], info["speculation_length"]) == (2, 3)
-    with pytest.raises(ValueError, match="allowed: an integer in"):
-        env.action(n_max * choices)
-    with pytest.raises(ValueError, match="needs action_mode 'discrete'"):
-        FlattenBatchSpeculation(gym.make("sdedge/EdgeSD-Small-Hybrid-v0"))
-
-
 def test_n_envs_above_one_uses_the_native_adapter_when_it_exists():
     sb3_vec_env = pytest.importorskip("sdedge_agents.sb3_vec_env")
     config = TrainConfig(SMALL, "dqn", timesteps=64, n_envs=3, seed=5, out="unused")
@@ -292,7 +271,8 @@ def test_pretrained_agent_loads_and_beats_random_valid_actions(name):
     seeds = list(range(20))
     random_env = gym.make(agent.env_id)
     masked = agent.algo == "maskable_ppo"
-    random_latency = _mean_latency(RandomPolicy(random_env, seed=0), random_env, seeds)
+    random_policy = make_policy("random", random_env)  # the online ids' random policy knows the wait
+    random_latency = _mean_latency(random_policy, random_env, seeds)
     assert _mean_latency(policy, env, seeds, masked) < random_latency
 
 

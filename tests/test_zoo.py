@@ -96,5 +96,5 @@ def test_rl_zoo3_dqn_runs_through_the_flatten_wrapper(tmp_path):
           "-f", str(tmp_path / "logs"), "--seed", "1000"], tmp_path)
     run_dir = tmp_path / "logs" / "dqn" / "sdedge-EdgeSD-Small-v0_1"
     config = (run_dir / "sdedge-EdgeSD-Small-v0" / "config.yml").read_text()
-    assert "sdedge_agents.train.FlattenBatchSpeculation" in config
+    assert "sdedge_gym.wrappers.FlattenBatchSpeculation" in config
     assert all(k in _monitor_rows(run_dir)[0] for k in KPIS)
