@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -128,6 +129,10 @@ def _sb3_path(spec: str) -> str:
     if not path or not (os.path.isfile(path) or os.path.isfile(path + ".zip")):
         raise ValueError(f"policy {spec!r}: no model file {path!r}" + ("" if path.endswith(".zip") else
                          f" (nor {path + '.zip'!r})") + "; allowed: sb3:ALGO:PATH with PATH a saved model (.zip)")
+    model_file = path if os.path.isfile(path) else path + ".zip"
+    if not zipfile.is_zipfile(model_file):  # SB3 would end in a traceback deep inside its loader
+        raise ValueError(f"policy {spec!r}: {model_file!r} is not a zip archive; allowed: sb3:ALGO:PATH with PATH a "
+                         "model saved by Stable-Baselines3 (model.save writes a .zip)")
     return path
 
 

@@ -88,7 +88,15 @@ def read_trace(path: str | os.PathLike) -> Trace:
         stat = os.stat(path)
     except OSError as error:
         raise ValueError(f"trace {path!r}: cannot be read ({error.strerror}); allowed: a readable CSV file") from None
-    return _read_trace(path, stat.st_mtime_ns, stat.st_size)
+    if not os.path.isfile(path):
+        raise ValueError(f"trace {path!r}: is a directory, not a file; allowed: a readable CSV file")
+    try:
+        return _read_trace(path, stat.st_mtime_ns, stat.st_size)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"trace {path!r}: byte {error.start} is not UTF-8 text (a binary file?); allowed: a CSV "
+                         "text file") from None
+    except OSError as error:
+        raise ValueError(f"trace {path!r}: cannot be read ({error.strerror}); allowed: a readable CSV file") from None
 
 
 @lru_cache(maxsize=16)

@@ -270,7 +270,11 @@ class EdgeSDEnv(gym.Env):
 
     Terminated when every task has been committed (at most K steps). Never truncated by the env itself;
     the registered ids add no time limit (``gymnasium.make(id, max_episode_steps=N)`` adds Gymnasium's
-    ``TimeLimit``, which truncates after N steps).
+    ``TimeLimit``, which truncates after N steps). Wrappers that need a time limit, such as Gymnasium's
+    ``TimeAwareObservation``, take it that way; N = K never truncates an offline episode (2K an online
+    one)::
+
+        env = TimeAwareObservation(gymnasium.make("sdedge/EdgeSD-Small-v0", max_episode_steps=8))
 
     ## Info
 

@@ -162,7 +162,8 @@ class EdgeSDOnlineEnv(gym.Env):
     ## Episode End
 
     Terminated when every request has been dispatched (at most 2K steps: K dispatches, fewer than K
-    waits). Never truncated.
+    waits). Never truncated; ``gymnasium.make(id, max_episode_steps=2 * K)`` gives wrappers that need a
+    time limit (``TimeAwareObservation``) one that never truncates.
 
     ## Info
 
