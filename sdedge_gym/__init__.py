@@ -24,7 +24,7 @@ from sdedge_gym.scenarios import PRESETS, make_scenario
 
 register_envs()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ENV_IDS",

@@ -314,6 +314,12 @@ class EdgeSDEnv(gym.Env):
       became ``batch_size_minus_one`` (``Discrete(n_max)``), the terminal mask marks n = 1 valid, the
       hybrid band split got its floor share (0.05 / n + 0.95 softmax(4 x)), and ``reset`` accepts
       ``options={"workload"|"episode": ...}``. The dynamics are unchanged (golden trajectories, 1e-9).
+    * Package 0.2.0 (the ids and dynamics unchanged): the repository's ``agents/`` folder is imported as
+      ``sdedge_agents`` (was ``agents``; ``python -m sdedge_agents.evaluate`` etc.); ``FlattenBatchSpeculation``
+      moved to ``sdedge_gym.wrappers`` (still importable from ``sdedge_agents.train``) and carries the flat
+      action mask; the compiled kernels are cached per user instead of in the package's ``__pycache__``;
+      ``OFFLINE_ENV_IDS`` and ``ONLINE_ENV_IDS`` are attributes of ``sdedge_gym``; the offline reference
+      policies refuse an online env (and the reverse) with a TypeError naming the class to use.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
