@@ -12,33 +12,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from sdedge_agents.oracle import closed_form_shares, constant_action_cost
 from sdedge_agents.policy import Policy
 from sdedge_gym.actions import encode_action
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel
-from sdedge_gym.segments import SegmentTables, segment_tables
+from sdedge_gym.segments import segment_tables
 
 TUNING_SEEDS = (1_000_000, 1_000_001, 1_000_002)
-
-
-def constant_action_cost(tables: SegmentTables, objective: str, batch_size: int, speculation_length: int) -> float:
-    """Episode cost of committing (n, l) at every step (n clipped to the tasks left, as the env does)."""
-    total = tables.num_tasks
-    n_full = min(batch_size, tables.batch_limit)
-    uplink_end = inference_end = cost = 0.0
-    j = 0
-    while j < total:
-        n = min(n_full, total - j)
-        uplink_end += tables.uplink_slot[j, n - 1]
-        begin = max(uplink_end, inference_end)
-        finish = begin + tables.duration[j, n - 1, speculation_length]
-        if objective == "mean_latency":
-            cost += (n * begin + tables.completion_sum[j, n - 1, speculation_length]) / total
-        else:
-            cost += finish - inference_end
-        inference_end = finish
-        j += n
-    return float(cost)
 
 
 @lru_cache(maxsize=8)
@@ -79,14 +60,9 @@ class FixedAction(Policy):
         n = min(self.batch_size, self.batch_limit())
         shares = None
         if self.action_mode != "discrete":
-            shares = np.full(n, 1.0 / n) if self.uniform_shares else self._closed_form_shares(n)
+            shares = np.full(n, 1.0 / n) if self.uniform_shares else closed_form_shares(self.unwrapped, n)
         return encode_action(self.action_mode, n, self.speculation_length, self.max_batch, self.max_speculation,
                              shares)
-
-    def _closed_form_shares(self, batch_size: int) -> np.ndarray:
-        from sdedge_agents.oracle import closed_form_shares  # the oracle module imports this one's helpers
-
-        return closed_form_shares(self.unwrapped, batch_size)
 
 
 class MaxBatch(FixedAction):

@@ -1,7 +1,8 @@
 """Reference policies of the online env (``EdgeSDOnlineEnv``): the hindsight oracle, a re-planning planner
 and the serving baselines.
 
-**The hindsight oracle** is the DP of :mod:`sdedge_agents.oracle` with release times. In the online env a batch
+**The hindsight oracle** is the DP of :mod:`sdedge_agents.oracle` with release times (``solve(...,
+release=arrivals, now=t)``, the one DP of every oracle and planner). In the online env a batch
 of tasks p..j-1 can be dispatched at any decision epoch t >= max(u, a_{j-1}) (u the end of the last
 uplink slot, a the arrival times): every earlier epoch lacks task j-1, and waiting from epoch to epoch
 reaches exactly t = max(u, a_{j-1}) (the arrival instant a_{j-1}, or u if it came earlier). Dispatching
@@ -43,80 +44,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from sdedge_agents.oracle import (
-    Plan,
-    check_allocation,
-    closed_form_shares,
-    non_dominated,
-    shift_non_dominated,
-    speculation_front,
-)
+from sdedge_agents.oracle import Plan, check_allocation, closed_form_shares, solve
 from sdedge_agents.planner import predicted_episode
 from sdedge_agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import Episode, EpisodeClock
+from sdedge_gym.episode import Episode
 from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
 from sdedge_gym.segments import SegmentTables, segment_tables
-
-
-def solve_online(tables: SegmentTables, arrival: np.ndarray, start: EpisodeClock | None = None, now: float = 0.0,
-                 end: int | None = None, num_tasks: int | None = None) -> Plan:
-    """The minimum total latency / ``num_tasks`` of tasks start.next_task .. end - 1 with release times.
-
-    ``now`` is the current epoch (the first batch cannot be dispatched earlier); ``end`` defaults to the
-    table's K and ``num_tasks`` (the divisor) to K. The cost is sum_k (C_k - a_k) / num_tasks.
-    """
-    clock = EpisodeClock() if start is None else start
-    total = tables.num_tasks if end is None else end
-    divisor = float(tables.num_tasks if num_tasks is None else num_tasks)
-    first = clock.next_task
-    if not 0 <= first < total <= tables.num_tasks:
-        raise ValueError(f"start.next_task = {first}, end = {end} is invalid; allowed: 0 <= next_task < end <= "
-                         f"{tables.num_tasks}")
-    arrival = np.asarray(arrival, dtype=float)
-    if arrival.shape != (tables.num_tasks,):
-        raise ValueError(f"arrival (shape {arrival.shape}) is invalid; allowed: shape ({tables.num_tasks},)")
-    arrival_sums = np.concatenate([[0.0], np.cumsum(arrival)])
-    keep_l = speculation_front(tables, "mean_latency")
-    width = tables.batch_limit
-    fronts: dict[int, tuple[np.ndarray, ...]] = {
-        first: (np.array([max(clock.uplink_end, now)]), np.array([clock.inference_end]), np.zeros(1),
-                np.full(1, -1), np.full(1, -1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)),
-    }
-    labels = 1
-    for j in range(first + 1, total + 1):
-        parts = []
-        release = arrival[j - 1]  # every segment ending at j waits for task j - 1
-        for n in range(1, min(width, j - first) + 1):
-            p = j - n
-            u, f, c = fronts[p][:3]
-            lengths = np.flatnonzero(keep_l[p, n - 1])
-            u_next = np.maximum(u, release) + tables.uplink_slot[p, n - 1]
-            begin = np.maximum(u_next, f)
-            f_next = begin[:, None] + tables.duration[p, n - 1, lengths][None, :]
-            latency = n * begin[:, None] + tables.completion_sum[p, n - 1, lengths][None, :] - (
-                arrival_sums[j] - arrival_sums[p])
-            c_next = c[:, None] + latency / divisor
-            count, width_l = f_next.shape
-            parts.append((np.repeat(u_next, width_l), f_next.ravel(), c_next.ravel(), np.full(count * width_l, p),
-                          np.repeat(np.arange(count), width_l), np.full(count * width_l, n),
-                          np.tile(lengths, count)))
-        merged = [np.concatenate(column) for column in zip(*parts, strict=True)]
-        keep = non_dominated(merged[0], merged[1], merged[2])
-        if keep.size > 1:
-            keep = keep[shift_non_dominated(merged[0][keep], merged[1][keep], merged[2][keep], (total - j) / divisor)]
-        fronts[j] = tuple(column[keep] for column in merged)
-        labels += keep.size
-    c = fronts[total][2]
-    best = int(np.argmin(c))
-    cost = float(c[best])
-    batches = []
-    j = total
-    while j != first:
-        _, _, _, prev, index, sizes, lengths = fronts[j]
-        batches.append((int(sizes[best]), int(lengths[best])))
-        j, best = int(prev[best]), int(index[best])
-    return Plan(first, tuple(reversed(batches)), cost, labels)
 
 
 class OnlinePolicy(Policy):
@@ -169,7 +103,7 @@ class OnlineOracle(OnlinePolicy):
             self.plan = None
         step = None if self.plan is None else self.plan.action_at(env.clock.next_task)
         if step is None:
-            self.plan = solve_online(self._tables, env.arrival, env.clock, env.now)
+            self.plan = solve(self._tables, "mean_latency", start=env.clock, release=env.arrival, now=env.now)
             step = self.plan.batches[0]
         n, _ = step
         return step if self.waiting() >= n else None  # its last task has not arrived: wait for it
@@ -211,7 +145,8 @@ class OnlinePlanner(OnlinePolicy):
             self._tables = segment_tables(env.model, predicted_episode(env.episode, self.exact))
         first = env.clock.next_task
         end = min(env.arrived, first + self.horizon)
-        plan = solve_online(self._tables, env.arrival, env.clock, env.now, end=end, num_tasks=env.episode.num_tasks)
+        plan = solve(self._tables, "mean_latency", env.episode.num_tasks, env.clock, release=env.arrival, now=env.now,
+                     end=end)
         n, l = plan.batches[0]
         if self.forecast and n < env.model.batch_limit and env.can_wait():
             # The batch would be uploaded `slack` s before the MBS is free: waiting that long delays none of

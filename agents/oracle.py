@@ -44,9 +44,19 @@ limit and every l):
 W_K = V_K = 0 and LB = 0 at j = K. A label that dominates an optimal label has c + LB <= the optimum <=
 UB, so the dominance filters and the bound together always keep a label with an optimal continuation.
 
+Release times (the online family's arrivals, ``release=``). A batch that ends with task j - 1 cannot
+be dispatched before that task's release a_{j-1}, nor before the current epoch ``now``; waiting longer
+never helps (every later time is monotone in the dispatch time), so the map becomes u' = max(u, a_{j-1})
++ U[j, n], the rest unchanged. x -> max(x, a) is monotone and 1-Lipschitz, so Pareto and shift dominance
+stay exact; releases only delay, so the lower bounds above (computed without them) stay lower bounds,
+and the upper bound's constant plans wait for their releases too. The cost counts completions, and the
+plan's reported cost subtracts the constant sum of the releases: sum_k (C_k - a_k) / K, the mean latency
+from arrival. Without ``release`` every a is 0 and the map is the offline one, bit for bit (u >= 0).
+
 The DP is exact: it returns the minimum of the objective over every action sequence (tested against
-exhaustive search, and pruned against unpruned). In sampled acceptance mode the tables read the
-episode's acceptance draws, so the plan is optimal in hindsight. The forward DP, the filters and the
+exhaustive search, and pruned against unpruned; with release times against exhaustive search with waits).
+In sampled acceptance mode the tables read the episode's acceptance draws, so the plan is optimal in
+hindsight. The forward DP, the filters and the
 bounds are compiled with numba (``cache=True``); fronts live in flat arrays with an offset per j and a
 back-pointer per label for plan recovery.
 """
@@ -123,45 +133,63 @@ def shift_non_dominated(u: np.ndarray, f: np.ndarray, c: np.ndarray, weight: flo
 
 
 def solve(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int | None = None,
-          start: EpisodeClock | None = None, batch_limit: int | None = None, prune: bool = True) -> Plan:
-    """The minimum-cost sequence of batches serving tasks ``start.next_task``..K-1 from clock ``start``.
+          start: EpisodeClock | None = None, batch_limit: int | None = None, prune: bool = True,
+          release: np.ndarray | None = None, now: float = 0.0, end: int | None = None) -> Plan:
+    """The minimum-cost sequence of batches serving tasks ``start.next_task``..end-1 from clock ``start``:
+    the one DP of every oracle and planner, offline and online.
 
     ``num_tasks`` is the K that divides the mean-latency cost (default: the table's K); ``batch_limit``
-    caps n (default: the table's width). ``prune=False`` skips the bound pruning (dominance only): the
-    same optimum, more labels; tests compare the two.
+    caps n (default: the table's width); ``end`` stops the plan before task ``end`` (default: the table's
+    K; the online planner's horizon). ``release`` (shape (K,), default none) gives each task's release
+    time: a batch waits for its last task, and the cost is sum_k (C_k - a_k) / K; ``now`` is the earliest
+    dispatch of the first batch (module docstring). ``prune=False`` skips the bound pruning (dominance
+    only): the same optimum, more labels; tests compare the two.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective = {objective!r} is invalid; allowed: {' | '.join(map(repr, OBJECTIVES))}")
     clock = EpisodeClock() if start is None else start
-    total = tables.num_tasks
-    divisor = float(total if num_tasks is None else num_tasks)
+    total = tables.num_tasks if end is None else end
+    divisor = float(tables.num_tasks if num_tasks is None else num_tasks)
     width = tables.batch_limit if batch_limit is None else min(batch_limit, tables.batch_limit)
+    if not (isinstance(total, int | np.integer) and 0 < total <= tables.num_tasks):
+        raise ValueError(f"end = {end!r} is invalid; allowed: an integer in [1, {tables.num_tasks}]")
     if not 0 <= clock.next_task < total:
         raise ValueError(f"start.next_task = {clock.next_task} is invalid; allowed: an integer in [0, {total - 1}]")
     if width < 1:
         raise ValueError(f"batch_limit = {batch_limit} is invalid; allowed: an integer >= 1")
-    slot, duration, completion = (np.ascontiguousarray(x, dtype=float) for x in (
+    if release is None:
+        release = np.zeros(tables.num_tasks)
+    release = np.asarray(release, dtype=float)
+    if release.shape != (tables.num_tasks,) or not np.all(np.isfinite(release)) or np.any(release < 0):
+        raise ValueError(f"release (shape {release.shape}) is invalid; allowed: shape ({tables.num_tasks},), finite "
+                         "times >= 0")
+    # Tasks from `end` on are not part of this problem: the tables cut there bound and plan tasks < end only.
+    slot, duration, completion = (np.ascontiguousarray(x[:total], dtype=float) for x in (
         tables.uplink_slot, tables.duration, tables.completion_sum))
+    release = np.ascontiguousarray(release[:total])
     makespan = objective == "makespan"
     keep_l = _speculation_front(duration, completion, makespan)
-    first, u0, f0 = clock.next_task, float(clock.uplink_end), float(clock.inference_end)
+    first, f0 = clock.next_task, float(clock.inference_end)
+    u0 = max(float(clock.uplink_end), float(now))
     umin, service, uplink = _cost_to_go_bounds(slot, duration, completion, divisor, width, makespan)
     limit = np.inf
     if prune:
-        upper = _best_constant_cost(slot, duration, completion, first, u0, f0, divisor, width, makespan)
+        upper = _best_constant_cost(slot, duration, completion, release, first, u0, f0, divisor, width, makespan)
         for beam in BEAM_WIDTHS:  # each run is pruned by the bound of the one before, so the wide one is cheap
             limit = upper + PRUNE_MARGIN * abs(upper)
-            times, _, offsets = _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, makespan,
-                                         limit, umin, service, uplink, beam)
+            times, _, offsets = _forward(slot, duration, completion, release, keep_l, first, u0, f0, divisor, width,
+                                         makespan, limit, umin, service, uplink, beam)
             upper = min(upper, float(times[2, offsets[-2]:].min(initial=np.inf)))
         limit = upper + PRUNE_MARGIN * abs(upper)
-    times, links, offsets = _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, makespan,
-                                     limit, umin, service, uplink, 0)
+    times, links, offsets = _forward(slot, duration, completion, release, keep_l, first, u0, f0, divisor, width,
+                                     makespan, limit, umin, service, uplink, 0)
     final = times[2, offsets[-2]:]
     if final.size == 0:
         raise RuntimeError("the DP kept no label at the end of the queue: the bounds are inconsistent")
     best = offsets[-2] + int(np.argmin(final))
     cost = float(times[2, best])
+    if not makespan:  # the releases are a constant of the problem: subtracted once, from the optimum
+        cost -= float(release[first:].sum()) / divisor
     batches = []
     parent, sizes, lengths = links
     while parent[best] >= 0:
@@ -337,31 +365,52 @@ def _lower_bound(j, u, f, total, divisor, makespan, umin, service, uplink):
 
 @njit(cache=True)
 def _cost_after(c, f, begin, f_next, n, completion_sum, divisor, makespan):
-    """The cost so far after a batch of n tasks that starts at ``begin`` and ends at ``f_next`` (docstring)."""
+    """The cost so far after a batch of n tasks that starts at ``begin`` and ends at ``f_next``: the one
+    definition of a segment's cost on the tables (module docstring; the env's kernel sums the same
+    completions task by task)."""
     if makespan:
         return c + (f_next - f)
     return c + (n * begin + completion_sum) / divisor
 
 
 @njit(cache=True)
-def _best_constant_cost(slot, duration, completion, first, u0, f0, divisor, width, makespan):
+def _constant_plan_cost(slot, duration, completion, release, first, u0, f0, divisor, size, l, makespan):
+    """The cost (completions, before the releases are subtracted) of committing (size, l) at every step from
+    the label (u0, f0) at ``first``; the last batch takes what is left, as the env clips it."""
+    total = duration.shape[0]
+    u, f, c = u0, f0, 0.0
+    j = first
+    while j < total:
+        n = min(size, total - j)
+        u = max(u, release[j + n - 1]) + slot[j, n - 1]
+        begin = max(u, f)
+        f_next = begin + duration[j, n - 1, l]
+        c = _cost_after(c, f, begin, f_next, n, completion[j, n - 1, l], divisor, makespan)
+        f = f_next
+        j += n
+    return c
+
+
+@njit(cache=True)
+def _best_constant_cost(slot, duration, completion, release, first, u0, f0, divisor, width, makespan):
     """The least cost over the constant plans (n, l) from the start label (the last batch takes what is left)."""
     total, _, num_lengths = duration.shape
     best = np.inf
     for size in range(1, min(width, total - first) + 1):
         for l in range(num_lengths):
-            u, f, c = u0, f0, 0.0
-            j = first
-            while j < total:
-                n = min(size, total - j)
-                u = u + slot[j, n - 1]
-                begin = max(u, f)
-                f_next = begin + duration[j, n - 1, l]
-                c = _cost_after(c, f, begin, f_next, n, completion[j, n - 1, l], divisor, makespan)
-                f = f_next
-                j += n
-            best = min(best, c)
+            best = min(best, _constant_plan_cost(slot, duration, completion, release, first, u0, f0, divisor, size,
+                                                 l, makespan))
     return best
+
+
+def constant_action_cost(tables: SegmentTables, objective: str, batch_size: int, speculation_length: int) -> float:
+    """The episode cost of committing (n, l) at every step from the start (n clipped to the tasks left, as the
+    env does): the baselines' tuning score, on the DP's own cost definition."""
+    slot, duration, completion = (np.ascontiguousarray(x, dtype=float) for x in (
+        tables.uplink_slot, tables.duration, tables.completion_sum))
+    size = min(batch_size, tables.batch_limit)
+    return float(_constant_plan_cost(slot, duration, completion, np.zeros(tables.num_tasks), 0, 0.0, 0.0,
+                                     float(tables.num_tasks), size, speculation_length, objective == "makespan"))
 
 
 @njit(cache=True)
@@ -373,7 +422,7 @@ def _grown(values):
 
 
 @njit(cache=True)
-def _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, makespan, limit,
+def _forward(slot, duration, completion, release, keep_l, first, u0, f0, divisor, width, makespan, limit,
              umin, service, uplink, beam):
     """The forward DP over j = first..K. Returns the labels' times (u, f, c) as a (3, labels) array, their
     links (parent label, n, l) as a (3, labels) array and the offsets: the front at j is labels
@@ -404,7 +453,7 @@ def _forward(slot, duration, completion, keep_l, first, u0, f0, divisor, width, 
                     kept_lengths += 1
             s = slot[p, n - 1]
             for i in range(offsets[p - first], offsets[p - first + 1]):
-                u_next = times[0, i] + s
+                u_next = max(times[0, i], release[j - 1]) + s  # the batch waits for its last task
                 begin = max(u_next, times[1, i])
                 for t in range(kept_lengths):
                     l = lengths[t]

@@ -17,7 +17,6 @@ from sdedge_agents.online import (
     OnlinePlanner,
     OnlineRandom,
     make_online_policy,
-    solve_online,
 )
 from sdedge_agents.oracle import DPOracle, solve
 from sdedge_gym.env import EdgeSDEnv
@@ -71,7 +70,7 @@ def test_release_time_dp_equals_exhaustive_search_with_waits(acceptance):
                 "arrivals": {"process": "poisson", "arrival_rate": rate}}, **SMALL)
             env.reset(seed=seed)
             tables = segment_tables(env.model, env.episode)
-            plan = solve_online(tables, env.arrival, env.clock, env.now)
+            plan = solve(tables, start=env.clock, release=env.arrival, now=env.now)
             best, waits = _exhaustive(env)
             # Two float computations of the same sums (the DP's label arithmetic vs the env's rewards).
             assert plan.cost == pytest.approx(best, rel=1e-12)
@@ -87,7 +86,7 @@ def test_release_time_dp_with_simultaneous_arrivals(tmp_path):
                           num_tasks=5, max_batch=3, max_speculation=1)
     env.reset(seed=0)
     assert env.arrived == 2  # both requests at t = 0 are visible at the first epoch
-    plan = solve_online(segment_tables(env.model, env.episode), env.arrival, env.clock, env.now)
+    plan = solve(segment_tables(env.model, env.episode), start=env.clock, release=env.arrival, now=env.now)
     assert plan.cost == pytest.approx(_exhaustive(env)[0], rel=1e-12)
 
 
@@ -114,7 +113,7 @@ def test_zero_arrivals_give_the_offline_oracle():
     env = EdgeSDOnlineEnv("small", num_tasks=8)
     env.reset(seed=3)
     tables = segment_tables(env.model, env.episode)
-    online = solve_online(tables, env.arrival, env.clock, env.now)
+    online = solve(tables, start=env.clock, release=env.arrival, now=env.now)
     offline = solve(tables, "mean_latency")
     assert online.cost == pytest.approx(offline.cost, rel=1e-12)  # subtracting zero arrivals: same optimum
     # The exact planner over the whole queue, without forecast, is then the offline oracle step for step.
@@ -131,14 +130,14 @@ def test_zero_arrivals_give_the_offline_oracle():
         offline_env.step(offline_oracle.act(obs_b))
 
 
-def test_solve_online_rejects_bad_arguments():
+def test_solve_with_release_times_rejects_bad_arguments():
     env = EdgeSDOnlineEnv("small")
     env.reset(seed=0)
     tables = segment_tables(env.model, env.episode)
-    with pytest.raises(ValueError, match=r"arrival \(shape \(3,\)\) is invalid"):
-        solve_online(tables, np.zeros(3))
+    with pytest.raises(ValueError, match=r"release \(shape \(3,\)\) is invalid"):
+        solve(tables, release=np.zeros(3))
     with pytest.raises(ValueError, match="end = 9 is invalid"):
-        solve_online(tables, env.arrival, end=9)
+        solve(tables, release=env.arrival, end=9)
     with pytest.raises(TypeError, match=r"use sdedge_agents\.DPOracle on it"):
         OnlineOracle(EdgeSDEnv("small"))
     with pytest.raises(ValueError, match="allocation = 'uniform' needs action_mode"):
@@ -212,7 +211,7 @@ def test_no_policy_beats_the_hindsight_oracle(rate, seed, policy_seed, sampled):
     env = EdgeSDOnlineEnv("small", acceptance="sampled" if sampled else "expected",
                           config={"arrivals": {"process": "poisson", "arrival_rate": rate}})
     obs, _ = env.reset(seed=seed)
-    plan = solve_online(segment_tables(env.model, env.episode), env.arrival, env.clock, env.now)
+    plan = solve(segment_tables(env.model, env.episode), start=env.clock, release=env.arrival, now=env.now)
     policy = OnlineRandom(env, seed=policy_seed)
     total, terminated = 0.0, False
     while not terminated:
@@ -235,3 +234,46 @@ def test_the_planner_waits_only_with_its_forecast_and_only_for_slack():
             waits += 1
             assert backlog > 0
     assert waits > 0
+
+
+def test_zero_release_times_are_the_offline_dp_bit_for_bit():
+    """The one DP: release times of 0 run the same operations as none (max(u, 0) = u for u >= 0)."""
+    env = EdgeSDEnv("paper", num_tasks=40)
+    env.reset(seed=2)
+    tables = segment_tables(env.model, env.episode)
+    for objective in ("mean_latency", "makespan"):
+        plain = solve(tables, objective)
+        released = solve(tables, objective, release=np.zeros(40))
+        assert (plain.batches, plain.cost, plain.labels) == (released.batches, released.cost, released.labels)
+
+
+def test_the_dp_stops_at_end_with_the_full_queue_s_divisor():
+    """``end`` (the online planner's horizon): the optimum over tasks 0..4 only, still divided by K = 8,
+    against every plan of those five tasks scored by hand with the map of MODEL.md section 15."""
+    import itertools
+
+    env = EdgeSDOnlineEnv("small", num_tasks=8)
+    env.reset(seed=1)
+    tables = segment_tables(env.model, env.episode)
+    part = solve(tables, start=env.clock, release=env.arrival, now=env.now, end=5, num_tasks=8)
+    assert sum(n for n, _ in part.batches) == 5
+
+    def plans(left):
+        if left == 0:
+            yield ()
+        for n in range(1, min(tables.batch_limit, left) + 1):
+            for rest in plans(left - n):
+                yield (n, *rest)
+
+    best = np.inf
+    for sizes in plans(5):
+        for lengths in itertools.product(range(tables.max_speculation + 1), repeat=len(sizes)):
+            u, f, cost, p = max(env.clock.uplink_end, env.now), env.clock.inference_end, 0.0, 0
+            for n, l in zip(sizes, lengths, strict=True):
+                u = max(u, env.arrival[p + n - 1]) + tables.uplink_slot[p, n - 1]
+                begin = max(u, f)
+                f = begin + tables.duration[p, n - 1, l]
+                cost += (n * begin + tables.completion_sum[p, n - 1, l] - env.arrival[p:p + n].sum()) / 8
+                p += n
+            best = min(best, cost)
+    assert part.cost == pytest.approx(best, rel=1e-12)  # the same sums, grouped differently
