@@ -14,7 +14,6 @@ import numpy as np
 
 from sdedge_agents.oracle import closed_form_shares, constant_action_cost
 from sdedge_agents.policy import Policy
-from sdedge_gym.actions import encode_action
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.segments import segment_tables
@@ -49,7 +48,7 @@ class FixedAction(Policy):
         if not (isinstance(speculation_length, int | np.integer) and 0 <= speculation_length <= self.max_speculation):
             raise ValueError(f"speculation_length = {speculation_length!r} is invalid; allowed: an integer in "
                              f"[0, {self.max_speculation}]")
-        if uniform_shares and self.action_mode == "discrete":
+        if uniform_shares and not self.actions.explicit_band:
             raise ValueError("uniform_shares = True needs action_mode 'hybrid' or 'dict' (discrete mode always uses "
                              "the closed-form split)")
         self.batch_size = int(batch_size)
@@ -59,10 +58,9 @@ class FixedAction(Policy):
     def act(self, observation):
         n = min(self.batch_size, self.batch_limit())
         shares = None
-        if self.action_mode != "discrete":
+        if self.actions.explicit_band:
             shares = np.full(n, 1.0 / n) if self.uniform_shares else closed_form_shares(self.unwrapped, n)
-        return encode_action(self.action_mode, n, self.speculation_length, self.max_batch, self.max_speculation,
-                             shares)
+        return self.encode(n, self.speculation_length, shares)
 
 
 class MaxBatch(FixedAction):
@@ -114,6 +112,6 @@ class RandomPolicy(Policy):
         n = int(self.rng.integers(1, self.batch_limit() + 1))
         l = int(self.rng.integers(0, self.max_speculation + 1))
         shares = None
-        if self.action_mode != "discrete":
+        if self.actions.explicit_band:
             shares = self.rng.dirichlet(np.ones(n))
-        return encode_action(self.action_mode, n, l, self.max_batch, self.max_speculation, shares)
+        return self.encode(n, l, shares)

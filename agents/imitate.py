@@ -55,15 +55,11 @@ import torch
 from sdedge_agents.evaluate import make_policy
 from sdedge_agents.hyperparameters import load_entry
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
+from sdedge_agents.runs import RunDirectory, check_int, jsonable, read_run, write_run
 from sdedge_agents.train import (
     EVALUATIONS_HEADER,
     MAX_TRAINING_SEED,
-    RunDirectory,
     TrainConfig,
-    _check_int,
-    _jsonable,
-    _read_run,
-    _write_run,
     algorithm_class,
     evaluate_model,
     masked_predict,
@@ -72,7 +68,8 @@ from sdedge_agents.train import (
 from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, hybrid_batch_and_speculation, shares_from_logits
 from sdedge_gym.registration import ENV_TABLE
 
-ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {"maskable_ppo": ("discrete",), "ppo": ("discrete", "hybrid")}
+# The algorithms whose policies imitation fits, and the action modes each can drive (a subset of train's).
+IMITATION_ACTION_MODES: dict[str, tuple[str, ...]] = {"maskable_ppo": ("discrete",), "ppo": ("discrete", "hybrid")}
 TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle")
 POLICIES: tuple[str, ...] = ("mlp", "slot")
 BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
@@ -105,24 +102,24 @@ class ImitationConfig(RunDirectory):
         if self.env_id not in ENV_TABLE:
             raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of sdedge_gym.ENV_IDS, e.g. "
                              "'sdedge/EdgeSD-v0' (see sdedge_gym/registration.py)")
-        if self.algo not in ALGORITHM_ACTION_MODES:
-            raise ValueError(f"--algo = {self.algo!r} is invalid; allowed: {' | '.join(ALGORITHM_ACTION_MODES)}")
+        if self.algo not in IMITATION_ACTION_MODES:
+            raise ValueError(f"--algo = {self.algo!r} is invalid; allowed: {' | '.join(IMITATION_ACTION_MODES)}")
         mode = ENV_TABLE[self.env_id]["action_mode"]
-        if mode not in ALGORITHM_ACTION_MODES[self.algo]:
+        if mode not in IMITATION_ACTION_MODES[self.algo]:
             raise ValueError(f"--algo = {self.algo!r} cannot drive --env {self.env_id!r} (action_mode {mode!r}); "
-                             f"allowed action modes for {self.algo}: {' | '.join(ALGORITHM_ACTION_MODES[self.algo])}")
+                             f"allowed action modes for {self.algo}: {' | '.join(IMITATION_ACTION_MODES[self.algo])}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"--teacher = {self.teacher!r} is invalid; allowed: {' | '.join(TEACHERS)}")
-        _check_int("--iterations", self.iterations, 1)
-        _check_int("--seed", self.seed, 0, MAX_TRAINING_SEED - self.iterations + 1)
+        check_int("--iterations", self.iterations, 1)
+        check_int("--seed", self.seed, 0, MAX_TRAINING_SEED - self.iterations + 1)
         overlap = training_seeds_overlap(self.seed, self.iterations)
         if overlap:
             raise ValueError(f"--seed = {self.seed} is invalid: the iterations reset seeds {self.seed}.."
                              f"{self.seed + self.iterations - 1} and {overlap}; allowed: e.g. 1000, 2000, 3000")
-        _check_int("--episodes-per-iteration", self.episodes_per_iteration, 1)
-        _check_int("--epochs", self.epochs, 1)
-        _check_int("--batch-size", self.batch_size, 1)
-        _check_int("--eval-episodes", self.eval_episodes, 1, len(VALIDATION_SEEDS))
+        check_int("--episodes-per-iteration", self.episodes_per_iteration, 1)
+        check_int("--epochs", self.epochs, 1)
+        check_int("--batch-size", self.batch_size, 1)
+        check_int("--eval-episodes", self.eval_episodes, 1, len(VALIDATION_SEEDS))
         if not 0.0 <= self.beta_decay <= 1.0:
             raise ValueError(f"--beta-decay = {self.beta_decay!r} is invalid; allowed: a number in [0, 1]")
         if not self.learning_rate > 0.0:
@@ -282,13 +279,13 @@ def _iteration_path(config: ImitationConfig, iteration: int) -> Path:
 def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
     """Run (or resume) the DAgger run described by ``config``; returns the final run.json record."""
     out_dir, checkpoint_dir = config.out_dir, config.checkpoint_dir
-    previous = _read_run(out_dir)
+    previous = read_run(out_dir)
     if config.resume:
         if previous is None or not previous.get("iterations"):
             raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
                              "sdedge_agents.imitate run (drop --resume to start a new run)")
         for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy"):
-            if _jsonable(previous["config"][key]) != _jsonable(getattr(config, key)):
+            if jsonable(previous["config"][key]) != jsonable(getattr(config, key)):
                 raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
                                  f"({previous['config'][key]!r}); allowed: the same value as that run")
     elif previous is not None or (out_dir / "model.zip").exists():
@@ -317,9 +314,9 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
     if not evaluations.exists():
         evaluations.write_text(EVALUATIONS_HEADER)
     record: dict[str, Any] = {
-        "config": _jsonable(asdict(config)),
+        "config": jsonable(asdict(config)),
         "trainer": "sdedge_agents.imitate (DAgger)",
-        "hyperparameters": previous["hyperparameters"] if config.resume else _jsonable(settings),
+        "hyperparameters": previous["hyperparameters"] if config.resume else jsonable(settings),
         "hyperparameters_source": load_entry(config.env_id, config.algo).source,
         "vectorisation": "gym.make (one env: the teacher reads its episode)",
         "status": "running",
@@ -330,7 +327,7 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
         "total_wall_time_s": wall_before,
         "evaluation": None,
     }
-    _write_run(out_dir, record)
+    write_run(out_dir, record)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     limits = (scenario.max_batch, scenario.max_speculation)
@@ -353,14 +350,14 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
             best = min(done_iterations, key=lambda r: r["validation_objective"])["iteration"]
             record.update(steps=steps, iterations=done_iterations, best_iteration=best, wall_time_s=elapsed,
                           total_wall_time_s=wall_before + elapsed)
-            _write_run(out_dir, record)
+            write_run(out_dir, record)
             if verbose:
                 print(f"iteration {iteration}: beta {beta:.3f}, {len(labels)} labels, loss {loss:.3f}, validation "
                       f"{value:.3f} s ({gap:+.2f} % to the oracle), {elapsed:.0f} s", flush=True)
     except KeyboardInterrupt:
         elapsed = time.perf_counter() - start
         record.update(status="interrupted", wall_time_s=elapsed, total_wall_time_s=wall_before + elapsed)
-        _write_run(out_dir, record)
+        write_run(out_dir, record)
         raise
     finally:
         env.close()
@@ -369,7 +366,7 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
     chosen = algorithm_class(config.algo).load(out_dir / "model.zip", device="cpu")
     record["evaluation"] = evaluate_model(chosen, train_view, seeds)
     record["status"] = "completed"
-    _write_run(out_dir, record)
+    write_run(out_dir, record)
     return record
 
 
@@ -389,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sdedge_agents.imitate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, help="a registered id, e.g. sdedge/EdgeSD-v0")
-    parser.add_argument("--algo", required=True, choices=tuple(ALGORITHM_ACTION_MODES))
+    parser.add_argument("--algo", required=True, choices=tuple(IMITATION_ACTION_MODES))
     parser.add_argument("--seed", type=int, default=0, help="iteration k resets its env with seed + k")
     parser.add_argument("--out", required=True, help="run directory (checkpoints/, model.zip, run.json)")
     parser.add_argument("--teacher", default=defaults.teacher, choices=TEACHERS)

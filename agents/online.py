@@ -49,7 +49,7 @@ from sdedge_agents.planner import predicted_episode
 from sdedge_agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode
-from sdedge_gym.online_env import EdgeSDOnlineEnv, encode_online_action
+from sdedge_gym.online_env import EdgeSDOnlineEnv
 from sdedge_gym.segments import SegmentTables, segment_tables
 
 
@@ -65,16 +65,14 @@ class OnlinePolicy(Policy):
         raise NotImplementedError(f"{type(self).__name__} must implement decide()")
 
     def act(self, observation):
-        env = self.unwrapped
         step = self.decide()
-        cfg = env.scenario
         if step is None:
-            return encode_online_action(self.action_mode, 1, 0, cfg.max_batch, cfg.max_speculation, wait=True)
+            return self.actions.encode(1, 0, wait=True)
         n, l = step
         shares = None
-        if self.action_mode != "discrete":
-            shares = np.full(n, 1.0 / n) if self.uniform_shares else closed_form_shares(env, n)
-        return encode_online_action(self.action_mode, n, l, cfg.max_batch, cfg.max_speculation, shares)
+        if self.actions.explicit_band:
+            shares = np.full(n, 1.0 / n) if self.uniform_shares else closed_form_shares(self.unwrapped, n)
+        return self.encode(n, l, shares)
 
     def waiting(self) -> int:
         """Arrived tasks not yet dispatched."""

@@ -70,7 +70,6 @@ from numba import njit
 
 from sdedge_agents.policy import Policy
 from sdedge_gym import compile_cache
-from sdedge_gym.actions import encode_action
 from sdedge_gym.episode import Episode, EpisodeClock, ServingModel
 from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.uplink import closed_form_allocation
@@ -543,16 +542,11 @@ class DPOracle(Policy):
 
     def shares(self, batch_size: int) -> np.ndarray | None:
         """Band shares of the next ``batch_size`` tasks under this policy's allocation (None: discrete)."""
-        if self.action_mode == "discrete":
+        if not self.actions.explicit_band:
             return None
         if self.allocation == "uniform":
             return np.full(batch_size, 1.0 / batch_size)
         return closed_form_shares(self.unwrapped, batch_size)
-
-    def encode(self, batch_size: int, speculation_length: int, shares: np.ndarray | None):
-        cfg = self.unwrapped.scenario
-        return encode_action(self.action_mode, batch_size, speculation_length, cfg.max_batch, cfg.max_speculation,
-                             shares)
 
 
 class UniformShares(DPOracle):

@@ -41,11 +41,20 @@ class Policy:
     def __init__(self, env) -> None:
         self.env = env
         self.unwrapped = env.unwrapped
-        if not isinstance(self.unwrapped, self.env_class):
+        # EdgeSDOnlineEnv derives from EdgeSDEnv: the family is "online or not", not isinstance alone.
+        online = isinstance(self.unwrapped, EdgeSDOnlineEnv)
+        if not isinstance(self.unwrapped, EdgeSDEnv) or online != (self.env_class is EdgeSDOnlineEnv):
             family = "online (sdedge/EdgeSD-Online-*)" if self.env_class is EdgeSDOnlineEnv else "offline"
             raise TypeError(f"{type(self).__name__} is a policy of the {family} ids ({self.env_class.__name__}); "
                             f"the env given is {type(self.unwrapped).__name__}: use {self.counterpart} on it")
         self.action_mode: str = self.unwrapped.action_mode
+        self.actions = self.unwrapped.actions  # the env's ActionMode: its space's encoding
+
+    def encode(self, batch_size: int, speculation_length: int, shares: np.ndarray | None = None) -> Any:
+        """The env's action that commits (n, l) with ``shares`` (None: the closed form in the discrete mode,
+        uniform in hybrid/dict); on an online env, a dispatch."""
+        wait = False if self.unwrapped.has_wait else None
+        return self.actions.encode(batch_size, speculation_length, shares, wait=wait)
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[Any, Any]:

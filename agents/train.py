@@ -61,6 +61,7 @@ from gymnasium import spaces
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.hyperparameters import load_entry
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
+from sdedge_agents.runs import RunDirectory, check_int, jsonable, read_run, write_run
 from sdedge_gym.registration import ENV_TABLE
 from sdedge_gym.wrappers import FlattenBatchSpeculation
 
@@ -96,25 +97,6 @@ _CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTE
 _RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed")
 
 
-class RunDirectory:
-    """What a run's config derives from its ``env_id`` and ``out`` (for sdedge_agents.train and .imitate)."""
-
-    env_id: str
-    out: str
-
-    @property
-    def action_mode(self) -> str:
-        return ENV_TABLE[self.env_id]["action_mode"]
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.out)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.out) / "checkpoints"
-
-
 @dataclass(frozen=True)
 class TrainConfig(RunDirectory):
     """The arguments of one training run (the CLI's, validated)."""
@@ -143,9 +125,9 @@ class TrainConfig(RunDirectory):
                              f"allowed action modes for {self.algo}: "
                              f"{' | '.join(ALGORITHM_ACTION_MODES[self.algo])}")
         # Messages name the CLI flags: that is where users meet these values.
-        _check_int("--timesteps", self.timesteps, 1)
-        _check_int("--n-envs", self.n_envs, 1)
-        _check_int("--seed", self.seed, 0, MAX_TRAINING_SEED - self.n_envs + 1)
+        check_int("--timesteps", self.timesteps, 1)
+        check_int("--n-envs", self.n_envs, 1)
+        check_int("--seed", self.seed, 0, MAX_TRAINING_SEED - self.n_envs + 1)
         overlap = training_seeds_overlap(self.seed, self.n_envs)
         if overlap:
             last = self.seed + self.n_envs - 1
@@ -153,19 +135,11 @@ class TrainConfig(RunDirectory):
                              f"and {overlap}; allowed: seeds whose range avoids the held-out seeds of "
                              "sdedge_agents.protocol, "
                              "e.g. 1000, 2000, 3000")
-        _check_int("--eval-episodes", self.eval_episodes, 0, len(VALIDATION_SEEDS))
-        _check_int("--checkpoint-every", self.checkpoint_every, 1)
-        _check_int("--eval-every", self.eval_every, 0)
+        check_int("--eval-episodes", self.eval_episodes, 0, len(VALIDATION_SEEDS))
+        check_int("--checkpoint-every", self.checkpoint_every, 1)
+        check_int("--eval-every", self.eval_every, 0)
         if self.eval_every > 0 and self.eval_episodes == 0:
             raise ValueError("--eval-every > 0 needs --eval-episodes >= 1 (the episodes the oracle gap is measured on)")
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise ValueError(f"{name} = {value!r} is invalid; allowed: {allowed}")
 
 
 # ---------------------------------------------------------------------- envs and models
@@ -183,8 +157,8 @@ def make_training_env(config: TrainConfig):
     """The training VecEnv — the one place where the vectorisation is chosen.
 
     * n_envs == 1: ``gym.make`` + Monitor (SB3 wraps it in a DummyVecEnv);
-    * n_envs > 1: the native numpy vector env through ``sdedge_agents.sb3_vec_env`` when that module exists,
-      otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
+    * n_envs > 1: the native numpy vector env through ``sdedge_agents.sb3_vec_env`` on the ids that have one
+      (the offline ids), otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
     Env i's first episode is seeded ``seed + i`` (by SB3's ``model.set_random_seed`` / ``VecEnv.seed``).
     """
     keywords = load_entry(config.env_id, config.algo).info_keywords
@@ -205,15 +179,12 @@ def vectorisation_path(config: TrainConfig) -> str:
 
 
 def _native_adapter_available(config: TrainConfig) -> bool:
-    import importlib.util
-
     # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv.
-    return (importlib.util.find_spec("sdedge_agents.sb3_vec_env") is not None
-            and gym.spec(config.env_id).vector_entry_point is not None)
+    return gym.spec(config.env_id).vector_entry_point is not None
 
 
 def _native_vec_env(config: TrainConfig, info_keywords: tuple[str, ...] = ()):
-    """The native SB3 adapter with a VecMonitor, or None while ``agents/sb3_vec_env.py`` does not exist."""
+    """The native SB3 adapter with a VecMonitor, or None on an id without a native vector env."""
     if not _native_adapter_available(config):
         return None
     from sdedge_agents.sb3_vec_env import make_sb3_vec_env
@@ -282,18 +253,6 @@ def newest_checkpoint(checkpoint_dir: Path) -> tuple[Path, int] | None:
         return None
     steps, _, path = max(found)
     return path, steps
-
-
-def _read_run(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / "run.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _write_run(out_dir: Path, record: dict[str, Any]) -> None:
-    # Write then rename, so an interrupt never leaves a half-written run.json.
-    tmp = out_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(out_dir / "run.json")
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -464,7 +423,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     ``callbacks`` are extra SB3 callbacks (tests use one to simulate an interrupt).
     """
     out_dir, checkpoint_dir = config.out_dir, config.checkpoint_dir
-    previous = _read_run(out_dir)
+    previous = read_run(out_dir)
     newest = newest_checkpoint(checkpoint_dir)
     if config.resume:
         if newest is None:
@@ -502,7 +461,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         wall_before = float(previous.get("total_wall_time_s", previous.get("wall_time_s", 0.0)))
     record: dict[str, Any] = {
         "config": asdict(config),
-        "hyperparameters": _jsonable(settings),
+        "hyperparameters": jsonable(settings),
         "hyperparameters_source": load_entry(config.env_id, config.algo).source,
         "vectorisation": vectorisation_path(config),
         "status": "running",
@@ -512,7 +471,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         "total_wall_time_s": wall_before,
         "evaluation": None,
     }
-    _write_run(out_dir, record)
+    write_run(out_dir, record)
 
     # CheckpointCallback counts calls, one per vector step of n_envs transitions.
     checkpoint = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
@@ -537,7 +496,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         elapsed = time.perf_counter() - start
         record.update(status="interrupted", steps=int(model.num_timesteps), wall_time_s=elapsed,
                       total_wall_time_s=wall_before + elapsed)
-        _write_run(out_dir, record)
+        write_run(out_dir, record)
         raise
     finally:
         env.close()
@@ -552,16 +511,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     if config.eval_episodes > 0:
         record["evaluation"] = evaluate_model(model, config, VALIDATION_SEEDS[: config.eval_episodes])
     record["status"] = "completed"
-    _write_run(out_dir, record)
+    write_run(out_dir, record)
     return record
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------- CLI

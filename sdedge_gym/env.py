@@ -15,15 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sdedge_gym import kernels
-from sdedge_gym.actions import (
-    ACTION_MODES,
-    DICT_ACTION_KEYS,
-    action_mask_table,
-    finite_array,
-    hybrid_batch_and_speculation,
-    shares_from_logits,
-    shares_from_weights,
-)
+from sdedge_gym.actions import ActionMode, action_mask_table, action_mode, action_mode_class
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.scenarios import check_override_keys, make_scenario
@@ -31,6 +23,11 @@ from sdedge_gym.uplink import channel_coefficient, user_rate
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
 
 RENDER_MODES = ("ansi", "rgb_array")
+# Every step's info (EdgeSDEnv._step_info), and the episode KPIs of the last step (EdgeSDEnv.episode_kpis):
+# the vector env derives its info arrays from these names.
+STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot", "wait", "service_time",
+                  "completion_times", "tokens", "accepted_drafts", "action_clipped", "action_mask")
+KPI_KEYS = ("mean_latency", "makespan", "throughput")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
 TASK_FEATURES = ("present", "prompt_len", "payload", "channel_quality", "acceptance", "output_len")
 
@@ -81,16 +78,8 @@ def _squash(x, scale):
 
 
 def action_space(mode: str, max_batch: int, max_speculation: int, wait: bool = False) -> spaces.Space:
-    """The Gymnasium action space of ``mode`` (sdedge_gym.actions is the contract); ``wait`` adds the online
-    env's wait (one more batch-size value in "discrete", one more entry in "hybrid", a ``wait`` key in "dict")."""
-    n_max, l_max, extra = max_batch, max_speculation, int(wait)
-    if mode == "discrete":
-        return spaces.MultiDiscrete([n_max + extra, l_max + 1])
-    if mode == "hybrid":
-        return spaces.Box(-1.0, 1.0, (2 + n_max + extra,), dtype=np.float32)
-    keys = {"batch_size_minus_one": spaces.Discrete(n_max), "speculation_length": spaces.Discrete(l_max + 1),
-            "bandwidth": spaces.Box(0.0, 1.0, (n_max,), dtype=np.float32)}
-    return spaces.Dict({**keys, "wait": spaces.Discrete(2)} if wait else keys)
+    """The Gymnasium action space of ``mode``: ``action_mode(mode, max_batch, max_speculation).space(wait)``."""
+    return action_mode(mode, max_batch, max_speculation).space(wait)
 
 
 def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int,
@@ -328,17 +317,11 @@ class EdgeSDEnv(gym.Env):
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
                  **overrides: Any) -> None:
         check_override_keys(type(self).__name__, overrides)
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
-                             f"{' | '.join(repr(m) for m in ACTION_MODES)}")
+        mode_class = action_mode_class(action_mode)  # checked before the scenario, whose errors come next
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: None | "
                              f"{' | '.join(repr(m) for m in RENDER_MODES)}")
-        self.scenario: ScenarioConfig = make_scenario(scenario, config, **overrides)
-        if self.scenario.arrivals.online:  # this env has every task at t = 0; arrivals would be ignored silently
-            raise ValueError(f"ScenarioConfig.arrivals.process = {self.scenario.arrivals.process!r} is invalid for "
-                             "EdgeSDEnv; allowed: 'offline' (use sdedge_gym.online_env.EdgeSDOnlineEnv or the "
-                             "sdedge/EdgeSD-Online-* ids for arrivals over time)")
+        self.scenario: ScenarioConfig = self._make_scenario(scenario, config, overrides)
         self.model = ServingModel.of(self.scenario)
         self.scales = ObservationScales.of(self.model)
         self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
@@ -346,15 +329,32 @@ class EdgeSDEnv(gym.Env):
         self.render_mode = render_mode
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
-        self.action_space = action_space(action_mode, n_max, l_max)
-        size = len(GLOBAL_FEATURES) + len(TASK_FEATURES) * n_max
-        self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
+        self.actions: ActionMode = mode_class(n_max, l_max)
+        self.action_space = self.actions.space(wait=self.has_wait)
+        self.observation_space = spaces.Box(0.0, 1.0, (self.observation_size(n_max),), dtype=np.float32)
         self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b
 
         self.episode: Episode | None = None
         self.clock = EpisodeClock()
         self.outcomes: list[BatchOutcome] = []
         self._task_features: np.ndarray | None = None
+
+    has_wait: ClassVar[bool] = False  # the online env's action space adds a wait
+
+    @classmethod
+    def observation_size(cls, max_batch: int) -> int:
+        """4 global features + 6 per task of the window (the online env appends its block)."""
+        return len(GLOBAL_FEATURES) + len(TASK_FEATURES) * max_batch
+
+    def _make_scenario(self, scenario: str | ScenarioConfig, config: Mapping[str, Any] | ScenarioConfig | None,
+                       overrides: dict[str, Any]) -> ScenarioConfig:
+        """The validated scenario of the constructor's arguments (the online env adds its arrivals)."""
+        made = make_scenario(scenario, config, **overrides)
+        if made.arrivals.online:  # this env has every task at t = 0; arrivals would be ignored silently
+            raise ValueError(f"ScenarioConfig.arrivals.process = {made.arrivals.process!r} is invalid for "
+                             "EdgeSDEnv; allowed: 'offline' (use sdedge_gym.online_env.EdgeSDOnlineEnv or the "
+                             "sdedge/EdgeSD-Online-* ids for arrivals over time)")
+        return made
 
     # ------------------------------------------------------------------ Gymnasium API
 
@@ -363,48 +363,69 @@ class EdgeSDEnv(gym.Env):
         self.episode, self._task_features = self._episode_from(options)
         self.clock = EpisodeClock()
         self.outcomes = []
+        self._start_episode()
         return self._observation(), {"action_mask": self.action_masks()}
+
+    def _start_episode(self) -> None:
+        """After the episode is drawn and the clock reset (the online env draws its arrivals here)."""
 
     def step(self, action):
         self._check_steppable()
-        requested, speculation_length, weights = self._decode(action)
-        batch_size = min(requested, self.batch_limit())
-        bandwidth = None  # discrete mode: the closed form
-        if self.action_mode == "hybrid":
-            bandwidth = shares_from_logits(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
-        elif self.action_mode == "dict":
-            bandwidth = shares_from_weights(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
-        outcome, self.clock = commit_batch(self.model, self.episode, self.clock, batch_size,
-                                           speculation_length, bandwidth)
-        self.outcomes.append(outcome)
-        limit = self.batch_limit()
+        _, requested, speculation_length, weights = self.actions.decode(action)
+        outcome = self._commit(min(requested, self.batch_limit()), speculation_length, weights, self.clock)
         terminated = self.clock.next_task >= self.episode.num_tasks
+        info = self._step_info(outcome, outcome.batch_size, speculation_length, outcome.batch_size != requested)
+        if terminated:
+            info.update(self._kpi_info())
+        return self._observation(), -outcome.cost, terminated, False, info
+
+    def _commit(self, batch_size: int, speculation_length: int, weights: np.ndarray | None,
+                start: EpisodeClock) -> BatchOutcome:
+        """Serve the next ``batch_size`` tasks from clock ``start`` (the kernel); the env's clock moves on."""
+        outcome, self.clock = commit_batch(self.model, self.episode, start, batch_size, speculation_length,
+                                           self._bandwidth(weights, batch_size))
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _step_info(self, outcome: BatchOutcome | None, batch_size: int, speculation_length: int,
+                   clipped: bool) -> dict[str, Any]:
+        """The STEP_INFO_KEYS of a step that served ``outcome`` (None: nothing served, the online wait)."""
         # Per-task arrays are zero-padded to n_max: every step's info then has the same shapes, which
         # Gymnasium's sync/async vector envs need to stack the infos of envs whose batches differ.
         n_max = self.scenario.max_batch
-        bandwidth = np.zeros(n_max)
-        bandwidth[:batch_size] = outcome.bandwidth
-        completion_times = np.zeros(n_max)
-        completion_times[:batch_size] = outcome.completion_times
+        bandwidth, completion_times = np.zeros(n_max), np.zeros(n_max)
+        if outcome is not None:
+            bandwidth[:batch_size] = outcome.bandwidth
+            completion_times[:batch_size] = outcome.completion_times
+
+        def scalar(field: str) -> np.float64:
+            return np.float64(0.0 if outcome is None else getattr(outcome, field))
+
         # Every entry is a numpy value (scalars 0-d, with a dtype): info readers such as TorchRL's
         # default_info_dict_reader convert each entry by its dtype and fail on Python ints and bools.
-        info = {
+        return {
             "batch_size": np.int64(batch_size),
             "speculation_length": np.int64(speculation_length),
             "bandwidth": bandwidth,
-            "uplink_slot": np.float64(outcome.uplink_slot),
-            "wait": np.float64(outcome.wait),
-            "service_time": np.float64(outcome.service_time),
+            "uplink_slot": scalar("uplink_slot"),
+            "wait": scalar("wait"),
+            "service_time": scalar("service_time"),
             "completion_times": completion_times,
-            "tokens": np.float64(outcome.tokens),
-            "accepted_drafts": np.float64(outcome.accepted_drafts),
+            "tokens": scalar("tokens"),
+            "accepted_drafts": scalar("accepted_drafts"),
             # A 0-d bool array, not np.bool_: Gymnasium's vector envs stack np.bool_ into an object array.
-            "action_clipped": np.array(batch_size != requested),
-            "action_mask": self._mask_table[limit].copy(),
+            "action_clipped": np.array(clipped),
+            "action_mask": self.action_masks(),
         }
-        if terminated:
-            info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
-        return self._observation(limit), -outcome.cost, terminated, False, info
+
+    def _kpi_info(self) -> dict[str, np.float64]:
+        """The last step's episode KPIs, as numpy values."""
+        return {key: np.float64(value) for key, value in self.episode_kpis().items()}
+
+    def _bandwidth(self, weights: np.ndarray | None, batch_size: int) -> np.ndarray | None:
+        """Hz per user of the batch from the action's shares; None for the closed form (discrete mode)."""
+        shares = self.actions.shares(weights, batch_size)
+        return None if shares is None else shares[:batch_size] * self.scenario.uplink.bandwidth
 
     def _check_steppable(self) -> None:
         """RuntimeError unless an episode is running (this env's and the online env's step)."""
@@ -479,58 +500,24 @@ class EdgeSDEnv(gym.Env):
 
     # ------------------------------------------------------------------ observation
 
-    def _observation(self, batch_limit: int | None = None) -> np.ndarray:
+    def _observation(self) -> np.ndarray:
+        """The global features and the task window (the online env appends its block through super())."""
         clock = self.clock
-        n_global = len(GLOBAL_FEATURES)
-        observation = np.empty(n_global + len(TASK_FEATURES) * self.scenario.max_batch, dtype=np.float32)
-        limit = self.batch_limit() if batch_limit is None else batch_limit
+        n_global, width = len(GLOBAL_FEATURES), len(TASK_FEATURES)
+        observation = np.zeros(n_global + width * self.scenario.max_batch, dtype=np.float32)
         observation[:n_global] = global_features_one(self.model, self.scales, self.episode.num_tasks,
-                                                     clock.next_task, clock.uplink_end, clock.inference_end, limit)
-        observation[n_global:] = self._task_features[clock.next_task: clock.next_task + self.scenario.max_batch].ravel()
+                                                     clock.next_task, self._uplink_time(), clock.inference_end,
+                                                     self.batch_limit())
+        visible = self._visible_tasks()
+        observation[n_global:n_global + width * visible] = self._task_features[
+            clock.next_task: clock.next_task + visible].ravel()
         return observation
 
-    # ------------------------------------------------------------------ action decoding
+    def _uplink_time(self) -> float:
+        """When the next upload can start as far as the observation is concerned: the uplink's end."""
+        return self.clock.uplink_end
 
-    def _decode(self, action) -> tuple[int, int, np.ndarray | None]:
-        """(requested n, l, bandwidth logits or weights) of an in-space action; ValueError otherwise."""
-        n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
-        if self.action_mode == "discrete":
-            # Fast path: an integer array (what samplers and policies give) is finite and integral already;
-            # anything else, or out of range, takes the full validation below (and its error messages).
-            if type(action) is np.ndarray and action.shape == (2,) and action.dtype.kind in "iu":
-                n, l = action.tolist()
-                if 0 <= n < n_max and 0 <= l <= l_max:
-                    return n + 1, l, None
-            values = finite_array(action, "action", (2,), f"[n - 1, l], integers with 0 <= n - 1 < {n_max} and "
-                                                      f"0 <= l <= {l_max}")
-            _integer_in(values[0], "action[0] (batch_size - 1)", 0, n_max - 1)
-            _integer_in(values[1], "action[1] (speculation_length)", 0, l_max)
-            return int(values[0]) + 1, int(values[1]), None
-        if self.action_mode == "hybrid":
-            values = finite_array(action, "action", (2 + n_max,), f"{2 + n_max} finite numbers in [-1, 1]")
-            outside = np.flatnonzero((values < -1.0) | (values > 1.0))
-            if outside.size:
-                i = int(outside[0])
-                raise ValueError(f"action[{i}] = {values[i]!r} is invalid for action_mode 'hybrid'; "
-                                 "allowed: a number in [-1, 1]")
-            n, l = hybrid_batch_and_speculation(values, n_max, l_max)
-            return int(n), int(l), values[2:]
-        if not isinstance(action, Mapping) or set(action) != set(DICT_ACTION_KEYS):
-            got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
-            raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
-                             f"exactly the keys {sorted(DICT_ACTION_KEYS)}")
-        n = finite_array(action["batch_size_minus_one"], "action['batch_size_minus_one']", (),
-                         f"an integer in [0, {n_max - 1}]")
-        l = finite_array(action["speculation_length"], "action['speculation_length']", (),
-                     f"an integer in [0, {l_max}]")
-        _integer_in(n, "action['batch_size_minus_one']", 0, n_max - 1)
-        _integer_in(l, "action['speculation_length']", 0, l_max)
-        weights = finite_array(action["bandwidth"], "action['bandwidth']", (n_max,), f"{n_max} numbers in [0, 1]")
-        if np.any((weights < 0.0) | (weights > 1.0)):
-            raise ValueError(f"action['bandwidth'] = {weights!r} is invalid; allowed: {n_max} numbers in [0, 1]")
-        return int(n) + 1, int(l), weights
+    def _visible_tasks(self) -> int:
+        """Rows of the task window the observation shows: all n_max (the table is zero past the queue)."""
+        return self.scenario.max_batch
 
-
-def _integer_in(value: np.ndarray, name: str, low: int, high: int) -> None:
-    if value != np.rint(value) or not low <= value <= high:
-        raise ValueError(f"{name} = {value.item()!r} is invalid; allowed: an integer in [{low}, {high}]")

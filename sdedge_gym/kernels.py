@@ -705,7 +705,7 @@ def derive_episodes(wp, prompt_z, output_z, distance_sq, fading, extra, spectral
     """Every workload column, the channel figure, the acceptance runs and the observation's task table of m
     episodes from their raw draws (rows of the (m, K) arrays; workload.derive_workload is the specification).
 
-    ``columns`` (9, m, K) float receives payload_bits, distance, channel_gain, spectral_efficiency, alpha,
+    ``columns`` (8, m, K) float receives payload_bits, distance, channel_gain, spectral_efficiency, alpha,
     alpha_estimate, output_hint and the channel coefficient (rows 0-7, queue order applied); ``prompt``
     and ``output`` (m, K) int64 the token counts; ``runs`` (m, K, P) int32 the acceptance runs (sampled
     mode: ``uniforms`` has P > 0 positions); ``table`` (m, K, 6) float32 the task features; ``queue``

@@ -12,60 +12,32 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from sdedge_gym import kernels
-from sdedge_gym.actions import (
-    ACTION_MODES,
-    action_mask_table,
-    encode_action,
-    finite_array,
-    shares_from_logits,
-    shares_from_weights,
-)
+from sdedge_gym.actions import action_mode
 from sdedge_gym.arrivals import Trace, draw_arrivals, read_trace, trace_tokens, trace_window
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.env import (
-    GLOBAL_FEATURES,
-    RENDER_MODES,
-    TASK_FEATURES,
-    EdgeSDEnv,
-    ObservationScales,
-    _integer_in,
-    action_space,
-    draw_episode,
-    global_features_one,
-)
-from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.env import EdgeSDEnv, draw_episode
+from sdedge_gym.episode import BatchOutcome, Episode, ServingModel
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.segments import segment_tables
-from sdedge_gym.workload import MAX_ALPHA_ESTIMATE
 
 ONLINE_FEATURES = ("waiting_beyond_window", "arrival_rate")  # after the offline observation and the ages
+ONLINE_INFO_KEYS = ("waited", "dispatch_time", "time", "arrived", "queue_length", "latencies")  # after the offline
 LATENCY_PERCENTILES = (50, 95, 99)
 CAPACITY_SEEDS = (0, 1, 2, 3, 4)
 
 
 def online_observation_size(max_batch: int) -> int:
     """4 global + 6 per task (the offline observation), then n_max ages, then the two online features."""
-    return len(GLOBAL_FEATURES) + (len(TASK_FEATURES) + 1) * max_batch + len(ONLINE_FEATURES)
+    return EdgeSDOnlineEnv.observation_size(max_batch)
 
 
 def encode_online_action(mode: str, batch_size: int, speculation_length: int, max_batch: int,
                          max_speculation: int, shares=None, wait: bool = False):
     """The online action of ``mode``: commit (n, l) with ``shares`` (see ``encode_action``), or with ``wait``
     the wait action (still carrying l, and in hybrid/dict n and the shares, used if the wait is refused)."""
-    if mode == "discrete":
-        if wait:
-            return np.array([max_batch, speculation_length], dtype=np.int64)
-        return encode_action(mode, batch_size, speculation_length, max_batch, max_speculation)
-    action = encode_action(mode, batch_size, speculation_length, max_batch, max_speculation, shares)
-    if mode == "hybrid":
-        return np.append(action, np.float32(1.0 if wait else -1.0)).astype(np.float32)
-    action["wait"] = int(wait)
-    return action
+    return action_mode(mode, max_batch, max_speculation).encode(batch_size, speculation_length, shares, wait=wait)
 
 
 def max_batch_capacity(scenario: ScenarioConfig, seeds: tuple[int, ...] = CAPACITY_SEEDS) -> float:
@@ -88,7 +60,7 @@ def max_batch_capacity(scenario: ScenarioConfig, seeds: tuple[int, ...] = CAPACI
     return float(n / cycle.min())
 
 
-class EdgeSDOnlineEnv(gym.Env):
+class EdgeSDOnlineEnv(EdgeSDEnv):
     """
     ## Description
 
@@ -199,100 +171,86 @@ class EdgeSDOnlineEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
+    has_wait: ClassVar[bool] = True
 
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
                  arrivals: Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
-                             f"{' | '.join(repr(m) for m in ACTION_MODES)}")
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: None | "
-                             f"{' | '.join(repr(m) for m in RENDER_MODES)}")
-        # The id's arrivals go over the preset and under the caller's config, so that config={"arrivals":
-        # {"slo": 30}} keeps the id's process and rate.
-        base = make_scenario(scenario, {"arrivals": dict(arrivals)} if arrivals else None)
-        self.scenario: ScenarioConfig = make_scenario(base, config, **overrides)
-        if self.scenario.objective != "mean_latency":
-            raise ValueError(f"ScenarioConfig.objective = {self.scenario.objective!r} is invalid for the online env; "
-                             "allowed: 'mean_latency'")
-        self.model = ServingModel.of(self.scenario)
-        self.scales = ObservationScales.of(self.model)
-        self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
-        self.action_mode = action_mode
-        self.render_mode = render_mode
-        arrivals = self.scenario.arrivals
+        self._id_arrivals = arrivals  # read by _make_scenario, during the base constructor
+        super().__init__(scenario, action_mode, render_mode, config, **overrides)
+        n_max = self.scenario.max_batch
         self.trace: Trace | None = None
-        if arrivals.process == "trace":
-            self.trace = trace_window(read_trace(arrivals.trace), self.scenario.num_tasks)
-
-        n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
-        self.action_space = action_space(action_mode, n_max, l_max, wait=True)
-        self.observation_space = spaces.Box(0.0, 1.0, (online_observation_size(n_max),), dtype=np.float32)
-        table = action_mask_table(n_max, l_max)  # the offline rows; the wait column is inserted after n_max
+        if self.scenario.arrivals.process == "trace":
+            self.trace = trace_window(read_trace(self.scenario.arrivals.trace), self.scenario.num_tasks)
+        table = self._mask_table  # the offline rows; the wait column is inserted after n_max
         self._mask_table = np.stack([np.insert(table, n_max, False, axis=1), np.insert(table, n_max, True, axis=1)])
-
-        self.episode: Episode | None = None
         self.arrival = np.zeros(0)  # a_k, s, non-decreasing
         self.now = 0.0  # the current decision epoch t, s
         self.arrived = 0  # requests with a_k <= now
-        self.clock = EpisodeClock()
-        self.outcomes: list[BatchOutcome] = []
-        self._task_features: np.ndarray | None = None
+
+    @classmethod
+    def observation_size(cls, max_batch: int) -> int:
+        """The offline observation, then n_max ages, then the two online features."""
+        return super().observation_size(max_batch) + max_batch + len(ONLINE_FEATURES)
+
+    def _make_scenario(self, scenario: str | ScenarioConfig, config: Mapping[str, Any] | ScenarioConfig | None,
+                       overrides: dict[str, Any]) -> ScenarioConfig:
+        # The id's arrivals go over the preset and under the caller's config, so that config={"arrivals":
+        # {"slo": 30}} keeps the id's process and rate.
+        arrivals = self._id_arrivals
+        base = make_scenario(scenario, {"arrivals": dict(arrivals)} if arrivals else None)
+        made = make_scenario(base, config, **overrides)
+        if made.objective != "mean_latency":
+            raise ValueError(f"ScenarioConfig.objective = {made.objective!r} is invalid for the online env; "
+                             "allowed: 'mean_latency'")
+        return made
 
     # ------------------------------------------------------------------ Gymnasium API
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
+    def _episode_from(self, options: Mapping[str, Any] | None) -> tuple[Episode, np.ndarray]:
+        """A drawn episode (the trace's token counts on a trace id); ``options`` is accepted and unused."""
         cfg = self.scenario
         tokens = None
         if self.trace is not None:
             tokens = trace_tokens(self.trace, cfg.workload.prompt_max, cfg.workload.max_new_tokens)
-        self.episode, self._task_features = draw_episode(cfg, self._workload_parameters, self.np_random, tokens)
+        return draw_episode(cfg, self._workload_parameters, self.np_random, tokens)
+
+    def _start_episode(self) -> None:
         # After every workload draw: the same seed gives the offline episode's tasks.
+        cfg = self.scenario
         self.arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
         self.arrival.setflags(write=False)
-        self.clock = EpisodeClock()
-        self.outcomes = []
         self._next_epoch()
-        return self._observation(), {"action_mask": self.action_masks()}
 
     def step(self, action):
-        EdgeSDEnv._check_steppable(self)
-        wait, requested, speculation_length, weights = self._decode(action)
+        self._check_steppable()
+        wait, requested, speculation_length, weights = self.actions.decode(action, wait=True)
         dispatch_time = self.now
         if wait and self.can_wait():
             self.now = float(self.arrival[self.arrived])
             self.arrived = int(np.searchsorted(self.arrival, self.now, side="right"))
-            info = self._step_info(None, 0, speculation_length, dispatch_time, False, True)
+            info = self._step_info(None, 0, speculation_length, False, dispatch_time)
             return self._observation(), 0.0, False, False, info
         limit = self.batch_limit()
         batch_size = limit if wait else min(requested, limit)
-        bandwidth = None  # discrete mode: the closed form
-        if self.action_mode == "hybrid":
-            bandwidth = shares_from_logits(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
-        elif self.action_mode == "dict":
-            bandwidth = shares_from_weights(weights, batch_size)[:batch_size] * self.scenario.uplink.bandwidth
         first = self.clock.next_task
         # The slot starts when the batch is dispatched: commit_batch starts it at the clock's uplink end.
         start = dataclasses.replace(self.clock, uplink_end=max(self.clock.uplink_end, self.now))
-        outcome, self.clock = commit_batch(self.model, self.episode, start, batch_size, speculation_length, bandwidth)
-        self.outcomes.append(outcome)
+        outcome = self._commit(batch_size, speculation_length, weights, start)
         arrival_sum = float(self.arrival[first:first + batch_size].sum())
         # cost = sum_k C_k / K; subtracting sum_k a_k / K makes the reward minus the batch's latency share.
         # With every a_k = 0 this is cost - 0.0: the offline reward bit for bit.
         reward = -(outcome.cost - arrival_sum / self.episode.num_tasks)
         terminated = self.clock.next_task >= self.episode.num_tasks
         self._next_epoch()
-        info = self._step_info(outcome, batch_size, speculation_length, dispatch_time,
-                               wait or batch_size != requested, False)
+        info = self._step_info(outcome, batch_size, speculation_length, wait or batch_size != requested,
+                               dispatch_time)
         if terminated:
-            info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
+            info.update(self._kpi_info())
         return self._observation(), float(reward), bool(terminated), False, info
 
     def render(self):
-        frame = EdgeSDEnv.render(self)  # the offline dashboard or Gantt chart of the same batches
+        frame = super().render()  # the offline dashboard or Gantt chart of the same batches
         if self.render_mode == "ansi" and self.episode is not None:
             frame += (f"online   t = {self.now:.2f} s, arrived {self.arrived}/{self.episode.num_tasks}, "
                       f"waiting {self.arrived - self.clock.next_task}\n")
@@ -349,83 +307,43 @@ class EdgeSDOnlineEnv(gym.Env):
 
     # ------------------------------------------------------------------ observation and info
 
+    def _uplink_time(self) -> float:
+        return self.now  # the global features read the epoch: the uplink is free, maybe waiting for arrivals
+
+    def _visible_tasks(self) -> int:
+        return min(self.scenario.max_batch, self.arrived - self.clock.next_task)  # arrived requests only
+
     def _observation(self) -> np.ndarray:
+        """The offline observation of the arrived requests, then their ages and the two online features."""
         clock, n_max = self.clock, self.scenario.max_batch
         k = self.episode.num_tasks
-        n_global, width = len(GLOBAL_FEATURES), len(TASK_FEATURES)
-        observation = np.zeros(online_observation_size(n_max), dtype=np.float32)
-        observation[:n_global] = global_features_one(self.model, self.scales, k, clock.next_task, self.now,
-                                                     clock.inference_end, self.batch_limit())
-        visible = min(n_max, self.arrived - clock.next_task)  # arrived requests in the window
-        tasks = n_global + width * n_max
-        observation[n_global:n_global + width * visible] = self._task_features[
-            clock.next_task: clock.next_task + visible].ravel()
+        visible = self._visible_tasks()
+        extra = np.zeros(n_max + len(ONLINE_FEATURES), dtype=np.float32)
         slo = self.scenario.arrivals.slo
         age = self.now - self.arrival[clock.next_task: clock.next_task + visible]
-        observation[tasks: tasks + visible] = age / (age + slo)
-        observation[tasks + n_max] = max(self.arrived - clock.next_task - n_max, 0) / k
+        extra[:visible] = age / (age + slo)
+        extra[n_max] = max(self.arrived - clock.next_task - n_max, 0) / k
         recent = min(self.arrived, n_max + 1)
         if recent >= 2:
             span = self.now - float(self.arrival[self.arrived - recent])
-            observation[tasks + n_max + 1] = (recent - 1) / ((recent - 1) + self.scenario.arrivals.arrival_rate * span)
-        return observation
+            extra[n_max + 1] = (recent - 1) / ((recent - 1) + self.scenario.arrivals.arrival_rate * span)
+        return np.concatenate([super()._observation(), extra])
 
-    def _step_info(self, outcome: BatchOutcome | None, batch_size: int, speculation_length: int,
-                   dispatch_time: float, clipped: bool, waited: bool) -> dict[str, Any]:
-        # Per-task arrays are zero-padded to n_max (fixed shapes, as in the offline env).
-        n_max = self.scenario.max_batch
-        bandwidth, completion, latency = np.zeros(n_max), np.zeros(n_max), np.zeros(n_max)
+    def _step_info(self, outcome: BatchOutcome | None, batch_size: int, speculation_length: int, clipped: bool,
+                   dispatch_time: float = 0.0) -> dict[str, Any]:
+        """The offline keys, then ONLINE_INFO_KEYS (a wait serves nothing: ``outcome`` None)."""
+        info = super()._step_info(outcome, batch_size, speculation_length, clipped)
+        latency = np.zeros(self.scenario.max_batch)
         if outcome is not None:
-            bandwidth[:batch_size] = outcome.bandwidth
-            completion[:batch_size] = outcome.completion_times
             latency[:batch_size] = outcome.completion_times - self.arrival[outcome.first_task:
                                                                            outcome.first_task + batch_size]
-        # numpy values, as the offline env's info (TorchRL reads every entry by its dtype)
-        return {
-            "batch_size": np.int64(batch_size),
-            "speculation_length": np.int64(speculation_length),
-            "bandwidth": bandwidth,
-            "uplink_slot": np.float64(0.0 if outcome is None else outcome.uplink_slot),
-            "wait": np.float64(0.0 if outcome is None else outcome.wait),
-            "service_time": np.float64(0.0 if outcome is None else outcome.service_time),
-            "completion_times": completion,
-            "tokens": np.float64(0.0 if outcome is None else outcome.tokens),
-            "accepted_drafts": np.float64(0.0 if outcome is None else outcome.accepted_drafts),
-            "action_clipped": np.array(clipped),
-            "action_mask": self.action_masks(),
-            "waited": np.array(waited),
+        info.update({
+            "waited": np.array(outcome is None),
             "dispatch_time": np.float64(dispatch_time),
             "time": np.float64(self.now),
             "arrived": np.int64(self.arrived),
             "queue_length": np.int64(self.arrived - self.clock.next_task),
             "latencies": latency,
-        }
+        })
+        return info
 
-    # ------------------------------------------------------------------ action decoding
-
-    def _decode(self, action) -> tuple[bool, int, int, np.ndarray | None]:
-        """(wait?, requested n, l, band logits or weights) of an in-space action; ValueError otherwise."""
-        n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
-        if self.action_mode == "discrete":
-            values = finite_array(action, "action", (2,), f"[n - 1, l] or [{n_max} (wait), l], integers with "
-                                                          f"0 <= action[0] <= {n_max} and 0 <= l <= {l_max}")
-            _integer_in(values[0], f"action[0] (batch_size - 1, or {n_max} to wait)", 0, n_max)
-            _integer_in(values[1], "action[1] (speculation_length)", 0, l_max)
-            wait = int(values[0]) == n_max
-            return wait, (1 if wait else int(values[0]) + 1), int(values[1]), None
-        if self.action_mode == "hybrid":
-            values = finite_array(action, "action", (3 + n_max,), f"{3 + n_max} finite numbers in [-1, 1]")
-            if not -1.0 <= values[-1] <= 1.0:
-                raise ValueError(f"action[{2 + n_max}] (wait) = {float(values[-1])!r} is invalid for action_mode "
-                                 "'hybrid'; allowed: a number in [-1, 1] (> 0 waits)")
-            # The offline entries are validated and decoded by the offline env's decoder (the same contract).
-            n, l, logits = EdgeSDEnv._decode(self, values[:-1])
-            return bool(values[-1] > 0.0), n, l, logits
-        if not isinstance(action, Mapping) or "wait" not in action:
-            got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
-            raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with exactly "
-                             "the keys ['bandwidth', 'batch_size_minus_one', 'speculation_length', 'wait']")
-        wait = finite_array(action["wait"], "action['wait']", (), "0 or 1")
-        _integer_in(wait, "action['wait']", 0, 1)
-        n, l, weights = EdgeSDEnv._decode(self, {key: value for key, value in action.items() if key != "wait"})
-        return bool(wait), n, l, weights

@@ -22,7 +22,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from sdedge_gym.actions import ACTION_MODES
+from sdedge_gym.actions import ACTION_MODE_CLASSES
+from sdedge_gym.scenarios import PRESETS
 
 ENTRY_POINT = "sdedge_gym.registration:make_env"
 ONLINE_ENTRY_POINT = "sdedge_gym.registration:make_online_env"
@@ -31,22 +32,21 @@ ONLINE_ENTRY_POINT = "sdedge_gym.registration:make_online_env"
 # print(c(m('paper')))"` and pinned by tests/test_online_env.py.
 ONLINE_LOAD = 0.7
 ONLINE_ARRIVAL_RATE = 0.757
-# The native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")) plugs in here.
-VECTOR_ENTRY_POINT: str | None = "sdedge_gym.vector_env:EdgeSDVectorEnv"
-
-_MODE_SUFFIX = {"discrete": "", "hybrid": "-Hybrid", "dict": "-Dict"}
+# The offline ids' native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")).
+VECTOR_ENTRY_POINT = "sdedge_gym.vector_env:EdgeSDVectorEnv"
+# The presets that also get stochastic ids (sampled acceptance, hints): the two sizes agents train on.
+STOCHASTIC_PRESETS = ("small", "paper")
 _STOCHASTIC = {"acceptance": "sampled", "clairvoyant": False}
 
 
 def _env_table() -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {"sdedge/EdgeSD-v0": {"scenario": "paper", "action_mode": "discrete"}}
-    for preset in ("small", "paper", "large", "uplink"):
-        for mode in ACTION_MODES:
-            table[f"sdedge/EdgeSD-{preset.title()}{_MODE_SUFFIX[mode]}-v0"] = {"scenario": preset,
-                                                                                 "action_mode": mode}
-    for preset in ("small", "paper"):
-        for mode in ACTION_MODES:
-            table[f"sdedge/EdgeSD-{preset.title()}{_MODE_SUFFIX[mode]}-Stochastic-v0"] = {
+    for preset in PRESETS:
+        for mode, actions in ACTION_MODE_CLASSES.items():
+            table[f"sdedge/EdgeSD-{preset.title()}{actions.id_suffix}-v0"] = {"scenario": preset, "action_mode": mode}
+    for preset in STOCHASTIC_PRESETS:
+        for mode, actions in ACTION_MODE_CLASSES.items():
+            table[f"sdedge/EdgeSD-{preset.title()}{actions.id_suffix}-Stochastic-v0"] = {
                 "scenario": preset, "action_mode": mode, **_STOCHASTIC}
     return table
 
@@ -55,8 +55,8 @@ def _online_env_table() -> dict[str, dict[str, Any]]:
     arrivals = {"process": "poisson", "arrival_rate": ONLINE_ARRIVAL_RATE}
     table: dict[str, dict[str, Any]] = {}
     for stochastic in (False, True):
-        for mode in ACTION_MODES:
-            suffix = _MODE_SUFFIX[mode] + ("-Stochastic" if stochastic else "")
+        for mode, actions in ACTION_MODE_CLASSES.items():
+            suffix = actions.id_suffix + ("-Stochastic" if stochastic else "")
             table[f"sdedge/EdgeSD-Online{suffix}-v0"] = {"scenario": "paper", "action_mode": mode,
                                                           "arrivals": dict(arrivals),
                                                           **(_STOCHASTIC if stochastic else {})}

@@ -46,29 +46,23 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sdedge_gym import kernels
-from sdedge_gym.actions import (
-    DICT_ACTION_KEYS,
-    action_mask_table,
-    finite_array,
-    hybrid_batch_and_speculation,
-    shares_from_logits,
-    shares_from_weights,
-)
+from sdedge_gym.actions import action_mask_table
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.env import EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
-from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.env import KPI_KEYS, EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
+from sdedge_gym.env import STEP_INFO_KEYS as SINGLE_ENV_INFO_KEYS
+from sdedge_gym.episode import NO_RUNS, Episode, ServingModel
 from sdedge_gym.scenarios import check_override_keys
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload, raw_draws
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
-STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot", "wait", "service_time",
-                  "completion_times", "tokens", "accepted_drafts", "action_clipped")
-KPI_KEYS = ("mean_latency", "makespan", "throughput")
+# The single env's info keys, as per-env arrays with "_key" masks (the action mask is built apart: every env
+# has one after every step).
+STEP_INFO_KEYS = tuple(key for key in SINGLE_ENV_INFO_KEYS if key != "action_mask")
 # Mixed into the reset seed for the autoreset stream, so that it never replays a sub-env's own stream.
 AUTORESET_STREAM = 0x5D3D6E
 # Workload columns the vector env keeps stacked over envs (what steps, observations and `episodes` read).
 STACKED_COLUMNS = tuple(name for name in WORKLOAD_FIELDS if name != "uniforms")
-NO_RUNS = np.zeros((1, 1, 1), dtype=np.int32)
+BATCHED_NO_RUNS = NO_RUNS[None]  # the kernel's placeholder for "no acceptance draws", one env axis more
 # Below this many stepping envs per worker thread, one thread serves them all (a parallel region's start-up
 # costs more than it saves on a few batches).
 PARALLEL_MIN_ENVS = 32
@@ -128,6 +122,7 @@ class EdgeSDVectorEnv(VectorEnv):
         self.scales: ObservationScales = template.scales
         self._workload_parameters = template._workload_parameters
         self.action_mode = action_mode
+        self.actions = template.actions
         self.render_mode = None
         self.num_envs = int(num_envs)
         self.metadata = {**type(self).metadata, "autoreset_mode": autoreset_mode}
@@ -203,7 +198,7 @@ class EdgeSDVectorEnv(VectorEnv):
     def step(self, actions):
         if not self._started:
             raise RuntimeError("EdgeSDVectorEnv.step() called before reset(); call reset() first")
-        requested, spec_len, weights = self._decode(actions)
+        requested, spec_len, weights = self.actions.decode_many(actions, self.num_envs)
         e = self.num_envs
         resetting = self._needs_reset.copy()
         stepping = np.flatnonzero(~resetting)
@@ -321,10 +316,9 @@ class EdgeSDVectorEnv(VectorEnv):
         lengths = np.zeros(e, dtype=np.int64)
         lengths[envs] = spec_len
         bandwidth = np.zeros((e, self.n_max))
-        explicit = self.action_mode != "discrete"
+        explicit = self.actions.explicit_band
         if explicit:
-            shares = shares_from_logits if self.action_mode == "hybrid" else shares_from_weights
-            bandwidth[envs] = shares(weights, size[envs]) * cfg.uplink.bandwidth
+            bandwidth[envs] = self.actions.shares(weights, size[envs]) * cfg.uplink.bandwidth
         completion = np.zeros((e, self.n_max))
         results = np.zeros((e, kernels.NUM_RESULTS))
         sampled = self._runs is not None
@@ -332,9 +326,10 @@ class EdgeSDVectorEnv(VectorEnv):
         commit = kernels.commit_many if threads == 1 else kernels.commit_many_parallel
         commit(
             self.model.kernel_parameters, self._prompt, self._columns["output_len"], self._columns["alpha"],
-            self._columns["payload_bits"], self._channel, self._runs if sampled else NO_RUNS, envs, size, lengths,
-            sampled, explicit, bandwidth, completion, results, self.next_task, self.uplink_end, self.inference_end,
-            self._completion_sum, self._completion_max, self._tokens, cfg.objective == "mean_latency",
+            self._columns["payload_bits"], self._channel, self._runs if sampled else BATCHED_NO_RUNS, envs, size,
+            lengths, sampled, explicit, bandwidth, completion, results, self.next_task, self.uplink_end,
+            self.inference_end, self._completion_sum, self._completion_max, self._tokens,
+            cfg.objective == "mean_latency",
             self._works[0] if threads == 1 else self._works[:threads])
         r = results[envs]
         return {
@@ -367,40 +362,6 @@ class EdgeSDVectorEnv(VectorEnv):
         self._autoreset(done)
         return infos
 
-    def _decode(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(requested n, l, bandwidth logits or weights) per env; ValueError for an out-of-space action."""
-        e, n_max, l_max = self.num_envs, self.n_max, self.l_max
-        if self.action_mode == "discrete":
-            values = finite_array(actions, "actions", (e, 2), f"integers [n - 1, l] per env with 0 <= n - 1 < {n_max} "
-                                                          f"and 0 <= l <= {l_max}")
-            _integers_in(values[:, 0], "actions[:, 0] (batch_size - 1)", 0, n_max - 1)
-            _integers_in(values[:, 1], "actions[:, 1] (speculation_length)", 0, l_max)
-            return values[:, 0].astype(np.int64) + 1, values[:, 1].astype(np.int64), None
-        if self.action_mode == "hybrid":
-            values = finite_array(actions, "actions", (e, 2 + n_max), f"{2 + n_max} numbers in [-1, 1] per env")
-            outside = np.argwhere((values < -1.0) | (values > 1.0))
-            if outside.size:
-                i, j = outside[0]
-                raise ValueError(f"actions[{i}, {j}] = {values[i, j].item()!r} is invalid for action_mode 'hybrid'; "
-                                 "allowed: a number in [-1, 1]")
-            n, l = hybrid_batch_and_speculation(values, n_max, l_max)
-            return n, l, values[:, 2:]
-        if not isinstance(actions, Mapping) or set(actions) != set(DICT_ACTION_KEYS):
-            got = sorted(actions, key=repr) if isinstance(actions, Mapping) else type(actions).__name__
-            raise ValueError(f"actions = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
-                             f"exactly the keys {sorted(DICT_ACTION_KEYS)} of arrays over envs")
-        n = finite_array(actions["batch_size_minus_one"], "actions['batch_size_minus_one']", (e,),
-                         f"integers in [0, {n_max - 1}]")
-        l = finite_array(actions["speculation_length"], "actions['speculation_length']", (e,),
-                     f"integers in [0, {l_max}]")
-        _integers_in(n, "actions['batch_size_minus_one']", 0, n_max - 1)
-        _integers_in(l, "actions['speculation_length']", 0, l_max)
-        weights = finite_array(actions["bandwidth"], "actions['bandwidth']", (e, n_max), f"{n_max} numbers in [0, 1]")
-        if np.any((weights < 0.0) | (weights > 1.0)):
-            raise ValueError(f"actions['bandwidth'] has entries outside [0, 1]; allowed: {n_max} numbers in "
-                             "[0, 1] per env")
-        return n.astype(np.int64) + 1, l.astype(np.int64), weights
-
 
 def _present_keys(infos: dict[str, Any]) -> dict[str, Any]:
     """Drop the keys no env has (as SyncVectorEnv never creates them), recursively for ``final_info``."""
@@ -424,12 +385,3 @@ def _empty_step_infos(num_envs: int, n_max: int) -> dict[str, np.ndarray]:
         infos[key] = np.zeros(shape, dtype=dtypes.get(key, np.float64))
         infos["_" + key] = np.zeros(num_envs, dtype=bool)
     return infos
-
-
-
-
-def _integers_in(values: np.ndarray, name: str, low: int, high: int) -> None:
-    bad = np.flatnonzero((values != np.rint(values)) | (values < low) | (values > high))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"{name}[{i}] = {values[i].item()!r} is invalid; allowed: an integer in [{low}, {high}]")

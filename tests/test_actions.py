@@ -8,17 +8,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdedge_gym.actions import (
+    ACTION_MODE_CLASSES,
     ACTION_MODES,
     BAND_FLOOR,
     LOGIT_SCALE,
     MIN_WEIGHT,
+    DictActions,
     action_mask,
+    action_mode,
     encode_action,
     hybrid_batch_and_speculation,
     logits_from_shares,
     shares_from_logits,
     shares_from_weights,
 )
+from sdedge_gym.env import EdgeSDEnv
 
 N_MAX, L_MAX = 6, 4
 
@@ -131,9 +135,49 @@ def test_shares_broadcast_over_an_env_axis() -> None:
 
 
 def test_unknown_mode_raises_naming_the_allowed_ones() -> None:
-    with pytest.raises(ValueError, match=r"action_mode = 'box' is invalid; allowed: discrete \| hybrid \| dict"):
+    allowed = r"action_mode = 'box' is invalid; allowed: 'discrete' \| 'hybrid' \| 'dict'"
+    with pytest.raises(ValueError, match=allowed):
         encode_action("box", 1, 1, N_MAX, L_MAX)
-    assert ACTION_MODES == ("discrete", "hybrid", "dict")
+    with pytest.raises(ValueError, match=allowed):
+        action_mode("box", N_MAX, L_MAX)
+    with pytest.raises(ValueError, match=allowed):
+        EdgeSDEnv("small", action_mode="box")
+    assert ACTION_MODES == ("discrete", "hybrid", "dict") == tuple(ACTION_MODE_CLASSES)
+
+
+class _ScaledWeights(DictActions):
+    """A new mode for the test: the dict space, with shares proportional to the squared weights."""
+
+    name, id_suffix = "squared", "-Squared"
+
+    def shares(self, weights, batch_size):
+        return super().shares(np.asarray(weights, dtype=float) ** 2, batch_size)
+
+
+def test_a_new_mode_is_one_class_and_one_registry_line(monkeypatch) -> None:
+    monkeypatch.setitem(ACTION_MODE_CLASSES, "squared", _ScaledWeights)
+    env = EdgeSDEnv("small", action_mode="squared")
+    assert isinstance(env.actions, _ScaledWeights) and env.action_space == DictActions(4, 4).space()
+    env.reset(seed=0)
+    action = {"batch_size_minus_one": 1, "speculation_length": 2, "bandwidth": np.array([1.0, 0.5, 0, 0])}
+    _, _, _, _, info = env.step(action)
+    band = env.scenario.uplink.bandwidth
+    np.testing.assert_allclose(info["bandwidth"][:2] / band, [0.8, 0.2], rtol=1e-12)  # 1 : 0.25
+
+
+@pytest.mark.parametrize("mode", ACTION_MODES)
+@pytest.mark.parametrize("wait", [False, True])
+def test_encode_then_decode_round_trips_in_every_mode(mode: str, wait: bool) -> None:
+    actions = action_mode(mode, N_MAX, L_MAX)
+    space = actions.space(wait=wait)
+    for n in range(1, N_MAX + 1):
+        for l in range(L_MAX + 1):
+            for waits in ((False, True) if wait else (None,)):
+                encoded = actions.encode(n, l, wait=waits)
+                assert space.contains(encoded if mode != "hybrid" else np.asarray(encoded, np.float32))
+                decoded_wait, decoded_n, decoded_l, _ = actions.decode(encoded, wait=wait)
+                assert decoded_wait == bool(waits) and decoded_l == l
+                assert decoded_n == (1 if waits and mode == "discrete" else n)
 
 
 def test_action_mask_layout() -> None:

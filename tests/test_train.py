@@ -217,8 +217,8 @@ def test_bad_arguments_are_argparse_errors_naming_the_argument(capsys, argv, mes
     assert message in capsys.readouterr().err
 
 
-def test_n_envs_above_one_uses_the_native_adapter_when_it_exists():
-    sb3_vec_env = pytest.importorskip("sdedge_agents.sb3_vec_env")
+def test_n_envs_above_one_uses_the_native_adapter():
+    from sdedge_agents import sb3_vec_env
     config = TrainConfig(SMALL, "dqn", timesteps=64, n_envs=3, seed=5, out="unused")
     assert vectorisation_path(config) == "native:sdedge_agents.sb3_vec_env"
     venv = make_training_env(config)  # VecMonitor(FlattenVecActions(SB3VecEnv))
