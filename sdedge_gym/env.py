@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from sdedge_gym import kernels
-from sdedge_gym.actions import ActionMode, action_mask_table, action_mode, action_mode_class
+from sdedge_gym.actions import ActionMode, action_mask_table, action_mode_class
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 from sdedge_gym.scenarios import check_override_keys, make_scenario
@@ -75,11 +75,6 @@ class ObservationScales:
 def _squash(x, scale):
     """x / (x + scale): 0 at 0, 1/2 at the scale, below 1 for every finite x >= 0."""
     return x / (x + scale)
-
-
-def action_space(mode: str, max_batch: int, max_speculation: int, wait: bool = False) -> spaces.Space:
-    """The Gymnasium action space of ``mode``: ``action_mode(mode, max_batch, max_speculation).space(wait)``."""
-    return action_mode(mode, max_batch, max_speculation).space(wait)
 
 
 def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int,
@@ -309,6 +304,11 @@ class EdgeSDEnv(gym.Env):
       action mask; the compiled kernels are cached per user instead of in the package's ``__pycache__``;
       ``OFFLINE_ENV_IDS`` and ``ONLINE_ENV_IDS`` are attributes of ``sdedge_gym``; the offline reference
       policies refuse an online env (and the reverse) with a TypeError naming the class to use.
+      Also in 0.2.0: each action mode is an ``ActionMode`` object (``sdedge_gym.actions.action_mode``;
+      ``env.actions``), replacing ``sdedge_gym.env.action_space(mode, ...)`` (use
+      ``action_mode(mode, n_max, l_max).space(wait)``); ``EdgeSDOnlineEnv`` derives from ``EdgeSDEnv``;
+      ``sdedge_agents.online.solve_online`` is ``sdedge_agents.oracle.solve(..., release=, now=, end=)``;
+      ``sdedge_gym.episode.closed_form_shares`` (Hz) is ``closed_form_bandwidth``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}

@@ -145,8 +145,9 @@ class BatchOutcome:
         return self.finish - self.start
 
 
-def closed_form_shares(model: ServingModel, episode: Episode, first: int, size: int) -> np.ndarray:
-    """The optimal band split (Hz) of tasks first..first+size-1."""
+def closed_form_bandwidth(model: ServingModel, episode: Episode, first: int, size: int) -> np.ndarray:
+    """The optimal band split of tasks first..first+size-1, in Hz per user (sdedge_agents.oracle.closed_form_shares
+    gives the same split as fractions of the band)."""
     sl = slice(first, first + size)
     _, bandwidth = closed_form_allocation(episode.workload.payload_bits[sl], episode.channel[sl],
                                           model.config.uplink.bandwidth, model.config.uplink.rate_model)

@@ -208,7 +208,7 @@ def test_closed_form_splits_of_every_preset_survive_the_hybrid_encoding(preset: 
     e^(2 LOGIT_SCALE) (the documented condition; >= 99 % of the batches on every preset); otherwise the
     floored split, whose uplink slot is at most 2 % longer than the closed form's (measured worst: 1.1 %).
     """
-    from sdedge_gym.episode import Episode, ServingModel, closed_form_shares
+    from sdedge_gym.episode import Episode, ServingModel, closed_form_bandwidth
     from sdedge_gym.scenarios import make_scenario
     from sdedge_gym.uplink import slot_length
 
@@ -220,7 +220,7 @@ def test_closed_form_splits_of_every_preset_survive_the_hybrid_encoding(preset: 
         w = episode.workload
         for first in range(0, min(episode.num_tasks, 120), 3):
             for n in range(1, min(model.batch_limit, episode.num_tasks - first) + 1):
-                target = closed_form_shares(model, episode, first, n) / up.bandwidth
+                target = closed_form_bandwidth(model, episode, first, n) / up.bandwidth
                 logits = logits_from_shares(target, model.config.max_batch)
                 decoded = shares_from_logits(logits, n)[:n]
                 excess = target - BAND_FLOOR / n

@@ -13,7 +13,7 @@ import pytest
 import sdedge_gym
 from sdedge_gym.actions import encode_action
 from sdedge_gym.env import GLOBAL_FEATURES, TASK_FEATURES, EdgeSDEnv, global_feature_values
-from sdedge_gym.episode import EpisodeClock, closed_form_shares, commit_batch
+from sdedge_gym.episode import EpisodeClock, closed_form_bandwidth, commit_batch
 from sdedge_gym.scenarios import make_scenario
 
 STEPS_COMPARED = 6
@@ -164,7 +164,7 @@ def test_step_is_commit_batch_with_closed_form():
     assert terminated is False and truncated is False
     assert env.clock == clock
     np.testing.assert_array_equal(info["completion_times"][:3], outcome.completion_times)
-    np.testing.assert_allclose(info["bandwidth"][:3], closed_form_shares(env.model, env.episode, 0, 3))
+    np.testing.assert_allclose(info["bandwidth"][:3], closed_form_bandwidth(env.model, env.episode, 0, 3))
     assert info["bandwidth"].shape == info["completion_times"].shape == (env.scenario.max_batch,)
     assert not info["bandwidth"][3:].any() and not info["completion_times"][3:].any()
     assert info["bandwidth"].sum() == pytest.approx(env.scenario.uplink.bandwidth)
@@ -185,7 +185,7 @@ def test_hybrid_and_dict_modes_use_the_agent_shares():
     _, _, _, _, info = dict_env.step(encode_action("dict", 3, 2, 4, 4))
     np.testing.assert_allclose(info["bandwidth"][:3], np.full(3, bandwidth / 3))
     # The closed-form shares encoded as hybrid logits reproduce the closed form's slot within 1 %.
-    shares = closed_form_shares(discrete.model, discrete.episode, 0, 3) / bandwidth
+    shares = closed_form_bandwidth(discrete.model, discrete.episode, 0, 3) / bandwidth
     _, _, _, _, info_h = hybrid.step(encode_action("hybrid", 3, 2, 4, 4, shares))
     _, _, _, _, info_d = discrete.step(np.array([2, 2]))
     assert info_h["batch_size"] == 3 and info_h["speculation_length"] == 2

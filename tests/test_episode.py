@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdedge_gym.catalogue import GPUS, MODELS
-from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, batch_service, closed_form_shares, commit_batch
+from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, batch_service, closed_form_bandwidth, commit_batch
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.uplink import closed_form_allocation, slot_length, uniform_allocation
 
@@ -72,7 +72,7 @@ def test_explicit_bandwidth_is_used_as_given(small: ServingModel) -> None:
     assert outcome.uplink_slot == pytest.approx(float(expected), rel=1e-12)
     closed, _ = commit_batch(small, episode, EpisodeClock(), 4, 1)
     assert closed.uplink_slot < outcome.uplink_slot
-    np.testing.assert_allclose(closed.bandwidth, closed_form_shares(small, episode, 0, 4))
+    np.testing.assert_allclose(closed.bandwidth, closed_form_bandwidth(small, episode, 0, 4))
 
 
 def _run(model: ServingModel, episode: Episode, actions: list[tuple[int, int]]) -> list:
