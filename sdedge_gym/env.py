@@ -394,25 +394,24 @@ class EdgeSDEnv(gym.Env):
         # Gymnasium's sync/async vector envs need to stack the infos of envs whose batches differ.
         n_max = self.scenario.max_batch
         bandwidth, completion_times = np.zeros(n_max), np.zeros(n_max)
+        slot = wait = service_time = tokens = accepted = 0.0
         if outcome is not None:
             bandwidth[:batch_size] = outcome.bandwidth
             completion_times[:batch_size] = outcome.completion_times
-
-        def scalar(field: str) -> np.float64:
-            return np.float64(0.0 if outcome is None else getattr(outcome, field))
-
+            slot, wait, service_time = outcome.uplink_slot, outcome.wait, outcome.service_time
+            tokens, accepted = outcome.tokens, outcome.accepted_drafts
         # Every entry is a numpy value (scalars 0-d, with a dtype): info readers such as TorchRL's
         # default_info_dict_reader convert each entry by its dtype and fail on Python ints and bools.
         return {
             "batch_size": np.int64(batch_size),
             "speculation_length": np.int64(speculation_length),
             "bandwidth": bandwidth,
-            "uplink_slot": scalar("uplink_slot"),
-            "wait": scalar("wait"),
-            "service_time": scalar("service_time"),
+            "uplink_slot": np.float64(slot),
+            "wait": np.float64(wait),
+            "service_time": np.float64(service_time),
             "completion_times": completion_times,
-            "tokens": scalar("tokens"),
-            "accepted_drafts": scalar("accepted_drafts"),
+            "tokens": np.float64(tokens),
+            "accepted_drafts": np.float64(accepted),
             # A 0-d bool array, not np.bool_: Gymnasium's vector envs stack np.bool_ into an object array.
             "action_clipped": np.array(clipped),
             "action_mask": self.action_masks(),

@@ -185,26 +185,28 @@ def test_env_masks_are_fresh_writable_copies() -> None:
     assert env.action_masks().any() and env.action_masks().flags.writeable
 
 
-def test_discrete_decode_fast_path_equals_full_validation() -> None:
-    env = EdgeSDEnv("small")
-    env.reset(seed=0)
-    n_max, l_max = env.scenario.max_batch, env.scenario.max_speculation
-    for n in range(-1, n_max + 1):
+@pytest.mark.parametrize("wait", [False, True])
+def test_discrete_decode_fast_path_equals_full_validation(wait: bool) -> None:
+    actions = EdgeSDEnv("small").actions  # the env's DiscreteActions; wait: the online env's space
+    n_max, l_max = actions.max_batch, actions.max_speculation
+    high = n_max if wait else n_max - 1
+    for n in range(-1, n_max + 2):
         for l in range(-1, l_max + 2):
             for dtype in (np.int64, np.int32, np.uint8):
                 if (n < 0 or l < 0) and dtype == np.uint8:
                     continue
                 action = np.array([n, l], dtype=dtype)
                 reference = action.astype(float)  # floats always take the full validation
-                if 0 <= n < n_max and 0 <= l <= l_max:
-                    got = env._decode(action)
-                    assert got == env._decode(reference) == (n + 1, l, None)
-                    assert all(type(x) is int for x in got[:2])
+                if 0 <= n <= high and 0 <= l <= l_max:
+                    got = actions.decode(action, wait)
+                    waits = wait and n == n_max
+                    assert got == actions.decode(reference, wait) == (waits, 1 if waits else n + 1, l, None)
+                    assert all(type(x) is int for x in got[1:3])
                 else:
                     with pytest.raises(ValueError) as fast_error:
-                        env._decode(action)
+                        actions.decode(action, wait)
                     with pytest.raises(ValueError) as full_error:
-                        env._decode(reference)
+                        actions.decode(reference, wait)
                     assert str(fast_error.value).split(" = ")[0] == str(full_error.value).split(" = ")[0]
     with pytest.raises(ValueError, match="shape"):
-        env._decode(np.array([0, 0, 0]))
+        actions.decode(np.array([0, 0, 0]), wait)

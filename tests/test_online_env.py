@@ -378,3 +378,20 @@ def test_maskable_ppo_runs_on_the_online_id_and_respects_masks():
         total += reward
         assert not info["action_clipped"]  # a masked policy asks for neither a too-large batch nor a bad wait
     assert total == pytest.approx(-info["mean_latency"], rel=1e-12)
+
+
+def test_the_online_env_is_the_offline_env_s_subclass_and_checks_its_keywords():
+    """One base: the constructor's checks, the step guard and the info builder are the offline env's."""
+    from sdedge_gym.env import STEP_INFO_KEYS, EdgeSDEnv
+    from sdedge_gym.online_env import ONLINE_INFO_KEYS
+
+    assert issubclass(EdgeSDOnlineEnv, EdgeSDEnv)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):
+        EdgeSDOnlineEnv("small", frameskip=1)
+    env = EdgeSDOnlineEnv("small", action_mode="dict")
+    with pytest.raises(RuntimeError, match=r"EdgeSDOnlineEnv.step\(\) called before reset"):
+        env.step(env.action_space.sample())
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert tuple(info)[:len(STEP_INFO_KEYS)] == STEP_INFO_KEYS
+    assert tuple(info)[len(STEP_INFO_KEYS):len(STEP_INFO_KEYS) + len(ONLINE_INFO_KEYS)] == ONLINE_INFO_KEYS
