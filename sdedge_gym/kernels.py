@@ -391,8 +391,8 @@ def task_rounds(output, alpha, runs, row, l, sampled, produced):
 
 # Rows of the kernel's float workspace (see :func:`workspace`).
 _ACTIVE_A, _ACTIVE_B, _CONTEXT_A, _CONTEXT_B, _PRODUCED, _DRAFT_A, _FRONTHAUL_A, _VERIFY_A, _DRAFT_B, \
-    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS = range(16)
-WORKSPACE_ROWS = 16
+    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS, _TOKENS, _ORDER = range(18)
+WORKSPACE_ROWS = 18
 
 
 def workspace(config: ScenarioConfig) -> np.ndarray:
@@ -411,8 +411,26 @@ def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work
 
     Writes each task's completion offset from the batch's start into ``completion[:n]`` and returns
     (duration, accepted drafts). Micro-batch A holds the first ceil(n/2) tasks (all of them without
-    pipelining or with n = 1), B the rest. ``work`` is a :func:`workspace`.
+    pipelining or with n = 1), B the rest. ``work`` is a :func:`workspace`. Expected acceptance on
+    roofline-timed nodes is served stretch by stretch (:func:`serve_closed_form`); sampled acceptance and
+    measured pass-time profiles round by round (:func:`serve_rounds`, the reference of the closed form).
     """
+    if closed_form_applies(p, l, sampled):
+        return serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work)
+    return serve_rounds(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work)
+
+
+@njit(cache=True)
+def closed_form_applies(p, l, sampled):
+    """Whether a batch's rounds are deterministic and its round times piecewise affine: expected acceptance
+    (sampled mode at l = 0 too: one token a round) on nodes timed by their roofline."""
+    return (not sampled or l == 0) and p[PROFILE_AT_DRAFT] == 0.0 and p[PROFILE_AT_TARGET] == 0.0
+
+
+@njit(cache=True)
+def serve_rounds(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work):
+    """:func:`serve` round by round: every round's loads (:func:`task_rounds`), times (:func:`round_times`)
+    and the recursion (:func:`pipeline`). Any acceptance mode, any node timing."""
     size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
     max_rounds = 1
     for k in range(first, first + n):
@@ -455,6 +473,304 @@ def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work
         count = int(rounds[i])
         completion[i] = work[_END_A if i < size_a else _END_B, count - 1] if count > 0 else 0.0
     return duration, accepted
+
+
+# ---------------------------------------------------------------------------------------------- closed form
+#
+# In expected acceptance mode a task makes L_k tokens every round until it leaves, so between two departures
+# (a *stretch*) both micro-batches keep the same tasks and their contexts grow by the same amount each round:
+# every round time is an affine function of the round index r, except where a pass switches between compute-
+# and memory-bound (a *kink*; the verify has at most one, the draft's l passes one each). Between kinks (a
+# *piece*) the two-micro-batch recursion has two regimes that do not depend on where the schedule stands:
+#
+#   MBS-bound, when D_A(r) + F_A <= V_B(r-1): A's drafts reach the MBS while B's verify still runs, so
+#       B_r = B_{r-1} + max(V_A(r), D_B(r) + F_B) + V_B(r);
+#   SBS-bound, when D_A(r) >= F_B + V_B(r-1): A's verify is back before A's next draft could start, so
+#       M_r = M_{r-1} + D_A(r) + max(F_A + V_A(r), D_B(r)),  M = max(SBS free, A's verify end);
+#
+# (after any round both micro-batches ran, max(SBS free, A's end) lies in [B - F_B - V_B, B - V_B], which is
+# what makes these conditions sufficient). Both conditions are affine in r on a piece, so checking them at
+# a run's two ends proves them throughout, and a run's sum is an arithmetic series (split once where the
+# max inside it changes sides). Rounds in neither regime, and the first round of every stretch, are stepped
+# exactly as :func:`pipeline` steps them. A micro-batch alone adds D + F + V a round.
+
+
+@njit(cache=True)
+def _first_round(p, n, prompt, prompt_square, l):
+    """(D, F, V) of round 0 on the roofline: the prompt prefill (as :func:`_round_times_with`)."""
+    if l == 0:
+        return 0.0, 0.0, _pass(p, TARGET, prompt, prompt_square, prompt)
+    draft = _draft_decode(p, n, prompt, l, False) + _pass(p, DRAFT, prompt, prompt_square, prompt)
+    verify = _pass(p, TARGET, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l, prompt + n * l)
+    return draft, _fronthaul_time(p, n, l), verify
+
+
+@njit(cache=True)
+def _fronthaul_time(p, n, l):
+    """F of a round of n tasks (0 in autoregressive decoding)."""
+    return p[FRONTHAUL_LATENCY] + n * l * p[FRONTHAUL_TOKEN_TIME] if l > 0 else 0.0
+
+
+@njit(cache=True)
+def _draft_at(p, n, prompt, growth, l, r):
+    """D of round r >= 1 of n tasks whose context is prompt + growth r (0 in autoregressive decoding)."""
+    return _draft_decode(p, n, prompt + growth * r, l, False) if l > 0 else 0.0
+
+
+@njit(cache=True)
+def _verify_at(p, n, prompt, growth, l, r):
+    """V of round r >= 1 of n tasks whose context is prompt + growth r (as :func:`_round_times_with`)."""
+    ctx = prompt + growth * r
+    if l == 0:
+        return _pass(p, TARGET, n, ctx, ctx)
+    return _pass(p, TARGET, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+
+
+@njit(cache=True)
+def _ridge(p, node, new_tokens, attention_per_kv):
+    """The KV length x at which a pass of N new tokens, attention work k x and KV x is as compute- as
+    memory-bound: (F N + a k x) s_f = (W + kv x) s_b (nan when both grow alike, so never cross)."""
+    slope = p[node + _ATTENTION] * attention_per_kv * p[node + _SPF] - p[node + _KV] * p[node + _SPB]
+    if slope == 0.0:
+        return math.nan
+    return (p[node + _WEIGHTS] * p[node + _SPB] - p[node + _FLOPS_PER_TOKEN] * new_tokens * p[node + _SPF]) / slope
+
+
+@njit(cache=True)
+def _before_kink(end, a, kink):
+    """``end`` lowered to the last round at or before a kink at the real round ``kink`` when a <= kink < end:
+    a function affine on both sides of the kink is affine on rounds a..floor(kink) and floor(kink)+1.. ."""
+    if a <= kink < end:  # false for nan
+        return math.floor(kink)
+    return end
+
+
+@njit(cache=True)
+def _piece_end(p, a, end, n, prompt, growth, l, verify_shift):
+    """The last round b <= end such that this micro-batch's D(r) and V(r) (and V(r-1) if ``verify_shift``)
+    are affine on rounds a..b: the next kink of its verify pass or of one of its l draft passes."""
+    b = end
+    x = n * l if l > 0 else 0.0  # the verify's KV length is ctx + n l
+    ridge = _ridge(p, TARGET, n * (l + 1), l + 1)
+    kink = (ridge - x - prompt) / growth
+    b = _before_kink(b, a, kink)
+    if verify_shift:
+        b = _before_kink(b, a, kink + 1.0)
+    if l > 0:
+        ridge = _ridge(p, DRAFT, n, 1.0)
+        for j in range(1, l + 1):  # the draft pass j reads ctx + n j
+            b = _before_kink(b, a, (ridge - n * j - prompt) / growth)
+    return b
+
+
+@njit(cache=True)
+def _sum_max_plus(a, b, p_a, q_a, r_a, p_b, q_b, r_b):
+    """Sum over rounds r = a..b of max(P(r), Q(r)) + R(r), for P, Q, R affine on a..b given at a and b.
+
+    An arithmetic series, split once at the last round before P - Q changes sign (interpolated: affine).
+    """
+    count = b - a + 1
+    if count == 1:
+        return max(p_a, q_a) + r_a
+    d_a, d_b = p_a - q_a, p_b - q_b
+    if (d_a >= 0.0 and d_b >= 0.0) or (d_a <= 0.0 and d_b <= 0.0):
+        return count * (max(p_a, q_a) + r_a + max(p_b, q_b) + r_b) / 2.0
+    k = a + math.floor(d_a / (d_a - d_b) * (b - a))  # in a..b-1: same sign as at a up to k
+    k = min(max(k, a), b - 1)
+    t_k, t_next = (k - a) / (b - a), (k + 1 - a) / (b - a)
+    h_k = max(p_a + (p_b - p_a) * t_k, q_a + (q_b - q_a) * t_k) + r_a + (r_b - r_a) * t_k
+    h_next = max(p_a + (p_b - p_a) * t_next, q_a + (q_b - q_a) * t_next) + r_a + (r_b - r_a) * t_next
+    return (k - a + 1) * (max(p_a, q_a) + r_a + h_k) / 2.0 + (b - k) * (h_next + max(p_b, q_b) + r_b) / 2.0
+
+
+@njit(cache=True)
+def _last_holding(a, b, g_a, g_b):
+    """The last round c in a..b with g(c) >= 0, for g affine on a..b with g(a) >= 0 (given at a and b)."""
+    if g_b >= 0.0:
+        return b
+    return min(max(a + math.floor(g_a / (g_a - g_b) * (b - a)), a), b - 1)
+
+
+@njit(cache=True)
+def _first_holding(a, b, g_a, g_b):
+    """The first round c in a..b with g(c) >= 0, for g affine on a..b with g(a) < 0; b + 1 if there is none."""
+    if g_b < 0.0:
+        return b + 1
+    return min(max(a + math.ceil(-g_a / (g_b - g_a) * (b - a)), a + 1), b)
+
+
+@njit(cache=True)
+def _step_round(p, r, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs, mbs, last_a, last_b):
+    """Round r >= 1 of both micro-batches stepped as :func:`pipeline` does (a micro-batch with no task skips)."""
+    if n_a > 0:
+        start = max(sbs, last_a)
+        sbs = start + _draft_at(p, n_a, prompt_a, growth_a, l, r)
+        mbs = last_a = max(mbs, sbs + _fronthaul_time(p, n_a, l)) + _verify_at(p, n_a, prompt_a, growth_a, l, r)
+    if n_b > 0:
+        start = max(sbs, last_b)
+        sbs = start + _draft_at(p, n_b, prompt_b, growth_b, l, r)
+        mbs = last_b = max(mbs, sbs + _fronthaul_time(p, n_b, l)) + _verify_at(p, n_b, prompt_b, growth_b, l, r)
+    return sbs, mbs, last_a, last_b
+
+
+@njit(cache=True)
+def _alone(p, a, end, l, n, prompt, growth, last):
+    """Rounds a..end of a micro-batch serving alone, whose previous round was already its own (so it waits
+    for nothing but itself): every round adds D + F + V. Returns (SBS free, verify end)."""
+    fronthaul = _fronthaul_time(p, n, l)
+    while a < end:  # rounds a..end-1 summed piece by piece; round ``end`` is stepped for the SBS clock
+        b = _piece_end(p, a, end - 1, n, prompt, growth, l, False)
+        h_a = _draft_at(p, n, prompt, growth, l, a) + _verify_at(p, n, prompt, growth, l, a)
+        h_b = h_a if b == a else _draft_at(p, n, prompt, growth, l, b) + _verify_at(p, n, prompt, growth, l, b)
+        last += (b - a + 1) * ((h_a + h_b) / 2.0 + fronthaul)
+        a = b + 1
+    sbs = last + _draft_at(p, n, prompt, growth, l, end)
+    return sbs, sbs + fronthaul + _verify_at(p, n, prompt, growth, l, end)
+
+
+@njit(cache=True)
+def _pipelined(p, a, end, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs, mbs, last_a, last_b):
+    """Rounds a..end of both micro-batches, the previous round having been both's: runs of MBS- or SBS-bound
+    rounds in closed form, the rest stepped. Returns (SBS free, MBS free, A's verify end, B's verify end)."""
+    fronthaul_a, fronthaul_b = _fronthaul_time(p, n_a, l), _fronthaul_time(p, n_b, l)
+    va0 = db0 = vb0 = va1 = db1 = vb1 = 0.0
+    while a <= end:
+        b = min(_piece_end(p, a, end, n_a, prompt_a, growth_a, l, False),
+                _piece_end(p, a, end, n_b, prompt_b, growth_b, l, True))
+        while a <= b:
+            draft_a0 = _draft_at(p, n_a, prompt_a, growth_a, l, a)
+            draft_a1 = _draft_at(p, n_a, prompt_a, growth_a, l, b)
+            verify_b0 = _verify_at(p, n_b, prompt_b, growth_b, l, a - 1)
+            verify_b1 = _verify_at(p, n_b, prompt_b, growth_b, l, b - 1)
+            mbs_bound_a, mbs_bound_b = verify_b0 - draft_a0 - fronthaul_a, verify_b1 - draft_a1 - fronthaul_a
+            sbs_bound_a, sbs_bound_b = draft_a0 - fronthaul_b - verify_b0, draft_a1 - fronthaul_b - verify_b1
+            if mbs_bound_a >= 0.0 or sbs_bound_a >= 0.0:
+                mbs_bound = mbs_bound_a >= 0.0
+                c = (_last_holding(a, b, mbs_bound_a, mbs_bound_b) if mbs_bound
+                     else _last_holding(a, b, sbs_bound_a, sbs_bound_b))
+                # rounds a..c-1 summed, round c from the regime's formulas
+                verify_a = _verify_at(p, n_a, prompt_a, growth_a, l, c)
+                draft_b = _draft_at(p, n_b, prompt_b, growth_b, l, c)
+                verify_b = _verify_at(p, n_b, prompt_b, growth_b, l, c)
+                if c > a:
+                    va0, db0 = _verify_at(p, n_a, prompt_a, growth_a, l, a), _draft_at(p, n_b, prompt_b, growth_b, l, a)
+                    vb0 = _verify_at(p, n_b, prompt_b, growth_b, l, a)
+                    va1 = _verify_at(p, n_a, prompt_a, growth_a, l, c - 1)
+                    db1 = _draft_at(p, n_b, prompt_b, growth_b, l, c - 1)
+                    vb1 = _verify_at(p, n_b, prompt_b, growth_b, l, c - 1)
+                if mbs_bound:  # B_r = B_{r-1} + max(V_A, D_B + F_B) + V_B
+                    base = last_b
+                    if c > a:
+                        base += _sum_max_plus(a, c - 1, va0, db0 + fronthaul_b, vb0, va1, db1 + fronthaul_b, vb1)
+                    last_a = base + verify_a
+                    sbs = base + draft_b
+                else:  # M_r = M_{r-1} + D_A + max(F_A + V_A, D_B); round c starts drafting A at M_{c-1}
+                    base = max(sbs, last_a)
+                    if c > a:
+                        da0 = _draft_at(p, n_a, prompt_a, growth_a, l, a)
+                        da1 = _draft_at(p, n_a, prompt_a, growth_a, l, c - 1)
+                        base += _sum_max_plus(a, c - 1, fronthaul_a + va0, db0, da0, fronthaul_a + va1, db1, da1)
+                    drafted = base + _draft_at(p, n_a, prompt_a, growth_a, l, c)
+                    last_a = drafted + fronthaul_a + verify_a
+                    sbs = drafted + draft_b
+                mbs = last_b = max(last_a, sbs + fronthaul_b) + verify_b
+                a = c + 1
+                continue
+            # Neither regime is certain at round a: step until one of them is.
+            stop = min(_first_holding(a, b, mbs_bound_a, mbs_bound_b), _first_holding(a, b, sbs_bound_a, sbs_bound_b))
+            while a < stop:
+                sbs, mbs, last_a, last_b = _step_round(p, a, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs,
+                                                       mbs, last_a, last_b)
+                a += 1
+    return sbs, mbs, last_a, last_b
+
+
+@njit(cache=True)
+def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
+    """:func:`serve` in expected acceptance on roofline-timed nodes, stretch by stretch instead of round by round.
+
+    The same model and the same per-round formulas as :func:`task_rounds`, :func:`round_times` and
+    :func:`pipeline`; only sums of rounds are formed as arithmetic series (see the section's comment), so
+    results agree with the round walk to float rounding. Cost: O(n log n + stretches x (pieces + l)), not
+    O(n x rounds). Writes ``completion[:n]`` (offsets from the batch's start); returns (duration, accepted).
+    """
+    size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
+    rounds, tokens, order = work[_ROUNDS], work[_TOKENS], work[_ORDER]
+    n_a = n_b = 0
+    prompt_a = prompt_b = square_a = square_b = growth_a = growth_b = 0.0
+    accepted = 0.0
+    running = 0  # tasks with at least one round, sorted by their round count into order[:running]
+    for i in range(n):
+        k = first + i
+        completion[i] = 0.0
+        rounds[i] = 0.0
+        if output[k] <= 0:
+            continue
+        tokens[i] = (1.0 - math.pow(alpha[k], float(l + 1))) / (1.0 - alpha[k])  # as task_rounds
+        count = math.ceil(output[k] / tokens[i] - CEIL_SLACK)
+        rounds[i] = count
+        accepted += float(max(output[k] - count, 0))
+        if i < size_a:
+            n_a += 1
+            prompt_a += prompt[k]
+            square_a += prompt[k] * prompt[k]
+            growth_a += tokens[i]
+        else:
+            n_b += 1
+            prompt_b += prompt[k]
+            square_b += prompt[k] * prompt[k]
+            growth_b += tokens[i]
+        at = running
+        while at > 0 and rounds[int(order[at - 1])] > count:
+            order[at] = order[at - 1]
+            at -= 1
+        order[at] = i
+        running += 1
+    sbs = mbs = last_a = last_b = 0.0
+    if running == 0:
+        return 0.0, accepted
+    # Round 0 (the prefill) of both micro-batches.
+    if n_a > 0:
+        draft, fronthaul, verify = _first_round(p, n_a, prompt_a, square_a, l)
+        sbs = draft
+        mbs = last_a = sbs + fronthaul + verify
+    if n_b > 0:
+        draft, fronthaul, verify = _first_round(p, n_b, prompt_b, square_b, l)
+        sbs = sbs + draft
+        mbs = last_b = max(mbs, sbs + fronthaul) + verify
+    r = 1  # the next round to serve; prompt_x is now each micro-batch's context at round 0
+    index = 0
+    while index < running:
+        departure = int(rounds[int(order[index])])  # tasks leave after round departure - 1
+        if departure > r:  # rounds r..departure-1 with the same tasks: the first stepped, the rest in closed form
+            sbs, mbs, last_a, last_b = _step_round(p, r, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs,
+                                                   mbs, last_a, last_b)
+            if departure - 1 > r:
+                if n_a > 0 and n_b > 0:
+                    sbs, mbs, last_a, last_b = _pipelined(p, r + 1, departure - 1, l, n_a, prompt_a, growth_a, n_b,
+                                                          prompt_b, growth_b, sbs, mbs, last_a, last_b)
+                elif n_a > 0:
+                    sbs, last_a = _alone(p, r + 1, departure - 1, l, n_a, prompt_a, growth_a, last_a)
+                    mbs = last_a
+                else:
+                    sbs, last_b = _alone(p, r + 1, departure - 1, l, n_b, prompt_b, growth_b, last_b)
+                    mbs = last_b
+            r = departure
+        while index < running and int(rounds[int(order[index])]) == departure:
+            i = int(order[index])
+            k = first + i
+            if i < size_a:
+                completion[i] = last_a
+                n_a -= 1
+                prompt_a -= prompt[k]
+                growth_a -= tokens[i]
+            else:
+                completion[i] = last_b
+                n_b -= 1
+                prompt_b -= prompt[k]
+                growth_b -= tokens[i]
+            index += 1
+    return max(last_a, last_b), accepted
 
 
 @njit(cache=True)
@@ -649,10 +965,32 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
 
 
 @njit(cache=True)
+def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion):
+    """:func:`_segments_at_length` where :func:`closed_form_applies`: each segment is :func:`serve_closed_form`'s
+    batch, at a cost set by its departures rather than its rounds (no window's round times to share)."""
+    num_tasks = output.shape[0]
+    work = np.empty((WORKSPACE_ROWS, max(width, 1)))
+    offsets = np.empty(max(width, 1))
+    for j in range(num_tasks):
+        for n in range(1, width + 1):
+            if j + n > num_tasks:
+                duration[j, n - 1, l] = completion[j, n - 1, l] = math.inf
+                continue
+            duration[j, n - 1, l], _ = serve_closed_form(p, prompt, output, alpha, j, n, l, offsets, work)
+            total = 0.0
+            for t in range(n):
+                total += offsets[t]
+            completion[j, n - 1, l] = total
+
+
+@njit(cache=True)
 def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, duration, completion):
     """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length."""
     for l in range(max_speculation + 1):
-        _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion)
+        if closed_form_applies(p, l, sampled):
+            _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion)
+        else:
+            _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion)
 
 
 # ---------------------------------------------------------------------------------------------- episodes
