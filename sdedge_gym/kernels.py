@@ -391,8 +391,9 @@ def task_rounds(output, alpha, runs, row, l, sampled, produced):
 
 # Rows of the kernel's float workspace (see :func:`workspace`).
 _ACTIVE_A, _ACTIVE_B, _CONTEXT_A, _CONTEXT_B, _PRODUCED, _DRAFT_A, _FRONTHAUL_A, _VERIFY_A, _DRAFT_B, \
-    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS, _TOKENS, _ORDER = range(18)
-WORKSPACE_ROWS = 18
+    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS, _TOKENS, _ORDER, _LEAVE = range(19)
+_PIECES_A, _PIECES_B = 19, 27  # PIECE_FIELDS rows each
+WORKSPACE_ROWS = 35
 
 
 def workspace(config: ScenarioConfig) -> np.ndarray:
@@ -546,24 +547,6 @@ def _before_kink(end, a, kink):
 
 
 @njit(cache=True)
-def _piece_end(p, a, end, n, prompt, growth, l, verify_shift):
-    """The last round b <= end such that this micro-batch's D(r) and V(r) (and V(r-1) if ``verify_shift``)
-    are affine on rounds a..b: the next kink of its verify pass or of one of its l draft passes."""
-    b = end
-    x = n * l if l > 0 else 0.0  # the verify's KV length is ctx + n l
-    ridge = _ridge(p, TARGET, n * (l + 1), l + 1)
-    kink = (ridge - x - prompt) / growth
-    b = _before_kink(b, a, kink)
-    if verify_shift:
-        b = _before_kink(b, a, kink + 1.0)
-    if l > 0:
-        ridge = _ridge(p, DRAFT, n, 1.0)
-        for j in range(1, l + 1):  # the draft pass j reads ctx + n j
-            b = _before_kink(b, a, (ridge - n * j - prompt) / growth)
-    return b
-
-
-@njit(cache=True)
 def _sum_max_plus(a, b, p_a, q_a, r_a, p_b, q_b, r_b):
     """Sum over rounds r = a..b of max(P(r), Q(r)) + R(r), for P, Q, R affine on a..b given at a and b.
 
@@ -600,177 +583,231 @@ def _first_holding(a, b, g_a, g_b):
 
 
 @njit(cache=True)
-def _step_round(p, r, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs, mbs, last_a, last_b):
-    """Round r >= 1 of both micro-batches stepped as :func:`pipeline` does (a micro-batch with no task skips)."""
-    if n_a > 0:
-        start = max(sbs, last_a)
-        sbs = start + _draft_at(p, n_a, prompt_a, growth_a, l, r)
-        mbs = last_a = max(mbs, sbs + _fronthaul_time(p, n_a, l)) + _verify_at(p, n_a, prompt_a, growth_a, l, r)
-    if n_b > 0:
-        start = max(sbs, last_b)
-        sbs = start + _draft_at(p, n_b, prompt_b, growth_b, l, r)
-        mbs = last_b = max(mbs, sbs + _fronthaul_time(p, n_b, l)) + _verify_at(p, n_b, prompt_b, growth_b, l, r)
-    return sbs, mbs, last_a, last_b
+def _next_kink(p, a, end, n, prompt, growth, l):
+    """The last round b <= end such that a micro-batch's D(r) and V(r) are affine on rounds a..b: the next
+    roofline switch of its verify pass or of one of its l draft passes (their KV lengths grow by ``growth``)."""
+    b = end
+    ridge = _ridge(p, TARGET, n * (l + 1), l + 1)  # the verify reads ctx + n l
+    b = _before_kink(b, a, (ridge - n * l - prompt) / growth)
+    if l > 0:
+        ridge = _ridge(p, DRAFT, n, 1.0)  # draft pass j reads ctx + n j, j = 1..l
+        low, high = prompt + growth * a + n, prompt + growth * end + n * l
+        if low < ridge < high:
+            for j in range(1, l + 1):
+                b = _before_kink(b, a, (ridge - n * j - prompt) / growth)
+    return b
+
+
+# Fields of a piece: a run of rounds FIRST..LAST of one micro-batch over which the same tasks are served and
+# D, V are affine in r (D(r) = DRAFT0 + DRAFT_SLOPE (r - FIRST), likewise V), F constant; LEAVING tasks
+# leave after its last round. Pieces are columns of a (PIECE_FIELDS, capacity) array.
+_FIRST, _LAST, _DRAFT0, _DRAFT_SLOPE, _FRONTHAUL0, _VERIFY0, _VERIFY_SLOPE, _LEAVING = range(8)
+PIECE_FIELDS = 8
 
 
 @njit(cache=True)
-def _alone(p, a, end, l, n, prompt, growth, last):
-    """Rounds a..end of a micro-batch serving alone, whose previous round was already its own (so it waits
-    for nothing but itself): every round adds D + F + V. Returns (SBS free, verify end)."""
-    fronthaul = _fronthaul_time(p, n, l)
-    while a < end:  # rounds a..end-1 summed piece by piece; round ``end`` is stepped for the SBS clock
-        b = _piece_end(p, a, end - 1, n, prompt, growth, l, False)
-        h_a = _draft_at(p, n, prompt, growth, l, a) + _verify_at(p, n, prompt, growth, l, a)
-        h_b = h_a if b == a else _draft_at(p, n, prompt, growth, l, b) + _verify_at(p, n, prompt, growth, l, b)
-        last += (b - a + 1) * ((h_a + h_b) / 2.0 + fronthaul)
-        a = b + 1
-    sbs = last + _draft_at(p, n, prompt, growth, l, end)
-    return sbs, sbs + fronthaul + _verify_at(p, n, prompt, growth, l, end)
+def _put_piece(pieces, at, first, last, draft0, draft1, fronthaul, verify0, verify1):
+    """Write a piece from D and V at its first and last rounds (interpolation: both are affine on it)."""
+    pieces[_FIRST, at] = first
+    pieces[_LAST, at] = last
+    pieces[_DRAFT0, at] = draft0
+    pieces[_DRAFT_SLOPE, at] = (draft1 - draft0) / (last - first) if last > first else 0.0
+    pieces[_FRONTHAUL0, at] = fronthaul
+    pieces[_VERIFY0, at] = verify0
+    pieces[_VERIFY_SLOPE, at] = (verify1 - verify0) / (last - first) if last > first else 0.0
+    pieces[_LEAVING, at] = 0.0
 
 
 @njit(cache=True)
-def _pipelined(p, a, end, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs, mbs, last_a, last_b):
-    """Rounds a..end of both micro-batches, the previous round having been both's: runs of MBS- or SBS-bound
-    rounds in closed form, the rest stepped. Returns (SBS free, MBS free, A's verify end, B's verify end)."""
-    fronthaul_a, fronthaul_b = _fronthaul_time(p, n_a, l), _fronthaul_time(p, n_b, l)
-    va0 = db0 = vb0 = va1 = db1 = vb1 = 0.0
-    while a <= end:
-        b = min(_piece_end(p, a, end, n_a, prompt_a, growth_a, l, False),
-                _piece_end(p, a, end, n_b, prompt_b, growth_b, l, True))
-        while a <= b:
-            draft_a0 = _draft_at(p, n_a, prompt_a, growth_a, l, a)
-            draft_a1 = _draft_at(p, n_a, prompt_a, growth_a, l, b)
-            verify_b0 = _verify_at(p, n_b, prompt_b, growth_b, l, a - 1)
-            verify_b1 = _verify_at(p, n_b, prompt_b, growth_b, l, b - 1)
-            mbs_bound_a, mbs_bound_b = verify_b0 - draft_a0 - fronthaul_a, verify_b1 - draft_a1 - fronthaul_a
-            sbs_bound_a, sbs_bound_b = draft_a0 - fronthaul_b - verify_b0, draft_a1 - fronthaul_b - verify_b1
-            if mbs_bound_a >= 0.0 or sbs_bound_a >= 0.0:
-                mbs_bound = mbs_bound_a >= 0.0
-                c = (_last_holding(a, b, mbs_bound_a, mbs_bound_b) if mbs_bound
-                     else _last_holding(a, b, sbs_bound_a, sbs_bound_b))
-                # rounds a..c-1 summed, round c from the regime's formulas
-                verify_a = _verify_at(p, n_a, prompt_a, growth_a, l, c)
-                draft_b = _draft_at(p, n_b, prompt_b, growth_b, l, c)
-                verify_b = _verify_at(p, n_b, prompt_b, growth_b, l, c)
-                if c > a:
-                    va0, db0 = _verify_at(p, n_a, prompt_a, growth_a, l, a), _draft_at(p, n_b, prompt_b, growth_b, l, a)
-                    vb0 = _verify_at(p, n_b, prompt_b, growth_b, l, a)
-                    va1 = _verify_at(p, n_a, prompt_a, growth_a, l, c - 1)
-                    db1 = _draft_at(p, n_b, prompt_b, growth_b, l, c - 1)
-                    vb1 = _verify_at(p, n_b, prompt_b, growth_b, l, c - 1)
-                if mbs_bound:  # B_r = B_{r-1} + max(V_A, D_B + F_B) + V_B
-                    base = last_b
-                    if c > a:
-                        base += _sum_max_plus(a, c - 1, va0, db0 + fronthaul_b, vb0, va1, db1 + fronthaul_b, vb1)
-                    last_a = base + verify_a
-                    sbs = base + draft_b
-                else:  # M_r = M_{r-1} + D_A + max(F_A + V_A, D_B); round c starts drafting A at M_{c-1}
-                    base = max(sbs, last_a)
-                    if c > a:
-                        da0 = _draft_at(p, n_a, prompt_a, growth_a, l, a)
-                        da1 = _draft_at(p, n_a, prompt_a, growth_a, l, c - 1)
-                        base += _sum_max_plus(a, c - 1, fronthaul_a + va0, db0, da0, fronthaul_a + va1, db1, da1)
-                    drafted = base + _draft_at(p, n_a, prompt_a, growth_a, l, c)
-                    last_a = drafted + fronthaul_a + verify_a
-                    sbs = drafted + draft_b
-                mbs = last_b = max(last_a, sbs + fronthaul_b) + verify_b
-                a = c + 1
-                continue
-            # Neither regime is certain at round a: step until one of them is.
-            stop = min(_first_holding(a, b, mbs_bound_a, mbs_bound_b), _first_holding(a, b, sbs_bound_a, sbs_bound_b))
-            while a < stop:
-                sbs, mbs, last_a, last_b = _step_round(p, a, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs,
-                                                       mbs, last_a, last_b)
-                a += 1
-    return sbs, mbs, last_a, last_b
+def micro_batch_pieces(p, prompt, output, alpha, first, m, l, rounds, tokens, order, leave, pieces, at):
+    """The pieces of the micro-batch of tasks first..first+m-1 at speculation length l, in expected acceptance
+    (:func:`task_rounds`), written into columns at, at+1, ... of ``pieces``; returns (pieces, accepted drafts).
 
-
-@njit(cache=True)
-def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
-    """:func:`serve` in expected acceptance on roofline-timed nodes, stretch by stretch instead of round by round.
-
-    The same model and the same per-round formulas as :func:`task_rounds`, :func:`round_times` and
-    :func:`pipeline`; only sums of rounds are formed as arithmetic series (see the section's comment), so
-    results agree with the round walk to float rounding. Cost: O(n log n + stretches x (pieces + l)), not
-    O(n x rounds). Writes ``completion[:n]`` (offsets from the batch's start); returns (duration, accepted).
+    Round 0 (the prefill) is a piece of its own; then each stretch between two departures is cut at the
+    roofline switches of its passes (:func:`_next_kink`). ``rounds``, ``tokens``, ``order`` are scratch of m
+    entries; ``leave[i]`` receives the column of the piece after which task first+i leaves (-1: no round).
     """
-    size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
-    rounds, tokens, order = work[_ROUNDS], work[_TOKENS], work[_ORDER]
-    n_a = n_b = 0
-    prompt_a = prompt_b = square_a = square_b = growth_a = growth_b = 0.0
-    accepted = 0.0
+    size = prompt_sum = prompt_square = growth = accepted = 0.0
     running = 0  # tasks with at least one round, sorted by their round count into order[:running]
-    for i in range(n):
+    for i in range(m):
         k = first + i
-        completion[i] = 0.0
-        rounds[i] = 0.0
+        leave[i] = -1.0
         if output[k] <= 0:
             continue
         tokens[i] = (1.0 - math.pow(alpha[k], float(l + 1))) / (1.0 - alpha[k])  # as task_rounds
         count = math.ceil(output[k] / tokens[i] - CEIL_SLACK)
         rounds[i] = count
         accepted += float(max(output[k] - count, 0))
-        if i < size_a:
-            n_a += 1
-            prompt_a += prompt[k]
-            square_a += prompt[k] * prompt[k]
-            growth_a += tokens[i]
-        else:
-            n_b += 1
-            prompt_b += prompt[k]
-            square_b += prompt[k] * prompt[k]
-            growth_b += tokens[i]
-        at = running
-        while at > 0 and rounds[int(order[at - 1])] > count:
-            order[at] = order[at - 1]
-            at -= 1
-        order[at] = i
+        size += 1.0
+        prompt_sum += prompt[k]
+        prompt_square += prompt[k] * prompt[k]
+        growth += tokens[i]
+        slot = running
+        while slot > 0 and rounds[int(order[slot - 1])] > count:
+            order[slot] = order[slot - 1]
+            slot -= 1
+        order[slot] = i
         running += 1
-    sbs = mbs = last_a = last_b = 0.0
     if running == 0:
-        return 0.0, accepted
-    # Round 0 (the prefill) of both micro-batches.
-    if n_a > 0:
-        draft, fronthaul, verify = _first_round(p, n_a, prompt_a, square_a, l)
-        sbs = draft
-        mbs = last_a = sbs + fronthaul + verify
-    if n_b > 0:
-        draft, fronthaul, verify = _first_round(p, n_b, prompt_b, square_b, l)
-        sbs = sbs + draft
-        mbs = last_b = max(mbs, sbs + fronthaul) + verify
-    r = 1  # the next round to serve; prompt_x is now each micro-batch's context at round 0
+        return 0, accepted
+    draft, fronthaul, verify = _first_round(p, size, prompt_sum, prompt_square, l)
+    _put_piece(pieces, at, 0, 0, draft, draft, fronthaul, verify, verify)
+    column = at
+    r = 1  # prompt_sum is the context at round 0; it grows by ``growth`` a round
     index = 0
     while index < running:
-        departure = int(rounds[int(order[index])])  # tasks leave after round departure - 1
-        if departure > r:  # rounds r..departure-1 with the same tasks: the first stepped, the rest in closed form
-            sbs, mbs, last_a, last_b = _step_round(p, r, l, n_a, prompt_a, growth_a, n_b, prompt_b, growth_b, sbs,
-                                                   mbs, last_a, last_b)
-            if departure - 1 > r:
-                if n_a > 0 and n_b > 0:
-                    sbs, mbs, last_a, last_b = _pipelined(p, r + 1, departure - 1, l, n_a, prompt_a, growth_a, n_b,
-                                                          prompt_b, growth_b, sbs, mbs, last_a, last_b)
-                elif n_a > 0:
-                    sbs, last_a = _alone(p, r + 1, departure - 1, l, n_a, prompt_a, growth_a, last_a)
-                    mbs = last_a
-                else:
-                    sbs, last_b = _alone(p, r + 1, departure - 1, l, n_b, prompt_b, growth_b, last_b)
-                    mbs = last_b
-            r = departure
+        departure = int(rounds[int(order[index])])  # the next tasks leave after round departure - 1
+        a = r
+        while a < departure:  # rounds r..departure-1: the same tasks, cut at roofline switches
+            b = _next_kink(p, a, departure - 1, size, prompt_sum, growth, l)
+            column += 1
+            _put_piece(pieces, column, a, b, _draft_at(p, size, prompt_sum, growth, l, a),
+                       _draft_at(p, size, prompt_sum, growth, l, b), _fronthaul_time(p, size, l),
+                       _verify_at(p, size, prompt_sum, growth, l, a), _verify_at(p, size, prompt_sum, growth, l, b))
+            a = b + 1
+        r = max(r, departure)
         while index < running and int(rounds[int(order[index])]) == departure:
             i = int(order[index])
-            k = first + i
-            if i < size_a:
-                completion[i] = last_a
-                n_a -= 1
-                prompt_a -= prompt[k]
-                growth_a -= tokens[i]
-            else:
-                completion[i] = last_b
-                n_b -= 1
-                prompt_b -= prompt[k]
-                growth_b -= tokens[i]
+            leave[i] = column
+            pieces[_LEAVING, column] += 1.0
+            size -= 1.0
+            prompt_sum -= prompt[first + i]
+            growth -= tokens[i]
             index += 1
-    return max(last_a, last_b), accepted
+    return column - at + 1, accepted
+
+
+@njit(cache=True)
+def _draft_in(pieces, at, r):
+    return pieces[_DRAFT0, at] + pieces[_DRAFT_SLOPE, at] * (r - pieces[_FIRST, at])
+
+
+@njit(cache=True)
+def _verify_in(pieces, at, r):
+    return pieces[_VERIFY0, at] + pieces[_VERIFY_SLOPE, at] * (r - pieces[_FIRST, at])
+
+
+@njit(cache=True)
+def pipeline_pieces(pieces_a, at_a, count_a, pieces_b, at_b, count_b, ends_a, ends_b):
+    """:func:`pipeline` over two micro-batches given as pieces (:func:`micro_batch_pieces`).
+
+    Rounds are walked piece by piece of the merged cut: the first round of each merged piece is stepped as
+    :func:`pipeline` steps it, the rest in closed form (runs of MBS- or SBS-bound rounds, see the section's
+    comment; other rounds stepped). ``ends_a[c - at_a]`` / ``ends_b[c - at_b]`` receive A's / B's verify end
+    after piece c.
+    Returns (duration, sum over tasks of their completion offsets).
+    """
+    sbs = mbs = last_a = last_b = total = 0.0
+    ia, ib = at_a, at_b
+    stop_a, stop_b = at_a + count_a, at_b + count_b
+    r = 0
+    while ia < stop_a or ib < stop_b:
+        on_a, on_b = ia < stop_a, ib < stop_b
+        end = min(pieces_a[_LAST, ia] if on_a else math.inf, pieces_b[_LAST, ib] if on_b else math.inf)
+        last = int(end)
+        fronthaul_a = pieces_a[_FRONTHAUL0, ia] if on_a else 0.0
+        fronthaul_b = pieces_b[_FRONTHAUL0, ib] if on_b else 0.0
+        # round r, stepped
+        if on_a:
+            start = max(sbs, last_a)
+            sbs = start + _draft_in(pieces_a, ia, r)
+            mbs = last_a = max(mbs, sbs + fronthaul_a) + _verify_in(pieces_a, ia, r)
+        if on_b:
+            start = max(sbs, last_b)
+            sbs = start + _draft_in(pieces_b, ib, r)
+            mbs = last_b = max(mbs, sbs + fronthaul_b) + _verify_in(pieces_b, ib, r)
+        a = r + 1
+        if on_a and on_b:
+            while a <= last:
+                g1_a = _verify_in(pieces_b, ib, a - 1) - _draft_in(pieces_a, ia, a) - fronthaul_a
+                g1_e = _verify_in(pieces_b, ib, last - 1) - _draft_in(pieces_a, ia, last) - fronthaul_a
+                g3_a = _draft_in(pieces_a, ia, a) - fronthaul_b - _verify_in(pieces_b, ib, a - 1)
+                g3_e = _draft_in(pieces_a, ia, last) - fronthaul_b - _verify_in(pieces_b, ib, last - 1)
+                if g1_a >= 0.0 or g3_a >= 0.0:
+                    mbs_bound = g1_a >= 0.0
+                    c = _last_holding(a, last, g1_a, g1_e) if mbs_bound else _last_holding(a, last, g3_a, g3_e)
+                    # rounds a..c-1 summed, round c from the regime's formulas
+                    if mbs_bound:  # B_r = B_{r-1} + max(V_A, D_B + F_B) + V_B
+                        base = last_b
+                        if c > a:
+                            base += _sum_max_plus(
+                                a, c - 1, _verify_in(pieces_a, ia, a), _draft_in(pieces_b, ib, a) + fronthaul_b,
+                                _verify_in(pieces_b, ib, a), _verify_in(pieces_a, ia, c - 1),
+                                _draft_in(pieces_b, ib, c - 1) + fronthaul_b, _verify_in(pieces_b, ib, c - 1))
+                        last_a = base + _verify_in(pieces_a, ia, c)
+                        sbs = base + _draft_in(pieces_b, ib, c)
+                    else:  # M_r = M_{r-1} + D_A + max(F_A + V_A, D_B), M = max(SBS free, A's verify end)
+                        base = max(sbs, last_a)
+                        if c > a:
+                            base += _sum_max_plus(
+                                a, c - 1, fronthaul_a + _verify_in(pieces_a, ia, a), _draft_in(pieces_b, ib, a),
+                                _draft_in(pieces_a, ia, a), fronthaul_a + _verify_in(pieces_a, ia, c - 1),
+                                _draft_in(pieces_b, ib, c - 1), _draft_in(pieces_a, ia, c - 1))
+                        drafted = base + _draft_in(pieces_a, ia, c)
+                        last_a = drafted + fronthaul_a + _verify_in(pieces_a, ia, c)
+                        sbs = drafted + _draft_in(pieces_b, ib, c)
+                    mbs = last_b = max(last_a, sbs + fronthaul_b) + _verify_in(pieces_b, ib, c)
+                    a = c + 1
+                    continue
+                # neither regime is certain at round a: step until one of them is
+                stop = min(_first_holding(a, last, g1_a, g1_e), _first_holding(a, last, g3_a, g3_e))
+                while a < stop:
+                    start = max(sbs, last_a)
+                    sbs = start + _draft_in(pieces_a, ia, a)
+                    mbs = last_a = max(mbs, sbs + fronthaul_a) + _verify_in(pieces_a, ia, a)
+                    start = max(sbs, last_b)
+                    sbs = start + _draft_in(pieces_b, ib, a)
+                    mbs = last_b = max(mbs, sbs + fronthaul_b) + _verify_in(pieces_b, ib, a)
+                    a += 1
+        elif a <= last:  # one micro-batch alone, its previous round its own: D + F + V a round
+            pieces, at = (pieces_a, ia) if on_a else (pieces_b, ib)
+            fronthaul = fronthaul_a if on_a else fronthaul_b
+            own = last_a if on_a else last_b
+            if last > a:
+                first_round = _draft_in(pieces, at, a) + _verify_in(pieces, at, a)
+                last_round = _draft_in(pieces, at, last - 1) + _verify_in(pieces, at, last - 1)
+                own += (last - a) * ((first_round + last_round) / 2.0 + fronthaul)
+            sbs = own + _draft_in(pieces, at, last)
+            mbs = own = sbs + fronthaul + _verify_in(pieces, at, last)
+            if on_a:
+                last_a = own
+            else:
+                last_b = own
+        if on_a and pieces_a[_LAST, ia] == end:
+            ends_a[ia - at_a] = last_a
+            total += pieces_a[_LEAVING, ia] * last_a
+            ia += 1
+        if on_b and pieces_b[_LAST, ib] == end:
+            ends_b[ib - at_b] = last_b
+            total += pieces_b[_LEAVING, ib] * last_b
+            ib += 1
+        r = last + 1
+    return max(last_a, last_b), total
+
+
+@njit(cache=True)
+def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
+    """:func:`serve` in expected acceptance on roofline-timed nodes, piece by piece instead of round by round.
+
+    The same model and the same per-round formulas as :func:`task_rounds`, :func:`round_times` and
+    :func:`pipeline`; only sums of rounds are formed as arithmetic series (see the section's comment), so
+    results agree with the round walk to float rounding. Cost: O(n^2 + pieces), pieces <= n (l + 2) + 2,
+    instead of O(n x rounds). Writes ``completion[:n]`` (offsets from the batch's start); returns
+    (duration, accepted drafts). ``work`` is a :func:`workspace`.
+    """
+    size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
+    pieces_a, pieces_b = work[_PIECES_A:_PIECES_A + PIECE_FIELDS], work[_PIECES_B:_PIECES_B + PIECE_FIELDS]
+    leave_a, leave_b = work[_LEAVE], work[_LEAVE, size_a:]
+    count_a, accepted_a = micro_batch_pieces(p, prompt, output, alpha, first, size_a, l, work[_ROUNDS],
+                                             work[_TOKENS], work[_ORDER], leave_a, pieces_a, 0)
+    count_b, accepted_b = micro_batch_pieces(p, prompt, output, alpha, first + size_a, n - size_a, l, work[_ROUNDS],
+                                             work[_TOKENS], work[_ORDER], leave_b, pieces_b, 0)
+    ends_a, ends_b = work[_END_A], work[_END_B]
+    duration, _ = pipeline_pieces(pieces_a, 0, count_a, pieces_b, 0, count_b, ends_a, ends_b)
+    for i in range(n):
+        column = int(work[_LEAVE, i])
+        completion[i] = 0.0 if column < 0 else (ends_a[column] if i < size_a else ends_b[column])
+    return duration, accepted_a + accepted_b
 
 
 @njit(cache=True)
@@ -966,21 +1003,46 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
 
 @njit(cache=True)
 def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion):
-    """:func:`_segments_at_length` where :func:`closed_form_applies`: each segment is :func:`serve_closed_form`'s
-    batch, at a cost set by its departures rather than its rounds (no window's round times to share)."""
+    """:func:`_segments_at_length` where :func:`closed_form_applies`: the pieces of every window (first task i,
+    size m) of a chunk of first tasks are built once (:func:`micro_batch_pieces`) and every segment pipelines
+    its two windows' pieces (:func:`pipeline_pieces`), as :func:`serve_closed_form` does for one batch."""
     num_tasks = output.shape[0]
-    work = np.empty((WORKSPACE_ROWS, max(width, 1)))
-    offsets = np.empty(max(width, 1))
-    for j in range(num_tasks):
-        for n in range(1, width + 1):
-            if j + n > num_tasks:
-                duration[j, n - 1, l] = completion[j, n - 1, l] = math.inf
-                continue
-            duration[j, n - 1, l], _ = serve_closed_form(p, prompt, output, alpha, j, n, l, offsets, work)
-            total = 0.0
-            for t in range(n):
-                total += offsets[t]
-            completion[j, n - 1, l] = total
+    pipelined = p[PIPELINING] > 0
+    window_max = (width + 1) // 2 if pipelined else width
+    starts = SEGMENT_CHUNK + window_max
+    longest = 1  # a window has at most as many pieces as rounds, at most max_k O_k
+    for k in range(num_tasks):
+        longest = max(longest, output[k])
+    offset = np.zeros((starts, window_max + 1), dtype=np.int64)
+    count = np.zeros((starts, window_max + 1), dtype=np.int64)
+    pool = np.empty((PIECE_FIELDS, starts * window_max * 8 + longest))
+    scratch = np.empty((4, max(window_max, 1)))
+    ends = np.empty((2, longest))
+    for first in range(0, num_tasks, SEGMENT_CHUNK):
+        last = min(first + SEGMENT_CHUNK, num_tasks)
+        used = 0
+        for i in range(first, min(last + window_max, num_tasks)):
+            for m in range(1, min(window_max, num_tasks - i) + 1):
+                if used + longest > pool.shape[1]:  # room for the longest window's pieces
+                    grown = np.empty((PIECE_FIELDS, 2 * pool.shape[1] + longest))
+                    grown[:, :used] = pool[:, :used]
+                    pool = grown
+                pieces, _ = micro_batch_pieces(p, prompt, output, alpha, i, m, l, scratch[0], scratch[1], scratch[2],
+                                               scratch[3], pool, used)
+                offset[i - first, m] = used
+                count[i - first, m] = pieces
+                used += pieces
+        for j in range(first, last):
+            for n in range(1, width + 1):
+                if j + n > num_tasks:
+                    duration[j, n - 1, l] = completion[j, n - 1, l] = math.inf
+                    continue
+                a = (n + 1) // 2 if pipelined else n
+                wa, wb = j - first, j + a - first
+                b = n - a
+                duration[j, n - 1, l], completion[j, n - 1, l] = pipeline_pieces(
+                    pool, offset[wa, a], count[wa, a], pool, offset[wb, b] if b > 0 else 0,
+                    count[wb, b] if b > 0 else 0, ends[0], ends[1])
 
 
 @njit(cache=True)
