@@ -913,6 +913,9 @@ def commit_many_parallel(p, prompt, output, alpha, payload, channel, runs, envs,
 
 # First tasks whose segments are timed together (their windows' round times are kept for the chunk).
 SEGMENT_CHUNK = 32
+# The same for the closed form, whose windows' pieces take far less memory than round times: a longer chunk
+# rebuilds fewer windows at its end (the windows starting in the next chunk's first n_max / 2 tasks).
+PIECE_CHUNK = 512
 
 
 @njit(cache=True)
@@ -1009,7 +1012,7 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
     num_tasks = output.shape[0]
     pipelined = p[PIPELINING] > 0
     window_max = (width + 1) // 2 if pipelined else width
-    starts = SEGMENT_CHUNK + window_max
+    starts = PIECE_CHUNK + window_max
     longest = 1  # a window has at most as many pieces as rounds, at most max_k O_k
     for k in range(num_tasks):
         longest = max(longest, output[k])
@@ -1018,8 +1021,8 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
     pool = np.empty((PIECE_FIELDS, starts * window_max * 8 + longest))
     scratch = np.empty((4, max(window_max, 1)))
     ends = np.empty((2, longest))
-    for first in range(0, num_tasks, SEGMENT_CHUNK):
-        last = min(first + SEGMENT_CHUNK, num_tasks)
+    for first in range(0, num_tasks, PIECE_CHUNK):
+        last = min(first + PIECE_CHUNK, num_tasks)
         used = 0
         for i in range(first, min(last + window_max, num_tasks)):
             for m in range(1, min(window_max, num_tasks - i) + 1):
