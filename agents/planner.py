@@ -91,15 +91,16 @@ def window_tables(model: ServingModel, episode: Episode, next_task: int, window:
 
     That queue repeats its first ``seen = min(left, window)`` tasks, so segment (j, n) is the very batch of
     segment (j mod seen, n) (the same tasks in the same order, so the same numbers) unless it runs past
-    the queue's end: the tables of its first seen + n_max - 1 tasks, tiled, hold every entry.
+    the queue's end: the first seen rows of the tables of its first seen + n_max - 1 tasks, tiled, hold
+    every entry.
     """
     left = episode.num_tasks - next_task
     seen = min(left, window)
     width = min(model.batch_limit, left)
     head = min(left, seen + width - 1)
-    tables = segment_tables(model, window_episode(episode, next_task, window, exact, head))
     if head == left:
-        return tables
+        return segment_tables(model, window_episode(episode, next_task, window, exact))
+    tables = segment_tables(model, window_episode(episode, next_task, window, exact, head), first_tasks=seen)
     rows = np.arange(left) % seen
     past_end = (np.arange(left)[:, None] + np.arange(1, width + 1)[None, :]) > left
     slot, duration, completion = (tables.uplink_slot[rows], tables.duration[rows], tables.completion_sum[rows])

@@ -923,11 +923,12 @@ def segment_slots(p, payload, channel, width, uniform, slot):
     """slot[j, n-1]: the uplink slot of every segment (first task j, size n <= width), inf past the queue end.
 
     The closed-form split (the same :func:`uplink_slot` the env's commit uses), or equal shares B / n.
+    Rows j < slot.shape[0] are computed (all K, or the first tasks only).
     """
     num_tasks = payload.shape[0]
     bandwidth = np.empty(width)
     work = np.empty((WORKSPACE_ROWS, max(width, 1)))
-    for j in range(num_tasks):
+    for j in range(slot.shape[0]):
         for n in range(1, width + 1):
             if j + n > num_tasks:
                 slot[j, n - 1] = math.inf
@@ -964,8 +965,8 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
     active = np.empty(max_rounds)
     context = np.empty(max_rounds)
     ends = np.empty((2, max_rounds))
-    for first in range(0, num_tasks, SEGMENT_CHUNK):
-        last = min(first + SEGMENT_CHUNK, num_tasks)
+    for first in range(0, duration.shape[0], SEGMENT_CHUNK):
+        last = min(first + SEGMENT_CHUNK, duration.shape[0])
         for i in range(first, min(last + window_max, num_tasks)):
             active[:] = 0.0
             context[:] = 0.0
@@ -1021,8 +1022,8 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
     pool = np.empty((PIECE_FIELDS, starts * window_max * 8 + longest))
     scratch = np.empty((4, max(window_max, 1)))
     ends = np.empty((2, longest))
-    for first in range(0, num_tasks, PIECE_CHUNK):
-        last = min(first + PIECE_CHUNK, num_tasks)
+    for first in range(0, duration.shape[0], PIECE_CHUNK):
+        last = min(first + PIECE_CHUNK, duration.shape[0])
         used = 0
         for i in range(first, min(last + window_max, num_tasks)):
             for m in range(1, min(window_max, num_tasks - i) + 1):
@@ -1050,7 +1051,10 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
 
 @njit(cache=True)
 def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, duration, completion):
-    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length."""
+    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length.
+
+    Rows j < duration.shape[0] are computed (all K, or the first tasks only).
+    """
     for l in range(max_speculation + 1):
         if closed_form_applies(p, l, sampled):
             _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion)
