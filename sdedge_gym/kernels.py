@@ -1013,13 +1013,13 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
     num_tasks = output.shape[0]
     pipelined = p[PIPELINING] > 0
     window_max = (width + 1) // 2 if pipelined else width
-    starts = PIECE_CHUNK + window_max
+    starts = min(PIECE_CHUNK, duration.shape[0]) + window_max
     longest = 1  # a window has at most as many pieces as rounds, at most max_k O_k
     for k in range(num_tasks):
         longest = max(longest, output[k])
     offset = np.zeros((starts, window_max + 1), dtype=np.int64)
     count = np.zeros((starts, window_max + 1), dtype=np.int64)
-    pool = np.empty((PIECE_FIELDS, starts * window_max * 8 + longest))
+    pool = np.empty((PIECE_FIELDS, min(starts, num_tasks) * window_max * 8 + longest))  # grown when short
     scratch = np.empty((4, max(window_max, 1)))
     ends = np.empty((2, longest))
     for first in range(0, duration.shape[0], PIECE_CHUNK):
