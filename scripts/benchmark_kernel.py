@@ -6,7 +6,8 @@ Both algorithms live in the kernel (``kernels.serve_rounds``, the round-by-round
 ``kernels.serve_closed_form``), so they are timed side by side in one process on the same batches: one
 batch's service (no uplink) as the batch size n and the output lengths grow, and the segment tables'
 service part (``_segments_at_length`` per l against ``segment_service``) and uplink part
-(``segment_slots``, which neither changes) as K grows, on the paper preset in expected acceptance.
+(``segment_slots``, which neither changes) as K grows, on the paper preset in expected acceptance. The
+batch rows also time the batch's closed-form band split (``uplink_slot``), the other half of a commit.
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ def _serve_all(p, prompt, output, alpha, runs, n, closed_form, work):
     return total
 
 
+@njit(cache=True)
+def _split_all(p, payload, channel, n, work):
+    """The closed-form band split of every batch (first task j, size n) of an episode, 9 times (as many
+    batches as :func:`_serve_all` serves); a checksum."""
+    bandwidth = np.empty(n)
+    total = 0.0
+    for j in range(payload.shape[0] - n + 1):
+        for _ in range(9):
+            total += kernels.uplink_slot(p, payload[j:j + n], channel[j:j + n], bandwidth, False, work)
+    return total
+
+
 def _best_of(repeats: int, run, *args) -> float:
     """The least wall time of ``repeats`` calls of run(*args), after one untimed call (compile, warm)."""
     run(*args)
@@ -57,20 +70,21 @@ def _round_walk_tables(p, prompt, output, alpha, runs, lengths, width, duration,
 
 def batch_rows() -> None:
     print("\n| one batch's service (paper preset, every l, 9 x 200 batches) | n | max_new_tokens | round walk (us) "
-          "| closed form (us) | speed-up |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "| closed form (us) | speed-up | its uplink split (us) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     cases = [(n, 256) for n in (2, 4, 8, 16)] + [(8, tokens) for tokens in (64, 1024, 4096)]
     for n, tokens in cases:
         scenario = make_scenario("paper", num_tasks=200 + n - 1, max_batch=16)
         scenario = scenario.replace(workload=scenario.workload.replace(max_new_tokens=tokens,
                                                                        output_median=tokens / 4))
         model = ServingModel.of(scenario)
-        prompt, output, alpha, _, _, runs = Episode.draw(model, np.random.default_rng(0)).kernel_arrays
+        prompt, output, alpha, payload, channel, runs = Episode.draw(model, np.random.default_rng(0)).kernel_arrays
         p, work = model.kernel_parameters, model.workspace
         results = [_best_of(3, _serve_all, p, prompt, output, alpha, runs, n, closed_form, work) / (9 * 200) * 1e6
                    for closed_form in (False, True)]
-        print(f"| serve | {n} | {tokens} | {results[0]:.2f} | {results[1]:.2f} | {results[0] / results[1]:.1f}x |",
-              flush=True)
+        split = _best_of(3, _split_all, p, payload, channel, n, work) / (9 * 200) * 1e6
+        print(f"| serve | {n} | {tokens} | {results[0]:.2f} | {results[1]:.2f} | {results[0] / results[1]:.1f}x | "
+              f"{split:.2f} |", flush=True)
 
 
 def table_rows() -> None:
