@@ -72,9 +72,10 @@ def batch_rows() -> None:
     print("\n| one batch's service (paper preset, every l, 9 x 200 batches) | n | max_new_tokens | round walk (us) "
           "| closed form (us) | speed-up | its uplink split (us) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    cases = [(n, 256) for n in (2, 4, 8, 16)] + [(8, tokens) for tokens in (64, 1024, 4096)]
+    # the paper preset's workload (output median 128, cap 512), then longer outputs at n = 8 (median cap / 4)
+    cases = [(n, 512) for n in (2, 4, 8, 16, 22)] + [(8, tokens) for tokens in (128, 2048, 8192)]
     for n, tokens in cases:
-        scenario = make_scenario("paper", num_tasks=200 + n - 1, max_batch=16)
+        scenario = make_scenario("paper", num_tasks=200 + n - 1)
         scenario = scenario.replace(workload=scenario.workload.replace(max_new_tokens=tokens,
                                                                        output_median=tokens / 4))
         model = ServingModel.of(scenario)
@@ -88,13 +89,13 @@ def batch_rows() -> None:
 
 
 def table_rows() -> None:
-    print("\n| segment tables (paper preset, n_max 16, l 0-8) | K | service, round walk (s) | service, closed form "
+    print("\n| segment tables (paper preset: n up to 22, l 0-8) | K | service, round walk (s) | service, closed form "
           "(s) | speed-up | uplink slots (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for size in (100, 1000, 10_000):
         model = ServingModel.of(make_scenario("paper", num_tasks=size))
         prompt, output, alpha, payload, channel, runs = Episode.draw(model, np.random.default_rng(0)).kernel_arrays
-        p, width, lengths = model.kernel_parameters, 16, model.config.max_speculation + 1
+        p, width, lengths = model.kernel_parameters, model.batch_limit, model.config.max_speculation + 1
         duration, completion = np.empty((size, width, lengths)), np.empty((size, width, lengths))
         slot = np.empty((size, width))
         repeats = 3 if size < 10_000 else 1
