@@ -7,6 +7,11 @@ passes), and the max-plus recursion of the two pipelined micro-batches. The sing
 :func:`commit` for one batch, the vector env :func:`commit_many` for all its envs in one call, and the
 oracle's segment tables :func:`segment_service` over every segment of an episode.
 
+A batch is served in one of two ways (:func:`serve`): in expected acceptance on roofline-timed nodes,
+stretch by stretch in closed form (:func:`serve_closed_form`, the "closed form" section: its cost does not
+grow with the number of rounds); otherwise round by round (:func:`serve_rounds`), which is also the
+reference the closed form is tested against.
+
 The readable numpy implementation (:mod:`sdedge_gym.service`, :mod:`sdedge_gym.uplink`,
 :mod:`sdedge_gym.speculation`) is the specification: the tests hold this kernel to it on random
 instances to a stated tolerance (the same formulas, but compiled code may fuse or reorder float

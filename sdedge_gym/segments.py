@@ -11,7 +11,9 @@ so a batch started at S finishes at S + D and adds n S + C to the sum of complet
 computed by the compiled kernel the env commits batches with (:func:`sdedge_gym.kernels.segment_slots`,
 :func:`sdedge_gym.kernels.segment_service`): every entry is the number :func:`sdedge_gym.episode.commit_batch`
 gives for that batch. Segment (j, n) pipelines window A (j, ceil(n/2)) with window B (j + ceil(n/2),
-floor(n/2)); each window's round times are computed once and shared by the segments that use it.
+floor(n/2)); each window's pieces (expected acceptance: runs of rounds with affine times, docs/MODEL.md
+section 7.1) or round times (sampled acceptance, measured profiles) are computed once and shared by the
+segments that use it.
 
 Segments that run past the end of the queue (j + n > K) are +inf everywhere.
 """
