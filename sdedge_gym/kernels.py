@@ -624,25 +624,39 @@ def _put_piece(pieces, at, first, last, draft0, draft1, fronthaul, verify0, veri
 
 
 @njit(cache=True)
-def micro_batch_pieces(p, prompt, output, alpha, first, m, l, rounds, tokens, order, leave, pieces, at):
-    """The pieces of the micro-batch of tasks first..first+m-1 at speculation length l, in expected acceptance
-    (:func:`task_rounds`), written into columns at, at+1, ... of ``pieces``; returns (pieces, accepted drafts).
+def expected_rounds(output, alpha, l, first, m, rounds, tokens):
+    """Rounds and tokens per round of tasks first..first+m-1 in expected acceptance (as :func:`task_rounds`),
+    into ``rounds[:m]`` and ``tokens[:m]``; returns their accepted drafts."""
+    accepted = 0.0
+    for i in range(m):
+        k = first + i
+        rounds[i] = 0.0
+        if output[k] <= 0:
+            continue
+        tokens[i] = (1.0 - math.pow(alpha[k], float(l + 1))) / (1.0 - alpha[k])
+        rounds[i] = math.ceil(output[k] / tokens[i] - CEIL_SLACK)
+        accepted += float(max(output[k] - rounds[i], 0))
+    return accepted
 
-    Round 0 (the prefill) is a piece of its own; then each stretch between two departures is cut at the
-    roofline switches of its passes (:func:`_next_kink`). ``rounds``, ``tokens``, ``order`` are scratch of m
-    entries; ``leave[i]`` receives the column of the piece after which task first+i leaves (-1: no round).
+
+@njit(cache=True)
+def micro_batch_pieces(p, prompt, first, m, l, rounds, tokens, order, leave, pieces, at):
+    """The pieces of the micro-batch of tasks first..first+m-1 at speculation length l, in expected acceptance,
+    written into columns at, at+1, ... of ``pieces``; returns how many.
+
+    ``rounds[i]`` and ``tokens[i]`` are task first+i's (:func:`expected_rounds`). Round 0 (the prefill) is a
+    piece of its own; then each stretch between two departures is cut at the roofline switches of its
+    passes (:func:`_next_kink`). ``order`` is scratch of m entries; ``leave[i]`` receives the column of the
+    piece after which task first+i leaves (-1: no round).
     """
-    size = prompt_sum = prompt_square = growth = accepted = 0.0
+    size = prompt_sum = prompt_square = growth = 0.0
     running = 0  # tasks with at least one round, sorted by their round count into order[:running]
     for i in range(m):
         k = first + i
         leave[i] = -1.0
-        if output[k] <= 0:
+        count = rounds[i]
+        if count <= 0:
             continue
-        tokens[i] = (1.0 - math.pow(alpha[k], float(l + 1))) / (1.0 - alpha[k])  # as task_rounds
-        count = math.ceil(output[k] / tokens[i] - CEIL_SLACK)
-        rounds[i] = count
-        accepted += float(max(output[k] - count, 0))
         size += 1.0
         prompt_sum += prompt[k]
         prompt_square += prompt[k] * prompt[k]
@@ -654,7 +668,7 @@ def micro_batch_pieces(p, prompt, output, alpha, first, m, l, rounds, tokens, or
         order[slot] = i
         running += 1
     if running == 0:
-        return 0, accepted
+        return 0
     draft, fronthaul, verify = _first_round(p, size, prompt_sum, prompt_square, l)
     _put_piece(pieces, at, 0, 0, draft, draft, fronthaul, verify, verify)
     column = at
@@ -679,7 +693,7 @@ def micro_batch_pieces(p, prompt, output, alpha, first, m, l, rounds, tokens, or
             prompt_sum -= prompt[first + i]
             growth -= tokens[i]
             index += 1
-    return column - at + 1, accepted
+    return column - at + 1
 
 
 @njit(cache=True)
@@ -803,16 +817,17 @@ def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
     size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
     pieces_a, pieces_b = work[_PIECES_A:_PIECES_A + PIECE_FIELDS], work[_PIECES_B:_PIECES_B + PIECE_FIELDS]
     leave_a, leave_b = work[_LEAVE], work[_LEAVE, size_a:]
-    count_a, accepted_a = micro_batch_pieces(p, prompt, output, alpha, first, size_a, l, work[_ROUNDS],
-                                             work[_TOKENS], work[_ORDER], leave_a, pieces_a, 0)
-    count_b, accepted_b = micro_batch_pieces(p, prompt, output, alpha, first + size_a, n - size_a, l, work[_ROUNDS],
-                                             work[_TOKENS], work[_ORDER], leave_b, pieces_b, 0)
+    rounds, tokens = work[_ROUNDS], work[_TOKENS]
+    accepted = expected_rounds(output, alpha, l, first, n, rounds, tokens)
+    count_a = micro_batch_pieces(p, prompt, first, size_a, l, rounds, tokens, work[_ORDER], leave_a, pieces_a, 0)
+    count_b = micro_batch_pieces(p, prompt, first + size_a, n - size_a, l, rounds[size_a:], tokens[size_a:],
+                                 work[_ORDER], leave_b, pieces_b, 0)
     ends_a, ends_b = work[_END_A], work[_END_B]
     duration, _ = pipeline_pieces(pieces_a, 0, count_a, pieces_b, 0, count_b, ends_a, ends_b)
     for i in range(n):
         column = int(work[_LEAVE, i])
         completion[i] = 0.0 if column < 0 else (ends_a[column] if i < size_a else ends_b[column])
-    return duration, accepted_a + accepted_b
+    return duration, accepted
 
 
 @njit(cache=True)
@@ -1025,7 +1040,9 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
     offset = np.zeros((starts, window_max + 1), dtype=np.int64)
     count = np.zeros((starts, window_max + 1), dtype=np.int64)
     pool = np.empty((PIECE_FIELDS, min(starts, num_tasks) * window_max * 8 + longest))  # grown when short
-    scratch = np.empty((4, max(window_max, 1)))
+    rounds, tokens = np.empty(num_tasks), np.empty(num_tasks)  # every task's, at this l
+    expected_rounds(output, alpha, l, 0, num_tasks, rounds, tokens)
+    order, leave = np.empty(max(window_max, 1)), np.empty(max(window_max, 1))
     ends = np.empty((2, longest))
     for first in range(0, duration.shape[0], PIECE_CHUNK):
         last = min(first + PIECE_CHUNK, duration.shape[0])
@@ -1036,8 +1053,7 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
                     grown = np.empty((PIECE_FIELDS, 2 * pool.shape[1] + longest))
                     grown[:, :used] = pool[:, :used]
                     pool = grown
-                pieces, _ = micro_batch_pieces(p, prompt, output, alpha, i, m, l, scratch[0], scratch[1], scratch[2],
-                                               scratch[3], pool, used)
+                pieces = micro_batch_pieces(p, prompt, i, m, l, rounds[i:], tokens[i:], order, leave, pool, used)
                 offset[i - first, m] = used
                 count[i - first, m] = pieces
                 used += pieces

@@ -163,8 +163,8 @@ def test_the_instances_meet_every_regime_ties_and_roofline_switches() -> None:
                         seen["neither"] += 1
                 work = np.empty((kernels.WORKSPACE_ROWS, 256))
                 pieces = work[kernels._PIECES_A:kernels._PIECES_A + kernels.PIECE_FIELDS]
-                count, _ = kernels.micro_batch_pieces(p, prompt, output, alpha, 0, n, l, work[0], work[1], work[2],
-                                                      work[3], pieces, 0)
+                kernels.expected_rounds(output, alpha, l, 0, n, work[0], work[1])
+                count = kernels.micro_batch_pieces(p, prompt, 0, n, l, work[0], work[1], work[2], work[3], pieces, 0)
                 leaving = pieces[kernels._LEAVING, :count]
                 departures = len(np.unique(work[0, :n]))
                 seen["ties"] += departures < n
@@ -182,8 +182,8 @@ def test_pieces_reproduce_every_round_time(nodes, n: int, l: int, seed: int) -> 
     (draft, fronthaul, verify, _, _, _), rounds, _ = _round_times(p, prompt, output, alpha, l, False)
     work = np.empty((kernels.WORKSPACE_ROWS, 256))
     pieces = work[kernels._PIECES_A:kernels._PIECES_A + kernels.PIECE_FIELDS]
-    count, _ = kernels.micro_batch_pieces(p, prompt, output, alpha, 0, n, l, work[0], work[1], work[2], work[3],
-                                          pieces, 0)
+    kernels.expected_rounds(output, alpha, l, 0, n, work[0], work[1])
+    count = kernels.micro_batch_pieces(p, prompt, 0, n, l, work[0], work[1], work[2], work[3], pieces, 0)
     first, last = pieces[kernels._FIRST, :count].astype(int), pieces[kernels._LAST, :count].astype(int)
     np.testing.assert_array_equal(first[1:], last[:-1] + 1)  # the pieces tile rounds 0..R-1
     assert first[0] == 0 and last[-1] == rounds - 1
