@@ -15,8 +15,8 @@ import dataclasses
 import numpy as np
 
 from sdedge_agents.oracle import DPOracle, solve
-from sdedge_gym.episode import Episode
-from sdedge_gym.segments import segment_tables
+from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload
 
 
@@ -50,17 +50,17 @@ class MPCPlanner(DPOracle):
         return self.plan.batches[0]
 
 
-def window_episode(episode: Episode, next_task: int, window: int, exact: bool) -> Episode:
+def window_episode(episode: Episode, next_task: int, window: int, exact: bool, length: int | None = None) -> Episode:
     """The queue left at ``next_task`` as an agent's observation shows it: K - next_task tasks.
 
     Its first ``window`` tasks are tasks ``next_task ..`` as :func:`predicted_episode` sees them (the
     truth when ``exact``); every later one is a repeat of that window in turn, since the observation
-    gives only the count of the tasks beyond it.
+    gives only the count of the tasks beyond it. ``length``: only the first that many of those tasks.
     """
     view = predicted_episode(episode, exact)
     left = episode.num_tasks - next_task
     seen = min(left, window)
-    order = next_task + np.arange(left) % seen
+    order = next_task + np.arange(left if length is None else min(length, left)) % seen
     w = view.workload
     tasks = Workload(**{name: None if getattr(w, name) is None else np.asarray(getattr(w, name))[order]
                         for name in WORKLOAD_FIELDS})
@@ -79,8 +79,33 @@ class WindowPlanner(MPCPlanner):
     def choose(self) -> tuple[int, int]:
         env = self.unwrapped
         clock = env.clock
-        view = window_episode(env.episode, clock.next_task, env.scenario.max_batch, env.scenario.clairvoyant)
+        tables = window_tables(env.model, env.episode, clock.next_task, env.scenario.max_batch,
+                               env.scenario.clairvoyant)
         # The remaining queue from a clock shifted to its first task; the cost is still divided by K.
         start = dataclasses.replace(clock, next_task=0)
-        self.plan = solve(segment_tables(env.model, view), env.scenario.objective, env.episode.num_tasks, start)
+        self.plan = solve(tables, env.scenario.objective, env.episode.num_tasks, start)
         return self.plan.batches[0]
+
+
+def window_tables(model: ServingModel, episode: Episode, next_task: int, window: int, exact: bool) -> SegmentTables:
+    """``segment_tables(model, window_episode(episode, next_task, window, exact))``, computed on one period.
+
+    That queue repeats its first ``seen = min(left, window)`` tasks, so segment (j, n) is the very batch of
+    segment (j mod seen, n) (the same tasks in the same order, so the same numbers) unless it runs past
+    the queue's end: the first seen rows of the tables of its first seen + n_max - 1 tasks, tiled, hold
+    every entry.
+    """
+    left = episode.num_tasks - next_task
+    seen = min(left, window)
+    width = min(model.batch_limit, left)
+    head = min(left, seen + width - 1)
+    if head == left:
+        return segment_tables(model, window_episode(episode, next_task, window, exact))
+    tables = segment_tables(model, window_episode(episode, next_task, window, exact, head), first_tasks=seen)
+    rows = np.arange(left) % seen
+    past_end = (np.arange(left)[:, None] + np.arange(1, width + 1)[None, :]) > left
+    slot, duration, completion = (tables.uplink_slot[rows], tables.duration[rows], tables.completion_sum[rows])
+    slot[past_end] = np.inf
+    duration[past_end] = np.inf
+    completion[past_end] = np.inf
+    return SegmentTables(slot, duration, completion, tables.allocation)

@@ -1,7 +1,8 @@
 """Speed of the environments, the training loop and the oracle, as ratios to references measured in the same run.
 
-    python scripts/benchmark.py            # about 6 minutes on 2 cores
+    python scripts/benchmark.py            # about 7 minutes on 2 cores
     python scripts/benchmark.py --quick    # about 2 minutes: shorter runs, no 4096-wide or K = 10,000 rows
+    NUMBA_NUM_THREADS=1 python scripts/benchmark.py   # on a shared machine: no num_threads=2 rows
 
 This machine is shared and noisy, so every speed is reported beside a reference measured in the same
 process, minutes apart at most: CartPole-v1 (``gymnasium.make``) for the single env, Gymnasium's
@@ -12,10 +13,14 @@ so that its peak resident memory is its own. The JIT rows time a fresh process's
 construction and first reset and step, with an empty numba cache (cold: everything compiles) and with
 the cache that run left (cached).
 
-Rows and targets (issue "one compiled serving kernel"): single env small >= 0.5x CartPole, paper >= 0.25x;
-native vector env small at 1024 envs >= 10^6 env-steps/s and >= CartPoleVectorEnv, paper >= 200,000;
-oracle K = 100 <= 0.1 s, K = 1000 <= 2 s, K = 10,000 <= 60 s with < 4 GiB peak RSS; cold JIT <= 10 s,
-cached <= 1 s.
+The window planner row times its decisions (segment tables of the queue it sees, then the DP) over a few
+episodes of ``sdedge/EdgeSD-v0``; the DAgger row is the label rate of ``sdedge_agents.imitate.collect``
+with that teacher (it needs the train extra).
+
+Rows and targets (issue "rounds in closed form"): single env >= 0.3x CartPole-v1; native vector env at
+1024 envs on one thread >= 0.25x CartPoleVectorEnv (small) and >= 0.1x (paper); oracle K = 10,000 <= 0.5 s
+total and K = 100 <= 10 ms; window planner <= 3 ms a decision. Earlier (issue "one compiled serving
+kernel"): oracle K = 10,000 < 4 GiB peak RSS; cold JIT <= 10 s, cached <= 1 s.
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
+import numba
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this tree's sdedge_gym, not an installed one
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 
 SMALL, PAPER = "sdedge/EdgeSD-Small-v0", "sdedge/EdgeSD-Paper-v0"
+TEACHER_ENV = "sdedge/EdgeSD-v0"  # the id the dagger-paper agent imitates its window planner on
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -105,6 +114,52 @@ def vector_rate(env_id: str, num_envs: int, seconds: float, repeats: int, **kwar
     return rate
 
 
+def planner_seconds(env_id: str, episodes: int) -> tuple[float, int]:
+    """The window planner's mean time per decision (segment tables of the queue it sees + the DP) over
+    ``episodes`` episodes of ``env_id``, and how many decisions that was."""
+    from sdedge_agents.evaluate import make_policy
+
+    env = gym.make(env_id)
+    planner = make_policy("window-planner", env)
+    observation, _ = env.reset(seed=0)
+    planner.predict(observation)  # JIT outside the timing
+    decisions, elapsed = 0, 0.0
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=1 + episode)
+        done = False
+        while not done:
+            start = time.perf_counter()
+            action, _ = planner.predict(observation, deterministic=True)
+            elapsed += time.perf_counter() - start
+            decisions += 1
+            observation, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    return elapsed / decisions, decisions
+
+
+def dagger_label_rate(env_id: str, episodes: int) -> float | None:
+    """Labels per second of one DAgger collection (sdedge_agents.imitate.collect: the window planner labels
+    every state, the learner acts half the time, beta = 0.5), a fresh slot-policy learner; None without the
+    train extra."""
+    try:
+        from sdedge_agents.evaluate import make_policy
+        from sdedge_agents.imitate import ImitationConfig, Labels, collect, new_model
+    except ImportError:
+        return None
+    import torch
+
+    torch.set_num_threads(1)
+    env = gym.make(env_id)
+    teacher = make_policy("window-planner", env)
+    model, _ = new_model(ImitationConfig(env_id=env_id, algo="maskable_ppo"), env)
+    env.reset(seed=0)
+    collect(env, teacher, model, 1, 0.5, np.random.default_rng(0), Labels.empty())  # JIT and warm-up
+    labels = Labels.empty()
+    start = time.perf_counter()
+    collect(env, teacher, model, episodes, 0.5, np.random.default_rng(1), labels)
+    return len(labels) / (time.perf_counter() - start)
+
+
 def ppo_fps(env_id: str, timesteps: int) -> float | None:
     """SB3 PPO's training steps per second with 8 envs (the native vector env through the SB3 adapter for
     sdedge ids, SB3's DummyVecEnv for CartPole); None without the train extra."""
@@ -150,6 +205,7 @@ _JIT_CHILD = """
 import time
 start = time.perf_counter()
 import gymnasium as gym
+import numba
 import numpy as np
 import sdedge_gym
 for env_id in ("sdedge/EdgeSD-Small-v0", "sdedge/EdgeSD-Small-Hybrid-Stochastic-v0"):
@@ -195,10 +251,26 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
             rate = vector_rate(env_id, width, seconds if name == "small" else 2 * seconds, repeats)
             print(f"| native vector env, {name} | {width} | {rate:,.0f} | CartPoleVectorEnv | "
                   f"{rate / reference:.3f} |", flush=True)
-    for name, env_id in (("small", SMALL), ("paper", PAPER)):
-        rate = vector_rate(env_id, 1024, 2 * seconds, repeats, num_threads=2)
-        print(f"| native vector env, {name}, num_threads=2 | 1024 | {rate:,.0f} | CartPoleVectorEnv | "
-              f"{rate / vector_rate('CartPole-v1', 1024, seconds, repeats):.3f} |", flush=True)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        for name, env_id in (("small", SMALL), ("paper", PAPER)):
+            rate = vector_rate(env_id, 1024, 2 * seconds, repeats, num_threads=2)
+            print(f"| native vector env, {name}, num_threads=2 | 1024 | {rate:,.0f} | CartPoleVectorEnv | "
+                  f"{rate / vector_rate('CartPole-v1', 1024, seconds, repeats):.3f} |", flush=True)
+    else:
+        print("| (num_threads=2 rows skipped: NUMBA_NUM_THREADS=1) | | | | |")
+
+    planner_episodes = 2 if args.quick else 5
+    decision, decisions = planner_seconds(TEACHER_ENV, planner_episodes)
+    print(f"\n| window planner on {TEACHER_ENV} | decisions | ms per decision |")
+    print("|---|---:|---:|")
+    print(f"| segment tables of the queue it sees + exact DP | {decisions} | {1000 * decision:.2f} |", flush=True)
+    labels = dagger_label_rate(TEACHER_ENV, planner_episodes)
+    if labels is None:
+        print("\nDAgger: the train extra is not installed; no label-rate row")
+    else:
+        print(f"\n| DAgger collection on {TEACHER_ENV} (window-planner teacher, beta 0.5, slot policy) | labels/s |")
+        print("|---|---:|")
+        print(f"| sdedge_agents.imitate.collect, {planner_episodes} episodes | {labels:,.0f} |", flush=True)
 
     if not args.quick:
         cart_fps, small_fps = ppo_fps("CartPole-v1", 16384), ppo_fps(SMALL, 16384)

@@ -7,6 +7,11 @@ passes), and the max-plus recursion of the two pipelined micro-batches. The sing
 :func:`commit` for one batch, the vector env :func:`commit_many` for all its envs in one call, and the
 oracle's segment tables :func:`segment_service` over every segment of an episode.
 
+A batch is served in one of two ways (:func:`serve`): in expected acceptance on roofline-timed nodes,
+stretch by stretch in closed form (:func:`serve_closed_form`, the "closed form" section: its cost does not
+grow with the number of rounds); otherwise round by round (:func:`serve_rounds`), which is also the
+reference the closed form is tested against.
+
 The readable numpy implementation (:mod:`sdedge_gym.service`, :mod:`sdedge_gym.uplink`,
 :mod:`sdedge_gym.speculation`) is the specification: the tests hold this kernel to it on random
 instances to a stated tolerance (the same formulas, but compiled code may fuse or reorder float
@@ -394,8 +399,9 @@ def task_rounds(output, alpha, runs, row, l, sampled, produced):
 
 # Rows of the kernel's float workspace (see :func:`workspace`).
 _ACTIVE_A, _ACTIVE_B, _CONTEXT_A, _CONTEXT_B, _PRODUCED, _DRAFT_A, _FRONTHAUL_A, _VERIFY_A, _DRAFT_B, \
-    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS = range(16)
-WORKSPACE_ROWS = 16
+    _FRONTHAUL_B, _VERIFY_B, _END_A, _END_B, _KAPPA, _LOG_SNR, _ROUNDS, _TOKENS, _ORDER, _LEAVE = range(19)
+_PIECES_A, _PIECES_B = 19, 27  # PIECE_FIELDS rows each
+WORKSPACE_ROWS = 35
 
 
 def workspace(config: ScenarioConfig) -> np.ndarray:
@@ -414,8 +420,26 @@ def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work
 
     Writes each task's completion offset from the batch's start into ``completion[:n]`` and returns
     (duration, accepted drafts). Micro-batch A holds the first ceil(n/2) tasks (all of them without
-    pipelining or with n = 1), B the rest. ``work`` is a :func:`workspace`.
+    pipelining or with n = 1), B the rest. ``work`` is a :func:`workspace`. Expected acceptance on
+    roofline-timed nodes is served stretch by stretch (:func:`serve_closed_form`); sampled acceptance and
+    measured pass-time profiles round by round (:func:`serve_rounds`, the reference of the closed form).
     """
+    if closed_form_applies(p, l, sampled):
+        return serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work)
+    return serve_rounds(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work)
+
+
+@njit(cache=True)
+def closed_form_applies(p, l, sampled):
+    """Whether a batch's rounds are deterministic and its round times piecewise affine: expected acceptance
+    (sampled mode at l = 0 too: one token a round) on nodes timed by their roofline."""
+    return (not sampled or l == 0) and p[PROFILE_AT_DRAFT] == 0.0 and p[PROFILE_AT_TARGET] == 0.0
+
+
+@njit(cache=True)
+def serve_rounds(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work):
+    """:func:`serve` round by round: every round's loads (:func:`task_rounds`), times (:func:`round_times`)
+    and the recursion (:func:`pipeline`). Any acceptance mode, any node timing."""
     size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
     max_rounds = 1
     for k in range(first, first + n):
@@ -457,6 +481,355 @@ def serve(p, prompt, output, alpha, runs, first, n, l, sampled, completion, work
     for i in range(n):
         count = int(rounds[i])
         completion[i] = work[_END_A if i < size_a else _END_B, count - 1] if count > 0 else 0.0
+    return duration, accepted
+
+
+# ---------------------------------------------------------------------------------------------- closed form
+#
+# In expected acceptance mode a task makes L_k tokens every round until it leaves, so between two departures
+# (a *stretch*) both micro-batches keep the same tasks and their contexts grow by the same amount each round:
+# every round time is an affine function of the round index r, except where a pass switches between compute-
+# and memory-bound (a *kink*; the verify has at most one, the draft's l passes one each). Between kinks (a
+# *piece*) the two-micro-batch recursion has two regimes that do not depend on where the schedule stands:
+#
+#   MBS-bound, when D_A(r) + F_A <= V_B(r-1): A's drafts reach the MBS while B's verify still runs, so
+#       B_r = B_{r-1} + max(V_A(r), D_B(r) + F_B) + V_B(r);
+#   SBS-bound, when D_A(r) >= F_B + V_B(r-1): A's verify is back before A's next draft could start, so
+#       M_r = M_{r-1} + D_A(r) + max(F_A + V_A(r), D_B(r)),  M = max(SBS free, A's verify end);
+#
+# (after any round both micro-batches ran, max(SBS free, A's end) lies in [B - F_B - V_B, B - V_B], which is
+# what makes these conditions sufficient). Both conditions are affine in r on a piece, so checking them at
+# a run's two ends proves them throughout, and a run's sum is an arithmetic series (split once where the
+# max inside it changes sides). Rounds in neither regime, and the first round of every stretch, are stepped
+# exactly as :func:`pipeline` steps them. A micro-batch alone adds D + F + V a round.
+
+
+@njit(cache=True)
+def _first_round(p, n, prompt, prompt_square, l):
+    """(D, F, V) of round 0 on the roofline: the prompt prefill (as :func:`_round_times_with`)."""
+    if l == 0:
+        return 0.0, 0.0, _pass(p, TARGET, prompt, prompt_square, prompt)
+    draft = _draft_decode(p, n, prompt, l, False) + _pass(p, DRAFT, prompt, prompt_square, prompt)
+    verify = _pass(p, TARGET, prompt + n * l, prompt_square + 2 * l * prompt + n * l * l, prompt + n * l)
+    return draft, _fronthaul_time(p, n, l), verify
+
+
+@njit(cache=True)
+def _fronthaul_time(p, n, l):
+    """F of a round of n tasks (0 in autoregressive decoding)."""
+    return p[FRONTHAUL_LATENCY] + n * l * p[FRONTHAUL_TOKEN_TIME] if l > 0 else 0.0
+
+
+@njit(cache=True)
+def _draft_at(p, n, prompt, growth, l, r):
+    """D of round r >= 1 of n tasks whose context is prompt + growth r (0 in autoregressive decoding)."""
+    return _draft_decode(p, n, prompt + growth * r, l, False) if l > 0 else 0.0
+
+
+@njit(cache=True)
+def _verify_at(p, n, prompt, growth, l, r):
+    """V of round r >= 1 of n tasks whose context is prompt + growth r (as :func:`_round_times_with`)."""
+    ctx = prompt + growth * r
+    if l == 0:
+        return _pass(p, TARGET, n, ctx, ctx)
+    return _pass(p, TARGET, n * (l + 1), (l + 1) * (ctx + n * l), ctx + n * l)
+
+
+@njit(cache=True)
+def _ridge(p, node, new_tokens, attention_per_kv):
+    """The KV length x at which a pass of N new tokens, attention work k x and KV x is as compute- as
+    memory-bound: (F N + a k x) s_f = (W + kv x) s_b (nan when both grow alike, so never cross)."""
+    slope = p[node + _ATTENTION] * attention_per_kv * p[node + _SPF] - p[node + _KV] * p[node + _SPB]
+    if slope == 0.0:
+        return math.nan
+    return (p[node + _WEIGHTS] * p[node + _SPB] - p[node + _FLOPS_PER_TOKEN] * new_tokens * p[node + _SPF]) / slope
+
+
+@njit(cache=True)
+def _before_kink(end, a, kink):
+    """``end`` lowered to the last round at or before a kink at the real round ``kink`` when a <= kink < end:
+    a function affine on both sides of the kink is affine on rounds a..floor(kink) and floor(kink)+1.. ."""
+    if a <= kink < end:  # false for nan
+        return math.floor(kink)
+    return end
+
+
+@njit(cache=True)
+def _sum_max_plus(a, b, p_a, q_a, r_a, p_b, q_b, r_b):
+    """Sum over rounds r = a..b of max(P(r), Q(r)) + R(r), for P, Q, R affine on a..b given at a and b.
+
+    An arithmetic series, split once at the last round before P - Q changes sign (interpolated: affine).
+    """
+    count = b - a + 1
+    if count == 1:
+        return max(p_a, q_a) + r_a
+    d_a, d_b = p_a - q_a, p_b - q_b
+    if (d_a >= 0.0 and d_b >= 0.0) or (d_a <= 0.0 and d_b <= 0.0):
+        return count * (max(p_a, q_a) + r_a + max(p_b, q_b) + r_b) / 2.0
+    k = a + math.floor(d_a / (d_a - d_b) * (b - a))  # in a..b-1: same sign as at a up to k
+    k = min(max(k, a), b - 1)
+    t_k, t_next = (k - a) / (b - a), (k + 1 - a) / (b - a)
+    h_k = max(p_a + (p_b - p_a) * t_k, q_a + (q_b - q_a) * t_k) + r_a + (r_b - r_a) * t_k
+    h_next = max(p_a + (p_b - p_a) * t_next, q_a + (q_b - q_a) * t_next) + r_a + (r_b - r_a) * t_next
+    return (k - a + 1) * (max(p_a, q_a) + r_a + h_k) / 2.0 + (b - k) * (h_next + max(p_b, q_b) + r_b) / 2.0
+
+
+@njit(cache=True)
+def _last_holding(a, b, g_a, g_b):
+    """The last round c in a..b with g(c) >= 0, for g affine on a..b with g(a) >= 0 (given at a and b)."""
+    if g_b >= 0.0:
+        return b
+    return min(max(a + math.floor(g_a / (g_a - g_b) * (b - a)), a), b - 1)
+
+
+@njit(cache=True)
+def _first_holding(a, b, g_a, g_b):
+    """The first round c in a..b with g(c) >= 0, for g affine on a..b with g(a) < 0; b + 1 if there is none."""
+    if g_b < 0.0:
+        return b + 1
+    return min(max(a + math.ceil(-g_a / (g_b - g_a) * (b - a)), a + 1), b)
+
+
+@njit(cache=True)
+def _next_kink(p, a, end, n, prompt, growth, l):
+    """The last round b <= end such that a micro-batch's D(r) and V(r) are affine on rounds a..b: the next
+    roofline switch of its verify pass or of one of its l draft passes (their KV lengths grow by ``growth``)."""
+    b = end
+    ridge = _ridge(p, TARGET, n * (l + 1), l + 1)  # the verify reads ctx + n l
+    b = _before_kink(b, a, (ridge - n * l - prompt) / growth)
+    if l > 0:
+        ridge = _ridge(p, DRAFT, n, 1.0)  # draft pass j reads ctx + n j, j = 1..l
+        low, high = prompt + growth * a + n, prompt + growth * end + n * l
+        if low < ridge < high:
+            for j in range(1, l + 1):
+                b = _before_kink(b, a, (ridge - n * j - prompt) / growth)
+    return b
+
+
+# Fields of a piece: a run of rounds FIRST..LAST of one micro-batch over which the same tasks are served and
+# D, V are affine in r (D(r) = DRAFT0 + DRAFT_SLOPE (r - FIRST), likewise V), F constant; LEAVING tasks
+# leave after its last round. Pieces are columns of a (PIECE_FIELDS, capacity) array.
+_FIRST, _LAST, _DRAFT0, _DRAFT_SLOPE, _FRONTHAUL0, _VERIFY0, _VERIFY_SLOPE, _LEAVING = range(8)
+PIECE_FIELDS = 8
+
+
+@njit(cache=True)
+def _put_piece(pieces, at, first, last, draft0, draft1, fronthaul, verify0, verify1):
+    """Write a piece from D and V at its first and last rounds (interpolation: both are affine on it)."""
+    pieces[_FIRST, at] = first
+    pieces[_LAST, at] = last
+    pieces[_DRAFT0, at] = draft0
+    pieces[_DRAFT_SLOPE, at] = (draft1 - draft0) / (last - first) if last > first else 0.0
+    pieces[_FRONTHAUL0, at] = fronthaul
+    pieces[_VERIFY0, at] = verify0
+    pieces[_VERIFY_SLOPE, at] = (verify1 - verify0) / (last - first) if last > first else 0.0
+    pieces[_LEAVING, at] = 0.0
+
+
+@njit(cache=True)
+def expected_rounds(output, alpha, l, first, m, rounds, tokens):
+    """Rounds and tokens per round of tasks first..first+m-1 in expected acceptance (as :func:`task_rounds`),
+    into ``rounds[:m]`` and ``tokens[:m]``; returns their accepted drafts."""
+    accepted = 0.0
+    for i in range(m):
+        k = first + i
+        rounds[i] = 0.0
+        if output[k] <= 0:
+            continue
+        tokens[i] = (1.0 - math.pow(alpha[k], float(l + 1))) / (1.0 - alpha[k])
+        rounds[i] = math.ceil(output[k] / tokens[i] - CEIL_SLACK)
+        accepted += float(max(output[k] - rounds[i], 0))
+    return accepted
+
+
+@njit(cache=True)
+def micro_batch_pieces(p, prompt, first, m, l, rounds, tokens, order, leave, pieces, at):
+    """The pieces of the micro-batch of tasks first..first+m-1 at speculation length l, in expected acceptance,
+    written into columns at, at+1, ... of ``pieces``; returns how many.
+
+    ``rounds[i]`` and ``tokens[i]`` are task first+i's (:func:`expected_rounds`). Round 0 (the prefill) is a
+    piece of its own; then each stretch between two departures is cut at the roofline switches of its
+    passes (:func:`_next_kink`). ``order`` is scratch of m entries; ``leave[i]`` receives the column of the
+    piece after which task first+i leaves (-1: no round).
+    """
+    size = prompt_sum = prompt_square = growth = 0.0
+    running = 0  # tasks with at least one round, sorted by their round count into order[:running]
+    for i in range(m):
+        k = first + i
+        leave[i] = -1.0
+        count = rounds[i]
+        if count <= 0:
+            continue
+        size += 1.0
+        prompt_sum += prompt[k]
+        prompt_square += prompt[k] * prompt[k]
+        growth += tokens[i]
+        slot = running
+        while slot > 0 and rounds[int(order[slot - 1])] > count:
+            order[slot] = order[slot - 1]
+            slot -= 1
+        order[slot] = i
+        running += 1
+    if running == 0:
+        return 0
+    draft, fronthaul, verify = _first_round(p, size, prompt_sum, prompt_square, l)
+    _put_piece(pieces, at, 0, 0, draft, draft, fronthaul, verify, verify)
+    column = at
+    r = 1  # prompt_sum is the context at round 0; it grows by ``growth`` a round
+    index = 0
+    while index < running:
+        departure = int(rounds[int(order[index])])  # the next tasks leave after round departure - 1
+        a = r
+        while a < departure:  # rounds r..departure-1: the same tasks, cut at roofline switches
+            b = _next_kink(p, a, departure - 1, size, prompt_sum, growth, l)
+            column += 1
+            _put_piece(pieces, column, a, b, _draft_at(p, size, prompt_sum, growth, l, a),
+                       _draft_at(p, size, prompt_sum, growth, l, b), _fronthaul_time(p, size, l),
+                       _verify_at(p, size, prompt_sum, growth, l, a), _verify_at(p, size, prompt_sum, growth, l, b))
+            a = b + 1
+        r = max(r, departure)
+        while index < running and int(rounds[int(order[index])]) == departure:
+            i = int(order[index])
+            leave[i] = column
+            pieces[_LEAVING, column] += 1.0
+            size -= 1.0
+            prompt_sum -= prompt[first + i]
+            growth -= tokens[i]
+            index += 1
+    return column - at + 1
+
+
+@njit(cache=True)
+def _draft_in(pieces, at, r):
+    return pieces[_DRAFT0, at] + pieces[_DRAFT_SLOPE, at] * (r - pieces[_FIRST, at])
+
+
+@njit(cache=True)
+def _verify_in(pieces, at, r):
+    return pieces[_VERIFY0, at] + pieces[_VERIFY_SLOPE, at] * (r - pieces[_FIRST, at])
+
+
+@njit(cache=True)
+def pipeline_pieces(pieces_a, at_a, count_a, pieces_b, at_b, count_b, ends_a, ends_b):
+    """:func:`pipeline` over two micro-batches given as pieces (:func:`micro_batch_pieces`).
+
+    Rounds are walked piece by piece of the merged cut: the first round of each merged piece is stepped as
+    :func:`pipeline` steps it, the rest in closed form (runs of MBS- or SBS-bound rounds, see the section's
+    comment; other rounds stepped). ``ends_a[c - at_a]`` / ``ends_b[c - at_b]`` receive A's / B's verify end
+    after piece c.
+    Returns (duration, sum over tasks of their completion offsets).
+    """
+    sbs = mbs = last_a = last_b = total = 0.0
+    ia, ib = at_a, at_b
+    stop_a, stop_b = at_a + count_a, at_b + count_b
+    r = 0
+    while ia < stop_a or ib < stop_b:
+        on_a, on_b = ia < stop_a, ib < stop_b
+        end = min(pieces_a[_LAST, ia] if on_a else math.inf, pieces_b[_LAST, ib] if on_b else math.inf)
+        last = int(end)
+        fronthaul_a = pieces_a[_FRONTHAUL0, ia] if on_a else 0.0
+        fronthaul_b = pieces_b[_FRONTHAUL0, ib] if on_b else 0.0
+        # round r, stepped
+        if on_a:
+            start = max(sbs, last_a)
+            sbs = start + _draft_in(pieces_a, ia, r)
+            mbs = last_a = max(mbs, sbs + fronthaul_a) + _verify_in(pieces_a, ia, r)
+        if on_b:
+            start = max(sbs, last_b)
+            sbs = start + _draft_in(pieces_b, ib, r)
+            mbs = last_b = max(mbs, sbs + fronthaul_b) + _verify_in(pieces_b, ib, r)
+        a = r + 1
+        if on_a and on_b:
+            while a <= last:
+                g1_a = _verify_in(pieces_b, ib, a - 1) - _draft_in(pieces_a, ia, a) - fronthaul_a
+                g1_e = _verify_in(pieces_b, ib, last - 1) - _draft_in(pieces_a, ia, last) - fronthaul_a
+                g3_a = _draft_in(pieces_a, ia, a) - fronthaul_b - _verify_in(pieces_b, ib, a - 1)
+                g3_e = _draft_in(pieces_a, ia, last) - fronthaul_b - _verify_in(pieces_b, ib, last - 1)
+                if g1_a >= 0.0 or g3_a >= 0.0:
+                    mbs_bound = g1_a >= 0.0
+                    c = _last_holding(a, last, g1_a, g1_e) if mbs_bound else _last_holding(a, last, g3_a, g3_e)
+                    # rounds a..c-1 summed, round c from the regime's formulas
+                    if mbs_bound:  # B_r = B_{r-1} + max(V_A, D_B + F_B) + V_B
+                        base = last_b
+                        if c > a:
+                            base += _sum_max_plus(
+                                a, c - 1, _verify_in(pieces_a, ia, a), _draft_in(pieces_b, ib, a) + fronthaul_b,
+                                _verify_in(pieces_b, ib, a), _verify_in(pieces_a, ia, c - 1),
+                                _draft_in(pieces_b, ib, c - 1) + fronthaul_b, _verify_in(pieces_b, ib, c - 1))
+                        last_a = base + _verify_in(pieces_a, ia, c)
+                        sbs = base + _draft_in(pieces_b, ib, c)
+                    else:  # M_r = M_{r-1} + D_A + max(F_A + V_A, D_B), M = max(SBS free, A's verify end)
+                        base = max(sbs, last_a)
+                        if c > a:
+                            base += _sum_max_plus(
+                                a, c - 1, fronthaul_a + _verify_in(pieces_a, ia, a), _draft_in(pieces_b, ib, a),
+                                _draft_in(pieces_a, ia, a), fronthaul_a + _verify_in(pieces_a, ia, c - 1),
+                                _draft_in(pieces_b, ib, c - 1), _draft_in(pieces_a, ia, c - 1))
+                        drafted = base + _draft_in(pieces_a, ia, c)
+                        last_a = drafted + fronthaul_a + _verify_in(pieces_a, ia, c)
+                        sbs = drafted + _draft_in(pieces_b, ib, c)
+                    mbs = last_b = max(last_a, sbs + fronthaul_b) + _verify_in(pieces_b, ib, c)
+                    a = c + 1
+                    continue
+                # neither regime is certain at round a: step until one of them is
+                stop = min(_first_holding(a, last, g1_a, g1_e), _first_holding(a, last, g3_a, g3_e))
+                while a < stop:
+                    start = max(sbs, last_a)
+                    sbs = start + _draft_in(pieces_a, ia, a)
+                    mbs = last_a = max(mbs, sbs + fronthaul_a) + _verify_in(pieces_a, ia, a)
+                    start = max(sbs, last_b)
+                    sbs = start + _draft_in(pieces_b, ib, a)
+                    mbs = last_b = max(mbs, sbs + fronthaul_b) + _verify_in(pieces_b, ib, a)
+                    a += 1
+        elif a <= last:  # one micro-batch alone, its previous round its own: D + F + V a round
+            pieces, at = (pieces_a, ia) if on_a else (pieces_b, ib)
+            fronthaul = fronthaul_a if on_a else fronthaul_b
+            own = last_a if on_a else last_b
+            if last > a:
+                first_round = _draft_in(pieces, at, a) + _verify_in(pieces, at, a)
+                last_round = _draft_in(pieces, at, last - 1) + _verify_in(pieces, at, last - 1)
+                own += (last - a) * ((first_round + last_round) / 2.0 + fronthaul)
+            sbs = own + _draft_in(pieces, at, last)
+            mbs = own = sbs + fronthaul + _verify_in(pieces, at, last)
+            if on_a:
+                last_a = own
+            else:
+                last_b = own
+        if on_a and pieces_a[_LAST, ia] == end:
+            ends_a[ia - at_a] = last_a
+            total += pieces_a[_LEAVING, ia] * last_a
+            ia += 1
+        if on_b and pieces_b[_LAST, ib] == end:
+            ends_b[ib - at_b] = last_b
+            total += pieces_b[_LEAVING, ib] * last_b
+            ib += 1
+        r = last + 1
+    return max(last_a, last_b), total
+
+
+@njit(cache=True)
+def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
+    """:func:`serve` in expected acceptance on roofline-timed nodes, piece by piece instead of round by round.
+
+    The same model and the same per-round formulas as :func:`task_rounds`, :func:`round_times` and
+    :func:`pipeline`; only sums of rounds are formed as arithmetic series (see the section's comment), so
+    results agree with the round walk to float rounding. Cost: O(n^2 + pieces), pieces <= n (l + 2) + 2,
+    instead of O(n x rounds). Writes ``completion[:n]`` (offsets from the batch's start); returns
+    (duration, accepted drafts). ``work`` is a :func:`workspace`.
+    """
+    size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
+    pieces_a, pieces_b = work[_PIECES_A:_PIECES_A + PIECE_FIELDS], work[_PIECES_B:_PIECES_B + PIECE_FIELDS]
+    leave_a, leave_b = work[_LEAVE], work[_LEAVE, size_a:]
+    rounds, tokens = work[_ROUNDS], work[_TOKENS]
+    accepted = expected_rounds(output, alpha, l, first, n, rounds, tokens)
+    count_a = micro_batch_pieces(p, prompt, first, size_a, l, rounds, tokens, work[_ORDER], leave_a, pieces_a, 0)
+    count_b = micro_batch_pieces(p, prompt, first + size_a, n - size_a, l, rounds[size_a:], tokens[size_a:],
+                                 work[_ORDER], leave_b, pieces_b, 0)
+    ends_a, ends_b = work[_END_A], work[_END_B]
+    duration, _ = pipeline_pieces(pieces_a, 0, count_a, pieces_b, 0, count_b, ends_a, ends_b)
+    for i in range(n):
+        column = int(work[_LEAVE, i])
+        completion[i] = 0.0 if column < 0 else (ends_a[column] if i < size_a else ends_b[column])
     return duration, accepted
 
 
@@ -563,6 +936,9 @@ def commit_many_parallel(p, prompt, output, alpha, payload, channel, runs, envs,
 
 # First tasks whose segments are timed together (their windows' round times are kept for the chunk).
 SEGMENT_CHUNK = 32
+# The same for the closed form, whose windows' pieces take far less memory than round times: a longer chunk
+# rebuilds fewer windows at its end (the windows starting in the next chunk's first n_max / 2 tasks).
+PIECE_CHUNK = 512
 
 
 @njit(cache=True)
@@ -570,11 +946,12 @@ def segment_slots(p, payload, channel, width, uniform, slot):
     """slot[j, n-1]: the uplink slot of every segment (first task j, size n <= width), inf past the queue end.
 
     The closed-form split (the same :func:`uplink_slot` the env's commit uses), or equal shares B / n.
+    Rows j < slot.shape[0] are computed (all K, or the first tasks only).
     """
     num_tasks = payload.shape[0]
     bandwidth = np.empty(width)
     work = np.empty((WORKSPACE_ROWS, max(width, 1)))
-    for j in range(num_tasks):
+    for j in range(slot.shape[0]):
         for n in range(1, width + 1):
             if j + n > num_tasks:
                 slot[j, n - 1] = math.inf
@@ -611,8 +988,8 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
     active = np.empty(max_rounds)
     context = np.empty(max_rounds)
     ends = np.empty((2, max_rounds))
-    for first in range(0, num_tasks, SEGMENT_CHUNK):
-        last = min(first + SEGMENT_CHUNK, num_tasks)
+    for first in range(0, duration.shape[0], SEGMENT_CHUNK):
+        last = min(first + SEGMENT_CHUNK, duration.shape[0])
         for i in range(first, min(last + window_max, num_tasks)):
             active[:] = 0.0
             context[:] = 0.0
@@ -652,10 +1029,61 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
 
 
 @njit(cache=True)
+def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion):
+    """:func:`_segments_at_length` where :func:`closed_form_applies`: the pieces of every window (first task i,
+    size m) of a chunk of first tasks are built once (:func:`micro_batch_pieces`) and every segment pipelines
+    its two windows' pieces (:func:`pipeline_pieces`), as :func:`serve_closed_form` does for one batch."""
+    num_tasks = output.shape[0]
+    pipelined = p[PIPELINING] > 0
+    window_max = (width + 1) // 2 if pipelined else width
+    starts = min(PIECE_CHUNK, duration.shape[0]) + window_max
+    longest = 1  # a window has at most as many pieces as rounds, at most max_k O_k
+    for k in range(num_tasks):
+        longest = max(longest, output[k])
+    offset = np.zeros((starts, window_max + 1), dtype=np.int64)
+    count = np.zeros((starts, window_max + 1), dtype=np.int64)
+    pool = np.empty((PIECE_FIELDS, min(starts, num_tasks) * window_max * 8 + longest))  # grown when short
+    rounds, tokens = np.empty(num_tasks), np.empty(num_tasks)  # every task's, at this l
+    expected_rounds(output, alpha, l, 0, num_tasks, rounds, tokens)
+    order, leave = np.empty(max(window_max, 1)), np.empty(max(window_max, 1))
+    ends = np.empty((2, longest))
+    for first in range(0, duration.shape[0], PIECE_CHUNK):
+        last = min(first + PIECE_CHUNK, duration.shape[0])
+        used = 0
+        for i in range(first, min(last + window_max, num_tasks)):
+            for m in range(1, min(window_max, num_tasks - i) + 1):
+                if used + longest > pool.shape[1]:  # room for the longest window's pieces
+                    grown = np.empty((PIECE_FIELDS, 2 * pool.shape[1] + longest))
+                    grown[:, :used] = pool[:, :used]
+                    pool = grown
+                pieces = micro_batch_pieces(p, prompt, i, m, l, rounds[i:], tokens[i:], order, leave, pool, used)
+                offset[i - first, m] = used
+                count[i - first, m] = pieces
+                used += pieces
+        for j in range(first, last):
+            for n in range(1, width + 1):
+                if j + n > num_tasks:
+                    duration[j, n - 1, l] = completion[j, n - 1, l] = math.inf
+                    continue
+                a = (n + 1) // 2 if pipelined else n
+                wa, wb = j - first, j + a - first
+                b = n - a
+                duration[j, n - 1, l], completion[j, n - 1, l] = pipeline_pieces(
+                    pool, offset[wa, a], count[wa, a], pool, offset[wb, b] if b > 0 else 0,
+                    count[wb, b] if b > 0 else 0, ends[0], ends[1])
+
+
+@njit(cache=True)
 def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, duration, completion):
-    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length."""
+    """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length.
+
+    Rows j < duration.shape[0] are computed (all K, or the first tasks only).
+    """
     for l in range(max_speculation + 1):
-        _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion)
+        if closed_form_applies(p, l, sampled):
+            _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion)
+        else:
+            _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion)
 
 
 # ---------------------------------------------------------------------------------------------- episodes

@@ -11,7 +11,9 @@ so a batch started at S finishes at S + D and adds n S + C to the sum of complet
 computed by the compiled kernel the env commits batches with (:func:`sdedge_gym.kernels.segment_slots`,
 :func:`sdedge_gym.kernels.segment_service`): every entry is the number :func:`sdedge_gym.episode.commit_batch`
 gives for that batch. Segment (j, n) pipelines window A (j, ceil(n/2)) with window B (j + ceil(n/2),
-floor(n/2)); each window's round times are computed once and shared by the segments that use it.
+floor(n/2)); each window's pieces (expected acceptance: runs of rounds with affine times, docs/MODEL.md
+section 7.1) or round times (sampled acceptance, measured profiles) are computed once and shared by the
+segments that use it.
 
 Segments that run past the end of the queue (j + n > K) are +inf everywhere.
 """
@@ -51,8 +53,12 @@ class SegmentTables:
 
 
 def segment_tables(model: ServingModel, episode: Episode, allocation: str = "closed_form",
-                   batch_limit: int | None = None) -> SegmentTables:
-    """Every segment's (U, D, C) for ``episode``, with n up to ``batch_limit`` (default: the model's)."""
+                   batch_limit: int | None = None, first_tasks: int | None = None) -> SegmentTables:
+    """Every segment's (U, D, C) for ``episode``, with n up to ``batch_limit`` (default: the model's).
+
+    ``first_tasks``: only the segments that start at tasks 0..first_tasks-1, a table of that many rows (for
+    a caller that knows the rest, e.g. a queue that repeats itself).
+    """
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation = {allocation!r} is invalid; allowed: {' | '.join(map(repr, ALLOCATIONS))}")
     limit = model.batch_limit if batch_limit is None else batch_limit
@@ -60,13 +66,16 @@ def segment_tables(model: ServingModel, episode: Episode, allocation: str = "clo
         raise ValueError(f"batch_limit = {batch_limit!r} is invalid; allowed: an integer in [1, {model.batch_limit}]")
     num_tasks = episode.num_tasks
     width = int(min(limit, num_tasks))
+    rows = num_tasks if first_tasks is None else int(first_tasks)
+    if not 1 <= rows <= num_tasks:
+        raise ValueError(f"first_tasks = {first_tasks!r} is invalid; allowed: an integer in [1, {num_tasks}]")
     lengths = model.config.max_speculation + 1
     prompt, output, alpha, payload, channel, runs = episode.kernel_arrays
     p = model.kernel_parameters
-    slot = np.empty((num_tasks, width))
+    slot = np.empty((rows, width))
     kernels.segment_slots(p, payload, channel, width, allocation == "uniform", slot)
-    duration = np.empty((num_tasks, width, lengths))
-    completion = np.empty((num_tasks, width, lengths))
+    duration = np.empty((rows, width, lengths))
+    completion = np.empty((rows, width, lengths))
     kernels.segment_service(p, prompt, output, alpha, runs, episode.runs is not None, lengths - 1, width, duration,
                             completion)
     return SegmentTables(slot, duration, completion, allocation)
