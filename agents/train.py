@@ -43,6 +43,7 @@ Algorithms and action modes: ``ppo`` and ``a2c`` work on the discrete and hybrid
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import re
@@ -92,7 +93,7 @@ CHECKPOINT_PREFIX = "model"
 INTERRUPTED_PREFIX = "interrupted"
 _CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTED_PREFIX}_(\d+))\.zip$")
 # The arguments a resumed run must share with the run it continues (timesteps may grow, the rest is free).
-_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed")
+_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed", "env_kwargs")
 
 
 class RunDirectory:
@@ -129,6 +130,9 @@ class TrainConfig(RunDirectory):
     checkpoint_every: int = 10_000
     eval_every: int = 0  # env steps between oracle-gap evaluations (0: none)
     progress_bar: bool = False
+    # (name, value) pairs: --env-kwargs for gymnasium.make (e.g. reward="reference"), --hyperparams over the file's.
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+    hyperparams: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -157,6 +161,16 @@ class TrainConfig(RunDirectory):
         _check_int("--eval-every", self.eval_every, 0)
         if self.eval_every > 0 and self.eval_episodes == 0:
             raise ValueError("--eval-every > 0 needs --eval-episodes >= 1 (the episodes the oracle gap is measured on)")
+        if self.env_kwargs:  # a bad one fails here, with the env's own message, not in the middle of the run
+            try:
+                gym.make(self.env_id, **dict(self.env_kwargs)).close()
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"--env-kwargs {dict(self.env_kwargs)!r} is invalid for {self.env_id}: "
+                                 f"{error}") from error
+
+    def evaluation_env_kwargs(self) -> dict[str, Any]:
+        """--env-kwargs without ``reward``: evaluations score the objective, which is the default reward's return."""
+        return {name: value for name, value in self.env_kwargs if name != "reward"}
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -203,9 +217,10 @@ class FlattenBatchSpeculation(gym.ActionWrapper):
 # ---------------------------------------------------------------------- envs and models
 
 
-def make_single_env(config: TrainConfig) -> gym.Env:
-    """One env of the run (DQN's flattened), as the evaluation and the n_envs == 1 training path use it."""
-    env = gym.make(config.env_id)
+def make_single_env(config: TrainConfig, evaluation: bool = False) -> gym.Env:
+    """One env of the run (DQN's flattened), as the evaluation and the n_envs == 1 training path use it;
+    with the run's --env-kwargs (without ``reward`` for an ``evaluation`` env)."""
+    env = gym.make(config.env_id, **(config.evaluation_env_kwargs() if evaluation else dict(config.env_kwargs)))
     if config.algo == "dqn":
         env = FlattenBatchSpeculation(env)
     return env
@@ -239,8 +254,9 @@ def vectorisation_path(config: TrainConfig) -> str:
 def _native_adapter_available(config: TrainConfig) -> bool:
     import importlib.util
 
-    # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv.
-    return (importlib.util.find_spec("sdedge_agents.sb3_vec_env") is not None
+    # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv. So do runs
+    # with --env-kwargs: the native vector env has no reward= option.
+    return (not config.env_kwargs and importlib.util.find_spec("sdedge_agents.sb3_vec_env") is not None
             and gym.spec(config.env_id).vector_entry_point is not None)
 
 
@@ -288,7 +304,7 @@ def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     and is no longer than the whole run (a rollout longer than the run would only overshoot it).
     """
     entry = load_entry(config.env_id, config.algo)
-    settings = copy.deepcopy(entry.algorithm_kwargs)
+    settings = {**copy.deepcopy(entry.algorithm_kwargs), **dict(config.hyperparams)}
     if "n_steps" in settings and config.algo != "dqn":
         rollout = min(int(settings["n_steps"]) * entry.n_envs, config.timesteps)
         settings["n_steps"] = max(rollout // config.n_envs, 8)
@@ -341,7 +357,7 @@ def masked_predict(model, env: gym.Env, observation: np.ndarray, deterministic: 
 
 def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str, Any]:
     """The objective (mean latency or makespan, s) of the deterministic policy on episodes ``seeds``."""
-    env = make_single_env(config)
+    env = make_single_env(config, evaluation=True)
     objective = env.unwrapped.scenario.objective
     values = []
     for seed in seeds:
@@ -369,7 +385,7 @@ def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
                          "directory of this id (or delete the file)")
     missing = [int(s) for s in seeds if str(int(s)) not in cache["values"]]
     if missing:
-        env = gym.make(config.env_id)
+        env = gym.make(config.env_id, **config.evaluation_env_kwargs())
         # "oracle" names the offline DP oracle or, on an online id, the hindsight oracle with release times
         for seed, ret in zip(missing, run_episodes(make_policy("oracle", env), env, missing), strict=True):
             cache["values"][str(seed)] = -ret
@@ -496,7 +512,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
                              "run that saved checkpoints (drop --resume to start a new run)")
         if previous is not None:
             for key in _RESUME_MUST_MATCH:
-                if previous["config"][key] != getattr(config, key):
+                if _jsonable(previous["config"].get(key, ())) != _jsonable(getattr(config, key)):
                     raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
                                      f"({previous['config'][key]!r}); allowed: the same "
                                      f"{', '.join(_RESUME_MUST_MATCH)} as that run")
@@ -611,8 +627,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads (default 1: the policies are small MLPs, more threads only "
                              "add synchronisation and contend on a shared machine)")
+    parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="keyword arguments of gymnasium.make for the training envs, e.g. reward=reference (values "
+                             "are Python literals, else strings); the evaluations drop reward= and score the objective")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="algorithm keyword arguments over the hyperparameter file's, e.g. gae_lambda=0.9")
     parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
     return parser
+
+
+def name_values(flag: str, items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """NAME=VALUE items as (name, value) pairs; a value is a Python literal (0.9, True, "x") or else a string."""
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"{flag} item {item!r} is invalid; allowed: NAME=VALUE with NAME an identifier")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word: reward=reference
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
@@ -626,12 +662,14 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argpar
         TrainConfig(env_id=args.env, algo=args.algo, timesteps=1)
         entry = load_entry(args.env, args.algo)
         progress = progress_bar_default() if args.progress_bar is None else args.progress_bar
+        env_kwargs = name_values("--env-kwargs", args.env_kwargs)
+        hyperparams = name_values("--hyperparams", args.hyperparams)
         config = TrainConfig(env_id=args.env, algo=args.algo,
                              timesteps=entry.n_timesteps if args.timesteps is None else args.timesteps,
                              n_envs=entry.n_envs if args.n_envs is None else args.n_envs,
                              seed=args.seed, out=args.out, resume=args.resume, eval_episodes=args.eval_episodes,
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                             progress_bar=progress)
+                             progress_bar=progress, env_kwargs=env_kwargs, hyperparams=hyperparams)
     except ValueError as error:
         parser.error(str(error))
     return config, args

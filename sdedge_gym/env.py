@@ -26,6 +26,7 @@ from sdedge_gym.actions import (
 )
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.reference import best_constant_action, reference_cost_to_go
 from sdedge_gym.scenarios import check_override_keys, make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
@@ -33,6 +34,8 @@ from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, p
 RENDER_MODES = ("ansi", "rgb_array")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
 TASK_FEATURES = ("present", "prompt_len", "payload", "channel_quality", "acceptance", "output_len")
+# The env's reward forms (the ``reward=`` argument; the card's "Rewards" section defines them).
+REWARDS = ("latency", "reference")
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,24 @@ class EdgeSDEnv(gym.Env):
     The step reward is minus the committed batch's share of the objective, in seconds: with objective
     "mean_latency", ``-sum_{k in batch} C_k / K`` (C_k the completion time of task k); with "makespan",
     ``-(F_m - F_{m-1})``. The undiscounted return of an episode is exactly minus the objective (the mean
-    latency or the makespan); nothing else is added.
+    latency or the makespan); nothing else is added. This is ``reward="latency"``, the default.
+
+    ``reward="reference"`` adds a potential-based shaping term (Ng, Harada & Russell, 1999) whose potential
+    is minus the cost to go of a reference policy: the scenario's best constant action (n_ref, l_ref),
+    the action of the ``best-constant`` baseline, searched once per scenario on the tuning episodes
+    (``sdedge_gym.reference``; n_ref = 22, l_ref = 5 on the paper preset). V(s) is what the rest of the
+    episode costs when (n_ref, l_ref) is committed at every remaining step from the state s (n clipped to
+    the tasks left, closed-form split), computed on the episode's own draws by the compiled kernel (one call
+    of a few batches per step). The reward of a step from s to s' is then
+
+        r = -cost + V(s) - V(s'),   V(terminal) = 0,
+
+    the action's advantage over following the reference from s: positive when the batch leaves the rest of
+    the episode cheaper than the reference would. The undiscounted return is V(s_0) - objective (the
+    episode's improvement over the reference policy, in s); V(s_0) does not depend on the policy, so the
+    ranking of policies, and the optimal policy, are the default reward's. ``info["latency_reward"]`` is the
+    default reward (-cost) and ``info["reference_cost_to_go"]`` is V(s') (V(s_0) in the reset info). Use it
+    with gamma = 1, where the shaping telescopes exactly.
 
     ## Starting State
 
@@ -288,7 +308,8 @@ class EdgeSDEnv(gym.Env):
 
     ```python
     env = gymnasium.make("sdedge/EdgeSD-v0", num_tasks=50, max_speculation=6, config={"uplink": {"bandwidth": 2e6}})
-    EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, **overrides)
+    EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, reward="latency",
+              **overrides)
     ```
 
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
@@ -297,6 +318,7 @@ class EdgeSDEnv(gym.Env):
       the ``render`` extra); anything else, "human" included, raises ``ValueError`` (also through
       ``gymnasium.make``, see ``sdedge_gym.registration.make_env``).
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
+    * ``reward``: "latency" (default) | "reference" (see Rewards).
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
       ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. An unknown keyword
@@ -316,8 +338,10 @@ class EdgeSDEnv(gym.Env):
 
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
-                 **overrides: Any) -> None:
+                 reward: str = "latency", **overrides: Any) -> None:
         check_override_keys(type(self).__name__, overrides)
+        if reward not in REWARDS:
+            raise ValueError(f"reward = {reward!r} is invalid; allowed: {' | '.join(repr(r) for r in REWARDS)}")
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
                              f"{' | '.join(repr(m) for m in ACTION_MODES)}")
@@ -334,6 +358,11 @@ class EdgeSDEnv(gym.Env):
         self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
         self.action_mode = action_mode
         self.render_mode = render_mode
+        self.reward = reward
+        # (n_ref, l_ref) of reward="reference": the search runs once per scenario (cached), not per env.
+        self.reference_action: tuple[int, int] | None = (best_constant_action(self.scenario)
+                                                         if reward == "reference" else None)
+        self._reference_to_go = 0.0  # V(s) of the current state under reward="reference"
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         self.action_space = action_space(action_mode, n_max, l_max)
@@ -353,7 +382,11 @@ class EdgeSDEnv(gym.Env):
         self.episode, self._task_features = self._episode_from(options)
         self.clock = EpisodeClock()
         self.outcomes = []
-        return self._observation(), {"action_mask": self.action_masks()}
+        info = {"action_mask": self.action_masks()}
+        if self.reference_action is not None:
+            self._reference_to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+            info["reference_cost_to_go"] = np.float64(self._reference_to_go)
+        return self._observation(), info
 
     def step(self, action):
         self._check_steppable()
@@ -392,9 +425,16 @@ class EdgeSDEnv(gym.Env):
             "action_clipped": np.array(batch_size != requested),
             "action_mask": self._mask_table[limit].copy(),
         }
+        reward = -outcome.cost
+        if self.reference_action is not None:
+            to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+            info["latency_reward"] = np.float64(reward)
+            info["reference_cost_to_go"] = np.float64(to_go)
+            reward += self._reference_to_go - to_go  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
+            self._reference_to_go = to_go
         if terminated:
             info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
-        return self._observation(limit), -outcome.cost, terminated, False, info
+        return self._observation(limit), reward, terminated, False, info
 
     def _check_steppable(self) -> None:
         """RuntimeError unless an episode is running (this env's and the online env's step)."""
