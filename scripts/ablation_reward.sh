@@ -4,17 +4,20 @@
 # at a time, into runs/ablation/<row>/seed<S>/ (evaluations.csv every 20k steps on the validation episodes).
 #
 #     bash scripts/ablation_reward.sh [row ...]      # default: every row, in this order
+#     ABLATION_SEEDS="3000" bash scripts/ablation_reward.sh latency-lambda1      # some seeds only
 #
 # Every row passes --env-kwargs, so every row trains on the same vectorisation (SB3's DummyVecEnv over
 # gymnasium.make; the native vector env has no reward= option) and the same episodes per seed. The
-# reference rows run to 1M steps with a checkpoint every 100k: the 300k checkpoint is the equal-budget row
-# (the learning rate and clip range are constant, so it is the model a 300k-step run would have saved).
+# reference-lambda0.9 row runs to 1M steps with a checkpoint every 100k: its 300k checkpoint is the
+# equal-budget row (the learning rate and clip range are constant, so it is the model of a 300k-step run
+# up to that run's last update: the checkpoint is taken at 300,000 steps, after 146 updates of 2048
+# transitions; a 300k-step run ends after 147, at 301,056 steps).
 # Then `python scripts/ablation_summary.py` evaluates every model on the held-out test episodes 500..599.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 
-SEEDS=(1000 2000 3000)
+read -r -a SEEDS <<< "${ABLATION_SEEDS:-1000 2000 3000}"
 
 row_arguments() {
     case "$1" in
@@ -22,13 +25,18 @@ row_arguments() {
         latency-lambda0.9) echo "--timesteps 300000 --env-kwargs reward=latency --hyperparams gae_lambda=0.9" ;;
         reference-lambda0.9) echo "--timesteps 1000000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9" ;;
         reference-lambda1) echo "--timesteps 300000 --env-kwargs reward=reference" ;;
+        # The reference's cost to go as an observation feature (a critic input beyond the window), either reward.
+        latency-observe-lambda1) echo "--timesteps 300000 --env-kwargs reward=latency observe_reference=True" ;;
+        reference-observe-lambda0.9)
+            echo "--timesteps 300000 --env-kwargs reward=reference observe_reference=True --hyperparams gae_lambda=0.9" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }
 
 rows=("$@")
 if [ ${#rows[@]} -eq 0 ]; then
-    rows=(latency-lambda1 reference-lambda0.9 reference-lambda1 latency-lambda0.9)
+    rows=(latency-lambda1 reference-lambda0.9 latency-observe-lambda1 reference-lambda1 latency-lambda0.9
+          reference-observe-lambda0.9)
 fi
 for row in "${rows[@]}"; do
     arguments=$(row_arguments "${row}")

@@ -26,7 +26,7 @@ from sdedge_gym.actions import (
 )
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
-from sdedge_gym.reference import best_constant_action, reference_cost_to_go
+from sdedge_gym.reference import best_constant_action, constant_action_costs, reference_cost_to_go
 from sdedge_gym.scenarios import check_override_keys, make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
@@ -253,6 +253,12 @@ class EdgeSDEnv(gym.Env):
     | 4 + 6 i + 4 | acceptance        | alpha (clairvoyant) or its noisy estimate                    | [0, 1) |
     | 4 + 6 i + 5 | output_len        | O (clairvoyant) or the length hint, / max_new_tokens         | (0, 1] |
 
+    ``observe_reference=True`` appends one feature at index ``4 + 6 n_max`` (the space becomes
+    ``Box(0, 1, (5 + 6 n_max,))``): ``reference_cost_to_go`` = V / (V + V_bar), V the reference policy's cost
+    to go from the current state (see Rewards), V_bar its mean episode cost on the tuning episodes, in [0, 1).
+    It summarises the whole queue, beyond the window, in the one number a critic needs as a per-episode
+    baseline. Allowed only on clairvoyant, expected-acceptance scenarios (V reads the true lengths and rates).
+
     ## Rewards
 
     The step reward is minus the committed batch's share of the objective, in seconds: with objective
@@ -309,7 +315,7 @@ class EdgeSDEnv(gym.Env):
     ```python
     env = gymnasium.make("sdedge/EdgeSD-v0", num_tasks=50, max_speculation=6, config={"uplink": {"bandwidth": 2e6}})
     EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, reward="latency",
-              **overrides)
+              observe_reference=False, **overrides)
     ```
 
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
@@ -319,6 +325,7 @@ class EdgeSDEnv(gym.Env):
       ``gymnasium.make``, see ``sdedge_gym.registration.make_env``).
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
     * ``reward``: "latency" (default) | "reference" (see Rewards).
+    * ``observe_reference``: False (default) | True: the reference's cost to go as an extra observation feature.
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
       ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. An unknown keyword
@@ -338,10 +345,12 @@ class EdgeSDEnv(gym.Env):
 
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
-                 reward: str = "latency", **overrides: Any) -> None:
+                 reward: str = "latency", observe_reference: bool = False, **overrides: Any) -> None:
         check_override_keys(type(self).__name__, overrides)
         if reward not in REWARDS:
             raise ValueError(f"reward = {reward!r} is invalid; allowed: {' | '.join(repr(r) for r in REWARDS)}")
+        if not isinstance(observe_reference, bool):
+            raise ValueError(f"observe_reference = {observe_reference!r} is invalid; allowed: True | False")
         if action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
                              f"{' | '.join(repr(m) for m in ACTION_MODES)}")
@@ -353,20 +362,30 @@ class EdgeSDEnv(gym.Env):
             raise ValueError(f"ScenarioConfig.arrivals.process = {self.scenario.arrivals.process!r} is invalid for "
                              "EdgeSDEnv; allowed: 'offline' (use sdedge_gym.online_env.EdgeSDOnlineEnv or the "
                              "sdedge/EdgeSD-Online-* ids for arrivals over time)")
+        if observe_reference and (not self.scenario.clairvoyant or self.scenario.acceptance != "expected"):
+            # V(s) reads the true lengths and acceptance rates: an observation of it would leak what the agent
+            # of a non-clairvoyant or sampled-acceptance scenario must not see.
+            raise ValueError("observe_reference = True is invalid for this scenario (clairvoyant = "
+                             f"{self.scenario.clairvoyant}, acceptance = {self.scenario.acceptance!r}); allowed: "
+                             "clairvoyant = True and acceptance = 'expected'")
         self.model = ServingModel.of(self.scenario)
         self.scales = ObservationScales.of(self.model)
         self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
         self.action_mode = action_mode
         self.render_mode = render_mode
         self.reward = reward
-        # (n_ref, l_ref) of reward="reference": the search runs once per scenario (cached), not per env.
+        self.observe_reference = observe_reference
+        # (n_ref, l_ref) of reward="reference" and observe_reference: the search runs once per scenario (cached).
+        uses_reference = reward == "reference" or observe_reference
         self.reference_action: tuple[int, int] | None = (best_constant_action(self.scenario)
-                                                         if reward == "reference" else None)
-        self._reference_to_go = 0.0  # V(s) of the current state under reward="reference"
+                                                         if uses_reference else None)
+        # The scale of the observed V(s): the reference's mean episode cost on the tuning episodes.
+        self.reference_scale = float(constant_action_costs(self.scenario).min()) if observe_reference else 0.0
+        self._reference_to_go = 0.0  # V(s) of the current state, when the reference is used
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         self.action_space = action_space(action_mode, n_max, l_max)
-        size = len(GLOBAL_FEATURES) + len(TASK_FEATURES) * n_max
+        size = len(GLOBAL_FEATURES) + len(TASK_FEATURES) * n_max + int(observe_reference)
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
         self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b
 
@@ -383,7 +402,7 @@ class EdgeSDEnv(gym.Env):
         self.clock = EpisodeClock()
         self.outcomes = []
         info = {"action_mask": self.action_masks()}
-        if self.reference_action is not None:
+        if self.reference_action is not None:  # V(s_0) before the first observation, which may read it
             self._reference_to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
             info["reference_cost_to_go"] = np.float64(self._reference_to_go)
         return self._observation(), info
@@ -430,7 +449,8 @@ class EdgeSDEnv(gym.Env):
             to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
             info["latency_reward"] = np.float64(reward)
             info["reference_cost_to_go"] = np.float64(to_go)
-            reward += self._reference_to_go - to_go  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
+            if self.reward == "reference":  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
+                reward += self._reference_to_go - to_go
             self._reference_to_go = to_go
         if terminated:
             info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})
@@ -512,11 +532,16 @@ class EdgeSDEnv(gym.Env):
     def _observation(self, batch_limit: int | None = None) -> np.ndarray:
         clock = self.clock
         n_global = len(GLOBAL_FEATURES)
-        observation = np.empty(n_global + len(TASK_FEATURES) * self.scenario.max_batch, dtype=np.float32)
+        n_window = n_global + len(TASK_FEATURES) * self.scenario.max_batch
+        observation = np.empty(n_window + int(self.observe_reference), dtype=np.float32)
         limit = self.batch_limit() if batch_limit is None else batch_limit
         observation[:n_global] = global_features_one(self.model, self.scales, self.episode.num_tasks,
                                                      clock.next_task, clock.uplink_end, clock.inference_end, limit)
-        observation[n_global:] = self._task_features[clock.next_task: clock.next_task + self.scenario.max_batch].ravel()
+        observation[n_global:n_window] = self._task_features[clock.next_task:
+                                                             clock.next_task + self.scenario.max_batch].ravel()
+        if self.observe_reference:
+            to_go = self._reference_to_go
+            observation[n_window] = to_go / (to_go + self.reference_scale)
         return observation
 
     # ------------------------------------------------------------------ action decoding

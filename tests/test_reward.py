@@ -155,3 +155,46 @@ def test_both_env_checkers_pass_with_the_reference_reward(env_id):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sb3_checker.check_env(env.unwrapped)
+
+
+def test_observe_reference_appends_the_squashed_reference_cost_to_go():
+    plain = EdgeSDEnv("paper")
+    env = EdgeSDEnv("paper", observe_reference=True)
+    assert env.observation_space.shape == (plain.observation_space.shape[0] + 1,)
+    assert env.reward == "latency" and env.reference_scale == constant_action_costs(env.scenario).min()
+    observation, info = env.reset(seed=4)
+    expected, _ = plain.reset(seed=4)
+    v0 = info["reference_cost_to_go"]
+    assert np.array_equal(observation[:-1], expected)
+    assert observation[-1] == np.float32(v0 / (v0 + env.reference_scale))
+    done = False
+    while not done:
+        observation, reward, done, _, step_info = env.step(np.array([env.batch_limit() // 2, 3]))
+        expected, expected_reward, *_ = plain.step(np.array([plain.batch_limit() // 2, 3]))
+        assert reward == expected_reward  # the default reward: observing V changes no reward
+        assert np.array_equal(observation[:-1], expected)
+        v = step_info["reference_cost_to_go"]
+        assert observation[-1] == np.float32(v / (v + env.reference_scale))
+        assert env.observation_space.contains(observation)
+    assert observation[-1] == 0.0
+
+
+def test_observe_reference_is_refused_where_it_would_leak_hidden_values():
+    for overrides in ({"clairvoyant": False}, {"acceptance": "sampled"}):
+        with pytest.raises(ValueError, match="observe_reference = True is invalid for this scenario"):
+            EdgeSDEnv("small", observe_reference=True, **overrides)
+    with pytest.raises(ValueError, match=r"observe_reference = 1 is invalid; allowed: True \| False"):
+        EdgeSDEnv("small", observe_reference=1)
+
+
+def test_both_env_checkers_pass_with_observe_reference():
+    from gymnasium.utils.env_checker import check_env
+
+    sb3_check_env = pytest.importorskip("stable_baselines3.common.env_checker",
+                                        reason="needs the train extra (stable-baselines3, torch)").check_env
+
+    env = gym.make("sdedge/EdgeSD-v0", reward="reference", observe_reference=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped)
