@@ -1,8 +1,8 @@
 """The reward ablation's table: every row's models on the held-out test episodes, with the protocol's statistics.
 
     python scripts/ablation_summary.py \\
-        --row "default reward, lambda 1, 300k=runs/ablation/latency-lambda1/seed{seed}/model.zip" \\
-        --row "reference reward, lambda 0.9, 300k=runs/ablation/reference-lambda0.9/seed{seed}/checkpoints/model_300000_steps.zip" \\
+        --row "default, 300k=runs/ablation/latency-lambda1/seed{seed}/model.zip" \\
+        --row "reference, 300k=runs/ablation/reference-lambda0.9/seed{seed}/checkpoints/model_300000_steps.zip" \\
         --json runs/ablation/test.json --out runs/ablation/table.md
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
