@@ -34,6 +34,12 @@ env, algorithm, number of envs and seed, keeping the step counter: ``--timesteps
 It restores the policy and optimiser, not the envs' random streams nor DQN's replay buffer (refilled
 after ``learning_starts`` steps).
 
+``--env-kwargs NAME=VALUE ...`` passes keyword arguments to ``gymnasium.make`` for the training envs (e.g.
+``reward=reference``, the env's shaped reward; values are Python literals, else strings); such runs train on
+SB3's DummyVecEnv (the native vector env has no reward option), and the evaluations drop ``reward`` so that
+they score the objective. ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
+hyperparameter file (e.g. ``gae_lambda=0.9``); both are recorded in run.json.
+
 Algorithms and action modes: ``ppo`` and ``a2c`` work on the discrete and hybrid ids, ``maskable_ppo``
 (which reads the env's ``action_masks()``) and ``dqn`` (on the env flattened by
 :class:`FlattenBatchSpeculation`) on the discrete ids only. This module needs the ``train`` extra
