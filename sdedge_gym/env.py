@@ -281,7 +281,8 @@ class EdgeSDEnv(gym.Env):
     episode's improvement over the reference policy, in s); V(s_0) does not depend on the policy, so the
     ranking of policies, and the optimal policy, are the default reward's. ``info["latency_reward"]`` is the
     default reward (-cost) and ``info["reference_cost_to_go"]`` is V(s') (V(s_0) in the reset info). Use it
-    with gamma = 1, where the shaping telescopes exactly.
+    with gamma = 1, where the shaping telescopes exactly. The native vector env has no ``reward`` option
+    (``gymnasium.make_vec(id, num_envs, vectorization_mode="sync", reward="reference")`` vectorises this env).
 
     ## Starting State
 
