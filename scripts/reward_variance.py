@@ -7,9 +7,10 @@ Each policy plays the same episodes of ``sdedge/EdgeSD-v0`` with ``reward="refer
 the default return (minus the mean latency) and the shaped return (V(s_0) minus the mean latency, the
 episode's improvement over the best constant action). Printed per policy: the standard deviation of both
 over the episodes, and the spread of the difference between this policy and the best constant action per
-episode (what a learner has to detect), and what the policy does: its mean batch size and speculation length
-and the share of its steps that take the best constant action. The default return's spread is mostly the episode's difficulty,
-which every policy shares; the shaped return removes it.
+episode (what a learner has to detect), and what the policy does: its mean batch size and speculation
+length and the share of its steps that take the best constant action (an episode's last batch is clipped to
+the tasks left, so the constant policy itself is below 100 %). The default return's spread is mostly the
+episode's difficulty, which every policy shares; the shaped return removes it.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def main() -> None:
         gain = default - constant
         at_reference = np.mean((actions[:, 0] == reference[0]) & (actions[:, 1] == reference[1]))
         print(f"| {spec} | {default.mean():.2f} | {default.std(ddof=1):.2f} | {shaped.std(ddof=1):.2f} | "
-              f"{gain.mean():+.2f} / {gain.std(ddof=1):.2f} | {actions[:, 0].mean():.1f} | {actions[:, 1].mean():.2f} | "
-              f"{100 * at_reference:.0f} % |")
+              f"{gain.mean():+.2f} / {gain.std(ddof=1):.2f} | {actions[:, 0].mean():.1f} | "
+              f"{actions[:, 1].mean():.2f} | {100 * at_reference:.0f} % |")
 
 
 if __name__ == "__main__":
