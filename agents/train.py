@@ -38,7 +38,9 @@ after ``learning_starts`` steps).
 ``reward=reference``, the env's shaped reward; values are Python literals, else strings); such runs train on
 SB3's DummyVecEnv (the native vector env has no reward option), and the evaluations drop ``reward`` so that
 they score the objective. ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
-hyperparameter file (e.g. ``gae_lambda=0.9``); both are recorded in run.json.
+hyperparameter file (e.g. ``gae_lambda=0.9``); both are recorded in run.json. ``--policy slot`` trains the
+sequence policy of :mod:`sdedge_agents.slot_policy` (a per-task "the batch ends here" head) from reward instead
+of SB3's MlpPolicy.
 
 Algorithms and action modes: ``ppo`` and ``a2c`` work on the discrete and hybrid ids, ``maskable_ppo``
 (which reads the env's ``action_masks()``) and ``dqn`` (on the env flattened by
@@ -85,6 +87,7 @@ except ImportError as error:  # the optional extra is missing: say which one
                       f"({error})") from error
 
 ALGORITHMS: tuple[str, ...] = ("ppo", "maskable_ppo", "a2c", "dqn")
+POLICIES: tuple[str, ...] = ("mlp", "slot")
 # Which action modes each algorithm can drive ("dict" needs a custom hybrid algorithm, none of these).
 ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {
     "ppo": ("discrete", "hybrid"),
@@ -139,6 +142,7 @@ class TrainConfig(RunDirectory):
     # (name, value) pairs: --env-kwargs for gymnasium.make (e.g. reward="reference"), --hyperparams over the file's.
     env_kwargs: tuple[tuple[str, Any], ...] = ()
     hyperparams: tuple[tuple[str, Any], ...] = ()
+    policy: str = "mlp"  # "mlp": SB3's MlpPolicy; "slot": sdedge_agents.slot_policy (the task window as a sequence)
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -167,6 +171,11 @@ class TrainConfig(RunDirectory):
         _check_int("--eval-every", self.eval_every, 0)
         if self.eval_every > 0 and self.eval_episodes == 0:
             raise ValueError("--eval-every > 0 needs --eval-episodes >= 1 (the episodes the oracle gap is measured on)")
+        if self.policy not in POLICIES:
+            raise ValueError(f"--policy = {self.policy!r} is invalid; allowed: {' | '.join(POLICIES)}")
+        if self.policy == "slot" and self.algo not in ("maskable_ppo", "ppo"):
+            raise ValueError(f"--policy slot needs --algo maskable_ppo (discrete ids) or ppo (hybrid ids); got "
+                             f"{self.algo!r}")
         if self.env_kwargs:  # a bad one fails here, with the env's own message, not in the middle of the run
             try:
                 gym.make(self.env_id, **dict(self.env_kwargs)).close()
@@ -295,6 +304,15 @@ class FlattenVecActions(VecEnvWrapper):
 
     def reset(self):
         return self.venv.reset()
+
+
+def policy_class(config: TrainConfig) -> Any:
+    """SB3's "MlpPolicy", or the sequence policy of sdedge_agents.slot_policy with ``--policy slot``."""
+    if config.policy == "mlp":
+        return "MlpPolicy"
+    from sdedge_agents.slot_policy import MaskableSlotPolicy, SlotPolicy
+
+    return MaskableSlotPolicy if config.algo == "maskable_ppo" else SlotPolicy
 
 
 def algorithm_class(algo: str):
@@ -537,7 +555,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     else:
         settings = hyperparameters(config)
         # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
-        model = cls("MlpPolicy", env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
+        model = cls(policy_class(config), env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
         resumed_from = None
     # SB3's CSV output rewrites progress.csv: a resumed run logs into a folder of its own.
     log_dir = out_dir / "logs" if resumed_from is None else out_dir / "logs" / f"resumed_{resumed_from['steps']}"
@@ -638,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "are Python literals, else strings); the evaluations drop reward= and score the objective")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="NAME=VALUE",
                         help="algorithm keyword arguments over the hyperparameter file's, e.g. gae_lambda=0.9")
+    parser.add_argument("--policy", choices=POLICIES, default="mlp",
+                        help="the network: mlp (SB3's MlpPolicy, net_arch from the file) or slot "
+                             "(sdedge_agents.slot_policy: the task window as a sequence, a per-task 'the batch ends "
+                             "here' head; net_arch sizes its speculation MLP and critic)")
     parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
     return parser
 
@@ -675,7 +697,8 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argpar
                              n_envs=entry.n_envs if args.n_envs is None else args.n_envs,
                              seed=args.seed, out=args.out, resume=args.resume, eval_episodes=args.eval_episodes,
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                             progress_bar=progress, env_kwargs=env_kwargs, hyperparams=hyperparams)
+                             progress_bar=progress, env_kwargs=env_kwargs, hyperparams=hyperparams,
+                             policy=args.policy)
     except ValueError as error:
         parser.error(str(error))
     return config, args

@@ -77,3 +77,19 @@ def test_a_reference_reward_run_is_evaluated_on_the_objective(tmp_path):
                         env_kwargs=(("reward", "latency"),))
     with pytest.raises(ValueError, match="resume: env_kwargs"):
         train(other)
+
+
+def test_policy_slot_trains_the_sequence_policy_from_reward(tmp_path):
+    from sdedge_agents.slot_policy import MaskableSlotPolicy
+
+    config = TrainConfig(SMALL, "maskable_ppo", timesteps=128, n_envs=2, seed=3, out=str(tmp_path),
+                         eval_episodes=1, checkpoint_every=128, env_kwargs=(("reward", "reference"),), policy="slot")
+    record = train(config)
+    assert record["config"]["policy"] == "slot" and record["evaluation"]["mean"] > 0
+    from sb3_contrib import MaskablePPO
+
+    assert isinstance(MaskablePPO.load(tmp_path / "model.zip", device="cpu").policy, MaskableSlotPolicy)
+    with pytest.raises(ValueError, match="--policy = 'gru' is invalid; allowed: mlp | slot"):
+        TrainConfig(SMALL, "maskable_ppo", timesteps=1, policy="gru")
+    with pytest.raises(ValueError, match="--policy slot needs --algo maskable_ppo"):
+        TrainConfig(SMALL, "dqn", timesteps=1, policy="slot")
