@@ -555,7 +555,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     else:
         settings = hyperparameters(config)
         # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
-        model = cls(policy_class(config), env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
+        model = cls(policy_class(config), env, seed=config.seed, device="cpu", verbose=verbose,
+                    **copy.deepcopy(settings))
         resumed_from = None
     # SB3's CSV output rewrites progress.csv: a resumed run logs into a folder of its own.
     log_dir = out_dir / "logs" if resumed_from is None else out_dir / "logs" / f"resumed_{resumed_from['steps']}"

@@ -89,7 +89,7 @@ def test_policy_slot_trains_the_sequence_policy_from_reward(tmp_path):
     from sb3_contrib import MaskablePPO
 
     assert isinstance(MaskablePPO.load(tmp_path / "model.zip", device="cpu").policy, MaskableSlotPolicy)
-    with pytest.raises(ValueError, match="--policy = 'gru' is invalid; allowed: mlp | slot"):
+    with pytest.raises(ValueError, match=r"--policy = 'gru' is invalid; allowed: mlp \| slot"):
         TrainConfig(SMALL, "maskable_ppo", timesteps=1, policy="gru")
     with pytest.raises(ValueError, match="--policy slot needs --algo maskable_ppo"):
         TrainConfig(SMALL, "dqn", timesteps=1, policy="slot")
