@@ -39,6 +39,15 @@ def paired_difference(values: np.ndarray, reference: np.ndarray, repetitions: in
     return float(difference.mean()), float(low), float(high)
 
 
+def evaluation_env_kwargs(model: Path) -> dict:
+    """The --env-kwargs of the run that saved ``model`` (its run.json, in a parent directory), without reward."""
+    for directory in model.parents:
+        if (directory / "run.json").exists():
+            config = json.loads((directory / "run.json").read_text())["config"]
+            return {name: value for name, value in config.get("env_kwargs", []) if name != "reward"}
+    return {}
+
+
 def parse_rows(items: list[str]) -> list[tuple[str, list[tuple[int, Path]]]]:
     rows = []
     for item in items:
@@ -58,12 +67,23 @@ def main() -> None:
     rows = parse_rows(args.row)
     cache_path = Path(args.json)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    specs = [f"sb3:MaskablePPO:{path}" for _, runs in rows for _, path in runs if path.exists()]
-    missing = [spec for spec in (*REFERENCES, *specs) if spec not in cache]
-    if missing or "oracle" not in cache:
-        results = evaluate(ENV_ID, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=missing, progress=False)
+    # Models are evaluated with their run's --env-kwargs but reward (e.g. observe_reference=True changes the
+    # observation); the episodes are the same whatever those are.
+    by_kwargs: dict[str, list[str]] = {}
+    for _, runs in rows:
+        for _, path in runs:
+            spec = f"sb3:MaskablePPO:{path}"
+            if path.exists() and spec not in cache:
+                by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(path)), []).append(spec)
+    references = [name for name in REFERENCES if name not in cache]
+    if references or "oracle" not in cache:
+        by_kwargs.setdefault("{}", []).extend(references)
+    for kwargs, specs in by_kwargs.items():
+        results = evaluate(ENV_ID, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=specs, progress=False,
+                           env_kwargs=json.loads(kwargs))
         for result in results:
-            cache[result.policy] = result.values
+            if result.policy not in ("oracle", "random") or kwargs == "{}":
+                cache[result.policy] = result.values
         cache_path.write_text(json.dumps(cache) + "\n")
     oracle, random = np.array(cache["oracle"]), np.array(cache["random"])
 

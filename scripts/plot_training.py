@@ -89,7 +89,8 @@ def main() -> None:
         raise ValueError(f"the runs differ in (env, algo, eval_episodes): {sorted(configs)}; allowed: runs of one "
                          "(id, algorithm) on the same validation episodes")
     env_id, algo, episodes = configs.pop()
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    several = len(read) > 1  # an ablation: a wider figure with the legend beside the axes
+    fig, ax = plt.subplots(figsize=(11, 4.6) if several else (7, 4.2), dpi=120)
     lowest, highest = np.inf, -np.inf
     for label, group in read:
         steps = group[0][1]
@@ -113,7 +114,10 @@ def main() -> None:
     top = max(highest, min(max(references.values()), 3.0 * highest), 1.0) if args.ymax is None else args.ymax
     ax.set_ylim(min(-0.5, lowest - 0.5), top * 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if several:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
