@@ -340,6 +340,7 @@ class EdgeSDEnv(gym.Env):
       became ``batch_size_minus_one`` (``Discrete(n_max)``), the terminal mask marks n = 1 valid, the
       hybrid band split got its floor share (0.05 / n + 0.95 softmax(4 x)), and ``reset`` accepts
       ``options={"workload"|"episode": ...}``. The dynamics are unchanged (golden trajectories, 1e-9).
+      The ``reward`` and ``observe_reference`` options were added later; their defaults are the v0 env.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
