@@ -29,6 +29,8 @@ row_arguments() {
         latency-observe-lambda1) echo "--timesteps 300000 --env-kwargs reward=latency observe_reference=True" ;;
         reference-observe-lambda0.9)
             echo "--timesteps 300000 --env-kwargs reward=reference observe_reference=True --hyperparams gae_lambda=0.9" ;;
+        # The reference reward in % of the reference's episode cost (each episode weighed by 1 / V(s_0)).
+        relative-lambda0.9) echo "--timesteps 300000 --env-kwargs reward=relative --hyperparams gae_lambda=0.9" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }
@@ -36,7 +38,7 @@ row_arguments() {
 rows=("$@")
 if [ ${#rows[@]} -eq 0 ]; then
     rows=(latency-lambda1 reference-lambda0.9 latency-observe-lambda1 reference-lambda1 latency-lambda0.9
-          reference-observe-lambda0.9)
+          reference-observe-lambda0.9 relative-lambda0.9)
 fi
 for row in "${rows[@]}"; do
     arguments=$(row_arguments "${row}")

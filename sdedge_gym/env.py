@@ -35,7 +35,7 @@ RENDER_MODES = ("ansi", "rgb_array")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
 TASK_FEATURES = ("present", "prompt_len", "payload", "channel_quality", "acceptance", "output_len")
 # The env's reward forms (the ``reward=`` argument; the card's "Rewards" section defines them).
-REWARDS = ("latency", "reference")
+REWARDS = ("latency", "reference", "relative")
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,13 @@ class EdgeSDEnv(gym.Env):
     episode's improvement over the reference policy, in s); V(s_0) does not depend on the policy, so the
     ranking of policies, and the optimal policy, are the default reward's. ``info["latency_reward"]`` is the
     default reward (-cost) and ``info["reference_cost_to_go"]`` is V(s') (V(s_0) in the reset info). Use it
-    with gamma = 1, where the shaping telescopes exactly. The native vector env has no ``reward`` option
+    with gamma = 1, where the shaping telescopes exactly.
+
+    ``reward="relative"`` is the reference reward in % of V(s_0): r = 100 (-cost + V(s) - V(s')) / V(s_0), whose
+    return is 100 (1 - objective / V(s_0)), the episode's relative improvement over the reference. Scaling each
+    episode by its own positive constant keeps the best action of every state of the full state (the
+    oracle is optimal for both), but weighs episodes differently: a policy that sees only the window may rank
+    differently under it (it maximises the mean relative improvement, not the mean latency). The native vector env has no ``reward`` option
     (``gymnasium.make_vec(id, num_envs, vectorization_mode="sync", reward="reference")`` vectorises this env).
 
     ## Starting State
@@ -325,7 +331,7 @@ class EdgeSDEnv(gym.Env):
       the ``render`` extra); anything else, "human" included, raises ``ValueError`` (also through
       ``gymnasium.make``, see ``sdedge_gym.registration.make_env``).
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
-    * ``reward``: "latency" (default) | "reference" (see Rewards).
+    * ``reward``: "latency" (default) | "reference" | "relative" (see Rewards).
     * ``observe_reference``: False (default) | True: the reference's cost to go as an extra observation feature.
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
@@ -378,12 +384,13 @@ class EdgeSDEnv(gym.Env):
         self.reward = reward
         self.observe_reference = observe_reference
         # (n_ref, l_ref) of reward="reference" and observe_reference: the search runs once per scenario (cached).
-        uses_reference = reward == "reference" or observe_reference
+        uses_reference = reward != "latency" or observe_reference
         self.reference_action: tuple[int, int] | None = (best_constant_action(self.scenario)
                                                          if uses_reference else None)
         # The scale of the observed V(s): the reference's mean episode cost on the tuning episodes.
         self.reference_scale = float(constant_action_costs(self.scenario).min()) if observe_reference else 0.0
         self._reference_to_go = 0.0  # V(s) of the current state, when the reference is used
+        self._reference_start = 0.0  # V(s_0) of the episode, when the reference is used
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         self.action_space = action_space(action_mode, n_max, l_max)
@@ -406,6 +413,7 @@ class EdgeSDEnv(gym.Env):
         info = {"action_mask": self.action_masks()}
         if self.reference_action is not None:  # V(s_0) before the first observation, which may read it
             self._reference_to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+            self._reference_start = self._reference_to_go  # V(s_0): the scale of reward="relative"
             info["reference_cost_to_go"] = np.float64(self._reference_to_go)
         return self._observation(), info
 
@@ -451,8 +459,10 @@ class EdgeSDEnv(gym.Env):
             to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
             info["latency_reward"] = np.float64(reward)
             info["reference_cost_to_go"] = np.float64(to_go)
-            if self.reward == "reference":  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
+            if self.reward != "latency":  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
                 reward += self._reference_to_go - to_go
+            if self.reward == "relative":  # in % of the reference's episode cost
+                reward *= 100.0 / self._reference_start
             self._reference_to_go = to_go
         if terminated:
             info.update({key: np.float64(value) for key, value in self.episode_kpis().items()})

@@ -35,7 +35,8 @@ def _reference_actions(env: EdgeSDEnv, steps: int = 100) -> list[tuple[int, int]
 
 def test_a_bad_reward_names_the_argument_and_the_allowed_values():
     for bad in ("latencyy", None, 1, "Reference"):
-        with pytest.raises(ValueError, match=r"reward = .* is invalid; allowed: 'latency' \| 'reference'"):
+        with pytest.raises(ValueError,
+                           match=r"reward = .* is invalid; allowed: 'latency' \| 'reference' \| 'relative'"):
             EdgeSDEnv("small", reward=bad)
     with pytest.raises(ValueError, match="reward = 'x' is invalid"):
         gym.make("sdedge/EdgeSD-Small-v0", reward="x")
@@ -198,3 +199,19 @@ def test_both_env_checkers_pass_with_observe_reference():
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=True)
         sb3_check_env(env.unwrapped)
+
+
+def test_the_relative_reward_is_the_reference_reward_in_percent_of_the_reference_episode_cost():
+    reference, relative = EdgeSDEnv("paper", reward="reference"), EdgeSDEnv("paper", reward="relative")
+    _, info = reference.reset(seed=6)
+    relative.reset(seed=6)
+    v0 = info["reference_cost_to_go"]
+    total = 0.0
+    done = False
+    while not done:
+        action = np.array([reference.batch_limit() // 3, 4])
+        _, r_reference, done, _, step_info = reference.step(action)
+        _, r_relative, _, _, _ = relative.step(action)
+        assert r_relative == pytest.approx(100.0 * r_reference / v0, rel=1e-12, abs=1e-12)
+        total += r_relative
+    assert total == pytest.approx(100.0 * (1.0 - step_info["mean_latency"] / v0), rel=1e-9, abs=1e-9)

@@ -45,7 +45,7 @@ def test_the_flags_reach_the_config_the_hyperparameters_and_the_vectorisation():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--env-kwargs", "reward=bogus"], "reward = 'bogus' is invalid; allowed: 'latency' | 'reference'"),
+    (["--env-kwargs", "reward=bogus"], "reward = 'bogus' is invalid; allowed: 'latency' | 'reference' | 'relative'"),
     (["--env-kwargs", "colour=1"], "--env-kwargs {'colour': 1} is invalid"),
     (["--hyperparams", "gae_lambda"], "--hyperparams item 'gae_lambda' is invalid"),
 ])
