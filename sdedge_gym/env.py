@@ -281,14 +281,14 @@ class EdgeSDEnv(gym.Env):
     episode's improvement over the reference policy, in s); V(s_0) does not depend on the policy, so the
     ranking of policies, and the optimal policy, are the default reward's. ``info["latency_reward"]`` is the
     default reward (-cost) and ``info["reference_cost_to_go"]`` is V(s') (V(s_0) in the reset info). Use it
-    with gamma = 1, where the shaping telescopes exactly.
-
-    ``reward="relative"`` is the reference reward in % of V(s_0): r = 100 (-cost + V(s) - V(s')) / V(s_0), whose
-    return is 100 (1 - objective / V(s_0)), the episode's relative improvement over the reference. Scaling each
-    episode by its own positive constant keeps the best action of every state of the full state (the
-    oracle is optimal for both), but weighs episodes differently: a policy that sees only the window may rank
-    differently under it (it maximises the mean relative improvement, not the mean latency). The native vector env has no ``reward`` option
+    with gamma = 1, where the shaping telescopes exactly. The native vector env has no ``reward`` option
     (``gymnasium.make_vec(id, num_envs, vectorization_mode="sync", reward="reference")`` vectorises this env).
+
+    ``reward="relative"`` is the reference reward in % of V(s_0): r = 100 (-cost + V(s) - V(s')) / V(s_0),
+    whose return is 100 (1 - objective / V(s_0)), the episode's relative improvement over the reference.
+    Scaling each episode by its own positive constant keeps the best action of every state of the full
+    state (the oracle is optimal for both), but weighs episodes differently: a policy that sees only the
+    window may rank differently under it (it maximises the mean relative improvement, not the mean latency).
 
     ## Starting State
 
