@@ -3,36 +3,17 @@
 The tuned baselines (best constant, max batching's l, autoregressive's n) search over constant actions on
 *tuning* episodes drawn with seeds of their own (``TUNING_SEEDS``, far from the evaluation seeds
 0, 1, 2, ...), scoring each candidate exactly with the episode's segment tables; the search is cached per
-scenario so several baselines share it.
+scenario so several baselines share it. The search itself is :mod:`sdedge_gym.reference` (the env's
+``reward="reference"`` uses the best constant action); its names are re-exported here.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
-from sdedge_agents.oracle import closed_form_shares, constant_action_cost
+from sdedge_agents.oracle import closed_form_shares
 from sdedge_agents.policy import Policy
-from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import Episode, ServingModel
-from sdedge_gym.segments import segment_tables
-
-TUNING_SEEDS = (1_000_000, 1_000_001, 1_000_002)
-
-
-@lru_cache(maxsize=8)
-def constant_action_costs(scenario: ScenarioConfig, seeds: tuple[int, ...] = TUNING_SEEDS) -> np.ndarray:
-    """(N, L + 1): mean episode cost of every constant action (n, l) over the tuning episodes."""
-    model = ServingModel.of(scenario)
-    costs = np.zeros((model.batch_limit, scenario.max_speculation + 1))
-    for seed in seeds:
-        episode = Episode.draw(model, np.random.default_rng(seed))
-        tables = segment_tables(model, episode)
-        for n in range(1, model.batch_limit + 1):
-            for l in range(scenario.max_speculation + 1):
-                costs[n - 1, l] += constant_action_cost(tables, scenario.objective, n, l) / len(seeds)
-    return costs
+from sdedge_gym.reference import TUNING_SEEDS, constant_action_cost, constant_action_costs  # noqa: F401
 
 
 class FixedAction(Policy):

@@ -71,6 +71,7 @@ from numba import njit
 from sdedge_agents.policy import Policy
 from sdedge_gym import compile_cache
 from sdedge_gym.episode import Episode, EpisodeClock, ServingModel
+from sdedge_gym.reference import constant_plan_cost, segment_cost_after
 from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.uplink import closed_form_allocation
 
@@ -363,53 +364,15 @@ def _lower_bound(j, u, f, total, divisor, makespan, umin, service, uplink):
 
 
 @njit(cache=True)
-def _cost_after(c, f, begin, f_next, n, completion_sum, divisor, makespan):
-    """The cost so far after a batch of n tasks that starts at ``begin`` and ends at ``f_next``: the one
-    definition of a segment's cost on the tables (module docstring; the env's kernel sums the same
-    completions task by task)."""
-    if makespan:
-        return c + (f_next - f)
-    return c + (n * begin + completion_sum) / divisor
-
-
-@njit(cache=True)
-def _constant_plan_cost(slot, duration, completion, release, first, u0, f0, divisor, size, l, makespan):
-    """The cost (completions, before the releases are subtracted) of committing (size, l) at every step from
-    the label (u0, f0) at ``first``; the last batch takes what is left, as the env clips it."""
-    total = duration.shape[0]
-    u, f, c = u0, f0, 0.0
-    j = first
-    while j < total:
-        n = min(size, total - j)
-        u = max(u, release[j + n - 1]) + slot[j, n - 1]
-        begin = max(u, f)
-        f_next = begin + duration[j, n - 1, l]
-        c = _cost_after(c, f, begin, f_next, n, completion[j, n - 1, l], divisor, makespan)
-        f = f_next
-        j += n
-    return c
-
-
-@njit(cache=True)
 def _best_constant_cost(slot, duration, completion, release, first, u0, f0, divisor, width, makespan):
     """The least cost over the constant plans (n, l) from the start label (the last batch takes what is left)."""
     total, _, num_lengths = duration.shape
     best = np.inf
     for size in range(1, min(width, total - first) + 1):
         for l in range(num_lengths):
-            best = min(best, _constant_plan_cost(slot, duration, completion, release, first, u0, f0, divisor, size,
+            best = min(best, constant_plan_cost(slot, duration, completion, release, first, u0, f0, divisor, size,
                                                  l, makespan))
     return best
-
-
-def constant_action_cost(tables: SegmentTables, objective: str, batch_size: int, speculation_length: int) -> float:
-    """The episode cost of committing (n, l) at every step from the start (n clipped to the tasks left, as the
-    env does): the baselines' tuning score, on the DP's own cost definition."""
-    slot, duration, completion = (np.ascontiguousarray(x, dtype=float) for x in (
-        tables.uplink_slot, tables.duration, tables.completion_sum))
-    size = min(batch_size, tables.batch_limit)
-    return float(_constant_plan_cost(slot, duration, completion, np.zeros(tables.num_tasks), 0, 0.0, 0.0,
-                                     float(tables.num_tasks), size, speculation_length, objective == "makespan"))
 
 
 @njit(cache=True)
@@ -457,7 +420,7 @@ def _forward(slot, duration, completion, release, keep_l, first, u0, f0, divisor
                 for t in range(kept_lengths):
                     l = lengths[t]
                     f_next = begin + duration[p, n - 1, l]
-                    c_next = _cost_after(times[2, i], times[1, i], begin, f_next, n, completion[p, n - 1, l],
+                    c_next = segment_cost_after(times[2, i], times[1, i], begin, f_next, n, completion[p, n - 1, l],
                                          divisor, makespan)
                     if c_next + _lower_bound(j, u_next, f_next, total, divisor, makespan, umin, service,
                                              uplink) > limit:

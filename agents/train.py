@@ -34,6 +34,14 @@ env, algorithm, number of envs and seed, keeping the step counter: ``--timesteps
 It restores the policy and optimiser, not the envs' random streams nor DQN's replay buffer (refilled
 after ``learning_starts`` steps).
 
+``--env-kwargs NAME=VALUE ...`` passes keyword arguments to ``gymnasium.make`` for the training envs (e.g.
+``reward=reference``, the env's shaped reward; values are Python literals, else strings); such runs train on
+SB3's DummyVecEnv (the native vector env has no reward option), and the evaluations drop ``reward`` so that
+they score the objective. ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
+hyperparameter file (e.g. ``gae_lambda=0.9``); both are recorded in run.json. ``--policy slot`` trains the
+sequence policy of :mod:`sdedge_agents.slot_policy` (a per-task "the batch ends here" head) from reward instead
+of SB3's MlpPolicy.
+
 Algorithms and action modes: ``ppo`` and ``a2c`` work on the discrete and hybrid ids, ``maskable_ppo``
 (which reads the env's ``action_masks()``) and ``dqn`` (on the env flattened by
 :class:`FlattenBatchSpeculation`) on the discrete ids only. This module needs the ``train`` extra
@@ -43,6 +51,7 @@ Algorithms and action modes: ``ppo`` and ``a2c`` work on the discrete and hybrid
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import re
@@ -80,6 +89,7 @@ except ImportError as error:  # the optional extra is missing: say which one
                       f"({error})") from error
 
 ALGORITHMS: tuple[str, ...] = ("ppo", "maskable_ppo", "a2c", "dqn")
+POLICIES: tuple[str, ...] = ("mlp", "slot")
 # Which action modes each algorithm can drive ("dict" needs a custom hybrid algorithm, none of these).
 ALGORITHM_ACTION_MODES: dict[str, tuple[str, ...]] = {
     "ppo": ("discrete", "hybrid"),
@@ -94,7 +104,7 @@ CHECKPOINT_PREFIX = "model"
 INTERRUPTED_PREFIX = "interrupted"
 _CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTED_PREFIX}_(\d+))\.zip$")
 # The arguments a resumed run must share with the run it continues (timesteps may grow, the rest is free).
-_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed")
+_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed", "env_kwargs")
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,10 @@ class TrainConfig(RunDirectory):
     checkpoint_every: int = 10_000
     eval_every: int = 0  # env steps between oracle-gap evaluations (0: none)
     progress_bar: bool = False
+    # (name, value) pairs: --env-kwargs for gymnasium.make (e.g. reward="reference"), --hyperparams over the file's.
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+    hyperparams: tuple[tuple[str, Any], ...] = ()
+    policy: str = "mlp"  # "mlp": SB3's MlpPolicy; "slot": sdedge_agents.slot_policy (the task window as a sequence)
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -140,14 +154,30 @@ class TrainConfig(RunDirectory):
         check_int("--eval-every", self.eval_every, 0)
         if self.eval_every > 0 and self.eval_episodes == 0:
             raise ValueError("--eval-every > 0 needs --eval-episodes >= 1 (the episodes the oracle gap is measured on)")
+        if self.policy not in POLICIES:
+            raise ValueError(f"--policy = {self.policy!r} is invalid; allowed: {' | '.join(POLICIES)}")
+        if self.policy == "slot" and self.algo not in ("maskable_ppo", "ppo"):
+            raise ValueError(f"--policy slot needs --algo maskable_ppo (discrete ids) or ppo (hybrid ids); got "
+                             f"{self.algo!r}")
+        if self.env_kwargs:  # a bad one fails here, with the env's own message, not in the middle of the run
+            try:
+                gym.make(self.env_id, **dict(self.env_kwargs)).close()
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"--env-kwargs {dict(self.env_kwargs)!r} is invalid for {self.env_id}: "
+                                 f"{error}") from error
+
+    def evaluation_env_kwargs(self) -> dict[str, Any]:
+        """--env-kwargs without ``reward``: evaluations score the objective, which is the default reward's return."""
+        return {name: value for name, value in self.env_kwargs if name != "reward"}
 
 
 # ---------------------------------------------------------------------- envs and models
 
 
-def make_single_env(config: TrainConfig) -> gym.Env:
-    """One env of the run (DQN's flattened), as the evaluation and the n_envs == 1 training path use it."""
-    env = gym.make(config.env_id)
+def make_single_env(config: TrainConfig, evaluation: bool = False) -> gym.Env:
+    """One env of the run (DQN's flattened), as the evaluation and the n_envs == 1 training path use it;
+    with the run's --env-kwargs (without ``reward`` for an ``evaluation`` env)."""
+    env = gym.make(config.env_id, **(config.evaluation_env_kwargs() if evaluation else dict(config.env_kwargs)))
     if config.algo == "dqn":
         env = FlattenBatchSpeculation(env)
     return env
@@ -179,8 +209,9 @@ def vectorisation_path(config: TrainConfig) -> str:
 
 
 def _native_adapter_available(config: TrainConfig) -> bool:
-    # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv.
-    return gym.spec(config.env_id).vector_entry_point is not None
+    # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv. So do runs
+    # with --env-kwargs: the native vector env has no reward= option.
+    return not config.env_kwargs and gym.spec(config.env_id).vector_entry_point is not None
 
 
 def _native_vec_env(config: TrainConfig, info_keywords: tuple[str, ...] = ()):
@@ -214,6 +245,15 @@ class FlattenVecActions(VecEnvWrapper):
         return self.venv.reset()
 
 
+def policy_class(config: TrainConfig) -> Any:
+    """SB3's "MlpPolicy", or the sequence policy of sdedge_agents.slot_policy with ``--policy slot``."""
+    if config.policy == "mlp":
+        return "MlpPolicy"
+    from sdedge_agents.slot_policy import MaskableSlotPolicy, SlotPolicy
+
+    return MaskableSlotPolicy if config.algo == "maskable_ppo" else SlotPolicy
+
+
 def algorithm_class(algo: str):
     """The SB3 / sb3-contrib class of ``algo``."""
     return {"ppo": PPO, "maskable_ppo": MaskablePPO, "a2c": A2C, "dqn": DQN}[algo]
@@ -227,7 +267,7 @@ def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     and is no longer than the whole run (a rollout longer than the run would only overshoot it).
     """
     entry = load_entry(config.env_id, config.algo)
-    settings = copy.deepcopy(entry.algorithm_kwargs)
+    settings = {**copy.deepcopy(entry.algorithm_kwargs), **dict(config.hyperparams)}
     if "n_steps" in settings and config.algo != "dqn":
         rollout = min(int(settings["n_steps"]) * entry.n_envs, config.timesteps)
         settings["n_steps"] = max(rollout // config.n_envs, 8)
@@ -268,7 +308,7 @@ def masked_predict(model, env: gym.Env, observation: np.ndarray, deterministic: 
 
 def evaluate_model(model, config: TrainConfig, seeds: Sequence[int]) -> dict[str, Any]:
     """The objective (mean latency or makespan, s) of the deterministic policy on episodes ``seeds``."""
-    env = make_single_env(config)
+    env = make_single_env(config, evaluation=True)
     objective = env.unwrapped.scenario.objective
     values = []
     for seed in seeds:
@@ -296,7 +336,7 @@ def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
                          "directory of this id (or delete the file)")
     missing = [int(s) for s in seeds if str(int(s)) not in cache["values"]]
     if missing:
-        env = gym.make(config.env_id)
+        env = gym.make(config.env_id, **config.evaluation_env_kwargs())
         # "oracle" names the offline DP oracle or, on an online id, the hindsight oracle with release times
         for seed, ret in zip(missing, run_episodes(make_policy("oracle", env), env, missing), strict=True):
             cache["values"][str(seed)] = -ret
@@ -431,7 +471,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
                              "run that saved checkpoints (drop --resume to start a new run)")
         if previous is not None:
             for key in _RESUME_MUST_MATCH:
-                if previous["config"][key] != getattr(config, key):
+                if jsonable(previous["config"].get(key, ())) != jsonable(getattr(config, key)):
                     raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
                                      f"({previous['config'][key]!r}); allowed: the same "
                                      f"{', '.join(_RESUME_MUST_MATCH)} as that run")
@@ -450,7 +490,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
     else:
         settings = hyperparameters(config)
         # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
-        model = cls("MlpPolicy", env, seed=config.seed, device="cpu", verbose=verbose, **copy.deepcopy(settings))
+        model = cls(policy_class(config), env, seed=config.seed, device="cpu", verbose=verbose,
+                    **copy.deepcopy(settings))
         resumed_from = None
     # SB3's CSV output rewrites progress.csv: a resumed run logs into a folder of its own.
     log_dir = out_dir / "logs" if resumed_from is None else out_dir / "logs" / f"resumed_{resumed_from['steps']}"
@@ -545,8 +586,32 @@ def build_parser(prog: str = "python -m sdedge_agents.train") -> argparse.Argume
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch intra-op threads (default 1: the policies are small MLPs, more threads only "
                              "add synchronisation and contend on a shared machine)")
+    parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="keyword arguments of gymnasium.make for the training envs, e.g. reward=reference (values "
+                             "are Python literals, else strings); the evaluations drop reward= and score the objective")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="algorithm keyword arguments over the hyperparameter file's, e.g. gae_lambda=0.9")
+    parser.add_argument("--policy", choices=POLICIES, default="mlp",
+                        help="the network: mlp (SB3's MlpPolicy, net_arch from the file) or slot "
+                             "(sdedge_agents.slot_policy: the task window as a sequence, a per-task 'the batch ends "
+                             "here' head; net_arch sizes its speculation MLP and critic)")
     parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
     return parser
+
+
+def name_values(flag: str, items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """NAME=VALUE items as (name, value) pairs; a value is a Python literal (0.9, True, "x") or else a string."""
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"{flag} item {item!r} is invalid; allowed: NAME=VALUE with NAME an identifier")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word: reward=reference
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 def parse_config(argv: Sequence[str] | None = None,
@@ -561,12 +626,15 @@ def parse_config(argv: Sequence[str] | None = None,
         TrainConfig(env_id=args.env, algo=args.algo, timesteps=1)
         entry = load_entry(args.env, args.algo)
         progress = progress_bar_default() if args.progress_bar is None else args.progress_bar
+        env_kwargs = name_values("--env-kwargs", args.env_kwargs)
+        hyperparams = name_values("--hyperparams", args.hyperparams)
         config = TrainConfig(env_id=args.env, algo=args.algo,
                              timesteps=entry.n_timesteps if args.timesteps is None else args.timesteps,
                              n_envs=entry.n_envs if args.n_envs is None else args.n_envs,
                              seed=args.seed, out=args.out, resume=args.resume, eval_episodes=args.eval_episodes,
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                             progress_bar=progress)
+                             progress_bar=progress, env_kwargs=env_kwargs, hyperparams=hyperparams,
+                             policy=args.policy)
     except ValueError as error:
         parser.error(str(error))
     return config, args

@@ -2,6 +2,10 @@
 
     python scripts/plot_training.py runs/small/seed1000 runs/small/seed2000 runs/small/seed3000 \\
         --out docs/figures/training_small.png
+    python scripts/plot_training.py --group "default reward" runs/a/seed1000 runs/a/seed2000 \\
+        --group "reference reward" runs/b/seed1000 runs/b/seed2000 --out docs/figures/ablation.png --ymax 12
+
+Several ``--group LABEL DIR ...`` draw one curve and band per group (an ablation), on the same axes.
 
 Each run directory is an ``sdedge_agents.train --eval-every N`` or an ``sdedge_agents.imitate`` run (same id, same
 validation episodes): its ``evaluations.csv`` holds the oracle gap of the deterministic policy on the
@@ -56,8 +60,11 @@ def reference_gaps(env_id: str, episodes: int, teacher: str | None = None) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path,
+    parser.add_argument("runs", nargs="*", type=Path,
                         help="sdedge_agents.train run directories (one per training seed)")
+    parser.add_argument("--group", nargs="+", action="append", default=[], metavar="LABEL DIR",
+                        help="a label and its run directories; repeat for one curve per group")
+    parser.add_argument("--ymax", type=float, default=None, help="top of the y axis in %% (default: from the data)")
     parser.add_argument("--out", type=Path, required=True, help="PNG path, e.g. docs/figures/training_small.png")
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
@@ -66,7 +73,15 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [read_run(r) for r in args.runs]
+    groups = [(None, args.runs)] if args.runs else []
+    for label, *dirs in args.group:
+        if not dirs:
+            raise ValueError(f"--group {label!r} has no run directories; allowed: --group LABEL DIR [DIR ...]")
+        groups.append((label, [Path(d) for d in dirs]))
+    if not groups:
+        raise ValueError("no runs; allowed: run directories, or --group LABEL DIR [DIR ...]")
+    read = [(label, [read_run(r) for r in dirs]) for label, dirs in groups]
+    runs = [run for _, group in read for run in group]
     # sdedge_agents.imitate runs: the x axis counts teacher-labelled env steps, and the teacher is a reference line
     teacher = runs[0][0]["config"].get("teacher")
     configs = {(run["config"]["env_id"], run["config"]["algo"], run["config"]["eval_episodes"]) for run, _, _ in runs}
@@ -74,14 +89,19 @@ def main() -> None:
         raise ValueError(f"the runs differ in (env, algo, eval_episodes): {sorted(configs)}; allowed: runs of one "
                          "(id, algorithm) on the same validation episodes")
     env_id, algo, episodes = configs.pop()
-    steps = runs[0][1]
-    curves = np.array([np.interp(steps, s, g) for _, s, g in runs])
-    mean = curves.mean(axis=0)
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), alpha=0.25, label=f"min..max over {len(runs)} seeds")
-    ax.plot(steps, mean, lw=2, marker="o" if teacher else None,
-            label=f"{algo}{' (DAgger)' if teacher else ''}: mean over seeds")
+    several = len(read) > 1  # an ablation: a wider figure with the legend beside the axes
+    fig, ax = plt.subplots(figsize=(11, 4.6) if several else (7, 4.2), dpi=120)
+    lowest, highest = np.inf, -np.inf
+    for label, group in read:
+        steps = group[0][1]
+        curves = np.array([np.interp(steps, s, g) for _, s, g in group])
+        mean = curves.mean(axis=0)
+        lowest, highest = min(lowest, float(curves.min())), max(highest, float(curves.max()))
+        name = label or f"{algo}{' (DAgger)' if teacher else ''}"
+        line, = ax.plot(steps, mean, lw=2, marker="o" if teacher else None, label=f"{name}: mean over seeds")
+        ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), alpha=0.2, color=line.get_color(),
+                        label=f"{name}: min..max over {len(group)} seeds")
+        print(f"{name}: final mean gap {mean[-1]:+.2f} % at {steps[-1]} steps over {len(group)} runs")
     ax.axhline(0.0, color="black", lw=1, label="oracle (0 %)")
     styles = iter(("--", ":", "-."))
     references = reference_gaps(env_id, episodes, teacher)
@@ -91,14 +111,17 @@ def main() -> None:
     ax.set_ylabel("gap to the oracle (%), lower is better")
     seeds = f"{VALIDATION_SEEDS[0]}..{VALIDATION_SEEDS[0] + episodes - 1}"
     ax.set_title(textwrap.fill(args.title or f"{env_id}: oracle gap on validation episodes {seeds}", 80), fontsize=9)
-    top = max(float(curves.max()), min(max(references.values()), 3.0 * float(curves.max())), 1.0)
-    ax.set_ylim(min(-0.5, float(curves.min()) - 0.5), top * 1.05)
+    top = max(highest, min(max(references.values()), 3.0 * highest), 1.0) if args.ymax is None else args.ymax
+    ax.set_ylim(min(-0.5, lowest - 0.5), top * 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if several:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
-    print(f"wrote {args.out}: final mean gap {mean[-1]:+.2f} % at {steps[-1]} steps over {len(runs)} runs")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from sdedge_gym import kernels
 from sdedge_gym.actions import ActionMode, action_mask_table, action_mode_class
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.reference import best_constant_action, constant_action_costs, reference_cost_to_go
 from sdedge_gym.scenarios import check_override_keys, make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
@@ -30,6 +31,8 @@ STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot"
 KPI_KEYS = ("mean_latency", "makespan", "throughput")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
 TASK_FEATURES = ("present", "prompt_len", "payload", "channel_quality", "acceptance", "output_len")
+# The env's reward forms (the ``reward=`` argument; the card's "Rewards" section defines them).
+REWARDS = ("latency", "reference", "relative")
 
 
 @dataclass(frozen=True)
@@ -234,12 +237,42 @@ class EdgeSDEnv(gym.Env):
     | 4 + 6 i + 4 | acceptance        | alpha (clairvoyant) or its noisy estimate                    | [0, 1) |
     | 4 + 6 i + 5 | output_len        | O (clairvoyant) or the length hint, / max_new_tokens         | (0, 1] |
 
+    ``observe_reference=True`` appends one feature at index ``4 + 6 n_max`` (the space becomes
+    ``Box(0, 1, (5 + 6 n_max,))``): ``reference_cost_to_go`` = V / (V + V_bar), V the reference policy's cost
+    to go from the current state (see Rewards), V_bar its mean episode cost on the tuning episodes, in [0, 1).
+    It summarises the whole queue, beyond the window, in the one number a critic needs as a per-episode
+    baseline. Allowed only on clairvoyant, expected-acceptance scenarios (V reads the true lengths and rates).
+
     ## Rewards
 
     The step reward is minus the committed batch's share of the objective, in seconds: with objective
     "mean_latency", ``-sum_{k in batch} C_k / K`` (C_k the completion time of task k); with "makespan",
     ``-(F_m - F_{m-1})``. The undiscounted return of an episode is exactly minus the objective (the mean
-    latency or the makespan); nothing else is added.
+    latency or the makespan); nothing else is added. This is ``reward="latency"``, the default.
+
+    ``reward="reference"`` adds a potential-based shaping term (Ng, Harada & Russell, 1999) whose potential
+    is minus the cost to go of a reference policy: the scenario's best constant action (n_ref, l_ref),
+    the action of the ``best-constant`` baseline, searched once per scenario on the tuning episodes
+    (``sdedge_gym.reference``; n_ref = 22, l_ref = 5 on the paper preset). V(s) is what the rest of the
+    episode costs when (n_ref, l_ref) is committed at every remaining step from the state s (n clipped to
+    the tasks left, closed-form split), computed on the episode's own draws by the compiled kernel (one call
+    of a few batches per step). The reward of a step from s to s' is then
+
+        r = -cost + V(s) - V(s'),   V(terminal) = 0,
+
+    the action's advantage over following the reference from s: positive when the batch leaves the rest of
+    the episode cheaper than the reference would. The undiscounted return is V(s_0) - objective (the
+    episode's improvement over the reference policy, in s); V(s_0) does not depend on the policy, so the
+    ranking of policies, and the optimal policy, are the default reward's. ``info["latency_reward"]`` is the
+    default reward (-cost) and ``info["reference_cost_to_go"]`` is V(s') (V(s_0) in the reset info). Use it
+    with gamma = 1, where the shaping telescopes exactly. The native vector env has no ``reward`` option
+    (``gymnasium.make_vec(id, num_envs, vectorization_mode="sync", reward="reference")`` vectorises this env).
+
+    ``reward="relative"`` is the reference reward in % of V(s_0): r = 100 (-cost + V(s) - V(s')) / V(s_0),
+    whose return is 100 (1 - objective / V(s_0)), the episode's relative improvement over the reference.
+    Scaling each episode by its own positive constant keeps the best action of every state of the full
+    state (the oracle is optimal for both), but weighs episodes differently: a policy that sees only the
+    window may rank differently under it (it maximises the mean relative improvement, not the mean latency).
 
     ## Starting State
 
@@ -276,7 +309,8 @@ class EdgeSDEnv(gym.Env):
 
     ```python
     env = gymnasium.make("sdedge/EdgeSD-v0", num_tasks=50, max_speculation=6, config={"uplink": {"bandwidth": 2e6}})
-    EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, **overrides)
+    EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, reward="latency",
+              observe_reference=False, **overrides)
     ```
 
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
@@ -285,6 +319,8 @@ class EdgeSDEnv(gym.Env):
       the ``render`` extra); anything else, "human" included, raises ``ValueError`` (also through
       ``gymnasium.make``, see ``sdedge_gym.registration.make_env``).
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
+    * ``reward``: "latency" (default) | "reference" | "relative" (see Rewards).
+    * ``observe_reference``: False (default) | True: the reference's cost to go as an extra observation feature.
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
       ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. An unknown keyword
@@ -309,29 +345,51 @@ class EdgeSDEnv(gym.Env):
       ``action_mode(mode, n_max, l_max).space(wait)``); ``EdgeSDOnlineEnv`` derives from ``EdgeSDEnv``;
       ``sdedge_agents.online.solve_online`` is ``sdedge_agents.oracle.solve(..., release=, now=, end=)``;
       ``sdedge_gym.episode.closed_form_shares`` (Hz) is ``closed_form_bandwidth``.
+      The ``reward`` and ``observe_reference`` options were added later; their defaults are the v0 env.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
 
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
-                 **overrides: Any) -> None:
+                 reward: str = "latency", observe_reference: bool = False, **overrides: Any) -> None:
         check_override_keys(type(self).__name__, overrides)
+        if reward not in REWARDS:
+            raise ValueError(f"reward = {reward!r} is invalid; allowed: {' | '.join(repr(r) for r in REWARDS)}")
+        if not isinstance(observe_reference, bool):
+            raise ValueError(f"observe_reference = {observe_reference!r} is invalid; allowed: True | False")
         mode_class = action_mode_class(action_mode)  # checked before the scenario, whose errors come next
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: None | "
                              f"{' | '.join(repr(m) for m in RENDER_MODES)}")
         self.scenario: ScenarioConfig = self._make_scenario(scenario, config, overrides)
+        if observe_reference and (not self.scenario.clairvoyant or self.scenario.acceptance != "expected"):
+            # V(s) reads the true lengths and acceptance rates: an observation of it would leak what the agent
+            # of a non-clairvoyant or sampled-acceptance scenario must not see.
+            raise ValueError("observe_reference = True is invalid for this scenario (clairvoyant = "
+                             f"{self.scenario.clairvoyant}, acceptance = {self.scenario.acceptance!r}); allowed: "
+                             "clairvoyant = True and acceptance = 'expected'")
         self.model = ServingModel.of(self.scenario)
         self.scales = ObservationScales.of(self.model)
         self._workload_parameters = kernels.workload_parameters(self.scenario, self.scales, MAX_ALPHA_ESTIMATE)
         self.action_mode = action_mode
         self.render_mode = render_mode
+        self.reward = reward
+        self.observe_reference = observe_reference
+        # (n_ref, l_ref) of reward="reference" and observe_reference: the search runs once per scenario (cached).
+        uses_reference = reward != "latency" or observe_reference
+        self.reference_action: tuple[int, int] | None = (best_constant_action(self.scenario)
+                                                         if uses_reference else None)
+        # The scale of the observed V(s): the reference's mean episode cost on the tuning episodes.
+        self.reference_scale = float(constant_action_costs(self.scenario).min()) if observe_reference else 0.0
+        self._reference_to_go = 0.0  # V(s) of the current state, when the reference is used
+        self._reference_start = 0.0  # V(s_0) of the episode, when the reference is used
 
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         self.actions: ActionMode = mode_class(n_max, l_max)
         self.action_space = self.actions.space(wait=self.has_wait)
-        self.observation_space = spaces.Box(0.0, 1.0, (self.observation_size(n_max),), dtype=np.float32)
+        size = self.observation_size(n_max) + int(observe_reference)
+        self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
         self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b
 
         self.episode: Episode | None = None
@@ -364,7 +422,12 @@ class EdgeSDEnv(gym.Env):
         self.clock = EpisodeClock()
         self.outcomes = []
         self._start_episode()
-        return self._observation(), {"action_mask": self.action_masks()}
+        info = {"action_mask": self.action_masks()}
+        if self.reference_action is not None:  # V(s_0) before the first observation, which may read it
+            self._reference_to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+            self._reference_start = self._reference_to_go  # V(s_0): the scale of reward="relative"
+            info["reference_cost_to_go"] = np.float64(self._reference_to_go)
+        return self._observation(), info
 
     def _start_episode(self) -> None:
         """After the episode is drawn and the clock reset (the online env draws its arrivals here)."""
@@ -375,9 +438,19 @@ class EdgeSDEnv(gym.Env):
         outcome = self._commit(min(requested, self.batch_limit()), speculation_length, weights, self.clock)
         terminated = self.clock.next_task >= self.episode.num_tasks
         info = self._step_info(outcome, outcome.batch_size, speculation_length, outcome.batch_size != requested)
+        reward = -outcome.cost
+        if self.reference_action is not None:
+            to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+            info["latency_reward"] = np.float64(reward)
+            info["reference_cost_to_go"] = np.float64(to_go)
+            if self.reward != "latency":  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
+                reward += self._reference_to_go - to_go
+            if self.reward == "relative":  # in % of the reference's episode cost
+                reward *= 100.0 / self._reference_start
+            self._reference_to_go = to_go
         if terminated:
             info.update(self._kpi_info())
-        return self._observation(), -outcome.cost, terminated, False, info
+        return self._observation(), reward, terminated, False, info
 
     def _commit(self, batch_size: int, speculation_length: int, weights: np.ndarray | None,
                 start: EpisodeClock) -> BatchOutcome:
@@ -503,13 +576,17 @@ class EdgeSDEnv(gym.Env):
         """The global features and the task window (the online env appends its block through super())."""
         clock = self.clock
         n_global, width = len(GLOBAL_FEATURES), len(TASK_FEATURES)
-        observation = np.zeros(n_global + width * self.scenario.max_batch, dtype=np.float32)
+        n_window = n_global + width * self.scenario.max_batch
+        observation = np.zeros(n_window + int(self.observe_reference), dtype=np.float32)
         observation[:n_global] = global_features_one(self.model, self.scales, self.episode.num_tasks,
                                                      clock.next_task, self._uplink_time(), clock.inference_end,
                                                      self.batch_limit())
         visible = self._visible_tasks()
         observation[n_global:n_global + width * visible] = self._task_features[
             clock.next_task: clock.next_task + visible].ravel()
+        if self.observe_reference:
+            to_go = self._reference_to_go
+            observation[n_window] = to_go / (to_go + self.reference_scale)
         return observation
 
     def _uplink_time(self) -> float:

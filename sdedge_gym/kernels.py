@@ -862,6 +862,28 @@ def commit(p, prompt, output, alpha, payload, channel, runs, first, n, l, sample
     return slot, ready, start, finish, cost, accepted, tokens
 
 
+@njit(cache=True)
+def constant_cost_to_go(p, prompt, output, alpha, payload, channel, runs, first, n, l, sampled, bandwidth, completion,
+                        uplink_end, inference_end, mean_latency_objective, work):
+    """Cost of serving tasks first..K-1 with the constant action (n, l) and the closed-form split, from the clocks.
+
+    The batches are :func:`commit`'s, n clipped to the tasks left as the env clips it; the costs are summed
+    as the env's rewards would be (the reference policy's cost to go, :mod:`sdedge_gym.reference`). One call
+    per env step instead of one :func:`commit` call per reference batch.
+    """
+    total = 0.0
+    num_tasks = output.shape[0]
+    while first < num_tasks:
+        size = min(n, num_tasks - first)
+        _, ready, _, finish, cost, _, _ = commit(p, prompt, output, alpha, payload, channel, runs, first, size, l,
+                                                 sampled, False, bandwidth, completion, uplink_end, inference_end,
+                                                 mean_latency_objective, work)
+        total += cost
+        uplink_end, inference_end = ready, finish
+        first += size
+    return total
+
+
 # Columns of commit_many's per-env result table.
 SLOT, DURATION, ACCEPTED, TOKENS, COST, WAIT, SERVICE_TIME = range(7)
 NUM_RESULTS = 7

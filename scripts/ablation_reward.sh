@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The reward ablation of docs/BENCHMARK.md ("Learning from reward"): MaskablePPO on sdedge/EdgeSD-v0 with the
+# harness's hyperparameters (agents/hyperparams.yml), 8 envs, training seeds 1000, 2000, 3000 per row, one run
+# at a time, into runs/ablation/<row>/seed<S>/ (evaluations.csv every 20k steps on the validation episodes).
+#
+#     bash scripts/ablation_reward.sh [row ...]      # default: every row, in this order
+#     ABLATION_SEEDS="3000" bash scripts/ablation_reward.sh latency-lambda1      # some seeds only
+#
+# Every row passes --env-kwargs, so every row trains on the same vectorisation (SB3's DummyVecEnv over
+# gymnasium.make; the native vector env has no reward= option) and the same episodes per seed. The
+# reference-lambda0.9 row runs to 1M steps with a checkpoint every 100k: its 300k checkpoint is the
+# equal-budget row (the learning rate and clip range are constant, so it is the model of a 300k-step run
+# up to that run's last update: the checkpoint is taken at 300,000 steps, after 146 updates of 2048
+# transitions; a 300k-step run ends after 147, at 301,056 steps).
+# Then `python scripts/ablation_summary.py` evaluates every model on the held-out test episodes 500..599.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+
+read -r -a SEEDS <<< "${ABLATION_SEEDS:-1000 2000 3000}"
+
+row_arguments() {
+    case "$1" in
+        latency-lambda1) echo "--timesteps 300000 --env-kwargs reward=latency" ;;
+        latency-lambda0.9) echo "--timesteps 300000 --env-kwargs reward=latency --hyperparams gae_lambda=0.9" ;;
+        reference-lambda0.9) echo "--timesteps 1000000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9" ;;
+        reference-lambda1) echo "--timesteps 300000 --env-kwargs reward=reference" ;;
+        # The reference's cost to go as an observation feature (a critic input beyond the window), either reward.
+        latency-observe-lambda1) echo "--timesteps 300000 --env-kwargs reward=latency observe_reference=True" ;;
+        reference-observe-lambda0.9)
+            echo "--timesteps 300000 --env-kwargs reward=reference observe_reference=True --hyperparams gae_lambda=0.9" ;;
+        # The reference reward in % of the reference's episode cost (each episode weighed by 1 / V(s_0)).
+        relative-lambda0.9) echo "--timesteps 300000 --env-kwargs reward=relative --hyperparams gae_lambda=0.9" ;;
+        *) echo "unknown row $1" >&2; return 2 ;;
+    esac
+}
+
+rows=("$@")
+if [ ${#rows[@]} -eq 0 ]; then
+    rows=(latency-lambda1 reference-lambda0.9 latency-observe-lambda1 reference-lambda1 latency-lambda0.9
+          reference-observe-lambda0.9 relative-lambda0.9)
+fi
+for row in "${rows[@]}"; do
+    arguments=$(row_arguments "${row}")
+    for seed in "${SEEDS[@]}"; do
+        out="runs/ablation/${row}/seed${seed}"
+        command="python -m sdedge_agents.train --env sdedge/EdgeSD-v0 --algo maskable_ppo --seed ${seed} --out ${out} --eval-every 20000 --eval-episodes 20 --checkpoint-every 100000 --no-progress-bar ${arguments}"
+        rm -rf "${out}"
+        mkdir -p "${out}"
+        echo "${command}" > "${out}/command.txt"
+        echo "$(date +%H:%M:%S) ${command}"
+        ${command}
+    done
+done
+echo "$(date +%H:%M:%S) done"

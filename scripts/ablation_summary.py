@@ -1,0 +1,123 @@
+"""The reward ablation's table: every row's models on the held-out test episodes, with the protocol's statistics.
+
+    python scripts/ablation_summary.py \\
+        --row "default, 300k=runs/ablation/latency-lambda1/seed{seed}/model.zip" \\
+        --row "reference, 300k=runs/ablation/reference-lambda0.9/seed{seed}/checkpoints/model_300000_steps.zip" \\
+        --json runs/ablation/test.json --out runs/ablation/table.md
+
+A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
+reported as missing). Every model and the references (oracle, random, best-constant, planner, window-planner)
+play the same test episodes 500..599 (``sdedge_agents.evaluate``). Per row: each seed's gap to the oracle,
+the interquartile mean of the normalised score over the seeds with its stratified bootstrap 95 % interval
+(``agents/statistics.py``), and the paired differences in mean latency against the best constant action and
+the planner (the seeds' mean per episode minus the reference's on that episode, averaged over the episodes,
+with a bootstrap 95 % interval over episodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sdedge_agents.evaluate import evaluate
+from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
+from sdedge_agents.statistics import interquartile_mean, stratified_bootstrap_ci
+
+ENV_ID = "sdedge/EdgeSD-v0"
+REFERENCES = ("best-constant", "planner", "window-planner")
+
+
+def paired_difference(values: np.ndarray, reference: np.ndarray, repetitions: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lower, upper): mean over episodes of values - reference, percentile bootstrap over episodes."""
+    difference = np.asarray(values) - np.asarray(reference)
+    rng = np.random.default_rng(seed)
+    means = [difference[rng.integers(0, difference.size, difference.size)].mean() for _ in range(repetitions)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(difference.mean()), float(low), float(high)
+
+
+def evaluation_env_kwargs(model: Path) -> dict:
+    """The --env-kwargs of the run that saved ``model`` (its run.json, in a parent directory), without reward."""
+    for directory in model.parents:
+        if (directory / "run.json").exists():
+            config = json.loads((directory / "run.json").read_text())["config"]
+            return {name: value for name, value in config.get("env_kwargs", []) if name != "reward"}
+    return {}
+
+
+def parse_rows(items: list[str]) -> list[tuple[str, list[tuple[int, Path]]]]:
+    rows = []
+    for item in items:
+        label, sep, pattern = item.rpartition("=")
+        if not sep or "{seed}" not in pattern:
+            raise SystemExit(f"--row {item!r} is invalid; allowed: LABEL=PATH with {{seed}} in PATH")
+        rows.append((label, [(seed, Path(pattern.format(seed=seed))) for seed in TRAINING_SEEDS]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--row", action="append", required=True, help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
+    parser.add_argument("--out", required=True, help="the markdown table")
+    args = parser.parse_args()
+    rows = parse_rows(args.row)
+    cache_path = Path(args.json)
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    # Models are evaluated with their run's --env-kwargs but reward (e.g. observe_reference=True changes the
+    # observation); the episodes are the same whatever those are.
+    by_kwargs: dict[str, list[str]] = {}
+    for _, runs in rows:
+        for _, path in runs:
+            spec = f"sb3:MaskablePPO:{path}"
+            if path.exists() and spec not in cache:
+                by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(path)), []).append(spec)
+    references = [name for name in REFERENCES if name not in cache]
+    if references or "oracle" not in cache:
+        by_kwargs.setdefault("{}", []).extend(references)
+    for kwargs, specs in by_kwargs.items():
+        results = evaluate(ENV_ID, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=specs, progress=False,
+                           env_kwargs=json.loads(kwargs))
+        for result in results:
+            if result.policy not in ("oracle", "random") or kwargs == "{}":
+                cache[result.policy] = result.values
+        cache_path.write_text(json.dumps(cache) + "\n")
+    oracle, random = np.array(cache["oracle"]), np.array(cache["random"])
+
+    def gap(values: np.ndarray) -> float:
+        return 100.0 * (values.mean() / oracle.mean() - 1.0)
+
+    def score(values: np.ndarray) -> float:  # on mean returns (= minus mean latencies), as sdedge_agents.evaluate
+        return float((random.mean() - values.mean()) / (random.mean() - oracle.mean()))
+
+    lines = [f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]} of `{ENV_ID}`; oracle {oracle.mean():.3f} s.", "",
+             "| row | gap to oracle per seed (1000, 2000, 3000) | IQM score [95 % CI] | vs best constant (s) "
+             "[95 % CI] | vs planner (s) [95 % CI] |",
+             "|---|---|---:|---:|---:|"]
+    for name in REFERENCES:
+        values = np.array(cache[name])
+        lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | | |")
+    for label, runs in rows:
+        present = [(seed, np.array(cache[f"sb3:MaskablePPO:{path}"])) for seed, path in runs
+                   if f"sb3:MaskablePPO:{path}" in cache]
+        if not present:
+            lines.append(f"| {label} | not trained | | | |")
+            continue
+        gaps = ", ".join(f"{gap(v):+.1f} %" for _, v in present)
+        scores = [score(v) for _, v in present]
+        _, low, high = stratified_bootstrap_ci({ENV_ID: scores})
+        mean_per_episode = np.mean([v for _, v in present], axis=0)
+        versus = [paired_difference(mean_per_episode, np.array(cache[name])) for name in ("best-constant", "planner")]
+        note = "" if len(present) == len(runs) else f" ({len(present)} of {len(runs)} seeds)"
+        lines.append(f"| {label}{note} | {gaps} | {interquartile_mean(scores):.3f} [{low:.3f}, {high:.3f}] | "
+                     + " | ".join(f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in versus) + " |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

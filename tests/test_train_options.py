@@ -1,0 +1,95 @@
+"""sdedge_agents.train's --env-kwargs and --hyperparams (the reward ablation's flags); training runs here are tiny."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("stable_baselines3", reason="needs the train extra (stable-baselines3, torch)")
+pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
+
+from sdedge_agents.train import (
+    TrainConfig,
+    evaluate_model,
+    hyperparameters,
+    make_single_env,
+    name_values,
+    parse_config,
+    train,
+    vectorisation_path,
+)
+
+SMALL = "sdedge/EdgeSD-Small-v0"
+
+
+def test_name_values_reads_literals_and_bare_words():
+    assert name_values("--x", ["reward=reference", "gae_lambda=0.9", "num_tasks=5", "flag=True", "s='a b'"]) == (
+        ("reward", "reference"), ("gae_lambda", 0.9), ("num_tasks", 5), ("flag", True), ("s", "a b"))
+    for bad in ("reward", "=1", "1x=2"):
+        with pytest.raises(ValueError, match=f"--x item '{bad}' is invalid; allowed: NAME=VALUE"):
+            name_values("--x", [bad])
+
+
+def test_the_flags_reach_the_config_the_hyperparameters_and_the_vectorisation():
+    config, _ = parse_config(["--env", SMALL, "--algo", "maskable_ppo", "--out", "unused", "--n-envs", "2",
+                              "--env-kwargs", "reward=reference", "--hyperparams", "gae_lambda=0.9", "ent_coef=0.01"])
+    assert config.env_kwargs == (("reward", "reference"),)
+    assert config.evaluation_env_kwargs() == {}
+    settings = hyperparameters(config)
+    assert settings["gae_lambda"] == 0.9 and settings["ent_coef"] == 0.01 and settings["gamma"] == 1.0
+    # The native vector env has no reward= option: runs with --env-kwargs train on DummyVecEnv.
+    assert vectorisation_path(config) == "sb3:DummyVecEnv"
+    assert make_single_env(config).unwrapped.reward == "reference"
+    assert make_single_env(config, evaluation=True).unwrapped.reward == "latency"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--env-kwargs", "reward=bogus"], "reward = 'bogus' is invalid; allowed: 'latency' | 'reference' | 'relative'"),
+    (["--env-kwargs", "colour=1"], "--env-kwargs {'colour': 1} is invalid"),
+    (["--hyperparams", "gae_lambda"], "--hyperparams item 'gae_lambda' is invalid"),
+])
+def test_bad_items_are_argparse_errors_naming_the_flag(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["--env", SMALL, "--algo", "maskable_ppo", "--out", "unused", *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_reference_reward_run_is_evaluated_on_the_objective(tmp_path):
+    config = TrainConfig(SMALL, "maskable_ppo", timesteps=256, n_envs=2, seed=3, out=str(tmp_path),
+                         eval_episodes=2, checkpoint_every=128, env_kwargs=(("reward", "reference"),),
+                         hyperparams=(("gae_lambda", 0.9),))
+    record = train(config)
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["config"]["env_kwargs"] == [["reward", "reference"]]
+    assert saved["hyperparameters"]["gae_lambda"] == 0.9
+    assert saved["vectorisation"] == "sb3:DummyVecEnv"
+    # The final evaluation scores the mean latency (the default reward's return), not the shaped return.
+    from sb3_contrib import MaskablePPO
+
+    model = MaskablePPO.load(tmp_path / "model.zip", device="cpu")
+    plain = evaluate_model(model, TrainConfig(SMALL, "maskable_ppo", timesteps=1, out=str(tmp_path)),
+                           record["evaluation"]["seeds"])
+    assert record["evaluation"]["values"] == plain["values"] and min(plain["values"]) > 0
+    # --resume must keep the reward: a run with another --env-kwargs is refused.
+    other = TrainConfig(SMALL, "maskable_ppo", timesteps=512, n_envs=2, seed=3, out=str(tmp_path), resume=True,
+                        env_kwargs=(("reward", "latency"),))
+    with pytest.raises(ValueError, match="resume: env_kwargs"):
+        train(other)
+
+
+def test_policy_slot_trains_the_sequence_policy_from_reward(tmp_path):
+    from sdedge_agents.slot_policy import MaskableSlotPolicy
+
+    config = TrainConfig(SMALL, "maskable_ppo", timesteps=128, n_envs=2, seed=3, out=str(tmp_path),
+                         eval_episodes=1, checkpoint_every=128, env_kwargs=(("reward", "reference"),), policy="slot")
+    record = train(config)
+    assert record["config"]["policy"] == "slot" and record["evaluation"]["mean"] > 0
+    from sb3_contrib import MaskablePPO
+
+    assert isinstance(MaskablePPO.load(tmp_path / "model.zip", device="cpu").policy, MaskableSlotPolicy)
+    with pytest.raises(ValueError, match=r"--policy = 'gru' is invalid; allowed: mlp \| slot"):
+        TrainConfig(SMALL, "maskable_ppo", timesteps=1, policy="gru")
+    with pytest.raises(ValueError, match="--policy slot needs --algo maskable_ppo"):
+        TrainConfig(SMALL, "dqn", timesteps=1, policy="slot")
