@@ -1,8 +1,8 @@
 """sdedge-gym: LLM serving at the network edge with speculative decoding, as a Gymnasium benchmark.
 
 The core (config, catalogue, roofline, speculation, uplink, service, workload, episode, segments,
-scenarios, actions, and the compiled kernel layer ``kernels``) is numpy/scipy/numba and knows nothing of
-Gymnasium: the numpy modules specify the model, ``kernels`` runs it in the hot path. Importing the package registers the
+reference, scenarios, and the compiled kernel layer ``kernels``) is numpy/scipy/numba and knows nothing of
+Gymnasium (``actions``, the action-mode objects with their spaces, belongs to the Gymnasium layer): the numpy modules specify the model, ``kernels`` runs it in the hot path. Importing the package registers the
 environment ids (``ENV_IDS``, namespace ``sdedge``) with Gymnasium.
 """
 
