@@ -2,7 +2,8 @@
 
 The core (config, catalogue, roofline, speculation, uplink, service, workload, episode, segments,
 reference, scenarios, and the compiled kernel layer ``kernels``) is numpy/scipy/numba and knows nothing of
-Gymnasium (``actions``, the action-mode objects with their spaces, belongs to the Gymnasium layer): the numpy modules specify the model, ``kernels`` runs it in the hot path. Importing the package registers the
+Gymnasium (``actions``, the action-mode objects with their spaces, belongs to the Gymnasium layer): the
+numpy modules specify the model, ``kernels`` runs it in the hot path. Importing the package registers the
 environment ids (``ENV_IDS``, namespace ``sdedge``) with Gymnasium.
 """
 
