@@ -143,16 +143,23 @@ def test_another_distribution_s_agents_package_does_not_clash(tmp_path: Path) ->
 
 
 def test_a_leftover_folder_shadowing_the_package_is_a_loud_error(tmp_path: Path) -> None:
-    """An empty ``sdedge_gym`` folder earlier on the path is a namespace package that runs none of this
-    package's code; the first import of ours that can see it says what happened and what to do."""
+    """An empty ``sdedge_gym`` folder earlier on the path. Beside a regular install, the real package wins (a
+    regular package anywhere on the path beats namespace portions); beside an editable install, whose finder
+    Python asks only after the path, the folder is imported as an empty namespace package that runs none of
+    this package's code, and the first import of ours that can see it says what happened and what to do.
+    Either way nothing is silently left unregistered."""
     leftover = tmp_path / "sdedge_gym" / "__pycache__"
     leftover.mkdir(parents=True)
     (leftover / "kernels.commit-78.py311.nbi").write_bytes(b"stale")
     environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", "import sdedge_agents"], cwd=leftover, env=environment,
+    code = "import sdedge_agents, sdedge_gym; print(sdedge_gym.__file__, len(sdedge_gym.ENV_IDS))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=leftover, env=environment,
                           capture_output=True, text=True, timeout=120)
     if "No module named 'sdedge_agents'" in done.stderr:
-        pytest.skip("sdedge_agents is importable only from an install (pip install -e .)")
-    assert done.returncode != 0
+        pytest.skip("sdedge_agents is importable only from an install (pip install .)")
+    if done.returncode == 0:  # the real package won: it registered every id
+        file, count = done.stdout.split()
+        assert file.endswith("__init__.py") and str(tmp_path) not in file and int(count) == 25
+        return
     assert f"sdedge_gym resolves to ['{tmp_path / 'sdedge_gym'}'], a folder without __init__.py" in done.stderr
     assert "delete that folder, then reinstall sdedge-gym" in done.stderr
