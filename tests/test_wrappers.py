@@ -53,7 +53,7 @@ def test_the_flat_mask_is_the_outer_product_and_masked_actions_are_never_clipped
 
 
 def test_the_wrapped_env_passes_gymnasium_s_checker_and_vectorises():
-    check_env(FlattenBatchSpeculation(gym.make(SMALL)).unwrapped)  # the env itself
+    check_env(FlattenBatchSpeculation(gym.make(SMALL)).unwrapped, skip_render_check=True)  # the env itself
     check_env(FlattenBatchSpeculation(gym.make(SMALL, disable_env_checker=True)), skip_render_check=True)
     envs = gym.vector.SyncVectorEnv([lambda: FlattenBatchSpeculation(gym.make(SMALL)) for _ in range(2)])
     assert envs.single_action_space == gym.spaces.Discrete(4 * 5)
