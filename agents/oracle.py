@@ -142,8 +142,8 @@ def solve(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int
     caps n (default: the table's width); ``end`` stops the plan before task ``end`` (default: the table's
     K; the online planner's horizon). ``release`` (shape (K,), default none) gives each task's release
     time: a batch waits for its last task, and the cost is sum_k (C_k - a_k) / K; ``now`` is the earliest
-    dispatch of the first batch (module docstring). ``prune=False`` skips the bound pruning (dominance
-    only): the same optimum, more labels; tests compare the two.
+    dispatch of the first batch (module docstring; the later of ``now`` and ``start.now``). ``prune=False``
+    skips the bound pruning (dominance only): the same optimum, more labels; tests compare the two.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective = {objective!r} is invalid; allowed: {' | '.join(map(repr, OBJECTIVES))}")
@@ -170,7 +170,7 @@ def solve(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int
     makespan = objective == "makespan"
     keep_l = _speculation_front(duration, completion, makespan)
     first, f0 = clock.next_task, float(clock.inference_end)
-    u0 = max(float(clock.uplink_end), float(now))
+    u0 = max(float(clock.uplink_end), float(clock.now), float(now))
     umin, service, uplink = _cost_to_go_bounds(slot, duration, completion, divisor, width, makespan)
     limit = np.inf
     if prune:

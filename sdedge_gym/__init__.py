@@ -18,7 +18,7 @@ from sdedge_gym.config import (
     WorkloadConfig,
 )
 from sdedge_gym.env import EdgeSDEnv
-from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, EpisodeClocks, ServingModel, commit_batch
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 from sdedge_gym.registration import ENV_IDS, OFFLINE_ENV_IDS, ONLINE_ENV_IDS, register_envs
 from sdedge_gym.scenarios import PRESETS, make_scenario
@@ -38,6 +38,7 @@ __all__ = [
     "EdgeSDOnlineEnv",
     "Episode",
     "EpisodeClock",
+    "EpisodeClocks",
     "FronthaulConfig",
     "GpuSpec",
     "ModelSpec",

@@ -344,7 +344,11 @@ class EdgeSDEnv(gym.Env):
       ``env.actions``), replacing ``sdedge_gym.env.action_space(mode, ...)`` (use
       ``action_mode(mode, n_max, l_max).space(wait)``); ``EdgeSDOnlineEnv`` derives from ``EdgeSDEnv``;
       ``sdedge_agents.online.solve_online`` is ``sdedge_agents.oracle.solve(..., release=, now=, end=)``;
-      ``sdedge_gym.episode.closed_form_shares`` (Hz) is ``closed_form_bandwidth``.
+      ``sdedge_gym.episode.closed_form_shares`` (Hz) is ``closed_form_bandwidth``. One episode state: the
+      clock (``EpisodeClock``) gained ``now``, the decision epoch; the online env's ``now``, ``arrived`` and
+      ``arrival`` are read-only views of ``clock.now`` and ``episode.release`` (restore a saved state by
+      assigning ``env.clock``); the vector env's ``next_task``, ``uplink_end``, ``inference_end`` read its
+      ``clocks`` (``EpisodeClocks``).
       The ``reward`` and ``observe_reference`` options were added later; their defaults are the v0 env.
     """
 

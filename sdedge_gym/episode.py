@@ -13,6 +13,7 @@ costs of an episode add up to the objective exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,6 +80,7 @@ class Episode:
     workload: Workload
     channel: np.ndarray  # a_k = p g_k / N0 (shannon) or s_k (fixed_snr)
     runs: np.ndarray | None  # sampled mode: consecutive accepted positions from each position
+    release: np.ndarray | None = None  # a_k, s, non-decreasing: arrival times (online); None: all at t = 0
 
     @classmethod
     def draw(cls, model: ServingModel, rng: np.random.Generator) -> Episode:
@@ -109,12 +111,48 @@ class Episode:
 
 @dataclass(frozen=True)
 class EpisodeClock:
-    """Where an episode stands between batches."""
+    """Where an episode stands between batches: the one episode state of every env.
+
+    The single and online envs hold one; the vector env holds :class:`EpisodeClocks`, the same fields as
+    arrays over its envs. ``now`` is the decision epoch t, the earliest start of the next batch's uplink
+    slot: offline it is ``uplink_end``; online it is also at or after the next request's arrival, and a wait
+    moves it on (what has arrived by t is ``episode.release`` read at ``now``).
+    """
 
     next_task: int = 0  # tasks already committed
     uplink_end: float = 0.0  # end of the last uplink slot, s
     inference_end: float = 0.0  # F_{m-1}: end of the last batch's service, s
     batches: int = 0
+    now: float = 0.0  # t: the next slot starts at max(uplink_end, now), s
+
+
+@dataclass(frozen=True)
+class EpisodeClocks:
+    """:class:`EpisodeClock` batched over ``num_envs`` environments, one array per field (the vector env's state).
+
+    The compiled :func:`sdedge_gym.kernels.commit_many` advances a row as :func:`commit_batch` advances one
+    clock; ``row(e)`` is env e's clock as the single env would hold it.
+    """
+
+    next_task: np.ndarray  # int64
+    uplink_end: np.ndarray
+    inference_end: np.ndarray
+    batches: np.ndarray  # int64
+    now: np.ndarray
+
+    @classmethod
+    def zeros(cls, num_envs: int) -> EpisodeClocks:
+        ints, floats = (lambda: np.zeros(num_envs, dtype=np.int64)), (lambda: np.zeros(num_envs))
+        return cls(ints(), floats(), floats(), ints(), floats())
+
+    def restart(self, envs: np.ndarray | slice) -> None:
+        """Envs ``envs`` back at the start of an episode (``EpisodeClock()``)."""
+        for field in dataclasses.fields(self):
+            getattr(self, field.name)[envs] = 0
+
+    def row(self, env: int) -> EpisodeClock:
+        return EpisodeClock(int(self.next_task[env]), float(self.uplink_end[env]), float(self.inference_end[env]),
+                            int(self.batches[env]), float(self.now[env]))
 
 
 @dataclass(frozen=True)
@@ -157,26 +195,28 @@ def closed_form_bandwidth(model: ServingModel, episode: Episode, first: int, siz
 def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, batch_size: int,
                  speculation_length: int, bandwidth: np.ndarray | None = None,
                  ) -> tuple[BatchOutcome, EpisodeClock]:
-    """Serve the next ``batch_size`` tasks; ``bandwidth`` (Hz per user) defaults to the closed form.
+    """Serve the next ``batch_size`` tasks, the uplink slot from max(uplink end, now); ``bandwidth`` (Hz per
+    user) defaults to the closed form.
 
     The caller validates the action (see the env); this function trusts it. The batch is timed by the
     compiled kernel (:func:`sdedge_gym.kernels.commit`).
     """
     first = clock.next_task
+    slot_start = max(clock.uplink_end, clock.now)
     prompt, output, alpha, payload, channel, runs = episode.kernel_arrays
     explicit = bandwidth is not None
     band = np.array(bandwidth, dtype=float) if explicit else np.empty(batch_size)
     completion = np.empty(batch_size)
     slot, ready, start, finish, cost, accepted, tokens = kernels.commit(
         model.kernel_parameters, prompt, output, alpha, payload, channel, runs, first, int(batch_size),
-        int(speculation_length), episode.runs is not None, explicit, band, completion, clock.uplink_end,
+        int(speculation_length), episode.runs is not None, explicit, band, completion, slot_start,
         clock.inference_end, model.config.objective == "mean_latency", model.workspace)
     outcome = BatchOutcome(
         first_task=first, batch_size=batch_size, speculation_length=speculation_length, bandwidth=band,
-        uplink_start=clock.uplink_end, uplink_slot=slot, ready=ready, start=start, finish=finish,
+        uplink_start=slot_start, uplink_slot=slot, ready=ready, start=start, finish=finish,
         completion_times=completion, tokens=tokens, accepted_drafts=accepted, cost=cost,
     )
-    return outcome, EpisodeClock(first + batch_size, ready, finish, clock.batches + 1)
+    return outcome, EpisodeClock(first + batch_size, ready, finish, clock.batches + 1, ready)
 
 
 def batch_service(model: ServingModel, episode: Episode, outcome: BatchOutcome) -> BatchService:

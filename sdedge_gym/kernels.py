@@ -891,15 +891,15 @@ NUM_RESULTS = 7
 
 @njit(cache=True)
 def _commit_env(p, prompt, output, alpha, payload, channel, runs, e, size, l, sampled, explicit, bandwidth,
-                completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
-                tokens_total, mean_latency_objective, work):
-    """:func:`commit_many`'s work for env e: :func:`commit` on its rows, then its clocks and running KPIs."""
+                completion, results, next_task, uplink_end, inference_end, batches, now, completion_sum,
+                completion_max, tokens_total, mean_latency_objective, work):
+    """:func:`commit_many`'s work for env e: :func:`commit` on its rows, then its clock and running KPIs."""
     n = size[e]
     first = next_task[e]
     runs_e = runs[e] if sampled else runs[0]
     slot, ready, start, finish, cost, accepted, tokens = commit(
         p, prompt[e], output[e], alpha[e], payload[e], channel[e], runs_e, first, n, l[e], sampled, explicit,
-        bandwidth[e], completion[e], uplink_end[e], inference_end[e], mean_latency_objective, work)
+        bandwidth[e], completion[e], max(uplink_end[e], now[e]), inference_end[e], mean_latency_objective, work)
     total = 0.0
     for i in range(bandwidth.shape[1]):
         if i < n:
@@ -917,41 +917,45 @@ def _commit_env(p, prompt, output, alpha, payload, channel, runs, e, size, l, sa
     results[e, SERVICE_TIME] = finish - start
     completion_sum[e] += total
     tokens_total[e] += tokens
+    # The clock's update, as sdedge_gym.episode.commit_batch makes it for one EpisodeClock.
     next_task[e] = first + n
     uplink_end[e] = ready
     inference_end[e] = finish
+    batches[e] += 1
+    now[e] = ready
 
 
 @njit(cache=True)
 def commit_many(p, prompt, output, alpha, payload, channel, runs, envs, size, l, sampled, explicit, bandwidth,
-                completion, results, next_task, uplink_end, inference_end, completion_sum, completion_max,
-                tokens_total, mean_latency_objective, work):
+                completion, results, next_task, uplink_end, inference_end, batches, now, completion_sum,
+                completion_max, tokens_total, mean_latency_objective, work):
     """:func:`commit` for each env in ``envs`` (rows of the (num_envs, K) task arrays), with the clocks.
 
     Per env e: serves ``size[e]`` tasks from ``next_task[e]`` at ``l[e]``; writes the band split (Hz) and
     absolute completion times into rows of (num_envs, n_max) arrays (zeros beyond the batch; explicit
     shares are read from ``bandwidth``), a row of ``results`` (SLOT, DURATION, ACCEPTED, TOKENS, COST,
-    WAIT, SERVICE_TIME), and advances next_task, uplink_end, inference_end and the running KPIs, as
-    :func:`sdedge_gym.episode.commit_batch` does for one env. ``work`` is a :func:`workspace`.
+    WAIT, SERVICE_TIME), and advances the clock (the fields of :class:`sdedge_gym.episode.EpisodeClocks`, the
+    slot starting at max(uplink_end, now)) and the running KPIs, as :func:`sdedge_gym.episode.commit_batch`
+    does for one env. ``work`` is a :func:`workspace`.
     """
     for index in range(envs.shape[0]):
         _commit_env(p, prompt, output, alpha, payload, channel, runs, envs[index], size, l, sampled, explicit,
-                    bandwidth, completion, results, next_task, uplink_end, inference_end, completion_sum,
-                    completion_max, tokens_total, mean_latency_objective, work)
+                    bandwidth, completion, results, next_task, uplink_end, inference_end, batches, now,
+                    completion_sum, completion_max, tokens_total, mean_latency_objective, work)
 
 
 @njit(cache=True, parallel=True)
 def commit_many_parallel(p, prompt, output, alpha, payload, channel, runs, envs, size, l, sampled, explicit,
-                         bandwidth, completion, results, next_task, uplink_end, inference_end, completion_sum,
-                         completion_max, tokens_total, mean_latency_objective, works):
+                         bandwidth, completion, results, next_task, uplink_end, inference_end, batches, now,
+                         completion_sum, completion_max, tokens_total, mean_latency_objective, works):
     """:func:`commit_many` on ``works.shape[0]`` threads, one :func:`workspace` each: the envs are split into
     that many interleaved chunks (envs are independent, so the numbers do not depend on the split)."""
     chunks = works.shape[0]
     for c in prange(chunks):
         for index in range(c, envs.shape[0], chunks):
             _commit_env(p, prompt, output, alpha, payload, channel, runs, envs[index], size, l, sampled, explicit,
-                        bandwidth, completion, results, next_task, uplink_end, inference_end, completion_sum,
-                        completion_max, tokens_total, mean_latency_objective, works[c])
+                        bandwidth, completion, results, next_task, uplink_end, inference_end, batches, now,
+                        completion_sum, completion_max, tokens_total, mean_latency_objective, works[c])
 
 
 # ---------------------------------------------------------------------------------------------- segment tables

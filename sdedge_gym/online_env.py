@@ -189,9 +189,26 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
             self.trace = trace_window(read_trace(self.scenario.arrivals.trace), self.scenario.num_tasks)
         table = self._mask_table  # the offline rows; the wait column is inserted after n_max
         self._mask_table = np.stack([np.insert(table, n_max, False, axis=1), np.insert(table, n_max, True, axis=1)])
-        self.arrival = np.zeros(0)  # a_k, s, non-decreasing
-        self.now = 0.0  # the current decision epoch t, s
-        self.arrived = 0  # requests with a_k <= now
+
+    # The online state is the offline one (the episode and its clock): the arrival times are the episode's
+    # release times and the decision epoch is the clock's `now`.
+
+    @property
+    def arrival(self) -> np.ndarray:
+        """a_k, s, non-decreasing: ``episode.release`` (empty before the first reset)."""
+        return np.zeros(0) if self.episode is None else self.episode.release
+
+    @property
+    def now(self) -> float:
+        """The current decision epoch t, s (``clock.now``)."""
+        return self.clock.now
+
+    @property
+    def arrived(self) -> int:
+        """Requests with a_k <= t."""
+        if self.episode is None:
+            return 0
+        return int(np.searchsorted(self.episode.release, self.clock.now, side="right"))
 
     @classmethod
     def observation_size(cls, max_batch: int) -> int:
@@ -223,8 +240,9 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
     def _start_episode(self) -> None:
         # After every workload draw: the same seed gives the offline episode's tasks.
         cfg = self.scenario
-        self.arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
-        self.arrival.setflags(write=False)
+        arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
+        arrival.setflags(write=False)
+        self.episode = dataclasses.replace(self.episode, release=arrival)
         self._next_epoch()
 
     def step(self, action):
@@ -232,16 +250,13 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         wait, requested, speculation_length, weights = self.actions.decode(action, wait=True)
         dispatch_time = self.now
         if wait and self.can_wait():
-            self.now = float(self.arrival[self.arrived])
-            self.arrived = int(np.searchsorted(self.arrival, self.now, side="right"))
+            self.clock = dataclasses.replace(self.clock, now=float(self.arrival[self.arrived]))
             info = self._step_info(None, 0, speculation_length, False, dispatch_time)
             return self._observation(), 0.0, False, False, info
         limit = self.batch_limit()
         batch_size = limit if wait else min(requested, limit)
         first = self.clock.next_task
-        # The slot starts when the batch is dispatched: commit_batch starts it at the clock's uplink end.
-        start = dataclasses.replace(self.clock, uplink_end=max(self.clock.uplink_end, self.now))
-        outcome = self._commit(batch_size, speculation_length, weights, start)
+        outcome = self._commit(batch_size, speculation_length, weights, self.clock)  # the slot starts at t
         arrival_sum = float(self.arrival[first:first + batch_size].sum())
         # cost = sum_k C_k / K; subtracting sum_k a_k / K makes the reward minus the batch's latency share.
         # With every a_k = 0 this is cost - 0.0: the offline reward bit for bit.
@@ -265,12 +280,9 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
 
     def _next_epoch(self) -> None:
         """Move t to the next decision epoch: the uplink free and the next queued request arrived."""
-        if self.clock.next_task >= self.episode.num_tasks:
-            self.now = self.clock.uplink_end  # terminal: the offline observation's u
-            self.arrived = self.episode.num_tasks
-            return
-        self.now = max(self.clock.uplink_end, float(self.arrival[self.clock.next_task]))
-        self.arrived = int(np.searchsorted(self.arrival, self.now, side="right"))
+        clock = self.clock
+        if clock.next_task < self.episode.num_tasks:  # terminal: t stays at the last slot's end (u)
+            self.clock = dataclasses.replace(clock, now=max(clock.uplink_end, float(self.arrival[clock.next_task])))
 
     def batch_limit(self) -> int:
         """The largest valid batch now: min(memory/action limit, arrived requests waiting); 0 when done."""

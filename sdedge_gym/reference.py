@@ -99,5 +99,6 @@ def reference_cost_to_go(model: ServingModel, episode: Episode, clock: EpisodeCl
     scratch = np.empty(batch_size)  # the kernel writes each batch's shares and completion times here
     return kernels.constant_cost_to_go(
         model.kernel_parameters, prompt, output, alpha, payload, channel, runs, clock.next_task, int(batch_size),
-        int(speculation_length), episode.runs is not None, scratch, np.empty(batch_size), clock.uplink_end,
-        clock.inference_end, model.config.objective == "mean_latency", model.workspace)
+        int(speculation_length), episode.runs is not None, scratch, np.empty(batch_size),
+        max(clock.uplink_end, clock.now), clock.inference_end, model.config.objective == "mean_latency",
+        model.workspace)

@@ -50,7 +50,7 @@ from sdedge_gym.actions import action_mask_table
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import KPI_KEYS, EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
 from sdedge_gym.env import STEP_INFO_KEYS as SINGLE_ENV_INFO_KEYS
-from sdedge_gym.episode import NO_RUNS, Episode, ServingModel
+from sdedge_gym.episode import NO_RUNS, Episode, EpisodeClocks, ServingModel
 from sdedge_gym.scenarios import check_override_keys
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload, raw_draws
 
@@ -79,7 +79,9 @@ class EdgeSDVectorEnv(VectorEnv):
     steadier, hence the default). Actions are the
     single env's, batched: an array ``(num_envs, ...)`` in the discrete and hybrid modes, a dict of arrays
     in the dict mode. Attributes: ``scenario``, ``model``, ``scales``, ``action_mode``, ``episodes`` (the
-    current :class:`~sdedge_gym.episode.Episode` of every env), ``next_task``, ``uplink_end``,
+    current :class:`~sdedge_gym.episode.Episode` of every env), ``clocks`` (every env's
+    :class:`~sdedge_gym.episode.EpisodeClock` as an :class:`~sdedge_gym.episode.EpisodeClocks`; ``clocks.row(i)``
+    is sub-env i's clock as the single env holds it) and, read from it, ``next_task``, ``uplink_end``,
     ``inference_end``.
     """
 
@@ -149,10 +151,8 @@ class EdgeSDVectorEnv(VectorEnv):
         self._task_table = np.zeros((e, k + n_max, 6), dtype=np.float32)
         # One kernel workspace per worker thread (chunks of envs are served in parallel).
         self._works = np.stack([kernels.workspace(cfg) for _ in range(self.num_threads)])
-        # Clocks and running KPIs
-        self.next_task = np.zeros(e, dtype=np.int64)
-        self.uplink_end = np.zeros(e)
-        self.inference_end = np.zeros(e)
+        # Every env's episode state (the single env's EpisodeClock as arrays) and running KPIs
+        self.clocks = EpisodeClocks.zeros(e)
         self._completion_sum = np.zeros(e)
         self._completion_max = np.zeros(e)
         self._tokens = np.zeros(e)
@@ -260,6 +260,29 @@ class EdgeSDVectorEnv(VectorEnv):
             out.append(Episode(workload, self._channel[i].copy(), None if self._runs is None else self._runs[i].copy()))
         return out
 
+    # ------------------------------------------------------------------ the episode state
+
+    @property
+    def next_task(self) -> np.ndarray:
+        """(num_envs,) tasks committed in each env (``clocks.next_task``)."""
+        return self.clocks.next_task
+
+    @property
+    def uplink_end(self) -> np.ndarray:
+        """(num_envs,) end of each env's last uplink slot, s (``clocks.uplink_end``)."""
+        return self.clocks.uplink_end
+
+    @property
+    def inference_end(self) -> np.ndarray:
+        """(num_envs,) end of each env's last batch's service, s (``clocks.inference_end``)."""
+        return self.clocks.inference_end
+
+    @property
+    def _clock_arrays(self) -> tuple[np.ndarray, ...]:
+        """The clock's arrays in the order :func:`kernels.commit_many` takes them."""
+        c = self.clocks
+        return c.next_task, c.uplink_end, c.inference_end, c.batches, c.now
+
     # ------------------------------------------------------------------ masks
 
     def batch_limit(self) -> np.ndarray:
@@ -292,9 +315,7 @@ class EdgeSDVectorEnv(VectorEnv):
         self._prompt[indices] = columns["prompt_len"]
         self._channel[indices] = columns["channel"]
         self._task_table[indices, : self.num_tasks] = columns["table"]
-        self.next_task[indices] = 0
-        self.uplink_end[indices] = 0.0
-        self.inference_end[indices] = 0.0
+        self.clocks.restart(indices)
         self._completion_sum[indices] = 0.0
         self._completion_max[indices] = 0.0
         self._tokens[indices] = 0.0
@@ -327,8 +348,8 @@ class EdgeSDVectorEnv(VectorEnv):
         commit(
             self.model.kernel_parameters, self._prompt, self._columns["output_len"], self._columns["alpha"],
             self._columns["payload_bits"], self._channel, self._runs if sampled else BATCHED_NO_RUNS, envs, size,
-            lengths, sampled, explicit, bandwidth, completion, results, self.next_task, self.uplink_end,
-            self.inference_end, self._completion_sum, self._completion_max, self._tokens,
+            lengths, sampled, explicit, bandwidth, completion, results, *self._clock_arrays, self._completion_sum,
+            self._completion_max, self._tokens,
             cfg.objective == "mean_latency",
             self._works[0] if threads == 1 else self._works[:threads])
         r = results[envs]

@@ -52,7 +52,8 @@ def test_clocks_of_two_batches(small: ServingModel) -> None:
     assert first.finish == pytest.approx(first.start + float(batch_service(small, episode, first).duration))
     np.testing.assert_allclose(first.completion_times, first.start + batch_service(small, episode, first).completion)
     assert first.cost == pytest.approx(first.completion_times.sum() / 8)
-    assert clock == EpisodeClock(next_task=3, uplink_end=first.ready, inference_end=first.finish, batches=1)
+    assert clock == EpisodeClock(next_task=3, uplink_end=first.ready, inference_end=first.finish, batches=1,
+                                 now=first.ready)
 
     second, clock = commit_batch(small, episode, clock, 2, 0)
     assert second.first_task == 3

@@ -36,7 +36,7 @@ def _exhaustive(env: EdgeSDOnlineEnv) -> tuple[float, bool]:
     best = [np.inf, False]
 
     def visit(cost: float, waited: bool) -> None:
-        saved = (env.clock, env.now, env.arrived, len(env.outcomes))
+        saved = (env.clock, len(env.outcomes))  # the episode state (the epoch is the clock's `now`)
         actions = [(n, l) for n in range(1, env.batch_limit() + 1) for l in range(l_max + 1)]
         if env.can_wait():
             actions.append(None)
@@ -53,8 +53,8 @@ def _exhaustive(env: EdgeSDOnlineEnv) -> tuple[float, bool]:
                     best[1] = best[1] or waited
             else:
                 visit(cost - reward, waited or step is None)
-            env.clock, env.now, env.arrived = saved[:3]
-            del env.outcomes[saved[3]:]
+            env.clock = saved[0]
+            del env.outcomes[saved[1]:]
 
     visit(0.0, False)
     return best[0], best[1]

@@ -12,6 +12,7 @@ Observations are float32 (1e-6). Both report the per-task info arrays (``bandwid
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -20,6 +21,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import sdedge_gym  # noqa: F401 (registers the ids)
+from sdedge_gym.episode import EpisodeClock, EpisodeClocks
 from sdedge_gym.vector_env import EdgeSDVectorEnv
 
 
@@ -77,6 +79,11 @@ def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed:
         _assert_infos_match(out_f[4], out_r[4], where)
         np.testing.assert_array_equal(fast.unwrapped.action_masks(),
                                       np.stack([e.unwrapped.action_masks() for e in reference.envs]))
+        for i, single in enumerate(reference.envs):  # one episode state: the batched clock's row is the clock
+            got, want = fast.unwrapped.clocks.row(i), single.unwrapped.clock
+            assert (got.next_task, got.batches) == (want.next_task, want.batches), where
+            np.testing.assert_allclose([got.uplink_end, got.inference_end, got.now],
+                                       [want.uplink_end, want.inference_end, want.now], rtol=1e-9, err_msg=where)
     fast.close()
     reference.close()
     return episodes
@@ -278,3 +285,13 @@ def test_seeds_and_reset_mask_reproduce_single_env_episodes() -> None:
     assert env.next_task.tolist() == [2, 0, 2]
     np.testing.assert_array_equal(env.episodes[0].workload.payload_bits, before[0])
     assert not np.array_equal(env.episodes[1].workload.payload_bits, before[1])  # continued its own stream
+
+
+def test_batched_clocks_have_the_clock_fields() -> None:
+    """EpisodeClocks is EpisodeClock over envs: the same fields, a zero row is the fresh clock."""
+    assert [f.name for f in dataclasses.fields(EpisodeClocks)] == [f.name for f in dataclasses.fields(EpisodeClock)]
+    clocks = EpisodeClocks.zeros(3)
+    clocks.next_task[1], clocks.now[1] = 4, 2.5
+    assert clocks.row(1) == EpisodeClock(next_task=4, now=2.5)
+    clocks.restart(np.array([1]))
+    assert clocks.row(1) == EpisodeClock()
