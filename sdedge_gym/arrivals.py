@@ -5,7 +5,9 @@ Arrival times are drawn at reset from the episode's Generator *after* every draw
 episode of the same seed (a trace replaces the token counts, not the other draws). Task k of the queue
 is the k-th arrival: times are non-decreasing in queue order.
 
-A trace is a CSV file with a header row and one row per request, in arrival order. Column names:
+A trace is a CSV file (gzip-compressed if its name ends in ``.gz``) with a header row and one row per
+request, in arrival order. Two real traces ship with the package (``SHIPPED_TRACES``, by name): the Azure
+LLM inference traces of 2023 (see sdedge_gym/traces/README.md). Column names:
 
 | quantity        | project's name  | Azure LLM inference trace name |
 |-----------------|-----------------|--------------------------------|
@@ -21,6 +23,7 @@ the file, the header is row 1) and the column.
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import os
 import re
@@ -37,8 +40,16 @@ TRACE_COLUMNS = {  # quantity -> accepted column names, in order of preference
     "prompt_tokens": ("prompt_tokens", "ContextTokens"),
     "output_tokens": ("output_tokens", "GeneratedTokens"),
 }
+TRACE_DIR = os.path.join(os.path.dirname(__file__), "traces")
 # A synthetic 300-request trace in the Azure column layout, written by scripts/make_trace.py.
-SAMPLE_TRACE = os.path.join(os.path.dirname(__file__), "traces", "sample_azure_format.csv")
+SAMPLE_TRACE = os.path.join(TRACE_DIR, "sample_azure_format.csv")
+# The real traces (Azure LLM inference 2023, CC-BY 4.0; built by scripts/build_azure_traces.py), by name.
+SHIPPED_TRACES = {
+    "azure-conv": os.path.join(TRACE_DIR, "azure_conv.csv.gz"),  # conversation service: 19,366 requests
+    "azure-code": os.path.join(TRACE_DIR, "azure_code.csv.gz"),  # code completion service: 8,819 requests
+}
+# Trace episodes for training start in the first 70 % of a trace's requests, held-out ones in the rest.
+TRACE_TRAIN_FRACTION = 0.7
 _DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?$")
 _EPOCH = datetime(1970, 1, 1)
 
@@ -81,9 +92,16 @@ def _token_value(text: str) -> int:
     return int(float(text))
 
 
+def trace_path(trace: str | os.PathLike) -> str:
+    """A shipped trace's file for its name (``SHIPPED_TRACES``), any other value as a path."""
+    trace = os.fspath(trace)
+    return SHIPPED_TRACES.get(trace, trace)
+
+
 def read_trace(path: str | os.PathLike) -> Trace:
-    """The trace in ``path`` (see the module docstring); cached per (path, modification time, size)."""
-    path = os.fspath(path)
+    """The trace in ``path``, or the shipped one of that name (see the module docstring); cached per (path,
+    modification time, size)."""
+    path = trace_path(path)
     try:
         stat = os.stat(path)
     except OSError as error:
@@ -102,7 +120,8 @@ def read_trace(path: str | os.PathLike) -> Trace:
 @lru_cache(maxsize=16)
 def _read_trace(path: str, mtime_ns: int, size: int) -> Trace:
     del mtime_ns, size  # part of the cache key only: a rewritten file is read again
-    with open(path, newline="") as handle:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -149,14 +168,43 @@ def _columns_hint() -> str:
     return "; ".join(f"{q}: {' | '.join(names)}" for q, names in TRACE_COLUMNS.items())
 
 
-def trace_window(trace: Trace, num_tasks: int) -> Trace:
-    """The first ``num_tasks`` requests of ``trace``; ValueError if it has fewer."""
-    if trace.num_requests < num_tasks:
-        raise ValueError(f"trace {trace.path!r} has {trace.num_requests} requests; allowed: at least "
-                         f"WorkloadConfig.num_tasks = {num_tasks} (lower num_tasks or use a longer trace)")
-    sl = slice(0, num_tasks)
-    return Trace(trace.path, trace.arrival_time[sl].copy(), trace.prompt_tokens[sl].copy(),
+def trace_offsets(trace: Trace, num_tasks: int, window: str = "first") -> tuple[int, int]:
+    """The first and last offset (inclusive) at which a ``window`` (``config.TRACE_WINDOWS``) of ``num_tasks``
+    requests may start: "first" only at 0; "train" so that the window ends within the first
+    ``TRACE_TRAIN_FRACTION`` of the requests; "test" so that it starts at or after that boundary; "any"
+    anywhere. ValueError if that part of the trace is shorter than ``num_tasks``."""
+    total = trace.num_requests
+    split = int(TRACE_TRAIN_FRACTION * total)
+    low, high, part = {"first": (0, 0, "the trace"), "train": (0, split - num_tasks, "its training part"),
+                       "test": (split, total - num_tasks, "its test part"),
+                       "any": (0, total - num_tasks, "the trace")}[window]
+    if high < low or total < num_tasks:
+        raise ValueError(f"trace {trace.path!r} has {total} requests; {part} cannot hold a window of "
+                         f"WorkloadConfig.num_tasks = {num_tasks}; allowed: num_tasks <= "
+                         f"{total if window in ('first', 'any') else (split if window == 'train' else total - split)}"
+                         " (lower num_tasks or use a longer trace)")
+    return low, high
+
+
+def trace_window(trace: Trace, num_tasks: int, offset: int = 0) -> Trace:
+    """Requests ``offset`` .. ``offset + num_tasks - 1`` of ``trace``, times shifted so that the first arrives
+    at 0; ValueError if the trace has fewer."""
+    trace_offsets(trace, num_tasks, "any")  # the trace holds one window at all
+    if not 0 <= offset <= trace.num_requests - num_tasks:
+        raise ValueError(f"trace offset {offset!r} is invalid; allowed: an integer in "
+                         f"[0, {trace.num_requests - num_tasks}]")
+    sl = slice(offset, offset + num_tasks)
+    return Trace(trace.path, trace.arrival_time[sl] - trace.arrival_time[offset], trace.prompt_tokens[sl].copy(),
                  trace.output_tokens[sl].copy())
+
+
+def trace_rate(trace: Trace) -> float:
+    """The trace's mean arrival rate over its whole span, requests / s."""
+    span = float(trace.arrival_time[-1] - trace.arrival_time[0])
+    if span <= 0:
+        raise ValueError(f"trace {trace.path!r}: every request arrives at once; allowed for load=: a trace whose "
+                         "arrival times span a positive time")
+    return (trace.num_requests - 1) / span
 
 
 def trace_tokens(trace: Trace, prompt_max: int, max_new_tokens: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,10 @@ ACCEPTANCE_MODES = ("expected", "sampled")
 OBJECTIVES = ("mean_latency", "makespan")
 QUEUE_ORDERS = ("arrival", "shortest_payload")
 ARRIVAL_PROCESSES = ("offline", "poisson", "mmpp", "trace")
+# Where a trace episode's window of K requests starts (ArrivalConfig.trace_window): the first K rows, or a
+# seeded offset in the training part (the first TRACE_TRAIN_FRACTION of the requests), the test part (the
+# rest; a window never straddles the boundary) or anywhere.
+TRACE_WINDOWS = ("first", "train", "test", "any")
 
 
 def _require(ok: bool, owner: str, name: str, value: Any, allowed: str) -> None:
@@ -320,8 +324,15 @@ class ArrivalConfig(_DictMixin):
     * "mmpp": a two-state Markov-modulated Poisson process: rate ``arrival_rate`` in the calm state and
       ``burst_rate`` in the burst state, exponential sojourns of mean ``calm_duration`` and
       ``burst_duration``; the first state is drawn from the stationary distribution;
-    * "trace": the first K rows of the CSV file ``trace`` (arrival time, prompt tokens, output tokens;
-      see ``sdedge_gym.arrivals.read_trace``), times shifted so that the first row arrives at 0.
+    * "trace": K consecutive rows of a request trace (arrival time, prompt tokens, output tokens; see
+      ``sdedge_gym.arrivals.read_trace``), times shifted so that the window's first request arrives at 0.
+      ``trace`` is a CSV file (optionally gzip-compressed) or a shipped trace's name ("azure-conv",
+      "azure-code": the Azure LLM inference traces 2023, ``sdedge_gym.arrivals.SHIPPED_TRACES``).
+      ``trace_window`` says where the window starts: "first" (the first K rows, the default), or an offset
+      drawn at reset in the training part ("train": the first 70 %), the test part ("test": the last 30 %)
+      or anywhere ("any"). ``load``, when set, rescales the times so that the trace's mean rate is ``load``
+      x the scenario's max-batch capacity on the trace's lengths (``online_env.trace_capacity``); unset,
+      the times are as recorded.
 
     ``slo`` is the latency objective (s) whose attainment the episode-end info reports; it is also the
     scale of the observation's waiting-time features.
@@ -332,7 +343,9 @@ class ArrivalConfig(_DictMixin):
     burst_rate: float = 0.5  # requests/s in the burst state (mmpp)
     calm_duration: float = 200.0  # mean sojourn in the calm state, s (mmpp)
     burst_duration: float = 50.0  # mean sojourn in the burst state, s (mmpp)
-    trace: str = ""  # path of a CSV trace (process "trace")
+    trace: str = ""  # a CSV trace's path, or a shipped trace's name (process "trace")
+    trace_window: str = "first"  # "first" | "train" | "test" | "any" (process "trace")
+    load: float | None = None  # arrival rate / max-batch capacity; None: the trace's times as recorded
     slo: float = 60.0  # s
 
     def __post_init__(self) -> None:
@@ -345,7 +358,13 @@ class ArrivalConfig(_DictMixin):
             _positive(o, name, value)
         _require(isinstance(self.trace, str), o, "trace", self.trace, "a path (str) to a CSV file")
         _require(self.process != "trace" or self.trace != "", o, "trace", self.trace,
-                 "the path of a CSV file when process = 'trace'")
+                 "the path of a CSV file or a shipped trace's name when process = 'trace'")
+        _choice(o, "trace_window", self.trace_window, TRACE_WINDOWS)
+        if self.load is not None:
+            _require(not isinstance(self.load, bool), o, "load", self.load, "None or a finite number > 0")
+            _positive(o, "load", self.load)
+            _require(self.process == "trace", o, "load", self.load,
+                     "None unless process = 'trace' (set arrival_rate for poisson / mmpp)")
 
     @property
     def online(self) -> bool:

@@ -118,7 +118,14 @@ def draw_episode(scenario: ScenarioConfig, parameters: np.ndarray, rng: np.rando
                  tokens: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Episode, np.ndarray]:
     """One episode and its observation task table (K + n_max rows): the draws of ``workload.raw_draws`` from
     ``rng``, derived by the kernel (:func:`derive_columns`); the reset of the env and of the online env."""
-    raw = tuple(None if x is None else x[None] for x in raw_draws(scenario, rng))
+    return episode_from_draws(scenario, parameters, raw_draws(scenario, rng), tokens)
+
+
+def episode_from_draws(scenario: ScenarioConfig, parameters: np.ndarray, draws: tuple,
+                       tokens: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[Episode, np.ndarray]:
+    """:func:`draw_episode` from the raw draws ``draws`` of one episode (``workload.raw_draws``); ``tokens``
+    (prompt, output lengths) replace the drawn ones (a trace's)."""
+    raw = tuple(None if x is None else x[None] for x in draws)
     c = derive_columns(scenario, parameters, raw, scenario.num_tasks + scenario.max_batch,
                        None if tokens is None else tuple(np.asarray(x)[None] for x in tokens))
     workload = Workload(**{name: None if c[name] is None else c[name][0] for name in WORKLOAD_FIELDS})

@@ -9,18 +9,21 @@ new (docs/MODEL.md section 15).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
+from sdedge_gym import kernels
 from sdedge_gym.actions import action_mode
-from sdedge_gym.arrivals import Trace, draw_arrivals, read_trace, trace_tokens, trace_window
+from sdedge_gym.arrivals import Trace, draw_arrivals, read_trace, trace_offsets, trace_rate, trace_tokens, trace_window
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.env import EdgeSDEnv, draw_episode
+from sdedge_gym.env import EdgeSDEnv, ObservationScales, episode_from_draws
 from sdedge_gym.episode import BatchOutcome, Episode, ServingModel
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.segments import segment_tables
+from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, raw_draws
 
 ONLINE_FEATURES = ("waiting_beyond_window", "arrival_rate")  # after the offline observation and the ages
 ONLINE_INFO_KEYS = ("waited", "dispatch_time", "time", "arrived", "queue_length", "latencies")  # after the offline
@@ -40,24 +43,41 @@ def encode_online_action(mode: str, batch_size: int, speculation_length: int, ma
     return action_mode(mode, max_batch, max_speculation).encode(batch_size, speculation_length, shares, wait=wait)
 
 
-def max_batch_capacity(scenario: ScenarioConfig, seeds: tuple[int, ...] = CAPACITY_SEEDS) -> float:
+def max_batch_capacity(scenario: ScenarioConfig, seeds: tuple[int, ...] = CAPACITY_SEEDS,
+                       trace: Trace | None = None) -> float:
     """Requests/s the system serves with back-to-back full batches: n_lim / min_l max(E[U], E[D_l]).
 
     U and D_l are the uplink slot and service duration of n_lim-task windows of the offline episodes of
     ``seeds`` (every window j..j+n_lim-1). Uploads and service are a two-stage pipeline, so in steady state
-    a full batch leaves every max(E[U], E[D_l]) seconds; l is the one that maximises that rate.
+    a full batch leaves every max(E[U], E[D_l]) seconds; l is the one that maximises that rate. With a
+    ``trace``, episode i has the (clipped) token counts of the trace's K requests from offset i x
+    (training part - K) / len(seeds): the capacity on the trace's length mix, read from its training part.
     """
-    model = ServingModel.of(scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace="")))
-    n = model.batch_limit
+    offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace="", load=None))
+    model = ServingModel.of(offline)
+    parameters = kernels.workload_parameters(offline, ObservationScales.of(model), MAX_ALPHA_ESTIMATE)
+    n, k = model.batch_limit, scenario.num_tasks
     slots, durations = [], []
-    for seed in seeds:
-        episode = Episode.draw(model, np.random.default_rng(seed))
+    for index, seed in enumerate(seeds):
+        tokens = None
+        if trace is not None:
+            last = trace_offsets(trace, k, "train")[1]
+            window = trace_window(trace, k, index * last // len(seeds))
+            tokens = trace_tokens(window, scenario.workload.prompt_max, scenario.workload.max_new_tokens)
+        episode, _ = episode_from_draws(offline, parameters, raw_draws(offline, np.random.default_rng(seed)), tokens)
         tables = segment_tables(model, episode)
         last = episode.num_tasks - n + 1
         slots.append(tables.uplink_slot[:last, n - 1])
         durations.append(tables.duration[:last, n - 1, :])
     cycle = np.maximum(np.concatenate(slots).mean(), np.concatenate(durations).mean(axis=0))
     return float(n / cycle.min())
+
+
+@functools.lru_cache(maxsize=32)
+def trace_capacity(scenario: ScenarioConfig) -> float:
+    """:func:`max_batch_capacity` on the length mix of the scenario's trace (``arrivals.trace``): the rate that
+    ``ArrivalConfig.load`` is a fraction of. Cached per scenario (each env of a vector env asks for it)."""
+    return max_batch_capacity(scenario, trace=read_trace(scenario.arrivals.trace))
 
 
 class EdgeSDOnlineEnv(EdgeSDEnv):
@@ -184,9 +204,17 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         self._id_arrivals = arrivals  # read by _make_scenario, during the base constructor
         super().__init__(scenario, action_mode, render_mode, config, **overrides)
         n_max = self.scenario.max_batch
-        self.trace: Trace | None = None
-        if self.scenario.arrivals.process == "trace":
-            self.trace = trace_window(read_trace(self.scenario.arrivals.trace), self.scenario.num_tasks)
+        arrivals, k = self.scenario.arrivals, self.scenario.num_tasks
+        self.trace: Trace | None = None  # the whole trace (process "trace")
+        self.trace_offset: int | None = None  # the current episode's first row in it
+        self._offsets = (0, 0)  # the window starts this env draws from (inclusive)
+        self._time_scale = 1.0  # trace seconds -> episode seconds
+        self._offset_option: Any = None
+        if arrivals.process == "trace":
+            self.trace = read_trace(arrivals.trace)
+            self._offsets = trace_offsets(self.trace, k, arrivals.trace_window)
+            if arrivals.load is not None:
+                self._time_scale = trace_rate(self.trace) / (arrivals.load * trace_capacity(self.scenario))
         table = self._mask_table  # the offline rows; the wait column is inserted after n_max
         self._mask_table = np.stack([np.insert(table, n_max, False, axis=1), np.insert(table, n_max, True, axis=1)])
 
@@ -230,19 +258,62 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
     # ------------------------------------------------------------------ Gymnasium API
 
     def _episode_from(self, options: Mapping[str, Any] | None) -> tuple[Episode, np.ndarray]:
-        """A drawn episode (the trace's token counts on a trace id); ``options`` is accepted and unused."""
+        """A drawn episode, or the offline env's replays: ``options={"episode": e}`` replays ``e`` with its
+        arrival times (``e.release``); a replayed ``"workload"`` gets its arrival times drawn. On a trace,
+        ``options={"trace_offset": j}`` starts the window at row j instead of a drawn offset."""
+        options = options or {}
+        self._offset_option = options.get("trace_offset")
+        if self._offset_option is not None and self.trace is None:
+            raise ValueError("reset option 'trace_offset' is invalid here; allowed: only with ArrivalConfig.process "
+                             "= 'trace'")
+        episode, table = super()._episode_from(options)
+        if episode.release is None:
+            if "episode" in options:
+                raise ValueError("options['episode'] has no arrival times (release is None); allowed: an online "
+                                 "episode (env.episode of an online env)")
+            episode = dataclasses.replace(episode, release=self._arrivals(self._trace_window()))
+        elif episode.release.shape != (self.scenario.num_tasks,) or np.any(np.diff(episode.release) < 0):
+            raise ValueError("options['episode'].release is invalid; allowed: K non-decreasing arrival times")
+        return episode, table
+
+    def _draw_episode(self) -> tuple[Episode, np.ndarray]:
+        """The offline env's draws, then (on a trace) the window's offset, then the arrival times: the same
+        seed gives the offline episode's tasks (a trace replaces only the token counts)."""
         cfg = self.scenario
-        tokens = None
-        if self.trace is not None:
-            tokens = trace_tokens(self.trace, cfg.workload.prompt_max, cfg.workload.max_new_tokens)
-        return draw_episode(cfg, self._workload_parameters, self.np_random, tokens)
+        draws = raw_draws(cfg, self.np_random)
+        window = self._trace_window()
+        tokens = None if window is None else trace_tokens(window, cfg.workload.prompt_max, cfg.workload.max_new_tokens)
+        episode, table = episode_from_draws(cfg, self._workload_parameters, draws, tokens)
+        return dataclasses.replace(episode, release=self._arrivals(window)), table
+
+    def _trace_window(self) -> Trace | None:
+        """This episode's K requests of the trace (None without one): at the reset option's offset, or at
+        one drawn from ``self.np_random`` (no draw when the window is fixed, as "first")."""
+        if self.trace is None:
+            return None
+        low, high = self._offsets
+        offset = self._offset_option
+        if offset is None:
+            offset = low if high == low else int(self.np_random.integers(low, high + 1))
+        elif (not isinstance(offset, int | np.integer) or isinstance(offset, bool)
+              or not 0 <= offset <= self.trace.num_requests - self.scenario.num_tasks):
+            raise ValueError(f"reset option trace_offset = {offset!r} is invalid; allowed: an integer in "
+                             f"[0, {self.trace.num_requests - self.scenario.num_tasks}]")
+        window = trace_window(self.trace, self.scenario.num_tasks, int(offset))
+        self.trace_offset = int(offset)
+        return window
+
+    def _arrivals(self, window: Trace | None) -> np.ndarray:
+        """The episode's arrival times: the trace window's (rescaled by the load) or drawn."""
+        cfg = self.scenario
+        if window is not None:
+            arrival = window.arrival_time * self._time_scale
+        else:
+            arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random)
+        arrival.setflags(write=False)
+        return arrival
 
     def _start_episode(self) -> None:
-        # After every workload draw: the same seed gives the offline episode's tasks.
-        cfg = self.scenario
-        arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
-        arrival.setflags(write=False)
-        self.episode = dataclasses.replace(self.episode, release=arrival)
         self._next_epoch()
 
     def step(self, action):

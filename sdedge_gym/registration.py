@@ -6,7 +6,12 @@
 * ``sdedge/EdgeSD-{Small,Paper}[-Hybrid|-Dict]-Stochastic-v0`` — sampled acceptance and a
   non-clairvoyant observation (length hints, noisy acceptance estimates);
 * ``sdedge/EdgeSD-Online[-Hybrid|-Dict][-Stochastic]-v0`` — online serving (``EdgeSDOnlineEnv``): the paper
-  preset with Poisson arrivals at ONLINE_ARRIVAL_RATE, 70 % of the max-batch capacity.
+  preset with Poisson arrivals at ONLINE_ARRIVAL_RATE, 70 % of the max-batch capacity;
+* ``sdedge/EdgeSD-Online-Azure{Conv,Code}[-Hybrid|-Dict]-v0`` — online serving driven by the shipped Azure
+  LLM inference traces: each episode replays K consecutive requests from a seeded offset in the trace's
+  training part (the first 70 %), times rescaled to TRACE_LOAD x the capacity on the trace's lengths, on the
+  "paper-2k" preset (the models' 2048-token context). Score held out with
+  ``config={"arrivals": {"trace_window": "test"}}``.
 
 ``ENV_IDS`` lists every id, ``OFFLINE_ENV_IDS`` and ``ONLINE_ENV_IDS`` the two families.
 
@@ -32,6 +37,10 @@ ONLINE_ENTRY_POINT = "sdedge_gym.registration:make_online_env"
 # print(c(m('paper')))"` and pinned by tests/test_online_env.py.
 ONLINE_LOAD = 0.7
 ONLINE_ARRIVAL_RATE = 0.757
+# The trace ids: shipped trace name -> id infix; their load (arrival rate / capacity) and window.
+TRACE_IDS = {"azure-conv": "AzureConv", "azure-code": "AzureCode"}
+TRACE_LOAD = 0.7
+TRACE_PRESET = "paper-2k"
 # The offline ids' native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")).
 VECTOR_ENTRY_POINT = "sdedge_gym.vector_env:EdgeSDVectorEnv"
 # The presets that also get stochastic ids (sampled acceptance, hints): the two sizes agents train on.
@@ -60,6 +69,11 @@ def _online_env_table() -> dict[str, dict[str, Any]]:
             table[f"sdedge/EdgeSD-Online{suffix}-v0"] = {"scenario": "paper", "action_mode": mode,
                                                           "arrivals": dict(arrivals),
                                                           **(_STOCHASTIC if stochastic else {})}
+    for trace, infix in TRACE_IDS.items():
+        for mode, actions in ACTION_MODE_CLASSES.items():
+            table[f"sdedge/EdgeSD-Online-{infix}{actions.id_suffix}-v0"] = {
+                "scenario": TRACE_PRESET, "action_mode": mode,
+                "arrivals": {"process": "trace", "trace": trace, "trace_window": "train", "load": TRACE_LOAD}}
     return table
 
 

@@ -75,7 +75,17 @@ def _uplink() -> ScenarioConfig:
     )
 
 
+def _paper_2k() -> ScenarioConfig:
+    """The paper preset at its models' full context (LLaMA-68M and LLaMA-7B: 2048 tokens): prompts up to
+    1536 tokens, outputs up to 512, so that the trace ids keep most of the recorded prompt lengths (the KV
+    cache of 2048 tokens a request lowers the memory batch limit to 11)."""
+    paper = _paper()
+    return paper.replace(name="paper-2k", workload=paper.workload.replace(prompt_max=1536))
+
+
 PRESETS = {"small": _small, "paper": _paper, "large": _large, "uplink": _uplink}
+# Presets of the trace ids only (no offline ids of their own); make_scenario accepts them by name.
+TRACE_PRESETS = {"paper-2k": _paper_2k}
 # The flat keyword overrides: every top-level ScenarioConfig field but the name and the nested configs
 # (those go in ``config=``), plus the ``num_tasks`` shortcut for ``workload.num_tasks``.
 OVERRIDE_KEYS: tuple[str, ...] = (*(f.name for f in dataclasses.fields(ScenarioConfig)
@@ -113,10 +123,11 @@ def make_scenario(preset: str | ScenarioConfig = "paper", config: Mapping[str, A
     check_override_keys("make_scenario", overrides)
     if isinstance(preset, ScenarioConfig):
         scenario = preset
-    elif isinstance(preset, str) and preset in PRESETS:
-        scenario = PRESETS[preset]()
+    elif isinstance(preset, str) and preset in {**PRESETS, **TRACE_PRESETS}:
+        scenario = {**PRESETS, **TRACE_PRESETS}[preset]()
     else:
-        raise ValueError(f"unknown scenario preset {preset!r}; allowed: {sorted(PRESETS)} or a ScenarioConfig")
+        raise ValueError(f"unknown scenario preset {preset!r}; allowed: {sorted({**PRESETS, **TRACE_PRESETS})} or a "
+                         "ScenarioConfig")
     if isinstance(config, ScenarioConfig):
         scenario = config
     elif isinstance(config, Mapping):

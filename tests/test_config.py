@@ -102,6 +102,9 @@ BAD_VALUES: list[tuple[type, dict[str, Any], str, Any]] = [
     (ArrivalConfig, {}, "trace", 3),
     (ArrivalConfig, {"process": "trace", "trace": "t.csv"}, "trace", ""),  # a trace process needs a path
     (ArrivalConfig, {}, "slo", "1 min"),
+    (ArrivalConfig, {"process": "trace", "trace": "t.csv"}, "trace_window", "later"),
+    (ArrivalConfig, {"process": "trace", "trace": "t.csv"}, "load", 0.0),
+    (ArrivalConfig, {"process": "poisson"}, "load", 0.7),  # load rescales a trace only
 ]
 
 

@@ -41,6 +41,8 @@ def test_env_ids_cover_every_preset_and_mode():
     assert set(OFFLINE_ENV_IDS) == expected and len(OFFLINE_ENV_IDS) == 19
     online = {f"sdedge/EdgeSD-Online{suffix}{kind}-v0" for suffix in ("", "-Hybrid", "-Dict")
               for kind in ("", "-Stochastic")}
+    online |= {f"sdedge/EdgeSD-Online-Azure{trace}{suffix}-v0" for trace in ("Conv", "Code")
+               for suffix in ("", "-Hybrid", "-Dict")}
     assert set(ONLINE_ENV_IDS) == online and sdedge_gym.ENV_IDS == OFFLINE_ENV_IDS + ONLINE_ENV_IDS
     for env_id in sdedge_gym.ENV_IDS:
         spec = gym.spec(env_id)

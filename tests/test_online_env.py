@@ -228,7 +228,8 @@ def test_registered_rate_loads_the_paper_preset_to_seventy_percent():
 
 def test_online_ids_and_a_config_over_them():
     assert set(ONLINE_ENV_IDS) == {f"sdedge/EdgeSD-Online{m}{s}-v0" for m in ("", "-Hybrid", "-Dict")
-                                   for s in ("", "-Stochastic")}
+                                   for s in ("", "-Stochastic")} | {
+        f"sdedge/EdgeSD-Online-Azure{t}{m}-v0" for t in ("Conv", "Code") for m in ("", "-Hybrid", "-Dict")}
     env = gym.make("sdedge/EdgeSD-Online-Stochastic-v0", config={"arrivals": {"slo": 30.0}}).unwrapped
     assert isinstance(env, EdgeSDOnlineEnv)
     assert env.scenario.arrivals.process == "poisson" and env.scenario.arrivals.slo == 30.0

@@ -57,7 +57,8 @@ def test_make_scenario_overrides() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"preset": "medium"}, r"unknown scenario preset 'medium'; allowed: \['large', 'paper', 'small', 'uplink'\]"),
+        ({"preset": "medium"}, r"unknown scenario preset 'medium'; allowed: \['large', 'paper', 'paper-2k', 'small', "
+                                r"'uplink'\]"),
         ({"preset": "small", "config": {"uplink": {"band": 1.0}}}, r"unknown key\(s\) \['band'\]"),
         ({"preset": "small", "max_batch": 0}, r"ScenarioConfig\.max_batch = 0 is invalid"),
         ({"preset": "small", "num_tasks": 0}, r"WorkloadConfig\.num_tasks = 0 is invalid"),

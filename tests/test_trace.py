@@ -59,7 +59,8 @@ def test_the_shipped_trace_drives_the_env():
 
 def test_a_trace_shorter_than_the_episode_is_refused(tmp_path):
     path = _write(tmp_path, f"{PROJECT_HEADER}\n0,10,10\n1,10,10\n")
-    with pytest.raises(ValueError, match=r"has 2 requests; allowed: at least WorkloadConfig\.num_tasks = 3"):
+    with pytest.raises(ValueError, match=r"has 2 requests; the trace cannot hold a window of WorkloadConfig\.num_tasks "
+                                         r"= 3; allowed: num_tasks <= 2"):
         trace_window(read_trace(path), 3)
     with pytest.raises(ValueError, match=re.escape(path)):
         EdgeSDOnlineEnv("small", config={"arrivals": {"process": "trace", "trace": path}})
