@@ -1,0 +1,173 @@
+"""References for the multi-cell env (sdedge_gym/multicell.py): the exact joint optimum of small instances, a
+contention-free lower bound at any size, and joint plans of uncoordinated and centralised planners (upper bounds).
+
+A *plan* of a cell is its sequence of batches (n, l) with the closed-form band split; a joint plan gives one per
+cell. The model is deterministic given the episodes, so a cell's plan played open loop is as good as any
+closed-loop policy that takes the same actions, and the optimum over joint action sequences of the env's
+discrete mode is the optimum over joint plans. Every joint cost here is computed by the env's own dynamics
+(:class:`sdedge_gym.multicell.MultiCellDynamics`): the numbers are the env's.
+
+* **Contention-free lower bound** (:func:`contention_free_bound`): each cell served by an MBS of its own, i.e.
+  each cell's exact single-cell optimum (:func:`sdedge_agents.oracle.solve`), averaged over all tasks. Sharing
+  only delays: by induction along each cell's batches, start = max(ready, F_cell, mbs_free) is never earlier
+  than alone, so every joint plan costs at least the sum of its cells' solo costs, which is at least this bound
+  (for every policy, any band split: the closed form is the optimal split of every slot).
+* **Exact joint optimum** (:func:`joint_optimum`): branch and bound over joint plans, cells' plans enumerated
+  and sorted by their solo cost; a partial joint plan is dropped when the solo costs chosen plus the best solo
+  costs of the remaining cells reach the best joint cost found (the bound above, plan by plan). Exponential in
+  the tasks: for small instances (a few tasks per cell).
+* **Uncoordinated** (:func:`uncoordinated_plans`): each cell plays its own solo-optimal plan (or a single-cell
+  baseline, the best constant action) as if it were alone.
+* **Centralised planner** (:func:`centralised_plan`): the best combination of a few candidate plans per cell
+  (its solo optimum under several batch caps, its best constant action), evaluated jointly. A feasible joint
+  plan, so an upper bound on the joint optimum; with the lower bound it brackets the gap of any policy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdedge_agents.oracle import solve
+from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.multicell import MultiCellDynamics
+from sdedge_gym.reference import best_constant_action, segment_cost_after
+from sdedge_gym.segments import SegmentTables, segment_tables
+
+CellPlan = tuple[tuple[int, int], ...]  # (batch_size, speculation_length) in order
+BOUND_MARGIN = 1e-9  # relative: the tables' and the kernel's sums differ in float rounding only
+MAX_PLANS = 200_000  # per cell: the enumeration is exponential in the tasks
+
+
+@dataclass(frozen=True)
+class JointPlan:
+    """One plan per cell and what it costs in the shared env."""
+
+    plans: tuple[CellPlan, ...]
+    mean_latency: float  # over all tasks of all cells: the negated return
+    cell_mean_latency: tuple[float, ...]
+    evaluated: int = 1  # joint plans played to find it
+
+
+def play(models: Sequence[ServingModel], episodes: Sequence[Episode], plans: Sequence[CellPlan]) -> JointPlan:
+    """The joint plan played through the multi-cell dynamics (every acting cell commits its next batch)."""
+    dynamics = MultiCellDynamics(models, episodes)
+    steps = [0] * len(plans)
+    while not all(dynamics.done(i) for i in range(len(plans))):
+        for cell in dynamics.acting():
+            n, l = plans[cell][steps[cell]]
+            dynamics.commit(cell, n, l, None)
+            steps[cell] += 1
+        dynamics.advance()
+    return JointPlan(tuple(tuple(p) for p in plans), dynamics.mean_latency(),
+                     tuple(dynamics.cell_latency(i) for i in range(len(plans))))
+
+
+def cell_plans(tables: SegmentTables, divisor: float, limit: int = MAX_PLANS) -> list[tuple[float, CellPlan]]:
+    """Every plan of one cell with its solo cost sum (n S + C) / divisor on the tables, cheapest first."""
+    slot, duration, completion = tables.uplink_slot, tables.duration, tables.completion_sum
+    num_tasks, width, lengths = tables.num_tasks, tables.batch_limit, tables.max_speculation + 1
+    plans: list[tuple[float, CellPlan]] = []
+
+    def extend(j: int, u: float, f: float, c: float, plan: CellPlan) -> None:
+        if j == num_tasks:
+            plans.append((c, plan))
+            if len(plans) > limit:
+                raise ValueError(f"more than {limit} plans in one cell; allowed: an instance small enough to "
+                                 "enumerate (fewer tasks, a smaller batch limit or max_speculation)")
+            return
+        for n in range(1, min(width, num_tasks - j) + 1):
+            ready = u + slot[j, n - 1]
+            for l in range(lengths):
+                begin = max(ready, f)
+                finish = begin + duration[j, n - 1, l]
+                extend(j + n, ready, finish,
+                       segment_cost_after(c, f, begin, finish, n, completion[j, n - 1, l], divisor, False),
+                       (*plan, (n, l)))
+
+    extend(0, 0.0, 0.0, 0.0, ())
+    plans.sort(key=lambda x: x[0])
+    return plans
+
+
+def contention_free_bound(models: Sequence[ServingModel], episodes: Sequence[Episode]) -> float:
+    """Mean latency over all tasks when each cell has an MBS of its own: a lower bound for every policy."""
+    total = sum(e.num_tasks for e in episodes)
+    return sum(solve(segment_tables(m, e), "mean_latency", e.num_tasks).cost * e.num_tasks
+               for m, e in zip(models, episodes, strict=True)) / total
+
+
+def joint_optimum(models: Sequence[ServingModel], episodes: Sequence[Episode], limit: int = MAX_PLANS) -> JointPlan:
+    """The exact minimum of the mean latency over all joint plans (branch and bound; small instances only)."""
+    total = float(sum(e.num_tasks for e in episodes))
+    plans = [cell_plans(segment_tables(m, e), total, limit) for m, e in zip(models, episodes, strict=True)]
+    rest = np.concatenate([np.cumsum([p[0][0] for p in plans][::-1])[::-1], [0.0]])  # best solo costs from cell i on
+    best = uncoordinated_plans(models, episodes)  # a first upper bound
+    evaluated = 1
+    chosen: list[CellPlan] = []
+
+    def search(cell: int, solo: float) -> None:
+        nonlocal best, evaluated
+        for cost, plan in plans[cell]:
+            if solo + cost + rest[cell + 1] > best.mean_latency * (1 + BOUND_MARGIN):
+                break  # the plans are sorted: every later one is bounded out too
+            chosen.append(plan)
+            if cell + 1 == len(plans):
+                candidate = play(models, episodes, chosen)
+                evaluated += 1
+                if candidate.mean_latency < best.mean_latency:
+                    best = candidate
+            else:
+                search(cell + 1, solo + cost)
+            chosen.pop()
+
+    search(0, 0.0)
+    return JointPlan(best.plans, best.mean_latency, best.cell_mean_latency, evaluated)
+
+
+def solo_optimal_plan(model: ServingModel, episode: Episode, batch_limit: int | None = None) -> CellPlan:
+    """The cell's exact single-cell optimum (its own MBS), optionally with a smaller batch cap."""
+    return solve(segment_tables(model, episode), "mean_latency", episode.num_tasks, batch_limit=batch_limit).batches
+
+
+def constant_plan(model: ServingModel, episode: Episode, batch_size: int, speculation_length: int) -> CellPlan:
+    """(n, l) at every step, n clipped to the tasks left as the env clips it."""
+    sizes = [batch_size] * (episode.num_tasks // batch_size) + (
+        [episode.num_tasks % batch_size] if episode.num_tasks % batch_size else [])
+    return tuple((n, speculation_length) for n in sizes)
+
+
+def uncoordinated_plans(models: Sequence[ServingModel], episodes: Sequence[Episode],
+                        baseline: str = "oracle") -> JointPlan:
+    """Every cell plays as if alone: its solo-optimal plan (``"oracle"``) or its best constant action
+    (``"best-constant"``, the single-cell baseline tuned on the tuning episodes), in the shared env."""
+    if baseline == "oracle":
+        plans = [solo_optimal_plan(m, e) for m, e in zip(models, episodes, strict=True)]
+    elif baseline == "best-constant":
+        plans = [constant_plan(m, e, *best_constant_action(m.config)) for m, e in zip(models, episodes, strict=True)]
+    else:
+        raise ValueError(f"baseline = {baseline!r} is invalid; allowed: 'oracle' | 'best-constant'")
+    return play(models, episodes, plans)
+
+
+def centralised_plan(models: Sequence[ServingModel], episodes: Sequence[Episode],
+                     caps: Sequence[int] = (1, 2, 4, 8, 16)) -> JointPlan:
+    """The best joint combination of each cell's candidate plans: its solo optimum under each batch cap in
+    ``caps`` (and uncapped) and its best constant action. A feasible joint plan: an upper bound on the optimum."""
+    candidates = []
+    for model, episode in zip(models, episodes, strict=True):
+        plans = {solo_optimal_plan(model, episode)}
+        plans |= {solo_optimal_plan(model, episode, cap) for cap in caps if cap < model.batch_limit}
+        plans.add(constant_plan(model, episode, *best_constant_action(model.config)))
+        candidates.append(sorted(plans))
+    best: JointPlan | None = None
+    evaluated = 0
+    for combination in itertools.product(*candidates):
+        candidate = play(models, episodes, combination)
+        evaluated += 1
+        if best is None or candidate.mean_latency < best.mean_latency:
+            best = candidate
+    return JointPlan(best.plans, best.mean_latency, best.cell_mean_latency, evaluated)

@@ -1,0 +1,524 @@
+"""Several small cells sharing one verifier: the multi-cell model, its presets and its centralised Gymnasium twin.
+
+C cells (1 to 8). Cell i is a whole single-cell scenario (:class:`~sdedge_gym.config.ScenarioConfig`): its own
+queue of K_i offline tasks, its own uplink band B_i (cells use disjoint bands: no inter-cell interference), its
+own SBS GPU and draft model, its own fronthaul. Every cell's target node is the one macro base station (MBS):
+the configurations must name the same target node. Each cell serves its queue in contiguous batches exactly as
+the single env does (two pipelined micro-batches, the closed form or an explicit band split), timed by the same
+compiled kernel (:func:`sdedge_gym.episode.commit_batch`). What is new is the MBS sharing rule:
+
+**MBS sharing (first come, first served, one batch at a time).** A batch *requests* the MBS at
+q = max(ready, F_cell): when its upload has ended and its cell's previous batch has finished (the single env's
+barrier). The MBS accepts requests in order of q (ties broken by the lower cell index) and serves one batch's
+whole service at a time: a batch starts at
+
+    start = max(ready, F_cell, mbs_free),   finish = start + duration,   mbs_free = finish
+
+where ``mbs_free`` is the finish of the batch the MBS accepted before it, from any cell. The kernel supports this
+directly: it is the single env's ``commit`` with ``inference_end = max(F_cell, mbs_free)``. This over-serialises:
+while the MBS verifies one cell's micro-batches it is idle between verify passes (waiting for that cell's
+drafts), and another cell's verify passes could run there. Interleaving passes of different cells would break
+the per-batch closed form (§7.1 of docs/MODEL.md) that makes a batch cost O(n² + pieces); the batch-level rule is
+the simplification this model makes (docs/MODEL.md, multi-cell section).
+
+**Decision epochs.** Cell i decides its next batch when its uplink is free, at u_i (the end of its last slot,
+0 at the start). The joint process moves through the epochs t = min over cells with tasks left of u_i; the
+cells with u_i = t act together (committed in cell index order; a cell's commitment does not affect another's
+uplink, so the order only breaks MBS ties). A batch is committed at its slot's start and its MBS start is fixed
+later, once no other commitment can change it: another cell j's next batch is committed at u_j and requests
+the MBS after u_j, so a batch that requests by min over the other cells with tasks left of u_j has its place in
+the MBS order for good (and so has every batch the MBS takes before it). Its cost is then paid (the reward of
+its cell). Once no cell has tasks left every batch is placed. For fixed per-cell plans the result does not
+depend on this bookkeeping: it is the FIFO schedule of all batches (:func:`fifo_schedule`).
+
+With C = 1 the MBS is never busy with another cell, mbs_free = F_cell, and the dynamics are the single env's,
+kernel call for kernel call (tests/test_multicell.py compares them).
+
+The objective is the mean latency over all tasks of all cells: a batch's cost is sum_k C_k / sum_i K_i, so
+that the costs of an episode add up to it. Only the mean-latency objective is supported (the makespan's
+per-batch share, finish - F_{m-1}, has no per-cell meaning under contention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sdedge_gym.catalogue import GPUS, MODELS
+from sdedge_gym.config import ScenarioConfig
+from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+
+MAX_CELLS = 8
+# Features appended to each cell's single-env observation.
+SHARED_FEATURES = ("acting", "mbs_backlog", "other_tasks_left")
+# Action modes of the centralised twin (the joint action concatenates the cells' actions).
+TWIN_ACTION_MODES = ("discrete", "hybrid")
+
+
+@dataclass(frozen=True)
+class MultiCellConfig:
+    """C cells sharing one MBS: a tuple of per-cell scenarios whose target nodes are the same node."""
+
+    cells: tuple[ScenarioConfig, ...]
+    name: str = "multicell"
+
+    def __post_init__(self) -> None:
+        cells = self.cells
+        if isinstance(cells, list):
+            cells = tuple(cells)
+            object.__setattr__(self, "cells", cells)
+        if not isinstance(cells, tuple) or not 1 <= len(cells) <= MAX_CELLS:
+            raise ValueError(f"MultiCellConfig.cells = {self.cells!r} is invalid; allowed: a tuple of 1 to "
+                             f"{MAX_CELLS} ScenarioConfig")
+        for i, cell in enumerate(cells):
+            if not isinstance(cell, ScenarioConfig):
+                raise ValueError(f"MultiCellConfig.cells[{i}] is a {type(cell).__name__}; allowed: a ScenarioConfig")
+            if cell.arrivals.online:
+                raise ValueError(f"MultiCellConfig.cells[{i}].arrivals.process = {cell.arrivals.process!r} is "
+                                 "invalid; allowed: 'offline' (the multi-cell env has every task at t = 0)")
+            if cell.objective != "mean_latency":
+                raise ValueError(f"MultiCellConfig.cells[{i}].objective = {cell.objective!r} is invalid; allowed: "
+                                 "'mean_latency' (the objective is the mean latency over all cells' tasks)")
+            if cell.target != cells[0].target:
+                raise ValueError(f"MultiCellConfig.cells[{i}].target = {cell.target.model.name} on "
+                                 f"{cell.target.gpu.name} is invalid; allowed: the one MBS of cells[0], "
+                                 f"{cells[0].target!r}")
+        if not isinstance(self.name, str):
+            raise ValueError(f"MultiCellConfig.name = {self.name!r} is invalid; allowed: a string")
+
+    @property
+    def num_cells(self) -> int:
+        return len(self.cells)
+
+    @property
+    def num_tasks(self) -> int:
+        """Tasks over all cells: the divisor of the objective."""
+        return sum(cell.num_tasks for cell in self.cells)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+@dataclass(frozen=True)
+class CellHardware:
+    """What makes a cell differ from the base preset: its SBS GPU, its draft model, its band and its radius."""
+
+    gpu: str
+    draft_model: str
+    bandwidth: float  # Hz
+    distance_max: float  # m
+
+    def __post_init__(self) -> None:
+        if self.gpu not in GPUS:
+            raise ValueError(f"CellHardware.gpu = {self.gpu!r} is invalid; allowed: {sorted(GPUS)}")
+        if self.draft_model not in MODELS:
+            raise ValueError(f"CellHardware.draft_model = {self.draft_model!r} is invalid; allowed: {sorted(MODELS)}")
+
+    def apply(self, base: ScenarioConfig, name: str) -> ScenarioConfig:
+        return base.replace(
+            name=name,
+            draft=base.draft.replace(gpu=GPUS[self.gpu], model=MODELS[self.draft_model]),
+            uplink=base.uplink.replace(bandwidth=self.bandwidth),
+            workload=base.workload.replace(distance_max=self.distance_max),
+        )
+
+
+# The paper's SBS (RTX 3080, LLaMA-68M, 1 MHz, 250 m), then cells that differ in every hardware respect.
+CELL_HARDWARE: tuple[CellHardware, ...] = (
+    CellHardware("rtx-3080", "llama-68m", 1e6, 250.0),
+    CellHardware("jetson-agx-orin", "llama-68m", 0.5e6, 400.0),
+    CellHardware("rtx-4090", "tinyllama-1.1b", 2e6, 250.0),
+    CellHardware("rtx-a4500", "llama-68m", 1e6, 150.0),
+)
+
+
+def multicell_config(hardware: Sequence[CellHardware], base: str | ScenarioConfig = "small", *,
+                     num_tasks: int | Sequence[int] | None = None, name: str = "multicell",
+                     **overrides: Any) -> MultiCellConfig:
+    """Cells made from the base preset (``make_scenario(base, **overrides)``), cell i with ``hardware[i]``.
+
+    ``num_tasks``: one K for every cell or one per cell (default: the base preset's).
+    """
+    from sdedge_gym.scenarios import make_scenario
+
+    base_config = make_scenario(base, **overrides)
+    counts = [num_tasks] * len(hardware) if num_tasks is None or isinstance(num_tasks, int | np.integer) else list(
+        num_tasks)
+    if len(counts) != len(hardware):
+        raise ValueError(f"num_tasks = {num_tasks!r} is invalid; allowed: an integer or one per cell "
+                         f"({len(hardware)})")
+    cells = []
+    for i, (cell_hardware, k) in enumerate(zip(hardware, counts, strict=True)):
+        cell = cell_hardware.apply(base_config, f"{base_config.name}-cell{i}")
+        if k is not None:
+            cell = cell.replace(workload=cell.workload.replace(num_tasks=int(k)))
+        cells.append(cell)
+    return MultiCellConfig(tuple(cells), name)
+
+
+def _two_identical(**kwargs: Any) -> MultiCellConfig:
+    return multicell_config(CELL_HARDWARE[:1] * 2, name="two-identical", **kwargs)
+
+
+def _two_heterogeneous(**kwargs: Any) -> MultiCellConfig:
+    return multicell_config(CELL_HARDWARE[:2], name="two-heterogeneous", **kwargs)
+
+
+def _four_heterogeneous(**kwargs: Any) -> MultiCellConfig:
+    return multicell_config(CELL_HARDWARE, name="four-heterogeneous", **kwargs)
+
+
+MULTICELL_PRESETS: dict[str, Callable[..., MultiCellConfig]] = {
+    "two-identical": _two_identical,
+    "two-heterogeneous": _two_heterogeneous,
+    "four-heterogeneous": _four_heterogeneous,
+}
+
+
+def make_multicell(preset: str | MultiCellConfig = "two-heterogeneous", **kwargs: Any) -> MultiCellConfig:
+    """A multi-cell preset (keyword arguments as :func:`multicell_config`'s: ``base``, ``num_tasks``, overrides)."""
+    if isinstance(preset, MultiCellConfig):
+        if kwargs:
+            raise ValueError("make_multicell: keyword arguments apply to a preset name only, not a MultiCellConfig")
+        return preset
+    if preset not in MULTICELL_PRESETS:
+        raise ValueError(f"unknown multi-cell preset {preset!r}; allowed: {sorted(MULTICELL_PRESETS)} or a "
+                         "MultiCellConfig")
+    return MULTICELL_PRESETS[preset](**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- dynamics
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A committed batch whose MBS start is not fixed yet: its action and its uplink slot."""
+
+    cell: int
+    clock: EpisodeClock  # the cell's clock when it was committed (next_task = its first task, uplink start)
+    batch_size: int
+    speculation_length: int
+    bandwidth: np.ndarray | None  # Hz per user, None: the closed form
+    ready: float  # end of its uplink slot
+
+
+@dataclass(frozen=True)
+class Served:
+    """A batch the MBS has accepted: its request time q = max(ready, F_cell) and its outcome."""
+
+    cell: int
+    request: float
+    outcome: BatchOutcome
+
+
+def serve_on_mbs(models: Sequence[ServingModel], episodes: Sequence[Episode], batch: PendingBatch, cell_finish: float,
+                 mbs_free: float) -> BatchOutcome:
+    """One batch served from start = max(ready, F_cell, mbs_free): the single env's kernel with the MBS barrier."""
+    clock = dataclasses.replace(batch.clock, inference_end=max(cell_finish, mbs_free))
+    outcome, _ = commit_batch(models[batch.cell], episodes[batch.cell], clock, batch.batch_size,
+                              batch.speculation_length, batch.bandwidth)
+    return outcome
+
+
+def fifo_schedule(models: Sequence[ServingModel], episodes: Sequence[Episode],
+                  pending: Sequence[Sequence[PendingBatch]], cell_finish: Sequence[float],
+                  mbs_free: float) -> list[Served]:
+    """Every pending batch served by the MBS in order of request time (ties: lower cell index).
+
+    The request times of the returned sequence never decrease (serving a cell's head batch only makes that
+    cell's next request later), so the batches that request by a time t are a prefix of it.
+    """
+    heads = [0] * len(pending)
+    finish = list(cell_finish)
+    served: list[Served] = []
+    while True:
+        best, best_request = -1, np.inf
+        for cell, queue in enumerate(pending):
+            if heads[cell] < len(queue):
+                request = max(queue[heads[cell]].ready, finish[cell])
+                if request < best_request:
+                    best, best_request = cell, request
+        if best < 0:
+            return served
+        outcome = serve_on_mbs(models, episodes, pending[best][heads[best]], finish[best], mbs_free)
+        served.append(Served(best, best_request, outcome))
+        heads[best] += 1
+        finish[best] = mbs_free = outcome.finish
+
+
+class MultiCellDynamics:
+    """The joint episode state and its transitions (no spaces, no observations: both envs build on it).
+
+    ``clocks[i]`` is cell i's :class:`EpisodeClock` with ``inference_end`` the finish of its last batch the MBS
+    has accepted; ``pending[i]`` its committed batches not yet accepted; ``mbs_free`` the finish of the last
+    accepted batch; ``outcomes[i]`` cell i's accepted batches in order.
+    """
+
+    def __init__(self, models: Sequence[ServingModel], episodes: Sequence[Episode]) -> None:
+        self.models, self.episodes = tuple(models), tuple(episodes)
+        self.num_tasks = sum(e.num_tasks for e in self.episodes)
+        self.clocks = [EpisodeClock() for _ in self.episodes]
+        self.pending: list[list[PendingBatch]] = [[] for _ in self.episodes]
+        self.mbs_free = 0.0
+        self.outcomes: list[list[BatchOutcome]] = [[] for _ in self.episodes]
+        self.projection: list[Served] = []  # the FIFO schedule of every pending batch (no later commitment)
+
+    def tasks_left(self, cell: int) -> int:
+        return self.episodes[cell].num_tasks - self.clocks[cell].next_task
+
+    @property
+    def now(self) -> float:
+        """The decision epoch: the earliest free uplink of a cell with tasks left (inf once none has any)."""
+        return min((c.uplink_end for i, c in enumerate(self.clocks) if self.tasks_left(i) > 0), default=np.inf)
+
+    def acting(self) -> list[int]:
+        """The cells that choose a batch at this epoch (uplink free, tasks left), in cell index order."""
+        now = self.now
+        return [i for i, c in enumerate(self.clocks) if self.tasks_left(i) > 0 and c.uplink_end == now]
+
+    def done(self, cell: int) -> bool:
+        """Every task of the cell committed and accepted by the MBS."""
+        return self.tasks_left(cell) == 0 and not self.pending[cell]
+
+    def commit(self, cell: int, batch_size: int, speculation_length: int, bandwidth: np.ndarray | None) -> float:
+        """Commit cell ``cell``'s next batch (a valid action) at this epoch: its uplink slot; returns its length."""
+        clock = self.clocks[cell]
+        # The slot is all this needs now (the service is timed again once the MBS accepts the batch).
+        outcome, after = commit_batch(self.models[cell], self.episodes[cell], clock, batch_size, speculation_length,
+                                      bandwidth)
+        self.pending[cell].append(PendingBatch(cell, clock, batch_size, speculation_length, bandwidth, outcome.ready))
+        self.clocks[cell] = dataclasses.replace(after, inference_end=clock.inference_end)
+        return outcome.uplink_slot
+
+    def advance(self) -> list[Served]:
+        """Accept every pending batch whose place in the MBS order is final; returns them in MBS order."""
+        self.projection = fifo_schedule(self.models, self.episodes, self.pending,
+                                        [c.inference_end for c in self.clocks], self.mbs_free)
+        # Served s is final once no later commitment can request the MBS before it: another cell j next commits
+        # at its uplink end u_j, so its requests come after u_j; s's own cell requests after s has finished.
+        # Every batch the MBS accepts before a final one is final too (it requests no later than s).
+        final = 0
+        for index, s in enumerate(self.projection):
+            others = min((c.uplink_end for j, c in enumerate(self.clocks) if j != s.cell and self.tasks_left(j) > 0),
+                         default=np.inf)
+            if s.request <= others:
+                final = index + 1
+        accepted = self.projection[:final]
+        for s in accepted:
+            self.pending[s.cell].pop(0)
+            self.clocks[s.cell] = dataclasses.replace(self.clocks[s.cell], inference_end=s.outcome.finish)
+            self.mbs_free = s.outcome.finish
+            self.outcomes[s.cell].append(s.outcome)
+        self.projection = self.projection[len(accepted):]
+        return accepted
+
+    def projected_finish(self, cell: int) -> float:
+        """When the cell's committed batches will have finished if no other batch is committed (the observation's F)."""
+        return max([self.clocks[cell].inference_end] + [s.outcome.finish for s in self.projection if s.cell == cell])
+
+    def projected_mbs_free(self) -> float:
+        return self.projection[-1].outcome.finish if self.projection else self.mbs_free
+
+    def cell_latency(self, cell: int) -> float:
+        """Mean completion time of the cell's accepted tasks (the cell's mean latency once it is done)."""
+        times = [o.completion_times for o in self.outcomes[cell]]
+        return float(np.concatenate(times).mean()) if times else 0.0
+
+    def mean_latency(self) -> float:
+        """Mean completion time over the accepted tasks of every cell (the objective once every cell is done)."""
+        times = [o.completion_times for outcomes in self.outcomes for o in outcomes]
+        return float(np.concatenate(times).mean()) if times else 0.0
+
+
+# ---------------------------------------------------------------------------------------------- shared env core
+
+class MultiCellCore:
+    """What the PettingZoo env and the Gymnasium twin share: one single env per cell (its spaces, decoding,
+    masks and observation), the joint dynamics, the per-cell observation and the step.
+
+    Cell i's episode is the single env's first episode under seed ``seed + i`` (``EdgeSDEnv.reset``); later
+    episodes continue each cell env's own generator.
+    """
+
+    def __init__(self, config: MultiCellConfig | str = "two-heterogeneous", action_mode: str = "discrete") -> None:
+        from sdedge_gym.env import EdgeSDEnv
+
+        self.config = make_multicell(config) if isinstance(config, str) else config
+        if not isinstance(self.config, MultiCellConfig):
+            raise ValueError(f"config = {config!r} is invalid; allowed: a MultiCellConfig or a preset name "
+                             f"{sorted(MULTICELL_PRESETS)}")
+        self.action_mode = action_mode
+        self.cell_envs = tuple(EdgeSDEnv(cell, action_mode=action_mode) for cell in self.config.cells)
+        self.dynamics: MultiCellDynamics | None = None
+        self.cell_observation_spaces = tuple(
+            spaces.Box(0.0, 1.0, (env.observation_space.shape[0] + len(SHARED_FEATURES),), dtype=np.float32)
+            for env in self.cell_envs)
+
+    @property
+    def num_cells(self) -> int:
+        return self.config.num_cells
+
+    def reset_cells(self, seed: int | None) -> None:
+        for i, env in enumerate(self.cell_envs):
+            env.reset(seed=None if seed is None else seed + i)
+        self.dynamics = MultiCellDynamics([env.model for env in self.cell_envs],
+                                          [env.episode for env in self.cell_envs])
+
+    def check_steppable(self, owner: str) -> None:
+        if self.dynamics is None:
+            raise RuntimeError(f"{owner}.step() called before reset(); call reset() first")
+        if all(self.dynamics.done(i) for i in range(self.num_cells)):
+            raise RuntimeError(f"{owner}.step() called after the episode terminated; call reset() first")
+
+    def step_cells(self, actions: Mapping[int, Any]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Commit the acting cells' actions (others' are ignored), advance to the next epoch.
+
+        Returns each cell's cost this step (its accepted batches' sum_k C_k / sum_i K_i) and its step info.
+        Every acting cell's action is decoded before anything is committed, so a bad action leaves the
+        episode unchanged.
+        """
+        dynamics = self.dynamics
+        acting = dynamics.acting()
+        decoded = {}
+        for cell in acting:
+            if cell not in actions:
+                raise ValueError(f"cell {cell} acts at this epoch but has no action; allowed: an action for every "
+                                 "acting cell")
+            decoded[cell] = self.cell_envs[cell].actions.decode(actions[cell])
+        infos: list[dict[str, Any]] = [{"acted": np.array(i in decoded)} for i in range(self.num_cells)]
+        for cell, (_, requested, speculation_length, weights) in decoded.items():
+            env = self.cell_envs[cell]
+            size = min(requested, env.batch_limit())
+            slot = dynamics.commit(cell, size, speculation_length, env._bandwidth(weights, size))
+            env.clock = dynamics.clocks[cell]  # the cell env's masks and batch limit read it
+            infos[cell].update(batch_size=np.int64(size), speculation_length=np.int64(speculation_length),
+                               uplink_slot=np.float64(slot), action_clipped=np.array(size != requested))
+        costs = np.zeros(self.num_cells)
+        mbs_wait = np.zeros(self.num_cells)
+        for served in dynamics.advance():
+            # The kernel's cost divides by the cell's K; rescaled to the joint divisor (exactly 1 with one cell).
+            share = self.cell_envs[served.cell].episode.num_tasks / dynamics.num_tasks
+            costs[served.cell] += served.outcome.cost * share
+            mbs_wait[served.cell] += served.outcome.start - served.request
+        for cell, env in enumerate(self.cell_envs):
+            env.clock = dynamics.clocks[cell]
+            infos[cell].update(mbs_wait=np.float64(mbs_wait[cell]), cost=np.float64(costs[cell]))
+            if dynamics.done(cell):
+                infos[cell]["cell_mean_latency"] = np.float64(dynamics.cell_latency(cell))
+        return costs, infos
+
+    def acting_mask(self) -> np.ndarray:
+        acting = self.dynamics.acting()
+        return np.array([i in acting for i in range(self.num_cells)])
+
+    def cell_observation(self, cell: int, acting: bool) -> np.ndarray:
+        """The single env's observation of the cell (its F the projected finish of its committed batches), then
+        ``SHARED_FEATURES``: acting flag, the MBS backlog max(mbs_free - t, 0) squashed like the cell's inference
+        backlog, and the other cells' tasks left / their K."""
+        dynamics, env = self.dynamics, self.cell_envs[cell]
+        clock = dynamics.clocks[cell]
+        env.clock = dataclasses.replace(clock, inference_end=dynamics.projected_finish(cell))
+        single = env._observation()
+        env.clock = clock
+        now = dynamics.now if np.isfinite(dynamics.now) else dynamics.projected_mbs_free()
+        backlog = max(dynamics.projected_mbs_free() - now, 0.0)
+        scale = env.model.batch_limit * env.scales.task_time
+        others = [i for i in range(self.num_cells) if i != cell]
+        total = sum(self.cell_envs[i].episode.num_tasks for i in others)
+        left = sum(dynamics.tasks_left(i) for i in others)
+        shared = [float(acting), backlog / (backlog + scale), left / total if total else 0.0]
+        return np.concatenate([single, np.asarray(shared, dtype=np.float32)])
+
+    def kpis(self) -> dict[str, Any]:
+        dynamics = self.dynamics
+        return {"mean_latency": np.float64(dynamics.mean_latency()),
+                "cell_mean_latency": np.array([dynamics.cell_latency(i) for i in range(self.num_cells)])}
+
+
+# ---------------------------------------------------------------------------------------------- the twin
+
+class MultiCellTwinEnv(gym.Env):
+    """
+    ## Description
+
+    The centralised twin of the multi-cell env (:mod:`sdedge_gym.multicell`, docs/MODEL.md): one agent chooses
+    the joint action of C cells sharing one MBS. A step is a decision epoch t, the earliest free uplink of a
+    cell with tasks left; the cells whose uplink is free at t (``info["acting"]``) commit their part of the
+    action, the other cells' parts are ignored. The MBS serves batches first come, first served.
+
+    ## Action Space
+
+    The cells' single-env action spaces concatenated: ``"discrete"`` ``MultiDiscrete`` of the cells' ``[n_max,
+    l_max + 1]`` in cell order; ``"hybrid"`` ``Box(-1, 1)`` of the cells' ``2 + n_max`` entries in cell order.
+    ``action_masks()`` (and ``info["action_mask"]``) concatenates the cells' masks (MaskablePPO's layout).
+
+    ## Observation Space
+
+    ``Box(0, 1)``: for each cell in order, its single-env observation (``4 + 6 n_max`` features) then
+    ``SHARED_FEATURES``: acting (1 if the cell chooses at this epoch), the MBS backlog and the other cells'
+    share of tasks left. A cell's inference backlog and the MBS backlog are projected from the committed
+    batches as if nothing else were committed.
+
+    ## Rewards
+
+    Minus the cost of the batches the MBS accepted during the step, sum_k C_k / sum_i K_i, so that the
+    undiscounted return is minus the mean latency over all tasks of all cells.
+
+    ## Episode End
+
+    Terminated when every cell's batches are served (never truncated). ``info`` at the end holds
+    ``mean_latency`` and ``cell_mean_latency`` (per cell).
+
+    ## Arguments
+
+    ``config``: a :class:`MultiCellConfig` or a preset name (:data:`MULTICELL_PRESETS`); ``action_mode``:
+    ``"discrete"`` or ``"hybrid"``.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, config: MultiCellConfig | str = "two-heterogeneous", action_mode: str = "discrete") -> None:
+        if action_mode not in TWIN_ACTION_MODES:
+            raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
+                             f"{' | '.join(map(repr, TWIN_ACTION_MODES))} (the twin concatenates the cells' actions)")
+        self.core = MultiCellCore(config, action_mode)
+        cell_spaces = [env.action_space for env in self.core.cell_envs]
+        if action_mode == "discrete":
+            self.action_space = spaces.MultiDiscrete(np.concatenate([s.nvec for s in cell_spaces]))
+        else:
+            self.action_space = spaces.Box(-1.0, 1.0, (sum(s.shape[0] for s in cell_spaces),), dtype=np.float32)
+        self._action_split = np.cumsum([s.shape[0] for s in cell_spaces])[:-1]
+        size = sum(s.shape[0] for s in self.core.cell_observation_spaces)
+        self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is None and self.core.dynamics is None:  # the cells' first episodes from this env's generator
+            seed = int(self.np_random.integers(2**31 - MAX_CELLS))
+        self.core.reset_cells(seed)
+        return self._observation(), {"acting": self.core.acting_mask(), "action_mask": self.action_masks()}
+
+    def step(self, action):
+        self.core.check_steppable(type(self).__name__)
+        if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)) or np.shape(
+                action) != self.action_space.shape:
+            raise ValueError(f"action = {action!r} is invalid; allowed: an element of {self.action_space}")
+        parts = np.split(np.asarray(action), self._action_split)
+        costs, cell_infos = self.core.step_cells(dict(enumerate(parts)))
+        terminated = all(self.core.dynamics.done(i) for i in range(self.core.num_cells))
+        info = {"acted": np.array([i["acted"] for i in cell_infos]), "cell_cost": costs,
+                "acting": self.core.acting_mask(), "action_mask": self.action_masks()}
+        if terminated:
+            info.update(self.core.kpis())
+        return self._observation(), -float(costs.sum()), terminated, False, info
+
+    def _observation(self) -> np.ndarray:
+        acting = self.core.acting_mask()
+        return np.concatenate([self.core.cell_observation(i, bool(acting[i])) for i in range(self.core.num_cells)])
+
+    def action_masks(self) -> np.ndarray:
+        return np.concatenate([env.action_masks() for env in self.core.cell_envs])
