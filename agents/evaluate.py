@@ -53,7 +53,8 @@ from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, M
 from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from sdedge_agents.oracle import DPOracle, UniformShares
 from sdedge_agents.planner import MPCPlanner, WindowPlanner
-from sdedge_agents.protocol import TEST_SEEDS
+from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
+from sdedge_gym.config import TRACE_WINDOWS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregressive", "uniform-shares",
@@ -359,9 +360,11 @@ def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TES
                    seed: int = TEST_SEEDS[0], progress: bool = True) -> list[str]:
     """One docs/BENCHMARK.md results-table row per policy, with the references evaluated on the same episodes.
 
-    Gap to best baseline: 100 (mean / min over FIXED_BASELINES of their means - 1), negative when better.
+    Gap to best baseline: 100 (mean / min over FIXED_BASELINES of their means - 1), negative when better. On a
+    trace id the episodes are windows of the trace's test part (``protocol.held_out_env_kwargs``).
     """
-    results = {r.policy: r for r in evaluate(env_id, episodes, seed, [*BENCHMARK_REFERENCES, *policies], progress)}
+    results = {r.policy: r for r in evaluate(env_id, episodes, seed, [*BENCHMARK_REFERENCES, *policies], progress,
+                                             env_kwargs=held_out_env_kwargs(env_id))}
     best = min(results[b].mean for b in FIXED_BASELINES)
     planner = results["planner"]
     label = f"{seed}..{seed + episodes - 1}"
@@ -389,6 +392,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
     parser.add_argument("--policies", default=None,
                         help="comma-separated policy names (oracle and random are always added); default: "
                              f"{','.join(DEFAULT_POLICIES)} (online ids: {','.join(ONLINE_DEFAULT_POLICIES)})")
+    parser.add_argument("--trace-window", choices=TRACE_WINDOWS, default=None,
+                        help="trace ids: where the episodes' windows start (default: the id's 'train'; with "
+                             "--benchmark 'test', the held-out last 30 %% of the trace)")
     parser.add_argument("--json", default=None, help="also write the per-episode results to this file")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress output on stderr (default: a bar on a terminal, else a line per 10 %% "
@@ -397,7 +403,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
     if args.env not in sdedge_gym.ENV_IDS:
         parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
     policies = None if args.policies is None else [p.strip() for p in args.policies.split(",") if p.strip()]
-    env = gym.make(args.env, disable_env_checker=True)
+    arrivals = gym.spec(args.env).kwargs.get("arrivals") or {}
+    env_kwargs = {}
+    if args.trace_window is not None:
+        if arrivals.get("process") != "trace":
+            parser.error(f"--trace-window applies to the trace ids only; {args.env!r} has no trace")
+        env_kwargs = {"arrivals": {**arrivals, "trace_window": args.trace_window}}
+    env = gym.make(args.env, disable_env_checker=True, **env_kwargs)
     try:
         for name in policies or ():
             check_policy_spec(name, env.unwrapped)
@@ -414,7 +426,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
         return 0
     args.episodes = 20 if args.episodes is None else args.episodes
     args.seed = 0 if args.seed is None else args.seed
-    results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress)
+    results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress,
+                       env_kwargs=env_kwargs)
     print(f"{args.env}: {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(format_table(results))
     if args.json:

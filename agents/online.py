@@ -50,6 +50,7 @@ from sdedge_agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode
 from sdedge_gym.online_env import EdgeSDOnlineEnv
+from sdedge_gym.reference import TUNING_SEEDS
 from sdedge_gym.segments import SegmentTables, segment_tables
 
 
@@ -171,7 +172,7 @@ def best_speculation_by_batch(scenario: ScenarioConfig) -> tuple[int, ...]:
     """For n = 1..n_lim, the best constant l for batches of n on the offline tuning episodes."""
     from sdedge_agents.baselines import constant_action_costs
 
-    offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace=""))
+    offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace="", load=None))
     costs = constant_action_costs(offline)
     return tuple(int(l) for l in np.argmin(costs, axis=1))
 
@@ -235,6 +236,45 @@ class MaxBatchTimeout(DispatchImmediately):
         return None
 
 
+# The timeouts max-batch-timeout-tuned tries, as multiples of the scenario's mean inter-arrival time 1 / rate
+# (for a trace with load, the rescaled rate; else the arrival_rate): 0 is dispatch-when-free.
+TIMEOUT_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def tune_timeout(env, seeds: tuple[int, ...] = TUNING_SEEDS) -> float:
+    """The timeout (s) of :class:`MaxBatchTimeout` (max batch n_lim) with the least mean latency over the
+    tuning episodes ``seeds`` of ``env``'s scenario, from ``TIMEOUT_GRID`` times the mean inter-arrival
+    time. On a trace env the episodes are windows of the trace's training part, whatever window ``env``
+    uses, so that a score on the test part never saw it."""
+    base = env.unwrapped
+    arrivals = base.scenario.arrivals
+    if arrivals.process == "trace":
+        arrivals = arrivals.replace(trace_window="train")
+    gap = 1.0 / base.mean_arrival_rate
+    tuning = EdgeSDOnlineEnv(base.scenario.replace(arrivals=arrivals), base.action_mode)
+    best = (np.inf, 0.0)
+    for multiple in TIMEOUT_GRID:
+        policy = MaxBatchTimeout(tuning, timeout=multiple * gap)
+        latencies = []
+        for seed in seeds:
+            observation, _ = tuning.reset(seed=seed)
+            terminated = False
+            while not terminated:
+                observation, _, terminated, _, _ = tuning.step(policy.predict(observation)[0])
+            latencies.append(tuning.latencies().mean())
+        best = min(best, (float(np.mean(latencies)), multiple * gap))
+    return best[1]
+
+
+class TunedMaxBatchTimeout(MaxBatchTimeout):
+    """:class:`MaxBatchTimeout` with its timeout tuned on tuning episodes (:func:`tune_timeout`)."""
+
+    name = "max-batch-timeout-tuned"
+
+    def __init__(self, env, seeds: tuple[int, ...] = TUNING_SEEDS) -> None:
+        super().__init__(env, timeout=tune_timeout(env, seeds))
+
+
 class OnlineRandom(OnlinePolicy):
     """Uniformly random valid actions: each valid batch size and the wait (when valid) equally likely."""
 
@@ -258,6 +298,7 @@ ONLINE_POLICIES = {
     "planner-exact": lambda env: OnlinePlanner(env, exact=True),
     "dispatch-immediately": DispatchImmediately,
     "max-batch-timeout": MaxBatchTimeout,
+    "max-batch-timeout-tuned": TunedMaxBatchTimeout,
     "autoregressive": Autoregressive,
     "uniform-shares": OnlineUniformShares,
     "random": OnlineRandom,

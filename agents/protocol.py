@@ -9,6 +9,10 @@
   validation episode uses them, so choosing a checkpoint on validation never sees them.
 * The tuned baselines search their constant action on episodes of their own
   (``sdedge_agents.baselines.TUNING_SEEDS``, 1000000..1000002).
+* Trace ids (``sdedge/EdgeSD-Online-Azure*``): training and validation episodes are windows of the trace's
+  first 70 % (the ids' default ``trace_window="train"``); the test episodes are windows of its last 30 %
+  (``held_out_env_kwargs``), so a test score measures generalisation to later traffic. The tuned timeout
+  of max-batch-timeout-tuned is chosen on training windows.
 """
 
 from __future__ import annotations
@@ -17,6 +21,17 @@ TRAINING_SEEDS: tuple[int, ...] = (1000, 2000, 3000)
 VALIDATION_SEED_BASE = 900_000
 VALIDATION_SEEDS: range = range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + 100)
 TEST_SEEDS: range = range(500, 600)
+
+
+def held_out_env_kwargs(env_id: str) -> dict:
+    """``gymnasium.make`` keyword arguments of the test episodes of ``env_id``: the test part of a trace id's
+    trace (a trace id's ``arrivals`` kwargs with ``trace_window="test"``); nothing for the other ids."""
+    import gymnasium as gym
+
+    arrivals = gym.spec(env_id).kwargs.get("arrivals") or {}
+    if arrivals.get("process") != "trace":
+        return {}
+    return {"arrivals": {**arrivals, "trace_window": "test"}}
 
 
 def training_seeds_overlap(seed: int, n_envs: int) -> str | None:

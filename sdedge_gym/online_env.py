@@ -138,7 +138,9 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
     |                    |                       | a_first the earliest of them; 0 if m < 2, 1 if t =   |        |
     |                    |                       | a_first (a burst at one instant)                     |        |
 
-    ``slo`` and ``arrival_rate`` are the scenario's ``ArrivalConfig`` fields (fixed scales).
+    ``slo`` is the scenario's ``ArrivalConfig.slo``; ``arrival_rate`` is ``mean_arrival_rate``: the
+    ``ArrivalConfig.arrival_rate``, or on a trace the trace's mean rate after the load's rescaling (fixed
+    scales).
 
     ## Rewards
 
@@ -210,11 +212,14 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         self._offsets = (0, 0)  # the window starts this env draws from (inclusive)
         self._time_scale = 1.0  # trace seconds -> episode seconds
         self._offset_option: Any = None
+        # The scale of the observation's arrival-rate feature: the scenario's mean rate (requests / s).
+        self.mean_arrival_rate = arrivals.arrival_rate
         if arrivals.process == "trace":
             self.trace = read_trace(arrivals.trace)
             self._offsets = trace_offsets(self.trace, k, arrivals.trace_window)
             if arrivals.load is not None:
                 self._time_scale = trace_rate(self.trace) / (arrivals.load * trace_capacity(self.scenario))
+            self.mean_arrival_rate = trace_rate(self.trace) / self._time_scale
         table = self._mask_table  # the offline rows; the wait column is inserted after n_max
         self._mask_table = np.stack([np.insert(table, n_max, False, axis=1), np.insert(table, n_max, True, axis=1)])
 
@@ -414,7 +419,7 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         recent = min(self.arrived, n_max + 1)
         if recent >= 2:
             span = self.now - float(self.arrival[self.arrived - recent])
-            extra[n_max + 1] = (recent - 1) / ((recent - 1) + self.scenario.arrivals.arrival_rate * span)
+            extra[n_max + 1] = (recent - 1) / ((recent - 1) + self.mean_arrival_rate * span)
         return np.concatenate([super()._observation(), extra])
 
     def _step_info(self, outcome: BatchOutcome | None, batch_size: int, speculation_length: int, clipped: bool,

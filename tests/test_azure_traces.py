@@ -156,3 +156,21 @@ def test_hindsight_oracle_equals_exhaustive_search_on_real_windows() -> None:
             assert plan.cost == pytest.approx(best, rel=1e-12)
             cases += 1
     assert cases == 6
+
+
+def test_the_protocol_scores_trace_ids_on_the_test_part_and_tunes_on_the_training_part() -> None:
+    from sdedge_agents.evaluate import main as evaluate_main
+    from sdedge_agents.online import TIMEOUT_GRID, tune_timeout
+    from sdedge_agents.protocol import held_out_env_kwargs
+
+    kwargs = held_out_env_kwargs(IDS[1])
+    assert kwargs["arrivals"]["trace_window"] == "test" and kwargs["arrivals"]["trace"] == "azure-code"
+    assert held_out_env_kwargs("sdedge/EdgeSD-Online-v0") == {} == held_out_env_kwargs("sdedge/EdgeSD-v0")
+    test_env = gym.make(IDS[1], num_tasks=20, **kwargs)
+    train_env = gym.make(IDS[1], num_tasks=20)
+    timeout = tune_timeout(test_env, seeds=(1, 2))
+    assert timeout == tune_timeout(train_env, seeds=(1, 2))  # tuned on training windows whatever env scores
+    gap = 1.0 / test_env.unwrapped.mean_arrival_rate
+    assert any(timeout == pytest.approx(m * gap) for m in TIMEOUT_GRID)
+    with pytest.raises(SystemExit):
+        evaluate_main(["--env", "sdedge/EdgeSD-Online-v0", "--trace-window", "test"])

@@ -29,3 +29,19 @@ def test_load_curves_writes_the_table_and_the_figure(tmp_path):
     assert (tmp_path / "load_curves.png").stat().st_size > 10_000
     with pytest.raises(SystemExit):
         module.main(["--loads", "0,1"])
+
+
+def test_load_curves_on_a_trace_rescale_its_test_windows(tmp_path):
+    pytest.importorskip("matplotlib", reason="the figure needs matplotlib (the render extra)")
+    spec = importlib.util.spec_from_file_location("load_curves", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--trace", "azure-code", "--episodes", "1", "--loads", "0.5,1.0", "--policies",
+                        "dispatch-immediately", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "load_curves_azure-code.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["load"]) for r in rows] == [0.5, 1.0]
+    assert float(rows[1]["arrival_rate"]) == pytest.approx(2 * float(rows[0]["arrival_rate"]), rel=1e-5)
+    # The same window at twice the rate: requests queue longer behind each other.
+    assert float(rows[1]["mean_latency"]) > float(rows[0]["mean_latency"])
+    assert (tmp_path / "load_curves_azure-code.png").stat().st_size > 10_000
