@@ -62,7 +62,8 @@ DEFAULT_POLICIES = ("oracle", "planner", "best-constant", "max-batch", "autoregr
 REFERENCE = ("oracle", "random")
 # The deployable baselines (no oracle knowledge of the episode) whose best is the "best baseline" gap.
 FIXED_BASELINES = ("best-constant", "max-batch", "autoregressive")
-BENCHMARK_REFERENCES = ("oracle", "random", "planner", *FIXED_BASELINES)
+# The online ids' fixed baselines (the timeout tuned on training episodes).
+ONLINE_FIXED_BASELINES = ("max-batch-timeout-tuned", "dispatch-immediately", "autoregressive")
 _NEEDS_BAND_CONTROL = ("uniform-shares",)
 
 
@@ -360,12 +361,16 @@ def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TES
                    seed: int = TEST_SEEDS[0], progress: bool = True) -> list[str]:
     """One docs/BENCHMARK.md results-table row per policy, with the references evaluated on the same episodes.
 
-    Gap to best baseline: 100 (mean / min over FIXED_BASELINES of their means - 1), negative when better. On a
-    trace id the episodes are windows of the trace's test part (``protocol.held_out_env_kwargs``).
+    Gap to best baseline: 100 (mean / min over FIXED_BASELINES of their means - 1; ONLINE_FIXED_BASELINES on an
+    online id), negative when better. On a trace id the episodes are windows of the trace's test part
+    (``protocol.held_out_env_kwargs``).
     """
-    results = {r.policy: r for r in evaluate(env_id, episodes, seed, [*BENCHMARK_REFERENCES, *policies], progress,
+    online = env_id in sdedge_gym.ONLINE_ENV_IDS
+    baselines = ONLINE_FIXED_BASELINES if online else FIXED_BASELINES
+    references = ("oracle", "random", "planner", *baselines)
+    results = {r.policy: r for r in evaluate(env_id, episodes, seed, [*references, *policies], progress,
                                              env_kwargs=held_out_env_kwargs(env_id))}
-    best = min(results[b].mean for b in FIXED_BASELINES)
+    best = min(results[b].mean for b in baselines)
     planner = results["planner"]
     label = f"{seed}..{seed + episodes - 1}"
     rows = []
@@ -421,7 +426,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
         episodes = len(TEST_SEEDS) if args.episodes is None else args.episodes
         seed = TEST_SEEDS[0] if args.seed is None else args.seed
         print(BENCHMARK_HEADER)
-        print("\n".join(benchmark_rows(args.env, policies or DEFAULT_POLICIES, episodes, seed,
+        defaults = ONLINE_DEFAULT_POLICIES if args.env in sdedge_gym.ONLINE_ENV_IDS else DEFAULT_POLICIES
+        print("\n".join(benchmark_rows(args.env, policies or defaults, episodes, seed,
                                         progress=not args.no_progress)))
         return 0
     args.episodes = 20 if args.episodes is None else args.episodes

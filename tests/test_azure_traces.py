@@ -174,3 +174,10 @@ def test_the_protocol_scores_trace_ids_on_the_test_part_and_tunes_on_the_trainin
     assert any(timeout == pytest.approx(m * gap) for m in TIMEOUT_GRID)
     with pytest.raises(SystemExit):
         evaluate_main(["--env", "sdedge/EdgeSD-Online-v0", "--trace-window", "test"])
+
+
+def test_benchmark_rows_on_a_trace_id_use_the_online_baselines_and_the_test_windows() -> None:
+    from sdedge_agents.evaluate import benchmark_rows
+
+    (row,) = benchmark_rows(IDS[1], ["planner"], episodes=2, progress=False)
+    assert row.startswith(f"| `{IDS[1]}` | planner |") and row.endswith("| 500..501 |")
