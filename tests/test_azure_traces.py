@@ -181,3 +181,19 @@ def test_benchmark_rows_on_a_trace_id_use_the_online_baselines_and_the_test_wind
 
     (row,) = benchmark_rows(IDS[1], ["planner"], episodes=2, progress=False)
     assert row.startswith(f"| `{IDS[1]}` | planner |") and row.endswith("| 500..501 |")
+
+
+def test_the_planners_forecast_is_chosen_on_training_windows() -> None:
+    """The slack rule (wait when the next arrival is expected before the MBS frees up) is kept where it helps
+    on the tuning episodes: under Poisson traffic, not on the code trace's bursts."""
+    from sdedge_agents.online import OnlinePlanner, tune_forecast, tuning_env, tuning_latency
+
+    code = gym.make(IDS[1], num_tasks=40, **{"arrivals": {**gym.spec(IDS[1]).kwargs["arrivals"],
+                                                          "trace_window": "test"}})
+    planner = OnlinePlanner(code)
+    tuning = tuning_env(code)
+    assert tuning.scenario.arrivals.trace_window == "train"
+    with_rule = tuning_latency(OnlinePlanner(tuning, forecast=True), (1_000_000, 1_000_001, 1_000_002))
+    without = tuning_latency(OnlinePlanner(tuning, forecast=False), (1_000_000, 1_000_001, 1_000_002))
+    assert planner.forecast == (with_rule <= without)
+    assert tune_forecast(gym.make("sdedge/EdgeSD-Online-v0", num_tasks=40).unwrapped.scenario, False, 22) is True
