@@ -25,6 +25,9 @@ from sdedge_gym.segments import segment_tables
 ONLINE_FEATURES = ("waiting_beyond_window", "arrival_rate")  # after the offline observation and the ages
 ONLINE_INFO_KEYS = ("waited", "dispatch_time", "time", "arrived", "queue_length", "latencies")  # after the offline
 LATENCY_PERCENTILES = (50, 95, 99)
+# The last step's episode KPIs (EdgeSDOnlineEnv.episode_kpis), in its order: the vector env reports the same.
+ONLINE_KPI_KEYS = ("mean_latency", *(f"p{q}_latency" for q in LATENCY_PERCENTILES), "slo_attainment", "makespan",
+                   "throughput", "request_throughput")
 CAPACITY_SEEDS = (0, 1, 2, 3, 4)
 
 
@@ -129,7 +132,10 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
 
     ``reset`` draws the offline env's workload from ``self.np_random`` and then the arrival times (after
     every other draw, so the tasks are the offline episode's); a trace supplies the times and token
-    counts of its first K rows. t starts at the first arrival. ``options`` is accepted and unused.
+    counts of its first K rows. t starts at the first arrival. ``options={"episode": e}`` (an
+    :class:`~sdedge_gym.episode.Episode`, e.g. one of the vector env's ``episodes``) replays that episode
+    with its arrival times ``e.release``; ``options={"workload": w}``, or an episode without release times,
+    replays the tasks and draws the arrival times from ``self.np_random``. Other option keys are ignored.
 
     ## Episode End
 
@@ -229,8 +235,8 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
 
     # ------------------------------------------------------------------ Gymnasium API
 
-    def _episode_from(self, options: Mapping[str, Any] | None) -> tuple[Episode, np.ndarray]:
-        """A drawn episode (the trace's token counts on a trace id); ``options`` is accepted and unused."""
+    def _draw_episode(self) -> tuple[Episode, np.ndarray]:
+        """A drawn episode (the trace's token counts on a trace id); its arrivals come in ``_start_episode``."""
         cfg = self.scenario
         tokens = None
         if self.trace is not None:
@@ -238,9 +244,16 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         return draw_episode(cfg, self._workload_parameters, self.np_random, tokens)
 
     def _start_episode(self) -> None:
-        # After every workload draw: the same seed gives the offline episode's tasks.
         cfg = self.scenario
-        arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
+        if self.episode.release is None:
+            # After every workload draw: the same seed gives the offline episode's tasks.
+            arrival = draw_arrivals(cfg.arrivals, cfg.num_tasks, self.np_random, self.trace)
+        else:  # a replayed episode (reset options) brings its arrival times
+            arrival = np.array(self.episode.release, dtype=float)
+            if (arrival.shape != (cfg.num_tasks,) or not np.all(np.isfinite(arrival)) or np.any(arrival < 0)
+                    or np.any(np.diff(arrival) < 0)):
+                raise ValueError(f"options['episode'].release is invalid; allowed: {cfg.num_tasks} finite, "
+                                 "non-negative, non-decreasing arrival times (s), or None to draw them")
         arrival.setflags(write=False)
         self.episode = dataclasses.replace(self.episode, release=arrival)
         self._next_epoch()

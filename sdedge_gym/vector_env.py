@@ -434,8 +434,9 @@ class EdgeSDVectorEnv(VectorEnv):
             values[done] = infos[key][done]
             final_info[key], final_info["_" + key] = values, np.zeros(self.num_envs, dtype=bool)
             final_info["_" + key][done] = infos["_" + key][done]
-        final_info["action_mask"] = np.zeros((self.num_envs, self.n_max + self.l_max + 1), dtype=bool)
-        final_info["action_mask"][done] = self.action_masks()[done]
+        masks = self.action_masks()
+        final_info["action_mask"] = np.zeros_like(masks)
+        final_info["action_mask"][done] = masks[done]
         final_info["_action_mask"] = np.zeros(self.num_envs, dtype=bool)
         final_info["_action_mask"][done] = True
         flag = np.zeros(self.num_envs, dtype=bool)
