@@ -1,10 +1,11 @@
 """A natively vectorised EdgeSD environment: the single env's compiled kernel, looped over environments.
 
-``gymnasium.make_vec(id, num_envs=N)`` builds it for every registered id (``vector_entry_point``). One step
-commits a batch in every environment with one call of :func:`sdedge_gym.kernels.commit_many`, the same
-kernel the single env calls for its one batch: the dynamics are computed by the same compiled code, so
-a sub-env's step gives the single env's numbers on the same episode (to the last bit where the inputs
-are the same; the tests allow 1e-9 relative).
+``gymnasium.make_vec(id, num_envs=N)`` builds it for every offline id (``vector_entry_point``; the online ids'
+is its subclass :class:`sdedge_gym.online_vector_env.EdgeSDOnlineVectorEnv`). One step commits a batch in
+every environment with one call of :func:`sdedge_gym.kernels.commit_many`, the same kernel the single env
+calls for its one batch: the dynamics are computed by the same compiled code, so a sub-env's step gives the
+single env's numbers on the same episode (to the last bit where the inputs are the same; the tests allow 1e-9
+relative).
 
 Seeding (the contract): ``reset(seed=s)`` gives sub-env i the first episode of the single env seeded
 ``s + i`` (as ``SyncVectorEnv`` seeds it), from that sub-env's own Generator. Episodes after an
