@@ -188,7 +188,7 @@ def make_training_env(config: TrainConfig):
 
     * n_envs == 1: ``gym.make`` + Monitor (SB3 wraps it in a DummyVecEnv);
     * n_envs > 1: the native numpy vector env through ``sdedge_agents.sb3_vec_env`` on the ids that have one
-      (the offline ids), otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
+      (every registered id, offline and online), otherwise SB3's ``make_vec_env`` (DummyVecEnv, Monitor per env).
     Env i's first episode is seeded ``seed + i`` (by SB3's ``model.set_random_seed`` / ``VecEnv.seed``).
     """
     keywords = load_entry(config.env_id, config.algo).info_keywords
@@ -209,8 +209,8 @@ def vectorisation_path(config: TrainConfig) -> str:
 
 
 def _native_adapter_available(config: TrainConfig) -> bool:
-    # The online ids have no native vector env (no vector_entry_point): they train on DummyVecEnv. So do runs
-    # with --env-kwargs: the native vector env has no reward= option.
+    # Runs with --env-kwargs train on DummyVecEnv: the native vector env has no reward= option (and an id
+    # without a vector_entry_point has no native vector env).
     return not config.env_kwargs and gym.spec(config.env_id).vector_entry_point is not None
 
 

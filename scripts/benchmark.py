@@ -7,11 +7,12 @@
 This machine is shared and noisy, so every speed is reported beside a reference measured in the same
 process, minutes apart at most: CartPole-v1 (``gymnasium.make``) for the single env, Gymnasium's
 ``CartPoleVectorEnv`` at the same width for the native vector env, and SB3 PPO on CartPole for SB3 PPO on
-the small id. Each figure is the median of ``--repeats`` timed runs of random valid actions, resets
-included. The oracle rows (segment tables + exact DP on the paper preset) run each K in a fresh process
-so that its peak resident memory is its own. The JIT rows time a fresh process's import, env
-construction and first reset and step, with an empty numba cache (cold: everything compiles) and with
-the cache that run left (cached).
+the small id (the online vector env's row, on the online paper id, beside the offline ones at the same
+widths, takes random valid actions including waits). Each figure is the median of ``--repeats`` timed
+runs of random valid actions, resets included. The oracle rows (segment tables + exact DP on the paper
+preset) run each K in a fresh process so that its peak resident memory is its own. The JIT rows time a
+fresh process's import, env construction and first reset and step, with an empty numba cache (cold:
+everything compiles) and with the cache that run left (cached).
 
 The window planner row times its decisions (segment tables of the queue it sees, then the DP) over a few
 episodes of ``sdedge/EdgeSD-v0``; the DAgger row is the label rate of ``sdedge_agents.imitate.collect``
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this tree's
 import sdedge_gym  # noqa: F401  (registers the ids)
 
 SMALL, PAPER = "sdedge/EdgeSD-Small-v0", "sdedge/EdgeSD-Paper-v0"
+ONLINE = "sdedge/EdgeSD-Online-v0"  # the paper preset with Poisson arrivals: the online vector env's row
 TEACHER_ENV = "sdedge/EdgeSD-v0"  # the id the dagger-paper agent imitates its window planner on
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +92,10 @@ def vector_rate(env_id: str, num_envs: int, seconds: float, repeats: int, **kwar
     rng = np.random.default_rng(0)
     sdedge = "action_mask" in info
     masks = [info.get("action_mask")]
+    online = hasattr(env.unwrapped, "can_wait")  # the online action's first entry is n - 1, or n_max to wait
     if sdedge:
-        n_max, l_choices = (int(x) for x in env.single_action_space.nvec)
+        choices, l_choices = (int(x) for x in env.single_action_space.nvec)
+        n_max = choices - online
 
     def run() -> int:
         steps, deadline = 0, time.perf_counter() + seconds
@@ -99,7 +103,12 @@ def vector_rate(env_id: str, num_envs: int, seconds: float, repeats: int, **kwar
             if sdedge:
                 limit = np.maximum(masks[0][:, :n_max].sum(axis=1), 1)
                 u = rng.random((num_envs, 2))
-                actions = np.stack([(u[:, 0] * limit).astype(np.int64), (u[:, 1] * l_choices).astype(np.int64)], 1)
+                if online:  # uniform over the valid batch sizes and the wait (when valid): index `limit` waits
+                    first = (u[:, 0] * (limit + masks[0][:, n_max])).astype(np.int64)
+                    first = np.where(first == limit, n_max, first)
+                else:
+                    first = (u[:, 0] * limit).astype(np.int64)
+                actions = np.stack([first, (u[:, 1] * l_choices).astype(np.int64)], 1)
             else:
                 actions = rng.integers(0, 2, num_envs)
             _, _, _, _, step_info = env.step(actions)
@@ -247,7 +256,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     for width in widths:
         reference = vector_rate("CartPole-v1", width, seconds, repeats)
         print(f"| CartPoleVectorEnv (Gymnasium) | {width} | {reference:,.0f} | itself | 1.000 |", flush=True)
-        for name, env_id in (("small", SMALL), ("paper", PAPER)):
+        for name, env_id in (("small", SMALL), ("paper", PAPER), ("online (paper, Poisson)", ONLINE)):
             rate = vector_rate(env_id, width, seconds if name == "small" else 2 * seconds, repeats)
             print(f"| native vector env, {name} | {width} | {rate:,.0f} | CartPoleVectorEnv | "
                   f"{rate / reference:.3f} |", flush=True)

@@ -188,7 +188,7 @@ class ActionMode:
     """One action encoding for a scenario's limits (n_max, l_max). Subclasses define every method.
 
     ``decode`` returns (wait, requested n, l, band logits or weights or None) of one action and
-    ``decode_many`` (requested n, l, weights or None) of a batch of ``num_envs`` actions (no wait); both
+    ``decode_many`` the same as arrays over a batch of ``num_envs`` actions (the vector envs'); both
     raise ValueError, naming the entry, for an action outside the space. ``wait=True`` is the online env's
     space: one more batch-size value (discrete), one more entry (hybrid, > 0 waits) or a ``wait`` key (dict).
     A refused wait still carries (n, l) and the shares, which the env then uses.
@@ -207,7 +207,8 @@ class ActionMode:
     def decode(self, action: Any, wait: bool = False) -> tuple[bool, int, int, np.ndarray | None]:
         raise NotImplementedError
 
-    def decode_many(self, actions: Any, num_envs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def decode_many(self, actions: Any, num_envs: int, wait: bool = False,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
     def shares(self, weights: np.ndarray | None, batch_size) -> np.ndarray | None:
@@ -251,13 +252,20 @@ class DiscreteActions(ActionMode):
         waits = wait and int(values[0]) == n_max
         return waits, (1 if waits else int(values[0]) + 1), int(values[1]), None
 
-    def decode_many(self, actions: Any, num_envs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def decode_many(self, actions: Any, num_envs: int, wait: bool = False,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         n_max, l_max = self.max_batch, self.max_speculation
+        high = n_max if wait else n_max - 1
         values = finite_array(actions, "actions", (num_envs, 2), f"integers [n - 1, l] per env with "
-                                                                 f"0 <= n - 1 < {n_max} and 0 <= l <= {l_max}")
-        _integers_in(values[:, 0], "actions[:, 0] (batch_size - 1)", 0, n_max - 1)
+                                                                 f"0 <= n - 1 < {n_max}"
+                                                                 f"{f' (or {n_max} to wait)' if wait else ''} "
+                                                                 f"and 0 <= l <= {l_max}")
+        _integers_in(values[:, 0], "actions[:, 0] (batch_size - 1" + (f", or {n_max} to wait)" if wait else ")"),
+                     0, high)
         _integers_in(values[:, 1], "actions[:, 1] (speculation_length)", 0, l_max)
-        return values[:, 0].astype(np.int64) + 1, values[:, 1].astype(np.int64), None
+        first = values[:, 0].astype(np.int64)
+        waits = first == n_max  # never true offline (high = n_max - 1)
+        return waits, np.where(waits, 1, first + 1), values[:, 1].astype(np.int64), None
 
     def shares(self, weights: np.ndarray | None, batch_size) -> np.ndarray | None:
         return None
@@ -288,16 +296,20 @@ class HybridActions(ActionMode):
         n, l = hybrid_batch_and_speculation(values, n_max, l_max)
         return bool(wait and values[-1] > 0.0), int(n), int(l), values[2:2 + n_max]
 
-    def decode_many(self, actions: Any, num_envs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def decode_many(self, actions: Any, num_envs: int, wait: bool = False,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         n_max, l_max = self.max_batch, self.max_speculation
-        values = finite_array(actions, "actions", (num_envs, 2 + n_max), f"{2 + n_max} numbers in [-1, 1] per env")
+        width = 2 + n_max + int(wait)
+        values = finite_array(actions, "actions", (num_envs, width), f"{width} numbers in [-1, 1] per env")
         outside = np.argwhere((values < -1.0) | (values > 1.0))
         if outside.size:
             i, j = outside[0]
-            raise ValueError(f"actions[{i}, {j}] = {values[i, j].item()!r} is invalid for action_mode 'hybrid'; "
-                             "allowed: a number in [-1, 1]")
+            role = " (wait)" if wait and j == width - 1 else ""
+            raise ValueError(f"actions[{i}, {j}]{role} = {values[i, j].item()!r} is invalid for action_mode "
+                             f"'hybrid'; allowed: a number in [-1, 1]{' (> 0 waits)' if role else ''}")
         n, l = hybrid_batch_and_speculation(values, n_max, l_max)
-        return n, l, values[:, 2:]
+        waits = values[:, -1] > 0.0 if wait else np.zeros(num_envs, dtype=bool)
+        return waits, n, l, values[:, 2:2 + n_max]
 
     def shares(self, weights: np.ndarray | None, batch_size) -> np.ndarray | None:
         return shares_from_logits(weights, batch_size)
@@ -348,12 +360,19 @@ class DictActions(ActionMode):
             raise ValueError(f"action['bandwidth'] = {weights!r} is invalid; allowed: {n_max} numbers in [0, 1]")
         return waits, int(n) + 1, int(l), weights
 
-    def decode_many(self, actions: Any, num_envs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def decode_many(self, actions: Any, num_envs: int, wait: bool = False,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         n_max, l_max, e = self.max_batch, self.max_speculation, num_envs
-        if not isinstance(actions, Mapping) or set(actions) != set(DICT_ACTION_KEYS):
+        expected = {*DICT_ACTION_KEYS, "wait"} if wait else set(DICT_ACTION_KEYS)
+        if not isinstance(actions, Mapping) or set(actions) != expected:
             got = sorted(actions, key=repr) if isinstance(actions, Mapping) else type(actions).__name__
             raise ValueError(f"actions = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
-                             f"exactly the keys {sorted(DICT_ACTION_KEYS)} of arrays over envs")
+                             f"exactly the keys {sorted(expected)} of arrays over envs")
+        waits = np.zeros(e, dtype=bool)
+        if wait:
+            flags = finite_array(actions["wait"], "actions['wait']", (e,), "0 or 1 per env")
+            _integers_in(flags, "actions['wait']", 0, 1)
+            waits = flags == 1
         n = finite_array(actions["batch_size_minus_one"], "actions['batch_size_minus_one']", (e,),
                          f"integers in [0, {n_max - 1}]")
         l = finite_array(actions["speculation_length"], "actions['speculation_length']", (e,),
@@ -364,7 +383,7 @@ class DictActions(ActionMode):
         if np.any((weights < 0.0) | (weights > 1.0)):
             raise ValueError(f"actions['bandwidth'] has entries outside [0, 1]; allowed: {n_max} numbers in "
                              "[0, 1] per env")
-        return n.astype(np.int64) + 1, l.astype(np.int64), weights
+        return waits, n.astype(np.int64) + 1, l.astype(np.int64), weights
 
     def shares(self, weights: np.ndarray | None, batch_size) -> np.ndarray | None:
         return shares_from_weights(weights, batch_size)

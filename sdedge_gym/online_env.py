@@ -28,6 +28,9 @@ from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, raw_draws
 ONLINE_FEATURES = ("waiting_beyond_window", "arrival_rate")  # after the offline observation and the ages
 ONLINE_INFO_KEYS = ("waited", "dispatch_time", "time", "arrived", "queue_length", "latencies")  # after the offline
 LATENCY_PERCENTILES = (50, 95, 99)
+# The last step's episode KPIs (EdgeSDOnlineEnv.episode_kpis), in its order: the vector env reports the same.
+ONLINE_KPI_KEYS = ("mean_latency", *(f"p{q}_latency" for q in LATENCY_PERCENTILES), "slo_attainment", "makespan",
+                   "throughput", "request_throughput")
 CAPACITY_SEEDS = (0, 1, 2, 3, 4)
 
 
@@ -151,7 +154,10 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
 
     ``reset`` draws the offline env's workload from ``self.np_random`` and then the arrival times (after
     every other draw, so the tasks are the offline episode's); a trace supplies the times and token
-    counts of its first K rows. t starts at the first arrival. ``options`` is accepted and unused.
+    counts of its first K rows. t starts at the first arrival. ``options={"episode": e}`` (an
+    :class:`~sdedge_gym.episode.Episode`, e.g. one of the vector env's ``episodes``) replays that episode
+    with its arrival times ``e.release``; ``options={"workload": w}``, or an episode without release times,
+    replays the tasks and draws the arrival times from ``self.np_random``. Other option keys are ignored.
 
     ## Episode End
 
@@ -277,8 +283,12 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
                 raise ValueError("options['episode'] has no arrival times (release is None); allowed: an online "
                                  "episode (env.episode of an online env)")
             episode = dataclasses.replace(episode, release=self._arrivals(self._trace_window()))
-        elif episode.release.shape != (self.scenario.num_tasks,) or np.any(np.diff(episode.release) < 0):
-            raise ValueError("options['episode'].release is invalid; allowed: K non-decreasing arrival times")
+        else:
+            release = np.asarray(episode.release, dtype=float)
+            if (release.shape != (self.scenario.num_tasks,) or not np.all(np.isfinite(release)) or np.any(release < 0)
+                    or np.any(np.diff(release) < 0)):
+                raise ValueError(f"options['episode'].release is invalid; allowed: {self.scenario.num_tasks} finite, "
+                                 "non-negative, non-decreasing arrival times (s)")
         return episode, table
 
     def _draw_episode(self) -> tuple[Episode, np.ndarray]:

@@ -41,8 +41,10 @@ ONLINE_ARRIVAL_RATE = 0.757
 TRACE_IDS = {"azure-conv": "AzureConv", "azure-code": "AzureCode"}
 TRACE_LOAD = 0.7
 TRACE_PRESET = "paper-2k"
-# The offline ids' native vector env (gymnasium.make_vec(..., vectorization_mode="vector_entry_point")).
+# The native vector envs of the offline and the online ids (gymnasium.make_vec(..., vectorization_mode=
+# "vector_entry_point"), the default of make_vec for an id that has one).
 VECTOR_ENTRY_POINT = "sdedge_gym.vector_env:EdgeSDVectorEnv"
+ONLINE_VECTOR_ENTRY_POINT = "sdedge_gym.online_vector_env:EdgeSDOnlineVectorEnv"
 # The presets that also get stochastic ids (sampled acceptance, hints): the two sizes agents train on.
 STOCHASTIC_PRESETS = ("small", "paper")
 _STOCHASTIC = {"acceptance": "sampled", "clairvoyant": False}
@@ -136,6 +138,7 @@ def register_envs() -> None:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
                          kwargs=dict(kwargs), max_episode_steps=None)
-    for env_id, kwargs in ONLINE_ENV_TABLE.items():  # no native vector env: Gymnasium's sync/async ones apply
+    for env_id, kwargs in ONLINE_ENV_TABLE.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=ONLINE_ENTRY_POINT, kwargs=dict(kwargs), max_episode_steps=None)
+            gym.register(id=env_id, entry_point=ONLINE_ENTRY_POINT, vector_entry_point=ONLINE_VECTOR_ENTRY_POINT,
+                         kwargs=dict(kwargs), max_episode_steps=None)

@@ -1,10 +1,11 @@
 """A natively vectorised EdgeSD environment: the single env's compiled kernel, looped over environments.
 
-``gymnasium.make_vec(id, num_envs=N)`` builds it for every registered id (``vector_entry_point``). One step
-commits a batch in every environment with one call of :func:`sdedge_gym.kernels.commit_many`, the same
-kernel the single env calls for its one batch: the dynamics are computed by the same compiled code, so
-a sub-env's step gives the single env's numbers on the same episode (to the last bit where the inputs
-are the same; the tests allow 1e-9 relative).
+``gymnasium.make_vec(id, num_envs=N)`` builds it for every offline id (``vector_entry_point``; the online ids'
+is its subclass :class:`sdedge_gym.online_vector_env.EdgeSDOnlineVectorEnv`). One step commits a batch in
+every environment with one call of :func:`sdedge_gym.kernels.commit_many`, the same kernel the single env
+calls for its one batch: the dynamics are computed by the same compiled code, so a sub-env's step gives the
+single env's numbers on the same episode (to the last bit where the inputs are the same; the tests allow 1e-9
+relative).
 
 Seeding (the contract): ``reset(seed=s)`` gives sub-env i the first episode of the single env seeded
 ``s + i`` (as ``SyncVectorEnv`` seeds it), from that sub-env's own Generator. Episodes after an
@@ -37,7 +38,7 @@ A limit below K raises ``ValueError``: this env does not truncate episodes (use
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -46,7 +47,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from sdedge_gym import kernels
-from sdedge_gym.actions import action_mask_table
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import KPI_KEYS, EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
 from sdedge_gym.env import STEP_INFO_KEYS as SINGLE_ENV_INFO_KEYS
@@ -63,6 +63,10 @@ AUTORESET_STREAM = 0x5D3D6E
 # Workload columns the vector env keeps stacked over envs (what steps, observations and `episodes` read).
 STACKED_COLUMNS = tuple(name for name in WORKLOAD_FIELDS if name != "uniforms")
 BATCHED_NO_RUNS = NO_RUNS[None]  # the kernel's placeholder for "no acceptance draws", one env axis more
+# Info arrays of one entry per task of the batch (zero-padded to n_max), and the dtypes SyncVectorEnv gives the
+# single env's info values that are not float64 (its 0-d bool arrays stack into bool arrays).
+PER_TASK_INFO_KEYS = ("bandwidth", "completion_times")
+INFO_DTYPES = {"batch_size": np.int64, "speculation_length": np.int64, "action_clipped": np.bool_}
 # Below this many stepping envs per worker thread, one thread serves them all (a parallel region's start-up
 # costs more than it saves on a few batches).
 PARALLEL_MIN_ENVS = 32
@@ -86,6 +90,13 @@ class EdgeSDVectorEnv(VectorEnv):
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}  # noqa: RUF012
+    # What a subclass for another env family changes (EdgeSDOnlineVectorEnv): the single env whose spaces,
+    # masks and episodes it reproduces, and the info keys it reports every step and at an episode's end.
+    single_env_class: ClassVar[type[EdgeSDEnv]] = EdgeSDEnv
+    info_keys: ClassVar[tuple[str, ...]] = STEP_INFO_KEYS
+    kpi_keys: ClassVar[tuple[str, ...]] = KPI_KEYS
+    per_task_info_keys: ClassVar[tuple[str, ...]] = PER_TASK_INFO_KEYS
+    info_dtypes: ClassVar[dict[str, type]] = INFO_DTYPES
 
     def __init__(self, num_envs: int = 1, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP, render_mode: str | None = None,
@@ -111,14 +122,15 @@ class EdgeSDVectorEnv(VectorEnv):
             raise ValueError(f"render_mode = {render_mode!r} is invalid for the vector env; allowed: None "
                              "(render a single EdgeSDEnv instead)")
         # The single env validates the arguments and defines the spaces: the two can never disagree.
-        template = EdgeSDEnv(scenario, action_mode, None, config, **overrides)
+        template = self._single_env(scenario, action_mode, config, overrides)
         self.scenario: ScenarioConfig = template.scenario
+        longest = self.longest_episode(self.scenario.num_tasks)
         if max_episode_steps is not None and (not isinstance(max_episode_steps, int | np.integer)
-                                              or max_episode_steps < self.scenario.num_tasks):
+                                              or max_episode_steps < longest):
             raise ValueError(f"max_episode_steps = {max_episode_steps!r} is invalid for the native vector env; "
-                             f"allowed: None or an integer >= num_tasks ({self.scenario.num_tasks}), which never "
-                             "binds (episodes end within num_tasks steps). This env does not truncate: for a "
-                             "shorter limit use gymnasium.make_vec(..., vectorization_mode='sync')")
+                             f"allowed: None or an integer >= {self.longest_episode_name} ({longest}), which "
+                             f"never binds (episodes end within {self.longest_episode_name} steps). This env does "
+                             "not truncate: for a shorter limit use gymnasium.make_vec(..., vectorization_mode='sync')")
         self.max_episode_steps = max_episode_steps
         self.model: ServingModel = template.model
         self.scales: ObservationScales = template.scales
@@ -137,7 +149,7 @@ class EdgeSDVectorEnv(VectorEnv):
         cfg = self.scenario
         e, k, n_max = self.num_envs, cfg.num_tasks, cfg.max_batch
         self.n_max, self.l_max, self.num_tasks = n_max, cfg.max_speculation, k
-        self._mask_table = action_mask_table(n_max, cfg.max_speculation)  # row b: the mask of batch limit b
+        self._mask_table = template._mask_table  # the single env's masks, indexed by its batch limit (and wait)
         self._rngs: list[np.random.Generator | None] = [None] * e
         self._autoreset_rng: np.random.Generator | None = None
         # Every env's episode, stacked: (num_envs, K) workload columns, the kernel's task arrays, and the
@@ -159,6 +171,18 @@ class EdgeSDVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(e, dtype=bool)  # NEXT_STEP: reset on the next step
         self._started = False
 
+    def _single_env(self, scenario: str | ScenarioConfig, action_mode: str,
+                    config: Mapping[str, Any] | ScenarioConfig | None, overrides: dict[str, Any]) -> EdgeSDEnv:
+        """The single env of these arguments (it validates them): the template of spaces, scales and masks."""
+        return self.single_env_class(scenario, action_mode, None, config, **overrides)
+
+    longest_episode_name: ClassVar[str] = "num_tasks"
+
+    @staticmethod
+    def longest_episode(num_tasks: int) -> int:
+        """The most steps an episode takes (``longest_episode_name``): one task a step."""
+        return num_tasks
+
     # ------------------------------------------------------------------ Gymnasium API
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
@@ -177,18 +201,8 @@ class EdgeSDVectorEnv(VectorEnv):
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
                 raise ValueError(f"options['reset_mask'] is invalid; allowed: a bool array of shape "
                                  f"({self.num_envs},) with at least one True")
-        elif not self._started:
-            self._rngs = [None] * self.num_envs
-        if seed is not None or self._autoreset_rng is None:  # the autoreset stream follows the reset seeds
-            given = [int(x) for x in seeds if x is not None]
-            self._autoreset_rng = np.random.default_rng(np.random.SeedSequence([*given, AUTORESET_STREAM])
-                                                        if given else None)
         indices = np.flatnonzero(mask)
-        for i in indices:
-            if seeds[i] is not None or self._rngs[i] is None:
-                self._rngs[i], _ = seeding.np_random(seeds[i])
-        raws = [raw_draws(self.scenario, self._rngs[i]) for i in indices]
-        self._store(indices, tuple(None if x[0] is None else np.stack(x) for x in zip(*raws, strict=True)))
+        self._reset_episodes(indices, seeds, seed is not None)
         self._needs_reset[indices] = False
         self._started = True
         infos = {"action_mask": self.action_masks(), "_action_mask": mask.copy()}
@@ -197,32 +211,19 @@ class EdgeSDVectorEnv(VectorEnv):
 
     def step(self, actions):
         if not self._started:
-            raise RuntimeError("EdgeSDVectorEnv.step() called before reset(); call reset() first")
-        requested, spec_len, weights = self.actions.decode_many(actions, self.num_envs)
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call reset() first")
+        waits, requested, spec_len, weights = self.actions.decode_many(actions, self.num_envs,
+                                                                       wait=self.single_env_class.has_wait)
         e = self.num_envs
         resetting = self._needs_reset.copy()
         stepping = np.flatnonzero(~resetting)
         rewards = np.zeros(e)
         terminated = np.zeros(e, dtype=bool)
-        infos = _empty_step_infos(e, self.n_max)
+        infos = self._empty_infos()
 
         if stepping.size:
-            step = self._commit(stepping, requested[stepping], spec_len[stepping],
-                                None if weights is None else weights[stepping])
-            rewards[stepping] = step["reward"]
-            terminated[stepping] = self.next_task[stepping] >= self.num_tasks
-            for key in STEP_INFO_KEYS:
-                infos[key][stepping] = step[key]
-                infos["_" + key][stepping] = True
-            done = stepping[terminated[stepping]]
-            if done.size:
-                makespan = self._completion_max[done]
-                infos["mean_latency"][done] = self._completion_sum[done] / self.num_tasks
-                infos["makespan"][done] = makespan
-                infos["throughput"][done] = np.where(makespan > 0, self._tokens[done] / np.where(
-                    makespan > 0, makespan, 1.0), 0.0)
-                for key in KPI_KEYS:
-                    infos["_" + key][done] = True
+            self._advance(stepping, waits[stepping], requested[stepping], spec_len[stepping],
+                          None if weights is None else weights[stepping], rewards, terminated, infos)
 
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             if resetting.any():
@@ -239,7 +240,7 @@ class EdgeSDVectorEnv(VectorEnv):
         infos["action_mask"] = self.action_masks()
         infos["_action_mask"] = np.ones(e, dtype=bool)
         if resetting.any():  # a freshly reset env reports only its reset info (action_mask), as SyncVectorEnv
-            for key in (*STEP_INFO_KEYS, *KPI_KEYS):
+            for key in (*self.info_keys, *self.kpi_keys):
                 infos[key][resetting] = 0
                 infos["_" + key][resetting] = False
         return observations, rewards, terminated, np.zeros(e, dtype=bool), _present_keys(infos)
@@ -295,26 +296,45 @@ class EdgeSDVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ internals
 
+    def _reset_episodes(self, indices: np.ndarray, seeds: list[int | None], seeded: bool) -> None:
+        """New episodes for ``indices`` at ``reset``: sub-env i's from its own Generator, seeded ``seeds[i]``
+        (or continuing its stream when None); ``seeded``: the call had a seed, which reseeds the autoreset stream."""
+        if not self._started:
+            self._rngs = [None] * self.num_envs
+        if seeded or self._autoreset_rng is None:  # the autoreset stream follows the reset seeds
+            given = [int(x) for x in seeds if x is not None]
+            self._autoreset_rng = np.random.default_rng(np.random.SeedSequence([*given, AUTORESET_STREAM])
+                                                        if given else None)
+        for i in indices:
+            if seeds[i] is not None or self._rngs[i] is None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+        raws = [raw_draws(self.scenario, self._rngs[i]) for i in indices]
+        self._store(indices, tuple(None if x[0] is None else np.stack(x) for x in zip(*raws, strict=True)))
+
     def _autoreset(self, indices: np.ndarray) -> None:
         """New episodes for ``indices``, drawn for all of them in one batched call from the autoreset stream."""
         self._store(indices, raw_draws(self.scenario, self._autoreset_rng, count=indices.size))
 
     def _store(self, indices: np.ndarray, raw: tuple) -> None:
-        """Derive the episodes of the raw draws ``raw`` (rows over ``indices``) and restart those envs' clocks.
+        """Derive the episodes of the raw draws ``raw`` (rows over ``indices``) and start them (:meth:`_write`).
 
         One call of the single env's compiled derivation (:func:`sdedge_gym.env.derive_columns`) for all of
         them: workload columns, channel figures, acceptance runs and the observation's task table.
         """
         if indices.size == 0:
             return
-        columns = derive_columns(self.scenario, self._workload_parameters, raw, self.num_tasks)
+        self._write(indices, derive_columns(self.scenario, self._workload_parameters, raw, self.num_tasks))
+
+    def _write(self, indices: np.ndarray, columns: Mapping[str, Any]) -> None:
+        """Stack the episodes ``columns`` (rows over ``indices``: the workload columns, ``channel``, ``runs``
+        and the observation's ``table``, K rows) into the env's arrays and restart those envs' clocks."""
         if self._runs is not None:
             self._runs[indices] = columns["runs"]
         for name in STACKED_COLUMNS:
             self._columns[name][indices] = columns[name]
         self._prompt[indices] = columns["prompt_len"]
         self._channel[indices] = columns["channel"]
-        self._task_table[indices, : self.num_tasks] = columns["table"]
+        self._task_table[indices, : self.num_tasks] = columns["table"][:, : self.num_tasks]
         self.clocks.restart(indices)
         self._completion_sum[indices] = 0.0
         self._completion_max[indices] = 0.0
@@ -323,17 +343,61 @@ class EdgeSDVectorEnv(VectorEnv):
     def _observations(self) -> np.ndarray:
         """(num_envs, 4 + 6 n_max) float32: the single env's observation of every env."""
         global_features = global_feature_values(self.model, self.scales, self.num_tasks, self.next_task,
-                                                self.uplink_end, self.inference_end, self.batch_limit())
+                                                self._uplink_times(), self.inference_end, self.batch_limit())
         rows = self.next_task[:, None] + np.arange(self.n_max)
         window = np.take_along_axis(self._task_table, rows[:, :, None], axis=1)
+        visible = self._visible_tasks()
+        if visible is not None:  # the rows the single env hides are zeros
+            window[np.arange(self.n_max) >= visible[:, None]] = 0.0
         return np.concatenate([global_features, window.reshape(self.num_envs, -1)], axis=1)
 
-    def _commit(self, envs: np.ndarray, requested: np.ndarray, spec_len: np.ndarray, weights) -> dict[str, Any]:
-        """Commit one batch in each of ``envs``: one call of the compiled kernel for all of them."""
+    def _uplink_times(self) -> np.ndarray:
+        """(num_envs,) the time u the global features read: the uplink's end (the single env's ``_uplink_time``)."""
+        return self.uplink_end
+
+    def _visible_tasks(self) -> np.ndarray | None:
+        """(num_envs,) rows of the task window shown (the single env's ``_visible_tasks``); None: all n_max."""
+        return None
+
+    def _advance(self, envs: np.ndarray, waits: np.ndarray, requested: np.ndarray, spec_len: np.ndarray,
+                 weights: np.ndarray | None, rewards: np.ndarray, terminated: np.ndarray,
+                 infos: dict[str, np.ndarray]) -> None:
+        """Step ``envs`` (the rest of the arguments are their rows): commit one batch in each (no waits)."""
+        size = np.minimum(requested, self.batch_limit()[envs])
+        self._dispatch(envs, size, spec_len, weights, size != requested, rewards, terminated, infos)
+
+    def _dispatch(self, envs: np.ndarray, size: np.ndarray, spec_len: np.ndarray, weights: np.ndarray | None,
+                  clipped: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                  infos: dict[str, np.ndarray]) -> None:
+        """Commit ``size`` tasks at ``spec_len`` in each of ``envs``; write their rewards, ends and infos (the
+        step's keys, and the KPIs of the envs whose episode ends)."""
+        step = self._commit(envs, size, spec_len, weights)
+        step["action_clipped"] = clipped
+        rewards[envs] = step["reward"]
+        terminated[envs] = self.next_task[envs] >= self.num_tasks
+        for key in self.info_keys:
+            if key in step:
+                infos[key][envs] = step[key]
+                infos["_" + key][envs] = True
+        done = envs[terminated[envs]]
+        if done.size:
+            for key, values in self._episode_kpis(done).items():
+                infos[key][done] = values
+                infos["_" + key][done] = True
+
+    def _episode_kpis(self, done: np.ndarray) -> dict[str, np.ndarray]:
+        """The KPIs (``kpi_keys``) of the envs ``done``, whose episodes just ended (the single env's
+        ``episode_kpis``)."""
+        makespan = self._completion_max[done]
+        return {"mean_latency": self._completion_sum[done] / self.num_tasks, "makespan": makespan,
+                "throughput": np.where(makespan > 0, self._tokens[done] / np.where(makespan > 0, makespan, 1.0), 0.0)}
+
+    def _commit(self, envs: np.ndarray, batch_size: np.ndarray, spec_len: np.ndarray, weights) -> dict[str, Any]:
+        """Commit ``batch_size`` tasks (valid sizes) in each of ``envs``: one call of the compiled kernel."""
         cfg = self.scenario
         e = self.num_envs
         size = np.zeros(e, dtype=np.int64)
-        size[envs] = np.minimum(requested, np.minimum(self.model.batch_limit, self.num_tasks - self.next_task[envs]))
+        size[envs] = batch_size
         lengths = np.zeros(e, dtype=np.int64)
         lengths[envs] = spec_len
         bandwidth = np.zeros((e, self.n_max))
@@ -357,8 +421,7 @@ class EdgeSDVectorEnv(VectorEnv):
             "reward": -r[:, kernels.COST], "batch_size": size[envs], "speculation_length": spec_len,
             "bandwidth": bandwidth[envs], "uplink_slot": r[:, kernels.SLOT], "wait": r[:, kernels.WAIT],
             "service_time": r[:, kernels.SERVICE_TIME], "completion_times": completion[envs],
-            "tokens": r[:, kernels.TOKENS], "accepted_drafts": r[:, kernels.ACCEPTED],
-            "action_clipped": size[envs] != requested,
+            "tokens": r[:, kernels.TOKENS], "accepted_drafts": r[:, kernels.ACCEPTED], "cost": r[:, kernels.COST],
         }
 
     def _same_step_reset(self, done: np.ndarray, observations: np.ndarray, infos: dict[str, Any]) -> dict[str, Any]:
@@ -367,13 +430,14 @@ class EdgeSDVectorEnv(VectorEnv):
         for i in done:
             final_obs[i] = observations[i]
         final_info: dict[str, Any] = {}
-        for key in (*STEP_INFO_KEYS, *KPI_KEYS):
+        for key in (*self.info_keys, *self.kpi_keys):
             values = np.zeros_like(infos[key])
             values[done] = infos[key][done]
             final_info[key], final_info["_" + key] = values, np.zeros(self.num_envs, dtype=bool)
             final_info["_" + key][done] = infos["_" + key][done]
-        final_info["action_mask"] = np.zeros((self.num_envs, self.n_max + self.l_max + 1), dtype=bool)
-        final_info["action_mask"][done] = self.action_masks()[done]
+        masks = self.action_masks()
+        final_info["action_mask"] = np.zeros_like(masks)
+        final_info["action_mask"][done] = masks[done]
         final_info["_action_mask"] = np.zeros(self.num_envs, dtype=bool)
         final_info["_action_mask"][done] = True
         flag = np.zeros(self.num_envs, dtype=bool)
@@ -381,6 +445,17 @@ class EdgeSDVectorEnv(VectorEnv):
         infos = {**infos, "final_obs": final_obs, "_final_obs": flag, "final_info": final_info,
                  "_final_info": flag.copy()}
         self._autoreset(done)
+        return infos
+
+    def _empty_infos(self) -> dict[str, np.ndarray]:
+        """Zeroed info arrays (``info_keys`` and ``kpi_keys``) of the dtypes SyncVectorEnv would give the single
+        env's info values, and their all-False ``_key`` masks."""
+        e = self.num_envs
+        infos: dict[str, np.ndarray] = {}
+        for key in (*self.info_keys, *self.kpi_keys):
+            shape = (e, self.n_max) if key in self.per_task_info_keys else (e,)
+            infos[key] = np.zeros(shape, dtype=self.info_dtypes.get(key, np.float64))
+            infos["_" + key] = np.zeros(e, dtype=bool)
         return infos
 
 
@@ -396,13 +471,3 @@ def _present_keys(infos: dict[str, Any]) -> dict[str, Any]:
             out[key], out["_" + key] = value, infos["_" + key]
     return out
 
-
-def _empty_step_infos(num_envs: int, n_max: int) -> dict[str, np.ndarray]:
-    """Zeroed info arrays of the dtypes SyncVectorEnv would give the single env's info values."""
-    dtypes = {"batch_size": np.int64, "speculation_length": np.int64, "action_clipped": np.bool_}
-    infos: dict[str, np.ndarray] = {}
-    for key in (*STEP_INFO_KEYS, *KPI_KEYS):
-        shape = (num_envs, n_max) if key in ("bandwidth", "completion_times") else (num_envs,)
-        infos[key] = np.zeros(shape, dtype=dtypes.get(key, np.float64))
-        infos["_" + key] = np.zeros(num_envs, dtype=bool)
-    return infos

@@ -13,6 +13,7 @@ Observations are float32 (1e-6). Both report the per-task info arrays (``bandwid
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -48,7 +49,11 @@ def _assert_infos_match(fast: dict[str, Any], reference: dict[str, Any], where: 
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=f"{where}/{key}")
 
 
-def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed: int, **kwargs: Any) -> int:
+def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed: int, *,
+              through_autoresets: bool = False, sample: Callable[[Any], Any] | None = None, **kwargs: Any) -> int:
+    """Step the native vector env and SyncVectorEnv with the same actions (``sample(vector env)``, by default
+    the action space's samples) until the first episode ends, or for ``steps`` with ``through_autoresets``
+    (where the native env's later episodes are the single env's: the online one's); returns the episodes ended."""
     fast = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode=mode, **kwargs)
     reference = _reference(env_id, num_envs, mode, **kwargs)
@@ -64,18 +69,21 @@ def _run_both(env_id: str, mode: AutoresetMode, num_envs: int, steps: int, seed:
     fast.action_space.seed(seed)
     episodes = 0
     for t in range(steps):
-        actions = fast.action_space.sample()  # any in-space action: oversized batches get clipped
+        # any in-space action: oversized batches get clipped
+        actions = fast.action_space.sample() if sample is None else sample(fast.unwrapped)
         out_f = fast.step(actions)
         out_r = reference.step(actions)
         where = f"{env_id} {mode.value} step {t}"
-        if out_r[2].any():  # an episode ends: a new one follows from the autoreset stream (see the replay test)
+        if out_r[2].any() and not through_autoresets:  # next: the autoreset stream's episodes (the replay test)
             np.testing.assert_allclose(out_f[1], out_r[1], rtol=1e-9, atol=1e-12, err_msg=where)
             np.testing.assert_array_equal(out_f[2], out_r[2], err_msg=where)
             episodes += int(out_r[2].sum())
             break
+        np.testing.assert_allclose(out_f[0], out_r[0], rtol=1e-6, atol=1e-7, err_msg=where)
         np.testing.assert_allclose(out_f[1], out_r[1], rtol=1e-9, atol=1e-12, err_msg=where)
         np.testing.assert_array_equal(out_f[2], out_r[2], err_msg=where)
         np.testing.assert_array_equal(out_f[3], out_r[3], err_msg=where)
+        episodes += int(out_r[2].sum())
         _assert_infos_match(out_f[4], out_r[4], where)
         np.testing.assert_array_equal(fast.unwrapped.action_masks(),
                                       np.stack([e.unwrapped.action_masks() for e in reference.envs]))
