@@ -185,7 +185,7 @@ class EdgeSDOnlineVectorEnv(EdgeSDVectorEnv):
         slots = np.arange(self.n_max)
         in_batch = slots < batch_size[:, None]
         rows = np.minimum(first[:, None] + slots, self.num_tasks - 1)
-        arrival = np.where(in_batch, np.take_along_axis(self._release[envs], rows, axis=1), 0.0)
+        arrival = np.where(in_batch, self._release[envs[:, None], rows], 0.0)
         # cost = sum_k C_k / K; minus sum_k a_k / K it is the batch's share of the mean latency (the single env's).
         step["reward"] = -(step["cost"] - arrival.sum(axis=1) / self.num_tasks)
         step["latencies"] = np.where(in_batch, step["completion_times"] - arrival, 0.0)
