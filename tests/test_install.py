@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from sdedge_gym.registration import ENV_IDS
+
 REPO = Path(__file__).resolve().parents[1]
 MAKE_AND_RESET = ("import gymnasium as g, sdedge_gym; g.make('sdedge/EdgeSD-Small-v0').reset(seed=0); "
                   "print(sdedge_gym.__file__)")
@@ -130,7 +132,7 @@ def test_another_distribution_s_agents_package_does_not_clash(tmp_path: Path) ->
     assert "| oracle | " in table and "| best-constant | " in table
     ids = subprocess.run([str(venv / "bin" / "sdedge-gym"), "list"], cwd=elsewhere, env=environment,
                          capture_output=True, text=True, check=True).stdout
-    assert len(ids.splitlines()) == 25
+    assert len(ids.splitlines()) == len(ENV_IDS)
     try:
         import stable_baselines3  # noqa: F401
     except ImportError:
@@ -159,7 +161,7 @@ def test_a_leftover_folder_shadowing_the_package_is_a_loud_error(tmp_path: Path)
         pytest.skip("sdedge_agents is importable only from an install (pip install .)")
     if done.returncode == 0:  # the real package won: it registered every id
         file, count = done.stdout.split()
-        assert file.endswith("__init__.py") and str(tmp_path) not in file and int(count) == 25
+        assert file.endswith("__init__.py") and str(tmp_path) not in file and int(count) == len(ENV_IDS)
         return
     assert f"sdedge_gym resolves to ['{tmp_path / 'sdedge_gym'}'], a folder without __init__.py" in done.stderr
     assert "delete that folder, then reinstall sdedge-gym" in done.stderr
