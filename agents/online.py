@@ -40,12 +40,13 @@ Uniform-shares: the hindsight oracle with equal band shares (hybrid/dict envs).
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
 
 from sdedge_agents.oracle import Plan, check_allocation, closed_form_shares, solve
-from sdedge_agents.planner import predicted_episode
+from sdedge_agents.planner import predicted_episode, window_episode
 from sdedge_agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode
@@ -118,15 +119,32 @@ class OnlineUniformShares(OnlineOracle):
         super().__init__(env, allocation="uniform")
 
 
+# How the online planner anticipates arrivals (OnlinePlanner's forecast).
+FORECASTS = ("slack", "phantom", "none")
+
+
 class OnlinePlanner(OnlinePolicy):
-    """Re-plans at every epoch on the arrived tasks (hints and estimates, or the truth with ``exact``)."""
+    """Re-plans at every epoch on the arrived tasks (hints and estimates, or the truth with ``exact``).
+
+    ``forecast`` says how it anticipates arrivals: "slack" waits when the planned batch would be uploaded
+    more than one expected inter-arrival time (the observed rate) before the MBS frees up; "phantom" plans
+    the arrived tasks together with n_lim expected ones (copies of the arrived window, arriving at the
+    scenario's mean rate from now) and waits when the plan's first batch holds a task not yet arrived;
+    "none" dispatches the plan's first batch. None (the default) keeps whichever has the least mean
+    latency on tuning episodes (:func:`tune_forecast`; training windows on a trace).
+    """
 
     name = "planner"
     counterpart = "sdedge_agents.MPCPlanner"
 
-    def __init__(self, env, exact: bool = False, horizon: int | None = None, forecast: bool | None = None) -> None:
+    def __init__(self, env, exact: bool = False, horizon: int | None = None, forecast: str | bool | None = None
+                 ) -> None:
         super().__init__(env)
         self.exact = exact
+        forecast = {True: "slack", False: "none"}.get(forecast, forecast) if isinstance(forecast, bool) else forecast
+        if forecast is not None and forecast not in FORECASTS:
+            raise ValueError(f"forecast = {forecast!r} is invalid; allowed: None (tuned) | "
+                             f"{' | '.join(map(repr, FORECASTS))} (True = 'slack', False = 'none')")
         self.forecast = forecast
         limit = self.unwrapped.model.batch_limit
         self.horizon = 2 * limit if horizon is None else horizon
@@ -149,7 +167,9 @@ class OnlinePlanner(OnlinePolicy):
         plan = solve(self._tables, "mean_latency", env.episode.num_tasks, env.clock, release=env.arrival, now=env.now,
                      end=end)
         n, l = plan.batches[0]
-        if self.forecast and n < env.model.batch_limit and env.can_wait():
+        if self.forecast == "phantom" and env.can_wait():
+            return self._with_phantoms(env, end - first)
+        if self.forecast == "slack" and n < env.model.batch_limit and env.can_wait():
             # The batch would be uploaded `slack` s before the MBS is free: waiting that long delays none of
             # its tasks' service, and the next arrival is expected within 1 / rate.
             slack = env.clock.inference_end - (env.now + float(self._tables.uplink_slot[first, n - 1]))
@@ -157,6 +177,21 @@ class OnlinePlanner(OnlinePolicy):
             if rate > 0.0 and slack * rate > 1.0:
                 return None
         return n, l
+
+
+    def _with_phantoms(self, env: EdgeSDOnlineEnv, seen: int) -> tuple[int, int] | None:
+        """The first batch of the plan over the ``seen`` arrived tasks and n_lim expected ones, or a wait when
+        that batch holds an expected task (its last task has not arrived)."""
+        first = env.clock.next_task
+        phantoms = min(env.model.batch_limit, env.episode.num_tasks - env.arrived)
+        view = window_episode(env.episode, first, seen, self.exact, length=seen + phantoms)
+        release = np.concatenate([env.arrival[first:first + seen],
+                                  env.now + np.arange(1, phantoms + 1) / env.mean_arrival_rate])
+        start = dataclasses.replace(env.clock, next_task=0)
+        plan = solve(segment_tables(env.model, view), "mean_latency", env.episode.num_tasks, start, release=release,
+                     now=env.now)
+        n, l = plan.batches[0]
+        return (n, l) if n <= seen else None
 
 
 def estimated_arrival_rate(env: EdgeSDOnlineEnv) -> float:
@@ -285,15 +320,15 @@ class TunedMaxBatchTimeout(MaxBatchTimeout):
 
 
 @lru_cache(maxsize=16)
-def tune_forecast(scenario: ScenarioConfig, exact: bool, horizon: int, seeds: tuple[int, ...] = TUNING_SEEDS) -> bool:
-    """Whether :class:`OnlinePlanner`'s slack rule (wait when the next arrival is expected before the MBS
-    frees up) lowers its mean latency on the tuning episodes ``seeds`` of ``scenario`` (:func:`tuning_env`).
-    Under Poisson traffic and the conversation trace it does, by a factor of ~5; on the code trace's bursts
-    (many requests at one instant inflate the rate estimate) it waits for arrivals that do not come."""
+def tune_forecast(scenario: ScenarioConfig, exact: bool, horizon: int, seeds: tuple[int, ...] = TUNING_SEEDS) -> str:
+    """The :class:`OnlinePlanner` forecast (``FORECASTS``, first on ties) with the least mean latency on the
+    tuning episodes ``seeds`` of ``scenario`` (:func:`tuning_env`). Waiting for arrivals pays by a factor of
+    ~5 under Poisson traffic and on the conversation trace; on the code trace's bursts (many requests at one
+    instant inflate the observed rate) the slack rule waits for arrivals that do not come."""
     tuning = tuning_env(EdgeSDOnlineEnv(scenario))
     latency = {forecast: tuning_latency(OnlinePlanner(tuning, exact, horizon, forecast), seeds)
-               for forecast in (True, False)}
-    return latency[True] <= latency[False]
+               for forecast in FORECASTS}
+    return min(FORECASTS, key=lambda forecast: latency[forecast])
 
 
 class OnlineRandom(OnlinePolicy):

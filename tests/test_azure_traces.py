@@ -184,16 +184,37 @@ def test_benchmark_rows_on_a_trace_id_use_the_online_baselines_and_the_test_wind
 
 
 def test_the_planners_forecast_is_chosen_on_training_windows() -> None:
-    """The slack rule (wait when the next arrival is expected before the MBS frees up) is kept where it helps
-    on the tuning episodes: under Poisson traffic, not on the code trace's bursts."""
-    from sdedge_agents.online import OnlinePlanner, tune_forecast, tuning_env, tuning_latency
+    """The planner's forecast (slack rule, phantom arrivals or none) is the best on the tuning episodes, which
+    are training windows whatever window the scored env uses; under Poisson traffic waiting pays."""
+    from sdedge_agents.online import FORECASTS, OnlinePlanner, tune_forecast, tuning_env, tuning_latency
 
     code = gym.make(IDS[1], num_tasks=40, **{"arrivals": {**gym.spec(IDS[1]).kwargs["arrivals"],
                                                           "trace_window": "test"}})
     planner = OnlinePlanner(code)
     tuning = tuning_env(code)
     assert tuning.scenario.arrivals.trace_window == "train"
-    with_rule = tuning_latency(OnlinePlanner(tuning, forecast=True), (1_000_000, 1_000_001, 1_000_002))
-    without = tuning_latency(OnlinePlanner(tuning, forecast=False), (1_000_000, 1_000_001, 1_000_002))
-    assert planner.forecast == (with_rule <= without)
-    assert tune_forecast(gym.make("sdedge/EdgeSD-Online-v0", num_tasks=40).unwrapped.scenario, False, 22) is True
+    latency = {f: tuning_latency(OnlinePlanner(tuning, forecast=f), (1_000_000, 1_000_001, 1_000_002))
+               for f in FORECASTS}
+    assert latency[planner.forecast] == min(latency.values())
+    assert tune_forecast(gym.make("sdedge/EdgeSD-Online-v0", num_tasks=40).unwrapped.scenario, False, 22) != "none"
+    assert OnlinePlanner(code, forecast=True).forecast == "slack"
+    assert OnlinePlanner(code, forecast=False).forecast == "none"
+    with pytest.raises(ValueError, match="forecast = 'soon' is invalid; allowed: None"):
+        OnlinePlanner(code, forecast="soon")
+
+
+def test_the_phantom_forecast_waits_for_expected_arrivals() -> None:
+    """With phantom arrivals the planner waits only when its plan's first batch holds a task not yet
+    arrived, so it never dispatches more than have arrived and it does wait on Poisson traffic."""
+    from sdedge_agents.online import OnlinePlanner
+
+    env = gym.make("sdedge/EdgeSD-Online-v0", num_tasks=30).unwrapped
+    planner = OnlinePlanner(env, forecast="phantom")
+    waits = 0
+    observation, _ = env.reset(seed=4)
+    terminated = False
+    while not terminated:
+        observation, _, terminated, _, info = env.step(planner.predict(observation)[0])
+        waits += bool(info["waited"])
+        assert not info["action_clipped"]
+    assert waits > 0 and env.clock.next_task == 30
