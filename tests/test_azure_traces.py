@@ -218,3 +218,14 @@ def test_the_phantom_forecast_waits_for_expected_arrivals() -> None:
         waits += bool(info["waited"])
         assert not info["action_clipped"]
     assert waits > 0 and env.clock.next_task == 30
+
+
+def test_the_timeout_replay_reproduces_the_env_and_fires_at_deadlines() -> None:
+    """scripts/timeout_lateness.py: replaying the timeout rule with commit_batch at epochs gives the env's
+    episode (asserted inside, 1e-9), and firing at the deadline changes only when a dispatch starts."""
+    spec = importlib.util.spec_from_file_location("timeout_lateness", ROOT / "scripts" / "timeout_lateness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.lateness("sdedge/EdgeSD-Online-v0", [500, 501])
+    assert 0 < result["late_share"] <= 1 and result["mean_late"] > 0
+    assert result["at_deadline"] != result["at_epochs"] > 0
