@@ -128,7 +128,7 @@ def test_shannon_split_is_optimal_in_deep_fades() -> None:
         channel[rng.integers(n)] = 10 ** rng.uniform(4.5, 5.5)  # one user at SNR well below 0 dB
         band = float(10 ** rng.uniform(6.5, 7.5))
         bandwidth = np.empty(n)
-        slot = kernels.shannon_split(payload, channel, band, bandwidth, work[0], work[1])
+        slot = kernels.shannon_split(payload, channel, band, bandwidth, work[0], work[1], work[2])
         np.testing.assert_allclose(payload / user_rate(bandwidth, channel, "shannon"), slot, rtol=1e-9)
         assert bandwidth.sum() == pytest.approx(band, rel=1e-12)
 
