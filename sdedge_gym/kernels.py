@@ -100,13 +100,15 @@ def _log_snr(c, u):
 
 
 @njit(cache=True)
-def shannon_split(payload, channel, total_bandwidth, bandwidth, kappa, log_snr, growth):
+def shannon_split(payload, channel, total_bandwidth, bandwidth, kappa, log_snr, growth, warm=0.0):
     """The equal-finish split under r = b log2(1 + a/b): writes ``bandwidth`` (Hz), returns the slot (s).
 
     A safeguarded Newton on the common finish time T, bracketed by the slowest user's infinite-band time
     and the uniform split's slot (uplink._shannon_closed_form is the specification: the same iteration on T
     and the same stopping rules). Zero payload is padding and gets no band. ``kappa``, ``log_snr`` and
-    ``growth`` are scratch rows of at least n entries.
+    ``growth`` are scratch rows of at least n entries. ``warm`` > 0: the rows still hold the split of the
+    first n - 1 users at finish time ``warm`` (a previous call on them, as the segment tables make it),
+    whose u_k, extrapolated, start this one's inner Newton (a cold start costs three or four steps each).
 
     Three things make it ~20 % cheaper than the specification's iteration without moving the root (the
     tests hold both to 1e-11; on 20,000 random splits, deep fades included, the users' finish times spread
@@ -141,11 +143,12 @@ def shannon_split(payload, channel, total_bandwidth, bandwidth, kappa, log_snr, 
             lower = max(lower, kappa[k])
             upper = max(upper, kappa[k] * channel[k] / (share * equal))  # S / (b log2(1 + a/b)) at b = B/n
             guess += kappa[k] * channel[k] / equal
-            log_snr[k] = equal
-            growth[k] = 0.0
+            if not (warm > 0.0 and k < n - 1):
+                log_snr[k] = equal
+                growth[k] = 0.0
     guess /= total_bandwidth
     finish = guess if lower < guess < upper else upper
-    previous = finish
+    previous = warm if warm > 0.0 else finish
     for _ in range(MAX_ITERATIONS):
         need = 0.0
         slope = 0.0
@@ -219,13 +222,15 @@ def slot_of_split(payload, channel, bandwidth, shannon):
 
 
 @njit(cache=True)
-def uplink_slot(p, payload, channel, bandwidth, explicit, work):
-    """The batch's slot: the closed-form split written into ``bandwidth``, or ``explicit`` shares (Hz) used."""
+def uplink_slot(p, payload, channel, bandwidth, explicit, work, warm=0.0):
+    """The batch's slot: the closed-form split written into ``bandwidth``, or ``explicit`` shares (Hz) used.
+    ``warm``: see :func:`shannon_split`."""
     shannon = p[SHANNON] > 0
     if explicit:
         return slot_of_split(payload, channel, bandwidth, shannon)
     if shannon:
-        return shannon_split(payload, channel, p[BANDWIDTH], bandwidth, work[_KAPPA], work[_LOG_SNR], work[_GROWTH])
+        return shannon_split(payload, channel, p[BANDWIDTH], bandwidth, work[_KAPPA], work[_LOG_SNR], work[_GROWTH],
+                             warm)
     return fixed_snr_split(payload, channel, p[BANDWIDTH], bandwidth)
 
 
@@ -1006,8 +1011,9 @@ def segment_slots(p, payload, channel, width, uniform, slot):
             elif uniform:
                 bandwidth[:n] = p[BANDWIDTH] / n
                 slot[j, n - 1] = slot_of_split(payload[j:j + n], channel[j:j + n], bandwidth[:n], p[SHANNON] > 0)
-            else:
-                slot[j, n - 1] = uplink_slot(p, payload[j:j + n], channel[j:j + n], bandwidth[:n], False, work)
+            else:  # segment (j, n - 1)'s split, left in ``work``, warm-starts (j, n)'s (one user alone leaves none)
+                warm = slot[j, n - 2] if n > 2 else 0.0
+                slot[j, n - 1] = uplink_slot(p, payload[j:j + n], channel[j:j + n], bandwidth[:n], False, work, warm)
 
 
 @njit(cache=True)
