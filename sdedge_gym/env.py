@@ -17,7 +17,7 @@ from gymnasium import spaces
 from sdedge_gym import kernels
 from sdedge_gym.actions import ActionMode, action_mask_table, action_mode_class
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch, frozen_record
 from sdedge_gym.reference import best_constant_action, constant_action_costs, reference_cost_to_go
 from sdedge_gym.scenarios import check_override_keys, make_scenario
 from sdedge_gym.uplink import channel_coefficient, user_rate
@@ -81,7 +81,8 @@ def _squash(x, scale):
 
 
 def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple, table_rows: int,
-                   tokens: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
+                   tokens: tuple[np.ndarray, np.ndarray] | None = None, read_only: bool = False
+                   ) -> dict[str, np.ndarray | None]:
     """The workload columns, channel figures, acceptance runs and observation task tables of m episodes.
 
     ``raw`` is :func:`sdedge_gym.workload.raw_draws` of m episodes (arrays (m, K)); ``parameters`` is the
@@ -89,6 +90,8 @@ def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple,
     does what :func:`sdedge_gym.workload.derive_workload`, :meth:`Episode.of` and :func:`task_feature_table`
     specify. ``table`` is (m, table_rows, 6), zero beyond the K tasks. ``tokens`` = (prompt lengths,
     output lengths), each (m, K), replaces the drawn lengths (a trace's), as in ``derive_workload``.
+    ``read_only``: the Workload columns come back read-only, as a Workload holds them (``channel``, ``runs``
+    and ``table`` stay writable).
     """
     prompt_z, output_z, distance_sq, fading, extra, spectral, alpha, alpha_z, hint_z, uniforms = raw
     m, k = prompt_z.shape
@@ -107,10 +110,14 @@ def derive_columns(scenario: ScenarioConfig, parameters: np.ndarray, raw: tuple,
                             queue)
     if sampled and scenario.queue_order == "shortest_payload":  # the kernel ordered everything but the uniforms
         uniforms = np.take_along_axis(uniforms, queue[..., None], axis=-2)
+    channel = columns[7]
+    if read_only:  # whole blocks at once: every view taken below inherits the flag
+        for block in (columns, prompt, output) if uniforms is None else (columns, prompt, output, uniforms):
+            block.setflags(write=False)
     out = {name: columns[row] for row, name in enumerate(("payload_bits", "distance", "channel_gain",
                                                          "spectral_efficiency", "alpha", "alpha_estimate",
-                                                         "output_hint", "channel"))}
-    return {**out, "prompt_len": prompt, "output_len": output, "uniforms": uniforms,
+                                                         "output_hint"))}
+    return {**out, "channel": channel, "prompt_len": prompt, "output_len": output, "uniforms": uniforms,
             "runs": runs if sampled else None, "table": table}
 
 
@@ -127,8 +134,10 @@ def episode_from_draws(scenario: ScenarioConfig, parameters: np.ndarray, draws: 
     (prompt, output lengths) replace the drawn ones (a trace's)."""
     raw = tuple(None if x is None else x[None] for x in draws)
     c = derive_columns(scenario, parameters, raw, scenario.num_tasks + scenario.max_batch,
-                       None if tokens is None else tuple(np.asarray(x)[None] for x in tokens))
-    workload = Workload(**{name: None if c[name] is None else c[name][0] for name in WORKLOAD_FIELDS})
+                       None if tokens is None else tuple(np.asarray(x)[None] for x in tokens), read_only=True)
+    # The columns are read-only already (Workload.__post_init__'s work, done on whole blocks): built without
+    # it, since a reset is a quarter of the single env's time and this is one of its larger Python parts.
+    workload = frozen_record(Workload, **{name: None if c[name] is None else c[name][0] for name in WORKLOAD_FIELDS})
     return Episode(workload, c["channel"][0], None if c["runs"] is None else c["runs"][0]), c["table"][0]
 
 

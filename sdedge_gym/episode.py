@@ -211,12 +211,24 @@ def commit_batch(model: ServingModel, episode: Episode, clock: EpisodeClock, bat
         model.kernel_parameters, prompt, output, alpha, payload, channel, runs, first, int(batch_size),
         int(speculation_length), episode.runs is not None, explicit, band, completion, slot_start,
         clock.inference_end, model.config.objective == "mean_latency", model.workspace)
-    outcome = BatchOutcome(
-        first_task=first, batch_size=batch_size, speculation_length=speculation_length, bandwidth=band,
-        uplink_start=slot_start, uplink_slot=slot, ready=ready, start=start, finish=finish,
+    outcome = frozen_record(
+        BatchOutcome, first_task=first, batch_size=batch_size, speculation_length=speculation_length,
+        bandwidth=band, uplink_start=slot_start, uplink_slot=slot, ready=ready, start=start, finish=finish,
         completion_times=completion, tokens=tokens, accepted_drafts=accepted, cost=cost,
     )
-    return outcome, EpisodeClock(first + batch_size, ready, finish, clock.batches + 1, ready)
+    return outcome, frozen_record(EpisodeClock, next_task=first + batch_size, uplink_end=ready, inference_end=finish,
+                                  batches=clock.batches + 1, now=ready)
+
+
+def frozen_record(cls: type, **fields: object):
+    """An instance of the frozen dataclass ``cls`` from every one of its ``fields``, without its generated
+    ``__init__``: that one sets each field through ``object.__setattr__`` (to get past the frozen guard),
+    ~3x slower, and the env builds a BatchOutcome and an EpisodeClock every step. The instance is the same
+    (equality, repr, ``dataclasses.replace`` and the frozen guard all work): only for classes without
+    slots, called with all their fields, and without ``__post_init__`` or with its work done by the caller."""
+    record = object.__new__(cls)
+    record.__dict__.update(fields)
+    return record
 
 
 def batch_service(model: ServingModel, episode: Episode, outcome: BatchOutcome) -> BatchService:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 from sdedge_gym.actions import action_mask, action_mask_table
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import EdgeSDEnv, global_feature_values, global_features_one, task_feature_table
-from sdedge_gym.episode import Episode
+from sdedge_gym.episode import Episode, EpisodeClock, frozen_record
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.workload import (
     MAX_ALPHA_ESTIMATE,
@@ -210,3 +211,18 @@ def test_discrete_decode_fast_path_equals_full_validation(wait: bool) -> None:
                     assert str(fast_error.value).split(" = ")[0] == str(full_error.value).split(" = ")[0]
     with pytest.raises(ValueError, match="shape"):
         actions.decode(np.array([0, 0, 0]), wait)
+
+
+def test_frozen_record_is_the_dataclass_instance() -> None:
+    # commit_batch and the env's reset build their records without the frozen __init__: the same instance
+    # (equal, same repr, still frozen), and the reset's Workload columns still read-only.
+    clock = frozen_record(EpisodeClock, next_task=3, uplink_end=1.5, inference_end=2.0, batches=2, now=1.5)
+    assert clock == EpisodeClock(3, 1.5, 2.0, 2, 1.5) and repr(clock) == repr(EpisodeClock(3, 1.5, 2.0, 2, 1.5))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        clock.now = 0.0  # type: ignore[misc]
+    assert dataclasses.replace(clock, now=4.0) == EpisodeClock(3, 1.5, 2.0, 2, 4.0)
+    env = EdgeSDEnv("small")
+    env.reset(seed=0)
+    for name in WORKLOAD_FIELDS:
+        value = getattr(env.episode.workload, name)
+        assert value is None or not value.flags.writeable
