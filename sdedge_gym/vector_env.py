@@ -48,7 +48,14 @@ from gymnasium.vector.utils import batch_space
 
 from sdedge_gym import kernels
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.env import KPI_KEYS, EdgeSDEnv, ObservationScales, derive_columns, global_feature_values
+from sdedge_gym.env import (
+    GLOBAL_FEATURES,
+    KPI_KEYS,
+    EdgeSDEnv,
+    ObservationScales,
+    derive_columns,
+    global_feature_values,
+)
 from sdedge_gym.env import STEP_INFO_KEYS as SINGLE_ENV_INFO_KEYS
 from sdedge_gym.episode import NO_RUNS, Episode, EpisodeClocks, ServingModel
 from sdedge_gym.scenarios import check_override_keys
@@ -161,6 +168,7 @@ class EdgeSDVectorEnv(VectorEnv):
         self._runs = (np.zeros((e, k, cfg.workload.max_new_tokens), dtype=np.int32)
                       if cfg.acceptance == "sampled" else None)
         self._task_table = np.zeros((e, k + n_max, 6), dtype=np.float32)
+        self._all_visible = np.full(e, n_max, dtype=np.int64)  # _visible_tasks' None: every row of the window
         # One kernel workspace per worker thread (chunks of envs are served in parallel).
         self._works = np.stack([kernels.workspace(cfg) for _ in range(self.num_threads)])
         # Every env's episode state (the single env's EpisodeClock as arrays) and running KPIs
@@ -342,14 +350,14 @@ class EdgeSDVectorEnv(VectorEnv):
 
     def _observations(self) -> np.ndarray:
         """(num_envs, 4 + 6 n_max) float32: the single env's observation of every env."""
-        global_features = global_feature_values(self.model, self.scales, self.num_tasks, self.next_task,
-                                                self._uplink_times(), self.inference_end, self.batch_limit())
-        rows = self.next_task[:, None] + np.arange(self.n_max)
-        window = np.take_along_axis(self._task_table, rows[:, :, None], axis=1)
-        visible = self._visible_tasks()
-        if visible is not None:  # the rows the single env hides are zeros
-            window[np.arange(self.n_max) >= visible[:, None]] = 0.0
-        return np.concatenate([global_features, window.reshape(self.num_envs, -1)], axis=1)
+        observations = np.empty((self.num_envs, EdgeSDEnv.observation_size(self.n_max)), dtype=np.float32)
+        observations[:, :len(GLOBAL_FEATURES)] = global_feature_values(
+            self.model, self.scales, self.num_tasks, self.next_task, self._uplink_times(), self.inference_end,
+            self.batch_limit())
+        visible = self._visible_tasks()  # the rows the single env hides are zeros
+        kernels.task_windows(self._task_table, self.next_task, self._all_visible if visible is None else visible,
+                             observations, len(GLOBAL_FEATURES))
+        return observations
 
     def _uplink_times(self) -> np.ndarray:
         """(num_envs,) the time u the global features read: the uplink's end (the single env's ``_uplink_time``)."""
