@@ -387,7 +387,8 @@ def benchmark_rows(env_id: str, policies: Sequence[str], episodes: int = len(TES
 def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents.evaluate") -> int:
     """The command line (``prog`` is what usage lines call it: ``sdedge-gym evaluate`` passes its own)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="a registered id (sdedge_gym.ENV_IDS)")
+    parser.add_argument("--env", default="sdedge/EdgeSD-v0",
+                        help="a registered single-cell id (sdedge_gym.SINGLE_CELL_ENV_IDS)")
     parser.add_argument("--episodes", type=_at_least(1), default=None,
                         help=f"episodes (default 20; with --benchmark {len(TEST_SEEDS)}, the test seeds)")
     parser.add_argument("--seed", type=_at_least(0), default=None,
@@ -405,8 +406,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
                         help="no progress output on stderr (default: a bar on a terminal, else a line per 10 %% "
                              "of the episodes)")
     args = parser.parse_args(argv)
-    if args.env not in sdedge_gym.ENV_IDS:
-        parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
+    if args.env not in sdedge_gym.SINGLE_CELL_ENV_IDS:
+        parser.error(f"--env {args.env!r} is not a registered single-cell id; allowed: "
+                     f"{', '.join(sdedge_gym.SINGLE_CELL_ENV_IDS)} (the multi-cell ids' references: "
+                     "scripts/multicell_bounds.py)")
     policies = None if args.policies is None else [p.strip() for p in args.policies.split(",") if p.strip()]
     arrivals = gym.spec(args.env).kwargs.get("arrivals") or {}
     env_kwargs = {}

@@ -100,7 +100,8 @@ class ImitationConfig(RunDirectory):
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
-            raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of sdedge_gym.ENV_IDS, e.g. "
+            raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of "
+                             "sdedge_gym.SINGLE_CELL_ENV_IDS, e.g. "
                              "'sdedge/EdgeSD-v0' (see sdedge_gym/registration.py)")
         if self.algo not in IMITATION_ACTION_MODES:
             raise ValueError(f"--algo = {self.algo!r} is invalid; allowed: {' | '.join(IMITATION_ACTION_MODES)}")

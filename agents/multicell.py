@@ -12,6 +12,10 @@ discrete mode is the optimum over joint plans. Every joint cost here is computed
   only delays: by induction along each cell's batches, start = max(ready, F_cell, mbs_free) is never earlier
   than alone, so every joint plan costs at least the sum of its cells' solo costs, which is at least this bound
   (for every policy, any band split: the closed form is the optimal split of every slot).
+* **MBS-capacity lower bound** (:func:`mbs_capacity_bound`): the MBS serves every cell's batches one at a
+  time, so the sum of completion times is at least a single-machine bound on per-task MBS work (docs/MODEL.md
+  §17 has the proof). It grows with the number of cells sharing the MBS, where the contention-free bound does
+  not; :func:`lower_bound` is the larger of the two.
 * **Exact joint optimum** (:func:`joint_optimum`): branch and bound over joint plans, cells' plans enumerated
   and sorted by their solo cost; a partial joint plan is dropped when the solo costs chosen plus the best solo
   costs of the remaining cells reach the best joint cost found (the bound above, plan by plan). Exponential in
@@ -98,6 +102,56 @@ def contention_free_bound(models: Sequence[ServingModel], episodes: Sequence[Epi
     total = sum(e.num_tasks for e in episodes)
     return sum(solve(segment_tables(m, e), "mean_latency", e.num_tasks).cost * e.num_tasks
                for m, e in zip(models, episodes, strict=True)) / total
+
+
+@dataclass(frozen=True)
+class CellWork:
+    """A cell's per-task minima over its segments (first task j, size n, any l): what the MBS-capacity bound uses.
+
+    ``rate[k]`` = min over the segments that contain task k of D[j, n - 1, l] / n, so that every batch of the cell
+    holds the MBS for at least the sum of its tasks' rates; ``offset[k]`` likewise of C[j, n - 1, l] / n, so that
+    its tasks' completion offsets from the batch's start sum to at least theirs. Its first batch is ready at
+    ``release`` or later (the shortest first uplink slot)."""
+
+    batch_limit: int  # the largest batch: min(n_max, K)
+    rate: np.ndarray  # (K,) s of MBS time per task
+    offset: np.ndarray  # (K,) s
+    release: float  # s: min over n of U[0, n - 1]
+
+
+def cell_work(tables: SegmentTables) -> CellWork:
+    """The per-task minima of one cell's segment tables (infeasible segments, j + n > K, are inf there)."""
+    sizes = np.arange(1, tables.batch_limit + 1)
+    per_task_duration = tables.duration.min(axis=2) / sizes  # (K, N): the segment's best D / n
+    per_task_completion = tables.completion_sum.min(axis=2) / sizes
+    rate, offset = np.full(tables.num_tasks, np.inf), np.full(tables.num_tasks, np.inf)
+    for j in range(tables.num_tasks):
+        for n in range(1, min(tables.batch_limit, tables.num_tasks - j) + 1):
+            rate[j:j + n] = np.minimum(rate[j:j + n], per_task_duration[j, n - 1])
+            offset[j:j + n] = np.minimum(offset[j:j + n], per_task_completion[j, n - 1])
+    return CellWork(tables.batch_limit, rate, offset, float(np.min(tables.uplink_slot[0])))
+
+
+def mbs_capacity_bound(models: Sequence[ServingModel], episodes: Sequence[Episode]) -> float:
+    """Mean latency over all tasks bounded below by the MBS's serial work (docs/MODEL.md §17), for every policy.
+
+    With p_k and o_k task k's :class:`CellWork` rate and offset, n_i cell i's batch limit, r the earliest release
+    over the cells and p_(1) <= ... <= p_(N) the N = sum_i K_i rates sorted:
+
+        sum_k C_k >= N r + sum_j (N - j) p_(j) - sum_i (n_i - 1) / 2 sum_{k in cell i} p_k + sum_k o_k.
+    """
+    works = [cell_work(segment_tables(m, e)) for m, e in zip(models, episodes, strict=True)]
+    rates = np.sort(np.concatenate([w.rate for w in works]))
+    total = len(rates)
+    serial = float(np.dot(rates, np.arange(total - 1, -1, -1)))  # the unit jobs' starts summed, in SPT order
+    within = sum((w.batch_limit - 1) / 2 * float(w.rate.sum()) for w in works)  # at most, inside the batches
+    offsets = sum(float(w.offset.sum()) for w in works)
+    return (total * min(w.release for w in works) + serial - within + offsets) / total
+
+
+def lower_bound(models: Sequence[ServingModel], episodes: Sequence[Episode]) -> float:
+    """The larger of the contention-free and the MBS-capacity lower bounds."""
+    return max(contention_free_bound(models, episodes), mbs_capacity_bound(models, episodes))
 
 
 def joint_optimum(models: Sequence[ServingModel], episodes: Sequence[Episode], limit: int = MAX_PLANS) -> JointPlan:

@@ -129,7 +129,8 @@ class TrainConfig(RunDirectory):
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
-            raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of sdedge_gym.ENV_IDS, e.g. "
+            raise ValueError(f"--env = {self.env_id!r} is unknown; allowed: one of "
+                             "sdedge_gym.SINGLE_CELL_ENV_IDS, e.g. "
                              "'sdedge/EdgeSD-Small-v0' (see sdedge_gym/registration.py)")
         if self.algo not in ALGORITHMS:
             raise ValueError(f"--algo = {self.algo!r} is invalid; allowed: {' | '.join(ALGORITHMS)}")

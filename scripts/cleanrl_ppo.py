@@ -81,9 +81,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
         else:
             parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
     args = Args(**vars(parser.parse_args(argv)))
-    if args.env_id not in sdedge_gym.ENV_IDS or "Hybrid" in args.env_id or "Dict" in args.env_id:
-        parser.error(f"--env-id {args.env_id!r} is invalid; allowed: a registered discrete-mode id "
-                     "(sdedge/EdgeSD-*-v0 without -Hybrid/-Dict)")
+    if args.env_id not in sdedge_gym.SINGLE_CELL_ENV_IDS or "Hybrid" in args.env_id or "Dict" in args.env_id:
+        parser.error(f"--env-id {args.env_id!r} is invalid; allowed: a registered single-cell discrete-mode id "
+                     "(sdedge/EdgeSD-*-v0 without -Hybrid/-Dict or -MultiCell-)")
     if args.batch_size % args.num_minibatches:
         parser.error(f"--num-envs x --num-steps ({args.batch_size}) must be divisible by --num-minibatches")
     return args

@@ -2,12 +2,13 @@
 
     nice -n 5 python scripts/multicell_figure.py        # -> docs/figures/multicell_references.{png,csv}
 
-C = 1..6 (--max-cells) copies of the paper's small cell (RTX 3080, LLaMA-68M, 1 MHz; the ``small`` preset, K = 8 tasks a
-cell) verified by the one MBS. For each C and seed: the contention-free lower bound (every cell with an MBS
-of its own), the uncoordinated cells (each plays its solo-optimal plan, or its best constant action, in the
-shared network) and the centralised planner; the mean over all tasks of all cells, averaged over the seeds.
-The gap between the lower bound and the others is the price of sharing the MBS; the gap between the
-uncoordinated oracles and the centralised planner is what coordination wins back. No trained agent yet.
+C = 1..6 (--max-cells) copies of the paper's small cell (RTX 3080, LLaMA-68M, 1 MHz; the ``small`` preset, K = 8
+tasks a cell) verified by the one MBS. For each C and seed: the two lower bounds (contention-free: every cell
+with an MBS of its own; MBS capacity: the MBS's serial work, docs/MODEL.md §17), the uncoordinated cells (each
+plays its solo-optimal plan, or its best constant action, in the shared network) and the centralised planner;
+the mean over all tasks of all cells, averaged over the seeds. The gap between the lower bounds and the others
+brackets the price of sharing the MBS; the gap between the uncoordinated oracles and the centralised planner is
+what coordination wins back. No trained agent yet.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sdedge_agents.multicell import centralised_plan, contention_free_bound, uncoordinated_plans
+from sdedge_agents.multicell import centralised_plan, contention_free_bound, mbs_capacity_bound, uncoordinated_plans
 from sdedge_gym.multicell import CELL_HARDWARE, MultiCellTwinEnv, multicell_config
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
-REFERENCES = ("lower bound", "uncoordinated oracle", "uncoordinated best-constant", "centralised planner")
-STYLE = {"lower bound": ("k", "o", "-"), "uncoordinated oracle": ("tab:orange", "v", "-"),
+REFERENCES = ("contention-free bound", "MBS-capacity bound", "uncoordinated oracle", "uncoordinated best-constant",
+              "centralised planner")
+STYLE = {"contention-free bound": ("k", "o", ":"), "MBS-capacity bound": ("k", "^", "-"),
+         "uncoordinated oracle": ("tab:orange", "v", "-"),
          "uncoordinated best-constant": ("tab:red", "D", "-"), "centralised planner": ("tab:blue", "s", "--")}
 
 
@@ -32,7 +35,8 @@ def references(cells: int, seed: int) -> list[float]:
     env.reset(seed=seed)
     models = [e.model for e in env.core.cell_envs]
     episodes = [e.episode for e in env.core.cell_envs]
-    return [contention_free_bound(models, episodes), uncoordinated_plans(models, episodes).mean_latency,
+    return [contention_free_bound(models, episodes), mbs_capacity_bound(models, episodes),
+            uncoordinated_plans(models, episodes).mean_latency,
             uncoordinated_plans(models, episodes, "best-constant").mean_latency,
             centralised_plan(models, episodes).mean_latency]
 

@@ -38,7 +38,8 @@ ENV_NAME = "sdedge-gym"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python scripts/train_rllib.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="sdedge/EdgeSD-Small-v0", help="a registered id (sdedge_gym.ENV_IDS)")
+    parser.add_argument("--env", default="sdedge/EdgeSD-Small-v0",
+                        help="a registered single-cell id (sdedge_gym.SINGLE_CELL_ENV_IDS)")
     parser.add_argument("--env-kwargs", default="{}", type=json.loads,
                         help='JSON keyword arguments for gymnasium.make, e.g. \'{"num_tasks": 20}\'')
     parser.add_argument("--iterations", type=int, default=20, help="RLlib training iterations (algo.train())")
@@ -56,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="0 skips the evaluation")
     parser.add_argument("--eval-seed", type=int, default=10_000)
     args = parser.parse_args(argv)
-    if args.env not in sdedge_gym.ENV_IDS:
-        parser.error(f"--env {args.env!r} is not registered; allowed: {', '.join(sdedge_gym.ENV_IDS)}")
+    if args.env not in sdedge_gym.SINGLE_CELL_ENV_IDS:
+        parser.error(f"--env {args.env!r} is not a registered single-cell id; allowed: "
+                     f"{', '.join(sdedge_gym.SINGLE_CELL_ENV_IDS)}")
     for name in ("iterations", "num_env_runners", "envs_per_runner", "train_batch_size", "minibatch_size", "epochs"):
         if getattr(args, name) < (0 if name == "num_env_runners" else 1):
             parser.error(f"--{name.replace('_', '-')} = {getattr(args, name)} is invalid; allowed: an integer >= 1")

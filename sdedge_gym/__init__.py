@@ -20,7 +20,14 @@ from sdedge_gym.config import (
 from sdedge_gym.env import EdgeSDEnv
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, EpisodeClocks, ServingModel, commit_batch
 from sdedge_gym.online_env import EdgeSDOnlineEnv
-from sdedge_gym.registration import ENV_IDS, OFFLINE_ENV_IDS, ONLINE_ENV_IDS, register_envs
+from sdedge_gym.registration import (
+    ENV_IDS,
+    MULTICELL_ENV_IDS,
+    OFFLINE_ENV_IDS,
+    ONLINE_ENV_IDS,
+    SINGLE_CELL_ENV_IDS,
+    register_envs,
+)
 from sdedge_gym.scenarios import PRESETS, make_scenario
 
 register_envs()
@@ -29,9 +36,11 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ENV_IDS",
+    "MULTICELL_ENV_IDS",
     "OFFLINE_ENV_IDS",
     "ONLINE_ENV_IDS",
     "PRESETS",
+    "SINGLE_CELL_ENV_IDS",
     "ArrivalConfig",
     "BatchOutcome",
     "EdgeSDEnv",

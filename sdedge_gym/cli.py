@@ -70,38 +70,52 @@ FORWARDED: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
 
 
 def list_ids() -> list[str]:
-    """One line per registered id: the id, then its preset, action mode and information model."""
-    from sdedge_gym.registration import ENV_TABLE
+    """One line per registered id: the id, then its preset, K (per cell), action mode and information model."""
+    from sdedge_gym.multicell import make_multicell
+    from sdedge_gym.registration import ENV_TABLE, MULTICELL_ENV_TABLE
     from sdedge_gym.scenarios import make_scenario
 
-    width = max(len(env_id) for env_id in ENV_TABLE)
+    width = max(len(env_id) for env_id in (*ENV_TABLE, *MULTICELL_ENV_TABLE))
     lines = []
     for env_id, kwargs in ENV_TABLE.items():
         overrides = {k: v for k, v in kwargs.items() if k not in ("scenario", "action_mode")}
         scenario = make_scenario(kwargs["scenario"], **overrides)
         lines.append(f"{env_id:<{width}}  {scenario.name:<6}  K={scenario.num_tasks:<4}  {kwargs['action_mode']:<8}  "
                      f"{scenario.acceptance} acceptance, {'clairvoyant' if scenario.clairvoyant else 'hints'}")
+    for env_id, kwargs in MULTICELL_ENV_TABLE.items():
+        config = make_multicell(kwargs["config"])
+        cell = config.cells[0]
+        lines.append(f"{env_id:<{width}}  {cell.name.split('-cell')[0]:<6}  K={cell.num_tasks:<4}  "
+                     f"{kwargs['action_mode']:<8}  {config.num_cells} cells sharing one MBS ({config.name}), "
+                     f"{cell.acceptance} acceptance, {'clairvoyant' if cell.clairvoyant else 'hints'}")
     return lines
 
 
 def describe(env_id: str, parameters_only: bool = False) -> str:
-    """The env card (the env class's docstring) and the id's complete scenario parameters as JSON."""
+    """The env card (the env class's docstring) and the id's complete scenario parameters as JSON (for a
+    multi-cell id ``{"name": preset, "cells": [one scenario per cell]}``)."""
     import gymnasium as gym
 
     from sdedge_gym.env import EdgeSDEnv
+    from sdedge_gym.multicell import MultiCellTwinEnv
     from sdedge_gym.online_env import EdgeSDOnlineEnv
-    from sdedge_gym.registration import ENV_IDS, ONLINE_ENV_IDS
+    from sdedge_gym.registration import ENV_IDS, MULTICELL_ENV_IDS, ONLINE_ENV_IDS
 
     if env_id not in ENV_IDS:
         raise ValueError(f"{env_id!r} is not a registered id; allowed: {', '.join(ENV_IDS)} (sdedge-gym list)")
-    env_class = EdgeSDOnlineEnv if env_id in ONLINE_ENV_IDS else EdgeSDEnv
+    env_class = (MultiCellTwinEnv if env_id in MULTICELL_ENV_IDS else
+                 EdgeSDOnlineEnv if env_id in ONLINE_ENV_IDS else EdgeSDEnv)
     kwargs = dict(gym.spec(env_id).kwargs)
     env = env_class(**kwargs)
     arguments = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     header = [f"# {env_id}", "", f"gymnasium.make({env_id!r}) = {env_class.__name__}({arguments})",
               f"action space: {env.action_space}", f"observation space: {env.observation_space}", ""]
     card = inspect.cleandoc(env_class.__doc__ or "")
-    parameters = json.dumps(env.scenario.to_dict(), indent=2)
+    if env_id in MULTICELL_ENV_IDS:  # one scenario per cell
+        config = env.core.config
+        parameters = json.dumps({"name": config.name, "cells": [cell.to_dict() for cell in config.cells]}, indent=2)
+    else:
+        parameters = json.dumps(env.scenario.to_dict(), indent=2)
     if parameters_only:
         return parameters
     return "\n".join([*header, card, "", "## Scenario parameters", "", parameters])

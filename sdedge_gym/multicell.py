@@ -57,8 +57,9 @@ from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel
 MAX_CELLS = 8
 # Features appended to each cell's single-env observation.
 SHARED_FEATURES = ("acting", "mbs_backlog", "other_tasks_left")
-# Action modes of the centralised twin (the joint action concatenates the cells' actions).
-TWIN_ACTION_MODES = ("discrete", "hybrid")
+# Action modes of the centralised twin: the single env's (the joint action concatenates or, in "dict", maps the
+# cells' actions).
+TWIN_ACTION_MODES = ("discrete", "hybrid", "dict")
 
 
 @dataclass(frozen=True)
@@ -452,8 +453,10 @@ class MultiCellTwinEnv(gym.Env):
 
     ## Action Space
 
-    The cells' single-env action spaces concatenated: ``"discrete"`` ``MultiDiscrete`` of the cells' ``[n_max,
-    l_max + 1]`` in cell order; ``"hybrid"`` ``Box(-1, 1)`` of the cells' ``2 + n_max`` entries in cell order.
+    The cells' single-env action spaces joined: ``"discrete"`` ``MultiDiscrete`` of the cells' ``[n_max,
+    l_max + 1]`` in cell order; ``"hybrid"`` ``Box(-1, 1)`` of the cells' ``2 + n_max`` entries in cell order;
+    ``"dict"`` ``Dict(cell_0=..., cell_1=..., ...)`` of the cells' single-env ``Dict(batch_size_minus_one,
+    speculation_length, bandwidth)`` spaces. Every cell's part must be valid, also the ignored ones.
     ``action_masks()`` (and ``info["action_mask"]``) concatenates the cells' masks (MaskablePPO's layout).
 
     ## Observation Space
@@ -476,22 +479,34 @@ class MultiCellTwinEnv(gym.Env):
     ## Arguments
 
     ``config``: a :class:`MultiCellConfig` or a preset name (:data:`MULTICELL_PRESETS`); ``action_mode``:
-    ``"discrete"`` or ``"hybrid"``.
+    ``"discrete"``, ``"hybrid"`` or ``"dict"``; with a preset name, ``preset_kwargs`` go to
+    :func:`make_multicell` (``num_tasks``, ``base`` and the base preset's overrides). The registered ids
+    (``sdedge_gym.MULTICELL_ENV_IDS``) are ``sdedge/EdgeSD-MultiCell-{TwoIdentical,TwoHeterogeneous,
+    FourHeterogeneous}[-Hybrid|-Dict]-v0``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, config: MultiCellConfig | str = "two-heterogeneous", action_mode: str = "discrete") -> None:
+    def __init__(self, config: MultiCellConfig | str = "two-heterogeneous", action_mode: str = "discrete",
+                 **preset_kwargs: Any) -> None:
         if action_mode not in TWIN_ACTION_MODES:
             raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
-                             f"{' | '.join(map(repr, TWIN_ACTION_MODES))} (the twin concatenates the cells' actions)")
-        self.core = MultiCellCore(config, action_mode)
+                             f"{' | '.join(map(repr, TWIN_ACTION_MODES))}")
+        if preset_kwargs and not isinstance(config, str):
+            raise ValueError(f"keyword arguments {sorted(preset_kwargs)} are invalid with a MultiCellConfig; allowed: "
+                             "none (they apply to a preset name)")
+        self.action_mode = action_mode
+        self.core = MultiCellCore(make_multicell(config, **preset_kwargs) if isinstance(config, str) else config,
+                                  action_mode)
+        self.agents = tuple(f"cell_{i}" for i in range(self.core.num_cells))  # the dict mode's keys
         cell_spaces = [env.action_space for env in self.core.cell_envs]
         if action_mode == "discrete":
             self.action_space = spaces.MultiDiscrete(np.concatenate([s.nvec for s in cell_spaces]))
-        else:
+        elif action_mode == "hybrid":
             self.action_space = spaces.Box(-1.0, 1.0, (sum(s.shape[0] for s in cell_spaces),), dtype=np.float32)
-        self._action_split = np.cumsum([s.shape[0] for s in cell_spaces])[:-1]
+        else:
+            self.action_space = spaces.Dict(dict(zip(self.agents, cell_spaces, strict=True)))
+        self._action_split = None if action_mode == "dict" else np.cumsum([s.shape[0] for s in cell_spaces])[:-1]
         size = sum(s.shape[0] for s in self.core.cell_observation_spaces)
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
 
@@ -504,17 +519,28 @@ class MultiCellTwinEnv(gym.Env):
 
     def step(self, action):
         self.core.check_steppable(type(self).__name__)
-        if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)) or np.shape(
-                action) != self.action_space.shape:
-            raise ValueError(f"action = {action!r} is invalid; allowed: an element of {self.action_space}")
-        parts = np.split(np.asarray(action), self._action_split)
-        costs, cell_infos = self.core.step_cells(dict(enumerate(parts)))
+        costs, cell_infos = self.core.step_cells(self._cell_actions(action))
         terminated = all(self.core.dynamics.done(i) for i in range(self.core.num_cells))
         info = {"acted": np.array([i["acted"] for i in cell_infos]), "cell_cost": costs,
                 "acting": self.core.acting_mask(), "action_mask": self.action_masks()}
         if terminated:
             info.update(self.core.kpis())
         return self._observation(), -float(costs.sum()), terminated, False, info
+
+    def _cell_actions(self, action: Any) -> dict[int, Any]:
+        """The joint action checked and split into the cells' actions."""
+        if self.action_mode == "dict":
+            if not isinstance(action, Mapping) or set(action) != set(self.agents):
+                got = sorted(action, key=repr) if isinstance(action, Mapping) else type(action).__name__
+                raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
+                                 f"exactly the keys {list(self.agents)}, each a cell's single-env dict action")
+            for i, agent in enumerate(self.agents):  # the cell's own checks, with its error
+                self.core.cell_envs[i].actions.decode(action[agent])
+            return {i: action[agent] for i, agent in enumerate(self.agents)}
+        if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)) or np.shape(
+                action) != self.action_space.shape:
+            raise ValueError(f"action = {action!r} is invalid; allowed: an element of {self.action_space}")
+        return dict(enumerate(np.split(np.asarray(action), self._action_split)))
 
     def _observation(self) -> np.ndarray:
         acting = self.core.acting_mask()

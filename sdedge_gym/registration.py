@@ -11,12 +11,21 @@
   LLM inference traces: each episode replays K consecutive requests from a seeded offset in the trace's
   training part (the first 70 %), times rescaled to TRACE_LOAD x the capacity on the trace's lengths, on the
   "paper-2k" preset (the models' 2048-token context). Score held out with
-  ``config={"arrivals": {"trace_window": "test"}}``.
+  ``config={"arrivals": {"trace_window": "test"}}``;
+* ``sdedge/EdgeSD-MultiCell-{TwoIdentical,TwoHeterogeneous,FourHeterogeneous}[-Hybrid|-Dict]-v0`` — the
+  centralised twin of the multi-cell env (``MultiCellTwinEnv``, sdedge_gym/multicell.py): several small cells,
+  each on the "small" preset with its own SBS hardware and band, sharing one MBS; one agent, the joint action.
+  Its PettingZoo form (one agent per cell) is ``sdedge_gym.multicell_pz.MultiCellParallelEnv`` (no id:
+  PettingZoo has no registry).
 
-``ENV_IDS`` lists every id, ``OFFLINE_ENV_IDS`` and ``ONLINE_ENV_IDS`` the two families.
+``ENV_IDS`` lists every id; ``OFFLINE_ENV_IDS``, ``ONLINE_ENV_IDS`` and ``MULTICELL_ENV_IDS`` the three families.
+``SINGLE_CELL_ENV_IDS`` (offline and online) are the ids that the single-cell tools (evaluate, train, imitate,
+the oracle and the vector envs) take; ``ENV_TABLE`` holds their keyword arguments, ``MULTICELL_ENV_TABLE`` the
+twin's.
 
 Keyword arguments of ``gymnasium.make`` override the table's (``num_tasks``, ``max_batch``,
-``max_speculation``, ``action_mode``, ``acceptance``, ``clairvoyant``, ``objective``, ``config=...``).
+``max_speculation``, ``action_mode``, ``acceptance``, ``clairvoyant``, ``objective``, ``config=...``; for the
+multi-cell ids ``action_mode``, ``num_tasks`` per cell or one per cell, ``base`` and the base preset's overrides).
 No TimeLimit: an episode ends by itself within K steps.
 """
 
@@ -32,6 +41,10 @@ from sdedge_gym.scenarios import PRESETS
 
 ENTRY_POINT = "sdedge_gym.registration:make_env"
 ONLINE_ENTRY_POINT = "sdedge_gym.registration:make_online_env"
+MULTICELL_ENTRY_POINT = "sdedge_gym.multicell:MultiCellTwinEnv"
+# The multi-cell presets with ids: preset name (sdedge_gym.multicell.MULTICELL_PRESETS) -> id infix.
+MULTICELL_IDS = {"two-identical": "TwoIdentical", "two-heterogeneous": "TwoHeterogeneous",
+                 "four-heterogeneous": "FourHeterogeneous"}
 # 0.7 x sdedge_gym.online_env.max_batch_capacity(paper preset) = 0.7 x 1.0813 requests/s, rounded; printed by
 # `python -c "from sdedge_gym.online_env import max_batch_capacity as c; from sdedge_gym import make_scenario as m;
 # print(c(m('paper')))"` and pinned by tests/test_online_env.py.
@@ -79,12 +92,20 @@ def _online_env_table() -> dict[str, dict[str, Any]]:
     return table
 
 
+def _multicell_env_table() -> dict[str, dict[str, Any]]:
+    return {f"sdedge/EdgeSD-MultiCell-{infix}{actions.id_suffix}-v0": {"config": preset, "action_mode": mode}
+            for preset, infix in MULTICELL_IDS.items() for mode, actions in ACTION_MODE_CLASSES.items()}
+
+
 OFFLINE_ENV_TABLE: dict[str, dict[str, Any]] = _env_table()
 ONLINE_ENV_TABLE: dict[str, dict[str, Any]] = _online_env_table()
-ENV_TABLE: dict[str, dict[str, Any]] = {**OFFLINE_ENV_TABLE, **ONLINE_ENV_TABLE}
-ENV_IDS: tuple[str, ...] = tuple(ENV_TABLE)
+ENV_TABLE: dict[str, dict[str, Any]] = {**OFFLINE_ENV_TABLE, **ONLINE_ENV_TABLE}  # the single-cell ids
+MULTICELL_ENV_TABLE: dict[str, dict[str, Any]] = _multicell_env_table()
 OFFLINE_ENV_IDS: tuple[str, ...] = tuple(OFFLINE_ENV_TABLE)
 ONLINE_ENV_IDS: tuple[str, ...] = tuple(ONLINE_ENV_TABLE)
+SINGLE_CELL_ENV_IDS: tuple[str, ...] = tuple(ENV_TABLE)
+MULTICELL_ENV_IDS: tuple[str, ...] = tuple(MULTICELL_ENV_TABLE)
+ENV_IDS: tuple[str, ...] = SINGLE_CELL_ENV_IDS + MULTICELL_ENV_IDS
 
 
 def make_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
@@ -133,7 +154,7 @@ def env_creator(env_config: Mapping[str, Any]) -> gym.Env:
 
 
 def register_envs() -> None:
-    """Register every id of ENV_TABLE; ids already registered are left alone (idempotent)."""
+    """Register every id of ENV_IDS; ids already registered are left alone (idempotent)."""
     for env_id, kwargs in OFFLINE_ENV_TABLE.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT,
@@ -142,3 +163,6 @@ def register_envs() -> None:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=ONLINE_ENTRY_POINT, vector_entry_point=ONLINE_VECTOR_ENTRY_POINT,
                          kwargs=dict(kwargs), max_episode_steps=None)
+    for env_id, kwargs in MULTICELL_ENV_TABLE.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=MULTICELL_ENTRY_POINT, kwargs=dict(kwargs), max_episode_steps=None)

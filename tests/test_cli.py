@@ -40,6 +40,7 @@ def test_list_prints_every_id_once_with_its_preset(capsys) -> None:
     assert [line.split()[0] for line in lines] == list(sdedge_gym.ENV_IDS)
     assert lines[1].split()[:4] == ["sdedge/EdgeSD-Small-v0", "small", "K=8", "discrete"]
     assert "sampled acceptance, hints" in next(line for line in lines if "Small-Dict-Stochastic" in line)
+    assert lines[-1].split()[:5] == ["sdedge/EdgeSD-MultiCell-FourHeterogeneous-Dict-v0", "small", "K=8", "dict", "4"]
 
 
 def test_describe_prints_the_card_and_the_parameters(capsys) -> None:
@@ -82,10 +83,17 @@ def test_forwarded_help_is_the_module_s_own(command: str, usage: str, capsys) ->
 
 @pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
 def test_describe_works_on_every_listed_id(env_id: str, capsys) -> None:
-    from sdedge_gym.registration import ONLINE_ENV_IDS
+    from sdedge_gym.registration import MULTICELL_ENV_IDS, ONLINE_ENV_IDS
 
     assert cli.main(["describe", env_id]) == 0
     out = capsys.readouterr().out
+    if env_id in MULTICELL_ENV_IDS:
+        assert f"gymnasium.make({env_id!r}) = MultiCellTwinEnv(" in out and "## Action Space" in out
+        parameters = json.loads(out.split("## Scenario parameters\n", 1)[1])
+        preset = gym.spec(env_id).kwargs["config"]
+        assert parameters["name"] == preset and len(parameters["cells"]) == (4 if preset.startswith("four") else 2)
+        assert len({json.dumps(cell["target"], sort_keys=True) for cell in parameters["cells"]}) == 1  # one MBS
+        return
     env_class = "EdgeSDOnlineEnv" if env_id in ONLINE_ENV_IDS else "EdgeSDEnv"
     assert f"gymnasium.make({env_id!r}) = {env_class}(" in out
     parameters = json.loads(out.split("## Scenario parameters\n", 1)[1])
@@ -96,10 +104,14 @@ def test_describe_works_on_every_listed_id(env_id: str, capsys) -> None:
 
 
 def test_the_families_are_attributes_of_the_package() -> None:
-    assert sdedge_gym.OFFLINE_ENV_IDS + sdedge_gym.ONLINE_ENV_IDS == sdedge_gym.ENV_IDS
-    assert len(sdedge_gym.ENV_IDS) == 31
+    families = sdedge_gym.OFFLINE_ENV_IDS, sdedge_gym.ONLINE_ENV_IDS, sdedge_gym.MULTICELL_ENV_IDS
+    assert sum(families, ()) == sdedge_gym.ENV_IDS and [len(f) for f in families] == [19, 12, 9]
+    assert sdedge_gym.SINGLE_CELL_ENV_IDS == sdedge_gym.OFFLINE_ENV_IDS + sdedge_gym.ONLINE_ENV_IDS
+    assert len(sdedge_gym.ENV_IDS) == 40
 
 
 def test_forwarded_usage_errors_exit_with_argparse_s_code(capsys) -> None:
     assert cli.main(["evaluate", "--env", "sdedge/EdgeSD-Nope-v0"]) == 2
-    assert "is not registered" in capsys.readouterr().err
+    assert "is not a registered single-cell id" in capsys.readouterr().err
+    assert cli.main(["evaluate", "--env", "sdedge/EdgeSD-MultiCell-TwoIdentical-v0"]) == 2
+    assert "scripts/multicell_bounds.py" in capsys.readouterr().err

@@ -14,6 +14,9 @@ import sdedge_gym
 from sdedge_gym.registration import (
     ENTRY_POINT,
     ENV_TABLE,
+    MULTICELL_ENTRY_POINT,
+    MULTICELL_ENV_IDS,
+    MULTICELL_ENV_TABLE,
     OFFLINE_ENV_IDS,
     ONLINE_ENTRY_POINT,
     ONLINE_ENV_IDS,
@@ -43,11 +46,20 @@ def test_env_ids_cover_every_preset_and_mode():
               for kind in ("", "-Stochastic")}
     online |= {f"sdedge/EdgeSD-Online-Azure{trace}{suffix}-v0" for trace in ("Conv", "Code")
                for suffix in ("", "-Hybrid", "-Dict")}
-    assert set(ONLINE_ENV_IDS) == online and sdedge_gym.ENV_IDS == OFFLINE_ENV_IDS + ONLINE_ENV_IDS
+    assert set(ONLINE_ENV_IDS) == online and len(ONLINE_ENV_IDS) == 12
+    multicell = {f"sdedge/EdgeSD-MultiCell-{preset}{suffix}-v0" for preset in
+                 ("TwoIdentical", "TwoHeterogeneous", "FourHeterogeneous") for suffix in ("", "-Hybrid", "-Dict")}
+    assert set(MULTICELL_ENV_IDS) == multicell and len(MULTICELL_ENV_IDS) == 9
+    assert sdedge_gym.SINGLE_CELL_ENV_IDS == OFFLINE_ENV_IDS + ONLINE_ENV_IDS == tuple(ENV_TABLE)
+    assert sdedge_gym.ENV_IDS == OFFLINE_ENV_IDS + ONLINE_ENV_IDS + MULTICELL_ENV_IDS and len(sdedge_gym.ENV_IDS) == 40
     for env_id in sdedge_gym.ENV_IDS:
         spec = gym.spec(env_id)
-        assert spec.max_episode_steps is None and spec.kwargs == ENV_TABLE[env_id]
-        assert spec.entry_point == (ONLINE_ENTRY_POINT if env_id in online else ENTRY_POINT)
+        assert spec.max_episode_steps is None
+        if env_id in multicell:
+            assert spec.kwargs == MULTICELL_ENV_TABLE[env_id] and spec.entry_point == MULTICELL_ENTRY_POINT
+        else:
+            assert spec.kwargs == ENV_TABLE[env_id]
+            assert spec.entry_point == (ONLINE_ENTRY_POINT if env_id in online else ENTRY_POINT)
 
 
 def test_registration_is_idempotent():

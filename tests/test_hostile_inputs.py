@@ -110,7 +110,7 @@ def test_degenerate_rates_are_rejected_at_construction_naming_the_fields(config)
     assert any(f"{section}.{name}" in str(error.value) for name in fields), str(error.value)
 
 
-@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+@pytest.mark.parametrize("env_id", sdedge_gym.SINGLE_CELL_ENV_IDS)  # multi-cell: test_multicell_ids.py
 def test_every_id_and_its_vector_env_reject_degenerate_and_boolean_configs(env_id) -> None:
     for config, match in (({"uplink": {"bandwidth": 1e300}}, "degenerate"),
                           ({"uplink": {"bandwidth": True}}, r"UplinkConfig\.bandwidth = True"),
@@ -249,7 +249,7 @@ def test_every_bad_action_is_a_value_error_that_changes_nothing(env_id) -> None:
     assert env.clock.next_task > clock.next_task
 
 
-@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+@pytest.mark.parametrize("env_id", sdedge_gym.SINGLE_CELL_ENV_IDS)  # multi-cell: test_multicell_ids.py
 def test_step_before_reset_and_after_termination(env_id) -> None:
     wrapped = gym.make(env_id, **_ids_kwargs(env_id))
     with pytest.raises(gym.error.ResetNeeded):  # Gymnasium's OrderEnforcing, in front of the env
@@ -269,7 +269,7 @@ def test_step_before_reset_and_after_termination(env_id) -> None:
     env.step(env.action_space.sample())  # a reset makes it usable again
 
 
-@pytest.mark.parametrize("env_id", sdedge_gym.ENV_IDS)
+@pytest.mark.parametrize("env_id", sdedge_gym.SINGLE_CELL_ENV_IDS)  # multi-cell: test_multicell_ids.py
 @pytest.mark.parametrize("clone", [copy.deepcopy, lambda env: pickle.loads(pickle.dumps(env))],
                          ids=["deepcopy", "pickle"])
 def test_a_copy_mid_episode_reproduces_the_rest(env_id, clone) -> None:

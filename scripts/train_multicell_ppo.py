@@ -1,0 +1,93 @@
+"""Train parameter-shared PPO over the cells of a multi-cell preset and score it against the references.
+
+    nice -n 5 python scripts/train_multicell_ppo.py --preset two-heterogeneous --timesteps 200000
+
+One SB3 PPO policy (MLP, SB3's defaults but n_steps 512, batch 256) acts for every cell through SuperSuit
+(sdedge_agents/multicell_ppo.py: team reward, finished cells kept until the episode ends). Training: seed
+``--seed`` (the protocol's first training seed, 1000; cell i of the env is first reset with seed + i, later
+episodes continue those streams). Then, on the protocol's held-out test episodes (seeds 500.. , ``--episodes``
+of them; no training episode uses them): the agent's deterministic mean latency, the uncoordinated cells
+(solo-optimal plans, best constant actions), the centralised planner and the lower bound (the larger of the
+contention-free and the MBS-capacity bounds), each as a mean with a 95 % t-interval over the episodes.
+Writes the model and results.json under ``--out`` (default runs/multicell_ppo/PRESET-seedSEED, git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from sdedge_agents.multicell import centralised_plan, lower_bound, uncoordinated_plans
+from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
+from sdedge_gym.multicell import MULTICELL_PRESETS, MultiCellTwinEnv
+
+RUNS = Path(__file__).resolve().parents[1] / "runs" / "multicell_ppo"
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t-interval."""
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(values.mean()), float(half)
+
+
+def references(preset: str, seed: int) -> dict[str, float]:
+    env = MultiCellTwinEnv(preset)
+    env.reset(seed=seed)
+    models, episodes = [e.model for e in env.core.cell_envs], [e.episode for e in env.core.cell_envs]
+    return {"lower bound": lower_bound(models, episodes),
+            "uncoordinated oracle": uncoordinated_plans(models, episodes).mean_latency,
+            "uncoordinated best-constant": uncoordinated_plans(models, episodes, "best-constant").mean_latency,
+            "centralised planner": centralised_plan(models, episodes).mean_latency}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(MULTICELL_PRESETS), default="two-heterogeneous")
+    parser.add_argument("--timesteps", type=int, default=200_000, help="agent steps (one per cell per env step)")
+    parser.add_argument("--seed", type=int, default=TRAINING_SEEDS[0])
+    parser.add_argument("--episodes", type=int, default=100, help="held-out test episodes (seeds 500..)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if not 1 <= args.episodes <= len(TEST_SEEDS):
+        parser.error(f"--episodes = {args.episodes} is invalid; allowed: 1..{len(TEST_SEEDS)}")
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.utils import set_random_seed
+
+    from sdedge_agents.multicell_ppo import evaluate, make_vec_env
+
+    out = args.out or RUNS / f"{args.preset}-seed{args.seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    set_random_seed(args.seed)
+    venv = make_vec_env(args.preset, args.seed)
+    model = PPO("MlpPolicy", venv, n_steps=512, batch_size=256, verbose=0, device="cpu")
+    start = time.time()
+    model.learn(args.timesteps)
+    train_seconds = time.time() - start
+    model.save(out / "model")
+    seeds = list(TEST_SEEDS[:args.episodes])
+    results = {"parameter-shared PPO": evaluate(model, args.preset, seeds)}
+    rows = [references(args.preset, seed) for seed in seeds]
+    for name in rows[0]:
+        results[name] = np.array([row[name] for row in rows])
+    summary = {name: interval(values) for name, values in results.items()}
+    print(f"{args.preset}: {args.timesteps} agent steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
+          f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n| policy | mean latency | vs centralised planner |\n"
+          "|---|---:|---:|")
+    planner = results["centralised planner"]
+    for name, (mean, half) in summary.items():
+        print(f"| {name} | {mean:.3f} ± {half:.3f} | {100 * (results[name] / planner - 1).mean():+.1f} % |")
+    with open(out / "results.json", "w") as handle:
+        json.dump({"preset": args.preset, "timesteps": args.timesteps, "seed": args.seed, "test_seeds": seeds,
+                   "train_seconds": train_seconds,
+                   "per_episode": {k: v.tolist() for k, v in results.items()},
+                   "summary": {k: {"mean": m, "half_width_95": h} for k, (m, h) in summary.items()}}, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
