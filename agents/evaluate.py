@@ -11,8 +11,8 @@ the gap to the oracle in %, the normalised score (R - R_random) / (R_oracle - R_
 them). Policies that set the band split themselves (``uniform-shares``) run on the same scenario in
 "dict" mode when the env is discrete: the episode draw does not depend on the action mode.
 
-Policy names: oracle, planner, planner-exact, window-planner, best-constant, max-batch, autoregressive, uniform-shares,
-random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
+Policy names: oracle, planner, planner-exact, window-planner, rollout, best-constant, max-batch, autoregressive,
+uniform-shares, random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
 policies of sdedge_agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
@@ -52,7 +52,7 @@ import sdedge_gym  # registers the ids
 from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
 from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from sdedge_agents.oracle import DPOracle, UniformShares
-from sdedge_agents.planner import MPCPlanner, WindowPlanner
+from sdedge_agents.planner import MPCPlanner, RolloutPlanner, WindowPlanner
 from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
 from sdedge_gym.config import TRACE_WINDOWS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
@@ -159,6 +159,7 @@ POLICY_FACTORIES: dict[str, Callable[[Any], Any]] = {
     "planner": MPCPlanner,
     "planner-exact": lambda e: MPCPlanner(e, exact=True),
     "window-planner": WindowPlanner,
+    "rollout": RolloutPlanner,
     "best-constant": BestConstant,
     "max-batch": MaxBatch,
     "autoregressive": Autoregressive,

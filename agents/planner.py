@@ -13,11 +13,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from numba import njit
 
 from sdedge_agents.oracle import DPOracle, solve
+from sdedge_gym import compile_cache
 from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.reference import best_constant_action, constant_plan_cost, segment_cost_after
 from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload
+
+compile_cache.install()  # before this module's @njit(cache=True): cached in the per-user folder, not here
 
 
 def predicted_episode(episode: Episode, exact: bool = False) -> Episode:
@@ -109,3 +114,53 @@ def window_tables(model: ServingModel, episode: Episode, next_task: int, window:
     duration[past_end] = np.inf
     completion[past_end] = np.inf
     return SegmentTables(slot, duration, completion, tables.allocation)
+
+
+class RolloutPlanner(MPCPlanner):
+    """One step of policy improvement over the best constant action (a rollout policy, Bertsekas 1997).
+
+    At every step it commits the (n, l) that minimises the batch's own cost plus the cost to go of the
+    best constant action (``sdedge_gym.reference``) from the state that batch leads to, on the segment
+    tables of the episode as the window planner sees its tasks: the truth on a clairvoyant id, hints and
+    estimates otherwise (the whole queue, not only the window). That is the greedy policy of the env's
+    ``reward="reference"`` with gamma = 0, whose step reward is exactly this quantity minus the reference's
+    own cost to go: the best a contextual-bandit learner of that reward can reach with the queue in view.
+    On a clairvoyant deterministic id it is never worse than the best constant action (the rollout's
+    cost improvement property; tested).
+    """
+
+    name = "rollout"
+
+    def choose(self) -> tuple[int, int]:
+        env = self.unwrapped
+        if env.episode is not self._episode:
+            self._episode = env.episode
+            self._tables = segment_tables(env.model, predicted_episode(env.episode, env.scenario.clairvoyant))
+            self._reference = best_constant_action(env.scenario)
+        tables, clock = self._tables, env.clock
+        slot, duration, completion = (np.ascontiguousarray(x, dtype=float) for x in (
+            tables.uplink_slot, tables.duration, tables.completion_sum))
+        n, l = rollout_action(slot, duration, completion, clock.next_task, max(clock.uplink_end, clock.now),
+                              clock.inference_end, float(env.episode.num_tasks), env.batch_limit(),
+                              self._reference[0], self._reference[1], env.scenario.objective == "makespan")
+        return int(n), int(l)
+
+
+@njit(cache=True)
+def rollout_action(slot, duration, completion, first, u0, f0, divisor, batch_limit, reference_size,
+                   reference_length, makespan):
+    """(n, l) of least batch cost + the constant (reference_size, reference_length) plan's cost to go after it,
+    from the label (u0, f0) at task ``first``; ties keep the smallest n, then the smallest l."""
+    release = np.zeros(duration.shape[0])
+    best, best_n, best_l = np.inf, 1, 0
+    for n in range(1, batch_limit + 1):
+        u = u0 + slot[first, n - 1]
+        begin = max(u, f0)
+        for l in range(duration.shape[2]):
+            f = begin + duration[first, n - 1, l]
+            cost = segment_cost_after(0.0, f0, begin, f, n, completion[first, n - 1, l], divisor, makespan)
+            cost += constant_plan_cost(slot, duration, completion, release, first + n, u, f, divisor,
+                                       reference_size, reference_length, makespan)
+            if cost < best:
+                best, best_n, best_l = cost, n, l
+    return best_n, best_l
