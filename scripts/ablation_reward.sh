@@ -31,6 +31,13 @@ row_arguments() {
             echo "--timesteps 300000 --env-kwargs reward=reference observe_reference=True --hyperparams gae_lambda=0.9" ;;
         # The reference reward in % of the reference's episode cost (each episode weighed by 1 / V(s_0)).
         relative-lambda0.9) echo "--timesteps 300000 --env-kwargs reward=relative --hyperparams gae_lambda=0.9" ;;
+        # Discounting the reference reward: gamma = 0 makes each step a contextual bandit whose reward is the
+        # action's exact advantage over the reference (one step of policy improvement over the best constant).
+        reference-gamma0) echo "--timesteps 300000 --env-kwargs reward=reference --hyperparams gamma=0.0" ;;
+        reference-gamma0.5) echo "--timesteps 300000 --env-kwargs reward=reference --hyperparams gamma=0.5 gae_lambda=0.9" ;;
+        # The sequence policy (agents/slot_policy.py: a per-task "the batch ends here" head) from the reference reward.
+        reference-slot-lambda0.9)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }

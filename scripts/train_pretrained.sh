@@ -31,6 +31,7 @@ DAGGER_EPISODES=500
 
 train_and_ship() {
     local name="$1" env_id="$2" algo="$3" trainer="${4:-train}"
+    local extra="${TRAIN_ARGUMENTS[${name}]:-}"
     local cls
     case "${algo}" in
         maskable_ppo) cls=MaskablePPO ;;
@@ -44,7 +45,7 @@ train_and_ship() {
         if [ "${trainer}" = imitate ]; then
             command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0"
         else
-            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar"
+            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar${extra:+ ${extra}}"
         fi
         rm -rf "${out}"
         eval "${command}"
@@ -92,12 +93,19 @@ declare -A AGENTS=(
     [ppo-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 ppo"
     [ppo-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo"
     [maskable-ppo-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
+    [maskable-ppo-reference-paper]="sdedge/EdgeSD-v0 maskable_ppo"
     [dagger-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
     [dagger-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
 )
+# Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
+declare -A TRAIN_ARGUMENTS=(
+    # RL from reward with the reference reward (the action's advantage over the best constant action, the
+    # env's reward="reference") and the sequence policy (agents/slot_policy.py); docs/BENCHMARK.md's ablation.
+    [maskable-ppo-reference-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
+)
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
-       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online dagger-paper dagger-paper-stochastic
+       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
