@@ -74,6 +74,7 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("maskable-ppo-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
         # RL from reward with the reference reward (reward="reference") and the sequence policy (slot_policy.py).
         _agent("maskable-ppo-reference-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        _agent("maskable-ppo-reference-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         # Trained by imitation of the window planner (sdedge_agents.imitate, DAgger), per-task sequence networks.
         _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),

@@ -94,6 +94,7 @@ declare -A AGENTS=(
     [ppo-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo"
     [maskable-ppo-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
     [maskable-ppo-reference-paper]="sdedge/EdgeSD-v0 maskable_ppo"
+    [maskable-ppo-reference-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo"
     [dagger-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
     [dagger-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
@@ -103,9 +104,11 @@ declare -A TRAIN_ARGUMENTS=(
     # RL from reward with the reference reward (the action's advantage over the best constant action, the
     # env's reward="reference") and the sequence policy (agents/slot_policy.py); docs/BENCHMARK.md's ablation.
     [maskable-ppo-reference-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
+    [maskable-ppo-reference-paper-stochastic]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
 )
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
-       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper dagger-paper dagger-paper-stochastic
+       ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
+       maskable-ppo-reference-paper-stochastic dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
