@@ -51,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--gamma", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    # RLlib's default is 60 s; an env runner's first sample includes the kernel's first numba compile in that
+    # process (tens of seconds on a loaded 2-core machine), and a timeout returns no samples at all.
+    parser.add_argument("--sample-timeout", type=float, default=600.0,
+                        help="seconds an iteration waits for the env runners' samples")
     parser.add_argument("--address", default=None,
                         help="a Ray cluster to join ('auto' or host:port); default: start a local instance")
     parser.add_argument("--checkpoint", default=None, help="save the trained algorithm to this directory")
@@ -60,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.env not in sdedge_gym.SINGLE_CELL_ENV_IDS:
         parser.error(f"--env {args.env!r} is not a registered single-cell id; allowed: "
                      f"{', '.join(sdedge_gym.SINGLE_CELL_ENV_IDS)}")
+    if args.sample_timeout <= 0:
+        parser.error(f"--sample-timeout = {args.sample_timeout} is invalid; allowed: a number of seconds > 0")
     for name in ("iterations", "num_env_runners", "envs_per_runner", "train_batch_size", "minibatch_size", "epochs"):
         if getattr(args, name) < (0 if name == "num_env_runners" else 1):
             parser.error(f"--{name.replace('_', '-')} = {getattr(args, name)} is invalid; allowed: an integer >= 1")
@@ -74,7 +80,8 @@ def build_config(args: argparse.Namespace):
     register_env(ENV_NAME, env_creator)
     return (PPOConfig()
             .environment(ENV_NAME, env_config={"env_id": args.env, "env_kwargs": args.env_kwargs})
-            .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.envs_per_runner)
+            .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.envs_per_runner,
+                         sample_timeout_s=args.sample_timeout)
             .training(train_batch_size_per_learner=args.train_batch_size, minibatch_size=args.minibatch_size,
                       num_epochs=args.epochs, lr=args.lr, gamma=args.gamma)
             .debugging(seed=args.seed))
