@@ -35,7 +35,9 @@ row_arguments() {
         # action's exact advantage over the reference (one step of policy improvement over the best constant).
         reference-gamma0) echo "--timesteps 300000 --env-kwargs reward=reference --hyperparams gamma=0.0" ;;
         reference-gamma0.5) echo "--timesteps 300000 --env-kwargs reward=reference --hyperparams gamma=0.5 gae_lambda=0.9" ;;
-        # The sequence policy (agents/slot_policy.py: a per-task "the batch ends here" head) from the reference reward.
+        # The sequence policy (agents/slot_policy.py: a per-task "the batch ends here" head) from either reward. The
+        # reference row is the shipped maskable-ppo-reference-paper's recipe (scripts/train_pretrained.sh).
+        latency-slot-lambda0.9) echo "--timesteps 300000 --policy slot --env-kwargs reward=latency --hyperparams gae_lambda=0.9" ;;
         reference-slot-lambda0.9)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9" ;;
         *) echo "unknown row $1" >&2; return 2 ;;

@@ -6,12 +6,12 @@
         --json runs/ablation/test.json --out runs/ablation/table.md
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
-reported as missing). Every model and the references (oracle, random, best-constant, planner, window-planner)
-play the same test episodes 500..599 (``sdedge_agents.evaluate``). Per row: each seed's gap to the oracle,
-the interquartile mean of the normalised score over the seeds with its stratified bootstrap 95 % interval
-(``agents/statistics.py``), and the paired differences in mean latency against the best constant action and
-the planner (the seeds' mean per episode minus the reference's on that episode, averaged over the episodes,
-with a bootstrap 95 % interval over episodes).
+reported as missing). Every model and the references (oracle, random, best-constant, planner, window-planner,
+rollout) play the same test episodes 500..599 of ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id;
+``sdedge_agents.evaluate``). Per row: each seed's gap to the oracle, the interquartile mean of the normalised
+score over the seeds with its stratified bootstrap 95 % interval (``agents/statistics.py``), and the paired
+differences in mean latency against the best constant action and the planner (the seeds' mean per episode minus
+the reference's on that episode, averaged over the episodes, with a bootstrap 95 % interval over episodes).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+import sdedge_gym
 from sdedge_agents.evaluate import evaluate
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
 from sdedge_agents.statistics import interquartile_mean, stratified_bootstrap_ci
 
-ENV_ID = "sdedge/EdgeSD-v0"
-REFERENCES = ("best-constant", "planner", "window-planner")
+REFERENCES = ("best-constant", "planner", "window-planner", "rollout")
 
 
 def paired_difference(values: np.ndarray, reference: np.ndarray, repetitions: int = 2000,
@@ -62,10 +62,14 @@ def parse_rows(items: list[str]) -> list[tuple[str, list[tuple[int, Path]]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--row", action="append", required=True, help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="an offline id (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
     args = parser.parse_args()
     rows = parse_rows(args.row)
+    env_id = args.env
+    if env_id not in sdedge_gym.ENV_IDS or env_id in sdedge_gym.ONLINE_ENV_IDS + sdedge_gym.MULTICELL_ENV_IDS:
+        raise SystemExit(f"--env {env_id!r} is invalid; allowed: an offline single-cell id, e.g. sdedge/EdgeSD-v0")
     cache_path = Path(args.json)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     # Models are evaluated with their run's --env-kwargs but reward (e.g. observe_reference=True changes the
@@ -80,7 +84,7 @@ def main() -> None:
     if references or "oracle" not in cache:
         by_kwargs.setdefault("{}", []).extend(references)
     for kwargs, specs in by_kwargs.items():
-        results = evaluate(ENV_ID, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=specs, progress=False,
+        results = evaluate(env_id, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=specs, progress=False,
                            env_kwargs=json.loads(kwargs))
         for result in results:
             if result.policy not in ("oracle", "random") or kwargs == "{}":
@@ -94,7 +98,7 @@ def main() -> None:
     def score(values: np.ndarray) -> float:  # on mean returns (= minus mean latencies), as sdedge_agents.evaluate
         return float((random.mean() - values.mean()) / (random.mean() - oracle.mean()))
 
-    lines = [f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]} of `{ENV_ID}`; oracle {oracle.mean():.3f} s.", "",
+    lines = [f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]} of `{env_id}`; oracle {oracle.mean():.3f} s.", "",
              "| row | gap to oracle per seed (1000, 2000, 3000) | IQM score [95 % CI] | vs best constant (s) "
              "[95 % CI] | vs planner (s) [95 % CI] |",
              "|---|---|---:|---:|---:|"]
@@ -109,7 +113,7 @@ def main() -> None:
             continue
         gaps = ", ".join(f"{gap(v):+.1f} %" for _, v in present)
         scores = [score(v) for _, v in present]
-        _, low, high = stratified_bootstrap_ci({ENV_ID: scores})
+        _, low, high = stratified_bootstrap_ci({env_id: scores})
         mean_per_episode = np.mean([v for _, v in present], axis=0)
         versus = [paired_difference(mean_per_episode, np.array(cache[name])) for name in ("best-constant", "planner")]
         note = "" if len(present) == len(runs) else f" ({len(present)} of {len(runs)} seeds)"
