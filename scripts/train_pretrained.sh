@@ -20,6 +20,10 @@
 #     bash scripts/train_pretrained.sh dagger-paper & bash scripts/train_pretrained.sh dagger-paper-stochastic &
 #     bash scripts/train_pretrained.sh dagger-uplink-hybrid
 # ~25 min per paper-size seed and ~17 min per Uplink seed with three runs sharing 2 cores: about 80 min.
+# The two maskable-ppo-reference-* agents (the sequence policy from the env's reference reward, 300k steps), as
+#     bash scripts/train_pretrained.sh maskable-ppo-reference-paper &
+#     bash scripts/train_pretrained.sh maskable-ppo-reference-paper-stochastic
+# ~23-28 min per seed (170-330 env steps/s, two or three runs sharing 2 cores): about 80 min.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,7 +86,9 @@ PY
     local shipped="runs/pretrained/${name}/seed${median_seed}"
     python -m sdedge_agents.pretrained ship "${name}" --run "${shipped}" --command "$(cat "${shipped}/command.txt")" \
         --episodes 100 --seed 500
-    python scripts/plot_training.py "runs/pretrained/${name}"/seed* --out "docs/figures/training_${name}.png"
+    # shellcheck disable=SC2086  # PLOT_ARGUMENTS holds whole options
+    python scripts/plot_training.py "runs/pretrained/${name}"/seed* --out "docs/figures/training_${name}.png" \
+        ${PLOT_ARGUMENTS[${name}]:-}
 }
 
 declare -A AGENTS=(
@@ -105,6 +111,11 @@ declare -A TRAIN_ARGUMENTS=(
     # env's reward="reference") and the sequence policy (agents/slot_policy.py); docs/BENCHMARK.md's ablation.
     [maskable-ppo-reference-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
     [maskable-ppo-reference-paper-stochastic]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
+)
+# Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
+declare -A PLOT_ARGUMENTS=(
+    [maskable-ppo-reference-paper]="--ymax 15"
+    [maskable-ppo-reference-paper-stochastic]="--ymax 15"
 )
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
        ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
