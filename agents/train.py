@@ -38,7 +38,8 @@ after ``learning_starts`` steps).
 ``reward=reference``, the env's shaped reward; values are Python literals, else strings); such runs train on
 SB3's DummyVecEnv (the native vector env has no reward option), and the evaluations drop ``reward`` so that
 they score the objective. ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
-hyperparameter file (e.g. ``gae_lambda=0.9``); both are recorded in run.json. ``--policy slot`` trains the
+hyperparameter file (e.g. ``gae_lambda=0.9``; ``policy_kwargs="dict(net_arch=[128, 128], slot_width=128)"``
+replaces the file's policy_kwargs whole); both are recorded in run.json. ``--policy slot`` trains the
 sequence policy of :mod:`sdedge_agents.slot_policy` (a per-task "the batch ends here" head) from reward instead
 of SB3's MlpPolicy.
 
@@ -68,7 +69,7 @@ import numpy as np
 from gymnasium import spaces
 
 import sdedge_gym  # noqa: F401  (registers the ids)
-from sdedge_agents.hyperparameters import load_entry
+from sdedge_agents.hyperparameters import load_entry, parse_call_dict
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_agents.runs import RunDirectory, check_int, jsonable, read_run, write_run
 from sdedge_gym.registration import ENV_TABLE
@@ -268,7 +269,10 @@ def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     and is no longer than the whole run (a rollout longer than the run would only overshoot it).
     """
     entry = load_entry(config.env_id, config.algo)
-    settings = {**copy.deepcopy(entry.algorithm_kwargs), **dict(config.hyperparams)}
+    overrides = dict(config.hyperparams)
+    if "policy_kwargs" in overrides:  # as in the file: "dict(net_arch=[...], ...)", replacing the file's whole
+        overrides["policy_kwargs"] = parse_call_dict(overrides["policy_kwargs"], "--hyperparams policy_kwargs")
+    settings = {**copy.deepcopy(entry.algorithm_kwargs), **overrides}
     if "n_steps" in settings and config.algo != "dqn":
         rollout = min(int(settings["n_steps"]) * entry.n_envs, config.timesteps)
         settings["n_steps"] = max(rollout // config.n_envs, 8)

@@ -33,6 +33,7 @@ from sdedge_agents.protocol import VALIDATION_SEED_BASE
 from sdedge_agents.train import (
     FlattenVecActions,
     TrainConfig,
+    hyperparameters,
     main,
     make_training_env,
     newest_checkpoint,
@@ -362,3 +363,14 @@ def test_a_short_maskable_ppo_run_on_the_small_id_beats_random(tmp_path):
     random_mean = -float(np.mean(run_episodes(RandomPolicy(env, seed=0), env, VALIDATION_SEEDS[:20])))
     # two PPO updates already move it well below random (the smoke curve: ~12 % vs ~47 % above the oracle)
     assert record["evaluation"]["mean"] < 0.9 * random_mean
+
+
+def test_hyperparams_policy_kwargs_is_parsed_like_the_files_and_bad_text_names_the_flag():
+    config = TrainConfig(SMALL, "maskable_ppo", timesteps=256, hyperparams=(
+        ("policy_kwargs", "dict(net_arch=[32, 32], slot_width=16)"), ("gae_lambda", 0.9)))
+    settings = hyperparameters(config)
+    assert settings["policy_kwargs"] == {"net_arch": [32, 32], "slot_width": 16}  # the file's replaced whole
+    assert settings["gae_lambda"] == 0.9
+    bad = TrainConfig(SMALL, "maskable_ppo", timesteps=256, hyperparams=(("policy_kwargs", "net_arch=[32]"),))
+    with pytest.raises(ValueError, match="--hyperparams policy_kwargs = 'net_arch=\\[32\\]' is invalid; allowed"):
+        hyperparameters(bad)
