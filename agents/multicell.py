@@ -25,19 +25,25 @@ discrete mode is the optimum over joint plans. Every joint cost here is computed
 * **Centralised planner** (:func:`centralised_plan`): the best combination of a few candidate plans per cell
   (its solo optimum under several batch caps, its best constant action), evaluated jointly. A feasible joint
   plan, so an upper bound on the joint optimum; with the lower bound it brackets the gap of any policy.
+
+:func:`play_episode` scores a closed-loop policy on the PettingZoo env and :func:`reference_latencies` gives the
+references of the same episode, so that every trained multi-cell agent (SB3 through SuperSuit, RLlib) is scored
+the same way (:func:`score_table`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from sdedge_agents.oracle import solve
 from sdedge_gym.episode import Episode, ServingModel
-from sdedge_gym.multicell import MultiCellDynamics
+from sdedge_gym.multicell import MultiCellConfig, MultiCellDynamics, MultiCellTwinEnv
 from sdedge_gym.reference import best_constant_action, segment_cost_after
 from sdedge_gym.segments import SegmentTables, segment_tables
 
@@ -57,12 +63,17 @@ class JointPlan:
 
 
 def play(models: Sequence[ServingModel], episodes: Sequence[Episode], plans: Sequence[CellPlan]) -> JointPlan:
-    """The joint plan played through the multi-cell dynamics (every acting cell commits its next batch)."""
+    """The joint plan played through the multi-cell dynamics (every acting cell commits its next batch; online,
+    a cell waits until the batch's last task has arrived, so that the batch leaves as the DP's does: at the
+    later of its uplink's end and that arrival)."""
     dynamics = MultiCellDynamics(models, episodes)
     steps = [0] * len(plans)
     while not all(dynamics.done(i) for i in range(len(plans))):
         for cell in dynamics.acting():
             n, l = plans[cell][steps[cell]]
+            if dynamics.arrived(cell) < dynamics.clocks[cell].next_task + n:
+                dynamics.wait(cell)
+                continue
             dynamics.commit(cell, n, l, None)
             steps[cell] += 1
         dynamics.advance()
@@ -98,9 +109,10 @@ def cell_plans(tables: SegmentTables, divisor: float, limit: int = MAX_PLANS) ->
 
 
 def contention_free_bound(models: Sequence[ServingModel], episodes: Sequence[Episode]) -> float:
-    """Mean latency over all tasks when each cell has an MBS of its own: a lower bound for every policy."""
+    """Mean latency over all tasks when each cell has an MBS of its own (online: each cell's hindsight optimum,
+    which knows its arrivals): a lower bound for every policy."""
     total = sum(e.num_tasks for e in episodes)
-    return sum(solve(segment_tables(m, e), "mean_latency", e.num_tasks).cost * e.num_tasks
+    return sum(solve(segment_tables(m, e), "mean_latency", e.num_tasks, release=e.release).cost * e.num_tasks
                for m, e in zip(models, episodes, strict=True)) / total
 
 
@@ -139,6 +151,9 @@ def mbs_capacity_bound(models: Sequence[ServingModel], episodes: Sequence[Episod
     over the cells and p_(1) <= ... <= p_(N) the N = sum_i K_i rates sorted:
 
         sum_k C_k >= N r + sum_j (N - j) p_(j) - sum_i (n_i - 1) / 2 sum_{k in cell i} p_k + sum_k o_k.
+
+    Online, the latency is C_k - a_k: arrivals only delay the batches, so the bound on sum_k C_k holds as it is,
+    and sum_k a_k is subtracted.
     """
     works = [cell_work(segment_tables(m, e)) for m, e in zip(models, episodes, strict=True)]
     rates = np.sort(np.concatenate([w.rate for w in works]))
@@ -146,7 +161,8 @@ def mbs_capacity_bound(models: Sequence[ServingModel], episodes: Sequence[Episod
     serial = float(np.dot(rates, np.arange(total - 1, -1, -1)))  # the unit jobs' starts summed, in SPT order
     within = sum((w.batch_limit - 1) / 2 * float(w.rate.sum()) for w in works)  # at most, inside the batches
     offsets = sum(float(w.offset.sum()) for w in works)
-    return (total * min(w.release for w in works) + serial - within + offsets) / total
+    arrivals = sum(float(e.release.sum()) for e in episodes if e.release is not None)
+    return (total * min(w.release for w in works) + serial - within + offsets - arrivals) / total
 
 
 def lower_bound(models: Sequence[ServingModel], episodes: Sequence[Episode]) -> float:
@@ -155,7 +171,10 @@ def lower_bound(models: Sequence[ServingModel], episodes: Sequence[Episode]) -> 
 
 
 def joint_optimum(models: Sequence[ServingModel], episodes: Sequence[Episode], limit: int = MAX_PLANS) -> JointPlan:
-    """The exact minimum of the mean latency over all joint plans (branch and bound; small instances only)."""
+    """The exact minimum of the mean latency over all joint plans (branch and bound; small offline instances)."""
+    if any(e.release is not None for e in episodes):
+        raise ValueError("joint_optimum: the episodes have arrival times; allowed: offline episodes (the plans' "
+                         "solo costs that bound the search are the offline tables')")
     total = float(sum(e.num_tasks for e in episodes))
     plans = [cell_plans(segment_tables(m, e), total, limit) for m, e in zip(models, episodes, strict=True)]
     rest = np.concatenate([np.cumsum([p[0][0] for p in plans][::-1])[::-1], [0.0]])  # best solo costs from cell i on
@@ -183,8 +202,10 @@ def joint_optimum(models: Sequence[ServingModel], episodes: Sequence[Episode], l
 
 
 def solo_optimal_plan(model: ServingModel, episode: Episode, batch_limit: int | None = None) -> CellPlan:
-    """The cell's exact single-cell optimum (its own MBS), optionally with a smaller batch cap."""
-    return solve(segment_tables(model, episode), "mean_latency", episode.num_tasks, batch_limit=batch_limit).batches
+    """The cell's exact single-cell optimum (its own MBS; online, in hindsight of its arrivals), optionally with
+    a smaller batch cap."""
+    return solve(segment_tables(model, episode), "mean_latency", episode.num_tasks, batch_limit=batch_limit,
+                 release=episode.release).batches
 
 
 def constant_plan(model: ServingModel, episode: Episode, batch_size: int, speculation_length: int) -> CellPlan:
@@ -225,3 +246,49 @@ def centralised_plan(models: Sequence[ServingModel], episodes: Sequence[Episode]
         if best is None or candidate.mean_latency < best.mean_latency:
             best = candidate
     return JointPlan(best.plans, best.mean_latency, best.cell_mean_latency, evaluated)
+
+
+def play_episode(policy: Callable[[str, np.ndarray], Any], config: MultiCellConfig | str, seed: int,
+                 action_mode: str = "discrete") -> float:
+    """Mean latency of one episode of ``config`` under seed ``seed`` with ``policy(agent, observation) -> action``
+    applied to every acting cell of the PettingZoo env (the others send nothing)."""
+    from sdedge_gym.multicell_pz import MultiCellParallelEnv  # the multicell extra, only when a policy is played
+
+    env = MultiCellParallelEnv(config, action_mode)
+    observations, infos = env.reset(seed=seed)
+    latency = np.nan
+    while env.agents:
+        actions = {a: policy(a, observations[a]) for a in env.agents if infos[a]["acting"]}
+        observations, _, _, _, infos = env.step(actions)
+        for info in infos.values():
+            latency = float(info.get("mean_latency", latency))
+    return latency
+
+
+def reference_latencies(config: MultiCellConfig | str, seed: int) -> dict[str, float]:
+    """The references' mean latency on the episode that seed ``seed`` gives the env (cell i: seed + i)."""
+    env = MultiCellTwinEnv(config)
+    env.reset(seed=seed)
+    models, episodes = [e.model for e in env.core.cell_envs], [e.episode for e in env.core.cell_envs]
+    return {"lower bound": lower_bound(models, episodes),
+            "uncoordinated oracle": uncoordinated_plans(models, episodes).mean_latency,
+            "uncoordinated best-constant": uncoordinated_plans(models, episodes, "best-constant").mean_latency,
+            "centralised planner": centralised_plan(models, episodes).mean_latency}
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % t-interval (0 for one value)."""
+    if len(values) < 2:
+        return float(np.mean(values)), 0.0
+    return float(values.mean()), float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def score_table(results: Mapping[str, np.ndarray]) -> str:
+    """A markdown table of per-episode mean latencies (same episodes in every row): the mean with its 95 %
+    t-interval and the mean per-episode gap to the centralised planner (which ``results`` must hold)."""
+    planner = np.asarray(results["centralised planner"])
+    lines = ["| policy | mean latency (s) | vs centralised planner |", "|---|---:|---:|"]
+    for name, values in results.items():
+        mean, half = mean_interval(np.asarray(values))
+        lines.append(f"| {name} | {mean:.3f} ± {half:.3f} | {100 * (np.asarray(values) / planner - 1).mean():+.1f} % |")
+    return "\n".join(lines)

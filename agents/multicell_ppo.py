@@ -31,6 +31,7 @@ except ImportError as error:  # optional extras: say how to get them
     raise ImportError("sdedge_agents.multicell_ppo needs PettingZoo and SuperSuit: "
                       "pip install 'sdedge-gym[multicell]'") from error
 
+from sdedge_agents.multicell import play_episode
 from sdedge_gym.multicell import MultiCellConfig
 from sdedge_gym.multicell_pz import MultiCellParallelEnv
 
@@ -75,21 +76,7 @@ def make_vec_env(config: MultiCellConfig | str, seed: int, action_mode: str = "d
     return venv
 
 
-def play_episode(policy, config: MultiCellConfig | str, seed: int, action_mode: str = "discrete") -> float:
-    """Mean latency of one episode of ``config`` under seed ``seed`` with ``policy(observation) -> action``
-    applied to every acting cell (the others send nothing)."""
-    env = MultiCellParallelEnv(config, action_mode)
-    observations, infos = env.reset(seed=seed)
-    latency = np.nan
-    while env.agents:
-        actions = {a: policy(observations[a]) for a in env.agents if infos[a]["acting"]}
-        observations, _, _, _, infos = env.step(actions)
-        for info in infos.values():
-            latency = float(info.get("mean_latency", latency))
-    return latency
-
-
 def evaluate(model, config: MultiCellConfig | str, seeds: Sequence[int], action_mode: str = "discrete") -> np.ndarray:
     """The trained model's deterministic mean latency on each seed's episode."""
-    return np.array([play_episode(lambda obs: model.predict(obs, deterministic=True)[0], config, seed, action_mode)
+    return np.array([play_episode(lambda _, obs: model.predict(obs, deterministic=True)[0], config, seed, action_mode)
                      for seed in seeds])

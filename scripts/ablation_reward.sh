@@ -40,6 +40,8 @@ row_arguments() {
         latency-slot-lambda0.9) echo "--timesteps 300000 --policy slot --env-kwargs reward=latency --hyperparams gae_lambda=0.9" ;;
         reference-slot-lambda0.9)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9" ;;
+        # The sequence policy as a contextual bandit on the reference reward (the rollout planner's objective).
+        reference-slot-gamma0) echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gamma=0.0" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }

@@ -20,29 +20,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from sdedge_agents.multicell import centralised_plan, lower_bound, uncoordinated_plans
+from sdedge_agents.multicell import mean_interval, reference_latencies, score_table
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
-from sdedge_gym.multicell import MULTICELL_PRESETS, MultiCellTwinEnv
+from sdedge_gym.multicell import MULTICELL_PRESETS
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "multicell_ppo"
-
-
-def interval(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t-interval."""
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
-    return float(values.mean()), float(half)
-
-
-def references(preset: str, seed: int) -> dict[str, float]:
-    env = MultiCellTwinEnv(preset)
-    env.reset(seed=seed)
-    models, episodes = [e.model for e in env.core.cell_envs], [e.episode for e in env.core.cell_envs]
-    return {"lower bound": lower_bound(models, episodes),
-            "uncoordinated oracle": uncoordinated_plans(models, episodes).mean_latency,
-            "uncoordinated best-constant": uncoordinated_plans(models, episodes, "best-constant").mean_latency,
-            "centralised planner": centralised_plan(models, episodes).mean_latency}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,16 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     model.save(out / "model")
     seeds = list(TEST_SEEDS[:args.episodes])
     results = {"parameter-shared PPO": evaluate(model, args.preset, seeds)}
-    rows = [references(args.preset, seed) for seed in seeds]
+    rows = [reference_latencies(args.preset, seed) for seed in seeds]
     for name in rows[0]:
         results[name] = np.array([row[name] for row in rows])
-    summary = {name: interval(values) for name, values in results.items()}
+    summary = {name: mean_interval(values) for name, values in results.items()}
     print(f"{args.preset}: {args.timesteps} agent steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
-          f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n| policy | mean latency | vs centralised planner |\n"
-          "|---|---:|---:|")
-    planner = results["centralised planner"]
-    for name, (mean, half) in summary.items():
-        print(f"| {name} | {mean:.3f} ± {half:.3f} | {100 * (results[name] / planner - 1).mean():+.1f} % |")
+          f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n{score_table(results)}")
     with open(out / "results.json", "w") as handle:
         json.dump({"preset": args.preset, "timesteps": args.timesteps, "seed": args.seed, "test_seeds": seeds,
                    "train_seconds": train_seconds,

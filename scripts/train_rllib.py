@@ -15,8 +15,10 @@ RLlib's default PPO module does not read action masks: an invalid batch size is 
 the largest valid one (``info["action_clipped"]``), which is the env's documented behaviour. The reward is
 minus the batch's share of the mean latency, so ``--gamma 1`` (the default) optimises the objective.
 
-The trained module then acts greedily (its distribution's deterministic action) through
-:func:`sdedge_agents.evaluate.evaluate` on the same seeded episodes as the oracle and the baselines.
+The trained module then acts greedily (its distribution's deterministic action,
+:class:`sdedge_agents.rllib.RLlibGreedyPolicy`) through :func:`sdedge_agents.evaluate.evaluate` on the same
+seeded episodes as the oracle and the baselines. The multi-cell env has its own script,
+``scripts/train_rllib_multicell.py`` (RLlib's multi-agent API).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: agents, sdedge_gym
 
@@ -87,38 +88,12 @@ def build_config(args: argparse.Namespace):
             .debugging(seed=args.seed))
 
 
-class RLlibGreedyPolicy:
-    """An RLlib RLModule with SB3's ``predict`` for :func:`sdedge_agents.evaluate.evaluate`: its greedy action."""
-
-    def __init__(self, module, env) -> None:
-        self.module, self.env = module, env
-        self.dist_class = module.get_inference_action_dist_cls()
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        import torch
-        import tree  # dm-tree, an RLlib dependency
-        from ray.rllib.utils.spaces.space_utils import unsquash_action
-
-        with torch.no_grad():
-            out = self.module.forward_inference({"obs": torch.as_tensor(observation)[None]})
-            action = self.dist_class.from_logits(out["action_dist_inputs"]).to_deterministic().sample()
-        action = tree.map_structure(lambda value: value[0].numpy(), action)  # a dict of tensors in the dict mode
-        # As RLlib's env runners do (normalize_actions, the default): Box entries come out of the module in
-        # [-1, 1] and are mapped (and clipped) to the space's bounds; discrete entries pass unchanged.
-        return unsquash_action(action, self.env.action_space), state
-
-
 def train(args: argparse.Namespace, progress: bool = True):
     """Build, train ``args.iterations`` iterations and return (algorithm, last result)."""
+    from sdedge_agents.rllib import train_iterations
+
     algo = build_config(args).build_algo()
-    result: dict[str, Any] = {}
-    for iteration in range(1, args.iterations + 1):
-        result = algo.train()
-        runners = result.get("env_runners", {})
-        if progress:
-            print(f"iteration {iteration}/{args.iterations}  env steps {result.get('num_env_steps_sampled_lifetime')}"
-                  f"  mean episode return {runners.get('episode_return_mean', float('nan')):.3f}", flush=True)
-    return algo, result
+    return algo, train_iterations(algo, args.iterations, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint:
             print(f"checkpoint: {algo.save_to_path(str(Path(args.checkpoint).resolve()))}")
         if args.eval_episodes > 0:
+            from sdedge_agents.rllib import RLlibGreedyPolicy
+
             module = algo.get_module()
             results = evaluate(args.env, args.eval_episodes, args.eval_seed, policies=["rllib-ppo", "best-constant"],
                                progress=False, env_kwargs=args.env_kwargs,
-                               factories={"rllib-ppo": lambda env: RLlibGreedyPolicy(module, env)})
+                               factories={"rllib-ppo": lambda env: RLlibGreedyPolicy(module, env.action_space)})
             print(f"{args.env}: {args.eval_episodes} episodes, seeds {args.eval_seed}.."
                   f"{args.eval_seed + args.eval_episodes - 1}")
             print(format_table(results))

@@ -1,8 +1,9 @@
 """Several small cells sharing one verifier: the multi-cell model, its presets and its centralised Gymnasium twin.
 
 C cells (1 to 8). Cell i is a whole single-cell scenario (:class:`~sdedge_gym.config.ScenarioConfig`): its own
-queue of K_i offline tasks, its own uplink band B_i (cells use disjoint bands: no inter-cell interference), its
-own SBS GPU and draft model, its own fronthaul. Every cell's target node is the one macro base station (MBS):
+queue of K_i tasks (all offline, or all online: arriving over time, see below), its own uplink band B_i (cells
+use disjoint bands: no inter-cell interference), its own SBS GPU and draft model, its own fronthaul. Every
+cell's target node is the one macro base station (MBS):
 the configurations must name the same target node. Each cell serves its queue in contiguous batches exactly as
 the single env does (two pipelined micro-batches, the closed form or an explicit band split), timed by the same
 compiled kernel (:func:`sdedge_gym.episode.commit_batch`). What is new is the MBS sharing rule:
@@ -34,6 +35,11 @@ depend on this bookkeeping: it is the FIFO schedule of all batches (:func:`fifo_
 With C = 1 the MBS is never busy with another cell, mbs_free = F_cell, and the dynamics are the single env's,
 kernel call for kernel call (tests/test_multicell.py compares them).
 
+**Online cells.** With online scenarios (every cell's ``arrivals.process`` not "offline"; the ``*-online``
+presets), each cell is the online env: its epoch is when its uplink is free *and* its next task has arrived,
+or the arrival it waits for (the wait action), and a batch's cost is sum_k (C_k - a_k) / sum_i K_i. Offline,
+a_k = 0 and the epoch is the uplink's end: the rules above are that case (docs/MODEL.md §17).
+
 The objective is the mean latency over all tasks of all cells: a batch's cost is sum_k C_k / sum_i K_i, so
 that the costs of an episode add up to it. Only the mean-latency objective is supported (the makespan's
 per-batch share, finish - F_{m-1}, has no per-cell meaning under contention).
@@ -42,6 +48,7 @@ per-batch share, finish - F_{m-1}, has no per-cell meaning under contention).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -55,6 +62,7 @@ from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch
 
 MAX_CELLS = 8
+ONLINE_LOAD = 0.7  # the online presets' arrival rate over the cells, in units of one cell's max-batch capacity
 # Features appended to each cell's single-env observation.
 SHARED_FEATURES = ("acting", "mbs_backlog", "other_tasks_left")
 # Action modes of the centralised twin: the single env's (the joint action concatenates or, in "dict", maps the
@@ -80,9 +88,10 @@ class MultiCellConfig:
         for i, cell in enumerate(cells):
             if not isinstance(cell, ScenarioConfig):
                 raise ValueError(f"MultiCellConfig.cells[{i}] is a {type(cell).__name__}; allowed: a ScenarioConfig")
-            if cell.arrivals.online:
+            if cell.arrivals.online != cells[0].arrivals.online:
                 raise ValueError(f"MultiCellConfig.cells[{i}].arrivals.process = {cell.arrivals.process!r} is "
-                                 "invalid; allowed: 'offline' (the multi-cell env has every task at t = 0)")
+                                 f"invalid with cells[0]'s {cells[0].arrivals.process!r}; allowed: every cell "
+                                 "offline or every cell online")
             if cell.objective != "mean_latency":
                 raise ValueError(f"MultiCellConfig.cells[{i}].objective = {cell.objective!r} is invalid; allowed: "
                                  "'mean_latency' (the objective is the mean latency over all cells' tasks)")
@@ -101,6 +110,11 @@ class MultiCellConfig:
     def num_tasks(self) -> int:
         """Tasks over all cells: the divisor of the objective."""
         return sum(cell.num_tasks for cell in self.cells)
+
+    @property
+    def online(self) -> bool:
+        """The cells' tasks arrive over time (every cell an online scenario; the cell envs are online envs)."""
+        return self.cells[0].arrivals.online
 
 
 # ---------------------------------------------------------------------------------------------- presets
@@ -162,22 +176,45 @@ def multicell_config(hardware: Sequence[CellHardware], base: str | ScenarioConfi
     return MultiCellConfig(tuple(cells), name)
 
 
-def _two_identical(**kwargs: Any) -> MultiCellConfig:
-    return multicell_config(CELL_HARDWARE[:1] * 2, name="two-identical", **kwargs)
+def online_cells(config: MultiCellConfig, load: float = ONLINE_LOAD) -> MultiCellConfig:
+    """``config`` with Poisson arrivals in every cell, cell i at rate ``load`` x its max-batch capacity / C.
+
+    The capacity is the single cell's (:func:`sdedge_gym.online_env.max_batch_capacity`: back-to-back full
+    batches on its own MBS); dividing by C spreads one MBS's worth of ``load`` over the cells, so that the MBS,
+    which every cell's batches share, runs near ``load`` when the cells are alike.
+    """
+    from sdedge_gym.online_env import max_batch_capacity
+
+    if isinstance(load, bool) or not isinstance(load, int | float) or not 0 < load < np.inf:
+        raise ValueError(f"load = {load!r} is invalid; allowed: a finite number > 0")
+    cells = tuple(cell.replace(arrivals=cell.arrivals.replace(
+        process="poisson", arrival_rate=load * max_batch_capacity(cell) / config.num_cells)) for cell in config.cells)
+    return MultiCellConfig(cells, f"{config.name}-online")
 
 
-def _two_heterogeneous(**kwargs: Any) -> MultiCellConfig:
-    return multicell_config(CELL_HARDWARE[:2], name="two-heterogeneous", **kwargs)
+def _two_identical(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
+    config = multicell_config(CELL_HARDWARE[:1] * 2, name="two-identical", **kwargs)
+    return online_cells(config, load) if online else config
 
 
-def _four_heterogeneous(**kwargs: Any) -> MultiCellConfig:
-    return multicell_config(CELL_HARDWARE, name="four-heterogeneous", **kwargs)
+def _two_heterogeneous(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
+    config = multicell_config(CELL_HARDWARE[:2], name="two-heterogeneous", **kwargs)
+    return online_cells(config, load) if online else config
+
+
+def _four_heterogeneous(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
+    config = multicell_config(CELL_HARDWARE, name="four-heterogeneous", **kwargs)
+    return online_cells(config, load) if online else config
 
 
 MULTICELL_PRESETS: dict[str, Callable[..., MultiCellConfig]] = {
     "two-identical": _two_identical,
     "two-heterogeneous": _two_heterogeneous,
     "four-heterogeneous": _four_heterogeneous,
+    # The online versions: Poisson arrivals per cell (online_cells, load ONLINE_LOAD unless load= says).
+    "two-identical-online": functools.partial(_two_identical, online=True),
+    "two-heterogeneous-online": functools.partial(_two_heterogeneous, online=True),
+    "four-heterogeneous-online": functools.partial(_four_heterogeneous, online=True),
 }
 
 
@@ -214,6 +251,7 @@ class Served:
     cell: int
     request: float
     outcome: BatchOutcome
+    first_task: int  # the batch's first task in its cell's queue
 
 
 def serve_on_mbs(models: Sequence[ServingModel], episodes: Sequence[Episode], batch: PendingBatch, cell_finish: float,
@@ -246,7 +284,7 @@ def fifo_schedule(models: Sequence[ServingModel], episodes: Sequence[Episode],
         if best < 0:
             return served
         outcome = serve_on_mbs(models, episodes, pending[best][heads[best]], finish[best], mbs_free)
-        served.append(Served(best, best_request, outcome))
+        served.append(Served(best, best_request, outcome, pending[best][heads[best]].clock.next_task))
         heads[best] += 1
         finish[best] = mbs_free = outcome.finish
 
@@ -255,14 +293,17 @@ class MultiCellDynamics:
     """The joint episode state and its transitions (no spaces, no observations: both envs build on it).
 
     ``clocks[i]`` is cell i's :class:`EpisodeClock` with ``inference_end`` the finish of its last batch the MBS
-    has accepted; ``pending[i]`` its committed batches not yet accepted; ``mbs_free`` the finish of the last
-    accepted batch; ``outcomes[i]`` cell i's accepted batches in order.
+    has accepted and ``now`` its next decision epoch; ``pending[i]`` its committed batches not yet accepted;
+    ``mbs_free`` the finish of the last accepted batch; ``outcomes[i]`` cell i's accepted batches in order;
+    ``releases[i]`` its tasks' arrival times (zeros offline).
     """
 
     def __init__(self, models: Sequence[ServingModel], episodes: Sequence[Episode]) -> None:
         self.models, self.episodes = tuple(models), tuple(episodes)
         self.num_tasks = sum(e.num_tasks for e in self.episodes)
-        self.clocks = [EpisodeClock() for _ in self.episodes]
+        self.releases = tuple(np.zeros(e.num_tasks) if e.release is None else e.release for e in self.episodes)
+        # A cell's first epoch: its first arrival (0 offline), as the online env's.
+        self.clocks = [EpisodeClock(now=float(r[0])) for r in self.releases]
         self.pending: list[list[PendingBatch]] = [[] for _ in self.episodes]
         self.mbs_free = 0.0
         self.outcomes: list[list[BatchOutcome]] = [[] for _ in self.episodes]
@@ -273,13 +314,26 @@ class MultiCellDynamics:
 
     @property
     def now(self) -> float:
-        """The decision epoch: the earliest free uplink of a cell with tasks left (inf once none has any)."""
-        return min((c.uplink_end for i, c in enumerate(self.clocks) if self.tasks_left(i) > 0), default=np.inf)
+        """The decision epoch: the earliest epoch of a cell with tasks left (inf once none has any). A cell's
+        epoch is when its uplink is free and its next task has arrived (its uplink end offline), or the arrival
+        it waits for."""
+        return min((c.now for i, c in enumerate(self.clocks) if self.tasks_left(i) > 0), default=np.inf)
 
     def acting(self) -> list[int]:
-        """The cells that choose a batch at this epoch (uplink free, tasks left), in cell index order."""
+        """The cells that choose at this epoch (their epoch is now, tasks left), in cell index order."""
         now = self.now
-        return [i for i, c in enumerate(self.clocks) if self.tasks_left(i) > 0 and c.uplink_end == now]
+        return [i for i, c in enumerate(self.clocks) if self.tasks_left(i) > 0 and c.now == now]
+
+    def arrived(self, cell: int) -> int:
+        """The cell's tasks that have arrived by its epoch."""
+        return int(np.searchsorted(self.releases[cell], self.clocks[cell].now, side="right"))
+
+    def wait(self, cell: int) -> None:
+        """The cell waits: its epoch moves to its next arrival (the online env's wait; one must be due)."""
+        arrived = self.arrived(cell)
+        if arrived >= self.episodes[cell].num_tasks:
+            raise ValueError(f"cell {cell} cannot wait: every task has arrived; allowed: a batch")
+        self.clocks[cell] = dataclasses.replace(self.clocks[cell], now=float(self.releases[cell][arrived]))
 
     def done(self, cell: int) -> bool:
         """Every task of the cell committed and accepted by the MBS."""
@@ -292,7 +346,10 @@ class MultiCellDynamics:
         outcome, after = commit_batch(self.models[cell], self.episodes[cell], clock, batch_size, speculation_length,
                                       bandwidth)
         self.pending[cell].append(PendingBatch(cell, clock, batch_size, speculation_length, bandwidth, outcome.ready))
-        self.clocks[cell] = dataclasses.replace(after, inference_end=clock.inference_end)
+        # The next epoch: the uplink free (commit_batch's now) and the next task arrived (always, offline).
+        now = after.now if after.next_task >= len(self.releases[cell]) else max(
+            after.now, float(self.releases[cell][after.next_task]))
+        self.clocks[cell] = dataclasses.replace(after, inference_end=clock.inference_end, now=now)
         return outcome.uplink_slot
 
     def advance(self) -> list[Served]:
@@ -300,11 +357,11 @@ class MultiCellDynamics:
         self.projection = fifo_schedule(self.models, self.episodes, self.pending,
                                         [c.inference_end for c in self.clocks], self.mbs_free)
         # Served s is final once no later commitment can request the MBS before it: another cell j next commits
-        # at its uplink end u_j, so its requests come after u_j; s's own cell requests after s has finished.
-        # Every batch the MBS accepts before a final one is final too (it requests no later than s).
+        # at its epoch t_j (>= its uplink end u_j), so its requests come after t_j; s's own cell requests after
+        # s has finished. Every batch the MBS accepts before a final one is final too (it requests no later).
         final = 0
         for index, s in enumerate(self.projection):
-            others = min((c.uplink_end for j, c in enumerate(self.clocks) if j != s.cell and self.tasks_left(j) > 0),
+            others = min((c.now for j, c in enumerate(self.clocks) if j != s.cell and self.tasks_left(j) > 0),
                          default=np.inf)
             if s.request <= others:
                 final = index + 1
@@ -324,15 +381,32 @@ class MultiCellDynamics:
     def projected_mbs_free(self) -> float:
         return self.projection[-1].outcome.finish if self.projection else self.mbs_free
 
+    def latencies(self, cell: int) -> np.ndarray:
+        """The latencies of the cell's accepted tasks in queue order: completion minus arrival (0 offline)."""
+        if not self.outcomes[cell]:
+            return np.zeros(0)
+        times = np.concatenate([o.completion_times for o in self.outcomes[cell]])
+        return times - self.releases[cell][:len(times)]
+
     def cell_latency(self, cell: int) -> float:
-        """Mean completion time of the cell's accepted tasks (the cell's mean latency once it is done)."""
-        times = [o.completion_times for o in self.outcomes[cell]]
-        return float(np.concatenate(times).mean()) if times else 0.0
+        """Mean latency of the cell's accepted tasks (the cell's mean latency once it is done)."""
+        latencies = self.latencies(cell)
+        return float(latencies.mean()) if len(latencies) else 0.0
 
     def mean_latency(self) -> float:
-        """Mean completion time over the accepted tasks of every cell (the objective once every cell is done)."""
-        times = [o.completion_times for outcomes in self.outcomes for o in outcomes]
-        return float(np.concatenate(times).mean()) if times else 0.0
+        """Mean latency over the accepted tasks of every cell (the objective once every cell is done)."""
+        latencies = np.concatenate([self.latencies(i) for i in range(len(self.episodes))])
+        return float(latencies.mean()) if len(latencies) else 0.0
+
+    def served_cost(self, served: Served) -> float:
+        """A batch's share of the objective: sum over its tasks of (C_k - a_k) / sum_i K_i."""
+        # The kernel's cost divides by the cell's K; rescaled to the joint divisor (exactly 1 with one cell).
+        cost = served.outcome.cost * (self.episodes[served.cell].num_tasks / self.num_tasks)
+        if self.episodes[served.cell].release is None:
+            return cost  # offline: the cost as it was, bit for bit
+        first = served.first_task
+        arrivals = float(self.releases[served.cell][first:first + len(served.outcome.completion_times)].sum())
+        return cost - arrivals / self.num_tasks
 
 
 # ---------------------------------------------------------------------------------------------- shared env core
@@ -347,13 +421,15 @@ class MultiCellCore:
 
     def __init__(self, config: MultiCellConfig | str = "two-heterogeneous", action_mode: str = "discrete") -> None:
         from sdedge_gym.env import EdgeSDEnv
+        from sdedge_gym.online_env import EdgeSDOnlineEnv
 
         self.config = make_multicell(config) if isinstance(config, str) else config
         if not isinstance(self.config, MultiCellConfig):
             raise ValueError(f"config = {config!r} is invalid; allowed: a MultiCellConfig or a preset name "
                              f"{sorted(MULTICELL_PRESETS)}")
         self.action_mode = action_mode
-        self.cell_envs = tuple(EdgeSDEnv(cell, action_mode=action_mode) for cell in self.config.cells)
+        cell_env = EdgeSDOnlineEnv if self.config.online else EdgeSDEnv
+        self.cell_envs = tuple(cell_env(cell, action_mode=action_mode) for cell in self.config.cells)
         self.dynamics: MultiCellDynamics | None = None
         self.cell_observation_spaces = tuple(
             spaces.Box(0.0, 1.0, (env.observation_space.shape[0] + len(SHARED_FEATURES),), dtype=np.float32)
@@ -368,6 +444,8 @@ class MultiCellCore:
             env.reset(seed=None if seed is None else seed + i)
         self.dynamics = MultiCellDynamics([env.model for env in self.cell_envs],
                                           [env.episode for env in self.cell_envs])
+        for env, clock in zip(self.cell_envs, self.dynamics.clocks, strict=True):
+            env.clock = clock  # the same first epoch (an online cell's first arrival); masks read it
 
     def check_steppable(self, owner: str) -> None:
         if self.dynamics is None:
@@ -389,21 +467,29 @@ class MultiCellCore:
             if cell not in actions:
                 raise ValueError(f"cell {cell} acts at this epoch but has no action; allowed: an action for every "
                                  "acting cell")
-            decoded[cell] = self.cell_envs[cell].actions.decode(actions[cell])
-        infos: list[dict[str, Any]] = [{"acted": np.array(i in decoded)} for i in range(self.num_cells)]
-        for cell, (_, requested, speculation_length, weights) in decoded.items():
             env = self.cell_envs[cell]
-            size = min(requested, env.batch_limit())
+            decoded[cell] = env.actions.decode(actions[cell], wait=env.has_wait)
+        infos: list[dict[str, Any]] = [{"acted": np.array(i in decoded)} for i in range(self.num_cells)]
+        for cell, (wait, requested, speculation_length, weights) in decoded.items():
+            env = self.cell_envs[cell]
+            if wait and env.can_wait():  # online: the cell's epoch moves to its next arrival
+                dynamics.wait(cell)
+                env.clock = dynamics.clocks[cell]
+                infos[cell].update(batch_size=np.int64(0), speculation_length=np.int64(speculation_length),
+                                   uplink_slot=np.float64(0.0), action_clipped=np.array(False), waited=np.array(True))
+                continue
+            # A refused wait (every task arrived) dispatches the largest batch, as the online env does.
+            size = env.batch_limit() if wait else min(requested, env.batch_limit())
             slot = dynamics.commit(cell, size, speculation_length, env._bandwidth(weights, size))
             env.clock = dynamics.clocks[cell]  # the cell env's masks and batch limit read it
             infos[cell].update(batch_size=np.int64(size), speculation_length=np.int64(speculation_length),
-                               uplink_slot=np.float64(slot), action_clipped=np.array(size != requested))
+                               uplink_slot=np.float64(slot), action_clipped=np.array(wait or size != requested))
+            if env.has_wait:
+                infos[cell]["waited"] = np.array(False)
         costs = np.zeros(self.num_cells)
         mbs_wait = np.zeros(self.num_cells)
         for served in dynamics.advance():
-            # The kernel's cost divides by the cell's K; rescaled to the joint divisor (exactly 1 with one cell).
-            share = self.cell_envs[served.cell].episode.num_tasks / dynamics.num_tasks
-            costs[served.cell] += served.outcome.cost * share
+            costs[served.cell] += dynamics.served_cost(served)
             mbs_wait[served.cell] += served.outcome.start - served.request
         for cell, env in enumerate(self.cell_envs):
             env.clock = dynamics.clocks[cell]
@@ -422,7 +508,12 @@ class MultiCellCore:
         backlog, and the other cells' tasks left / their K."""
         dynamics, env = self.dynamics, self.cell_envs[cell]
         clock = dynamics.clocks[cell]
-        env.clock = dataclasses.replace(clock, inference_end=dynamics.projected_finish(cell))
+        observed = dataclasses.replace(clock, inference_end=dynamics.projected_finish(cell))
+        if env.has_wait and np.isfinite(dynamics.now) and clock.now > dynamics.now:
+            # An online cell that does not act observes the queue as it is now, not at its own later epoch
+            # (which would show arrivals still to come); its earlier tasks have all arrived by now.
+            observed = dataclasses.replace(observed, now=dynamics.now)
+        env.clock = observed
         single = env._observation()
         env.clock = clock
         now = dynamics.now if np.isfinite(dynamics.now) else dynamics.projected_mbs_free()
@@ -448,8 +539,9 @@ class MultiCellTwinEnv(gym.Env):
 
     The centralised twin of the multi-cell env (:mod:`sdedge_gym.multicell`, docs/MODEL.md): one agent chooses
     the joint action of C cells sharing one MBS. A step is a decision epoch t, the earliest free uplink of a
-    cell with tasks left; the cells whose uplink is free at t (``info["acting"]``) commit their part of the
-    action, the other cells' parts are ignored. The MBS serves batches first come, first served.
+    cell with tasks left (online cells: with its next task arrived); the cells whose epoch is t
+    (``info["acting"]``) commit their part of the action, the other cells' parts are ignored. The MBS serves
+    batches first come, first served.
 
     ## Action Space
 
@@ -480,7 +572,9 @@ class MultiCellTwinEnv(gym.Env):
 
     ``config``: a :class:`MultiCellConfig` or a preset name (:data:`MULTICELL_PRESETS`); ``action_mode``:
     ``"discrete"``, ``"hybrid"`` or ``"dict"``; with a preset name, ``preset_kwargs`` go to
-    :func:`make_multicell` (``num_tasks``, ``base`` and the base preset's overrides). The registered ids
+    :func:`make_multicell` (``num_tasks``, ``base`` and the base preset's overrides; ``online`` and ``load``).
+    The ``*-online`` presets have online cells: each cell's part of the action is then the online env's (with
+    its wait), and its epoch waits for its next arrival (docs/MODEL.md §17). The registered ids
     (``sdedge_gym.MULTICELL_ENV_IDS``) are ``sdedge/EdgeSD-MultiCell-{TwoIdentical,TwoHeterogeneous,
     FourHeterogeneous}[-Hybrid|-Dict]-v0``.
     """
@@ -535,7 +629,8 @@ class MultiCellTwinEnv(gym.Env):
                 raise ValueError(f"action = {got!r} is invalid for action_mode 'dict'; allowed: a mapping with "
                                  f"exactly the keys {list(self.agents)}, each a cell's single-env dict action")
             for i, agent in enumerate(self.agents):  # the cell's own checks, with its error
-                self.core.cell_envs[i].actions.decode(action[agent])
+                env = self.core.cell_envs[i]
+                env.actions.decode(action[agent], wait=env.has_wait)
             return {i: action[agent] for i, agent in enumerate(self.agents)}
         if not self.action_space.contains(np.asarray(action, dtype=self.action_space.dtype)) or np.shape(
                 action) != self.action_space.shape:

@@ -24,17 +24,19 @@ class MultiCellParallelEnv(ParallelEnv):
 
     ## Agents and steps
 
-    A step is a decision epoch t: the earliest free uplink of a cell with tasks left. Every live agent is in
-    ``agents`` and gets an observation, a reward and an info each step, but only the cells whose uplink is
-    free at t act: ``info[agent]["acting"]`` (and the observation's ``acting`` feature) says which. An acting
-    agent must send an action; the others' actions are ignored (they may be omitted). Simultaneous actors are
-    committed in cell index order. An agent terminates (and leaves ``agents``) once its cell has committed
-    every task *and* the MBS has accepted all its batches, so that it receives the cost of every batch it
-    committed; a cell with nothing left to commit stays live but never acts until then. Never truncated.
+    A step is a decision epoch t: the earliest free uplink of a cell with tasks left (online cells: with its
+    next task arrived). Every live agent is in ``agents`` and gets an observation, a reward and an info each
+    step, but only the cells whose epoch is t act: ``info[agent]["acting"]`` (and the observation's ``acting``
+    feature) says which. An acting agent must send an action; the others' actions are ignored (they may be
+    omitted). Simultaneous actors are committed in cell index order. An agent terminates (and leaves
+    ``agents``) once its cell has committed every task *and* the MBS has accepted all its batches, so that it
+    receives the cost of every batch it committed; a cell with nothing left to commit stays live but never acts
+    until then. Never truncated.
 
     ## Spaces
 
-    Action: the cell's single-env action space (``EdgeSDEnv``'s in the chosen mode). Observation:
+    Action: the cell's single-env action space (``EdgeSDEnv``'s in the chosen mode; with online cells, the
+    ``*-online`` presets, ``EdgeSDOnlineEnv``'s, whose wait moves the cell's epoch to its next arrival). Observation:
     ``Box(0, 1)``: the cell's single-env observation, then ``acting``, the MBS backlog and the other cells'
     share of tasks left (:data:`sdedge_gym.multicell.SHARED_FEATURES`). The action mask (MaskablePPO's
     layout, as the single env's) is ``info[agent]["action_mask"]``.

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("pettingzoo", reason="needs the multicell extra (pettingzoo, supersuit)")
 pytest.importorskip("supersuit", reason="needs the multicell extra (pettingzoo, supersuit)")
 
-from sdedge_agents.multicell import constant_plan, lower_bound, play
-from sdedge_agents.multicell_ppo import TeamEpisode, evaluate, make_vec_env, play_episode
+from sdedge_agents.multicell import constant_plan, lower_bound, play, play_episode, reference_latencies, score_table
+from sdedge_agents.multicell_ppo import TeamEpisode, evaluate, make_vec_env
 from sdedge_gym.multicell import MultiCellTwinEnv, make_multicell
 from sdedge_gym.multicell_pz import MultiCellParallelEnv
 
@@ -62,7 +62,7 @@ def test_vector_env_has_a_slot_per_cell_and_resets_all_together():
 def test_evaluation_plays_the_policy_on_acting_cells_only():
     """A constant policy scored by play_episode costs what the references' play() of the constant plans costs."""
     for seed in (500, 501):
-        latency = play_episode(lambda obs: np.array([1, 3]), "two-heterogeneous", seed)
+        latency = play_episode(lambda agent, obs: np.array([1, 3]), "two-heterogeneous", seed)
         twin = MultiCellTwinEnv("two-heterogeneous")
         twin.reset(seed=seed)
         models, episodes = [e.model for e in twin.core.cell_envs], [e.episode for e in twin.core.cell_envs]
@@ -82,3 +82,17 @@ def test_a_short_ppo_run_learns_and_is_scored_above_the_lower_bound():
         twin.reset(seed=seed)
         bound = lower_bound([e.model for e in twin.core.cell_envs], [e.episode for e in twin.core.cell_envs])
         assert np.isfinite(latency) and latency >= bound
+
+
+def test_the_score_table_brackets_every_policy_between_the_references():
+    rows = [reference_latencies("two-heterogeneous", seed) for seed in (500, 501, 502)]
+    results = {name: np.array([row[name] for row in rows]) for name in rows[0]}
+    for row in rows:  # the lower bound is below every feasible joint plan, the planner the best of its candidates
+        assert row["lower bound"] <= row["centralised planner"] <= row["uncoordinated best-constant"]
+    table = score_table(results).splitlines()
+    assert table[0] == "| policy | mean latency (s) | vs centralised planner |" and len(table) == 2 + len(results)
+    planner_row = next(line for line in table if line.startswith("| centralised planner |"))
+    assert planner_row.endswith("| +0.0 % |")
+    bound = results["lower bound"]
+    half = 4.302652729749464 * np.std(bound, ddof=1) / np.sqrt(3)  # t(0.975) with 2 degrees of freedom
+    assert f"| lower bound | {np.mean(bound):.3f} ± {half:.3f} |" in table[2]
