@@ -62,12 +62,44 @@ def load_entry(env_id: str, algo: str, path: Path | None = None) -> Hyperparamet
     if entry.get("policy", "MlpPolicy") != "MlpPolicy":
         raise ValueError(f"{path}:{key}: policy = {entry['policy']!r}; allowed: 'MlpPolicy'")
     kwargs = {k: v for k, v in entry.items() if k not in _ZOO_KEYS}
+    for name in SCHEDULED:  # checked here; the string stays (run.json records it) until the model is built
+        if name in kwargs:
+            parse_schedule(kwargs[name], f"{path}:{key}: {name}")
     if "policy_kwargs" in entry:
         kwargs["policy_kwargs"] = parse_call_dict(entry["policy_kwargs"], f"{path}:{key}: policy_kwargs")
     monitor = parse_call_dict(entry.get("monitor_kwargs", "dict()"), f"{path}:{key}: monitor_kwargs")
     return Hyperparameters(source=f"{path.name}:{key}", n_timesteps=int(float(entry["n_timesteps"])),
                            n_envs=int(entry.get("n_envs", 1)), policy="MlpPolicy", algorithm_kwargs=kwargs,
                            info_keywords=tuple(monitor.get("info_keywords", ())))
+
+
+SCHEDULED = ("learning_rate", "clip_range")  # the keyword arguments SB3 takes as a schedule too
+
+
+@dataclass(frozen=True)
+class LinearSchedule:
+    """rl-zoo3's ``"lin_<initial>"``: a value decayed linearly from ``initial`` to 0 over the run (SB3 calls it
+    with progress_remaining, 1 at the start and 0 at the end). A class, so that a saved model pickles it."""
+
+    initial: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.initial
+
+
+def parse_schedule(value: Any, name: str) -> float | LinearSchedule:
+    """A number as it is, or rl-zoo3's ``"lin_<number>"`` as a :class:`LinearSchedule`."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            initial = float(value[len("lin_"):])
+        except ValueError:
+            initial = float("nan")
+        if initial > 0 and initial != float("inf"):
+            return LinearSchedule(initial)
+    elif isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
+        return float(value)
+    raise ValueError(f"{name} = {value!r} is invalid; allowed: a number > 0 or \"lin_<number > 0>\" (decayed "
+                     "linearly to 0 over the run, rl-zoo3's form)")
 
 
 def parse_call_dict(text: Any, name: str) -> dict[str, Any]:

@@ -67,16 +67,7 @@ def play(models: Sequence[ServingModel], episodes: Sequence[Episode], plans: Seq
     a cell waits until the batch's last task has arrived, so that the batch leaves as the DP's does: at the
     later of its uplink's end and that arrival)."""
     dynamics = MultiCellDynamics(models, episodes)
-    steps = [0] * len(plans)
-    while not all(dynamics.done(i) for i in range(len(plans))):
-        for cell in dynamics.acting():
-            n, l = plans[cell][steps[cell]]
-            if dynamics.arrived(cell) < dynamics.clocks[cell].next_task + n:
-                dynamics.wait(cell)
-                continue
-            dynamics.commit(cell, n, l, None)
-            steps[cell] += 1
-        dynamics.advance()
+    dynamics.play_out(lambda cell: plans[cell][dynamics.clocks[cell].batches])  # the cell's next batch of its plan
     return JointPlan(tuple(tuple(p) for p in plans), dynamics.mean_latency(),
                      tuple(dynamics.cell_latency(i) for i in range(len(plans))))
 
@@ -263,6 +254,18 @@ def play_episode(policy: Callable[[str, np.ndarray], Any], config: MultiCellConf
         for info in infos.values():
             latency = float(info.get("mean_latency", latency))
     return latency
+
+
+def play_twin_episode(policy: Callable[[np.ndarray, np.ndarray], Any], config: MultiCellConfig | str, seed: int,
+                      action_mode: str = "discrete") -> float:
+    """Mean latency of one episode of the centralised twin under seed ``seed`` (the PettingZoo env's episode of
+    the same seed) with ``policy(observation, action_mask) -> joint action``."""
+    env = MultiCellTwinEnv(config, action_mode)
+    observation, info = env.reset(seed=seed)
+    done = False
+    while not done:
+        observation, _, done, _, info = env.step(policy(observation, env.action_masks()))
+    return float(info["mean_latency"])
 
 
 def reference_latencies(config: MultiCellConfig | str, seed: int) -> dict[str, float]:

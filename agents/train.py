@@ -39,7 +39,8 @@ after ``learning_starts`` steps).
 SB3's DummyVecEnv (the native vector env has no reward option), and the evaluations drop ``reward`` so that
 they score the objective. ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
 hyperparameter file (e.g. ``gae_lambda=0.9``; ``policy_kwargs="dict(net_arch=[128, 128], slot_width=128)"``
-replaces the file's policy_kwargs whole); both are recorded in run.json. ``--policy slot`` trains the
+replaces the file's policy_kwargs whole; ``learning_rate`` and ``clip_range`` also take rl-zoo3's
+``lin_<number>``, decayed linearly to 0 over the run); both are recorded in run.json. ``--policy slot`` trains the
 sequence policy of :mod:`sdedge_agents.slot_policy` (a per-task "the batch ends here" head) from reward instead
 of SB3's MlpPolicy.
 
@@ -69,7 +70,7 @@ import numpy as np
 from gymnasium import spaces
 
 import sdedge_gym  # noqa: F401  (registers the ids)
-from sdedge_agents.hyperparameters import load_entry, parse_call_dict
+from sdedge_agents.hyperparameters import SCHEDULED, load_entry, parse_call_dict, parse_schedule
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_agents.runs import RunDirectory, check_int, jsonable, read_run, write_run
 from sdedge_gym.registration import ENV_TABLE
@@ -272,6 +273,9 @@ def hyperparameters(config: TrainConfig) -> dict[str, Any]:
     overrides = dict(config.hyperparams)
     if "policy_kwargs" in overrides:  # as in the file: "dict(net_arch=[...], ...)", replacing the file's whole
         overrides["policy_kwargs"] = parse_call_dict(overrides["policy_kwargs"], "--hyperparams policy_kwargs")
+    for name in SCHEDULED:  # a number or "lin_<number>"; the string is kept for run.json
+        if name in overrides:
+            parse_schedule(overrides[name], f"--hyperparams {name}")
     settings = {**copy.deepcopy(entry.algorithm_kwargs), **overrides}
     if "n_steps" in settings and config.algo != "dqn":
         rollout = min(int(settings["n_steps"]) * entry.n_envs, config.timesteps)
@@ -279,6 +283,16 @@ def hyperparameters(config: TrainConfig) -> dict[str, Any]:
         if "batch_size" in settings:
             settings["batch_size"] = min(int(settings["batch_size"]), settings["n_steps"] * config.n_envs)
     return settings
+
+
+def algorithm_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """The recorded hyperparameters as SB3 takes them: a copy (SB3 adds entries, e.g. A2C's optimizer class, to
+    the policy_kwargs it is given), with rl-zoo3's "lin_<number>" schedules made callables."""
+    kwargs = copy.deepcopy(settings)
+    for name in SCHEDULED:
+        if name in kwargs:
+            kwargs[name] = parse_schedule(kwargs[name], name)
+    return kwargs
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -494,9 +508,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         settings = previous["hyperparameters"] if previous else None
     else:
         settings = hyperparameters(config)
-        # A copy: SB3 adds entries (e.g. A2C's optimizer class) to the policy_kwargs it is given.
         model = cls(policy_class(config), env, seed=config.seed, device="cpu", verbose=verbose,
-                    **copy.deepcopy(settings))
+                    **algorithm_kwargs(settings))
         resumed_from = None
     # SB3's CSV output rewrites progress.csv: a resumed run logs into a folder of its own.
     log_dir = out_dir / "logs" if resumed_from is None else out_dir / "logs" / f"resumed_{resumed_from['steps']}"

@@ -42,6 +42,10 @@ row_arguments() {
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9" ;;
         # The sequence policy as a contextual bandit on the reference reward (the rollout planner's objective).
         reference-slot-gamma0) echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gamma=0.0" ;;
+        # The shipped recipe with the learning rate decayed linearly to 0 (rl-zoo3's lin_), against the constant
+        # rate's late oscillation on the validation episodes.
+        reference-slot-lambda0.9-linlr)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }

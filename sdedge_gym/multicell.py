@@ -68,6 +68,7 @@ SHARED_FEATURES = ("acting", "mbs_backlog", "other_tasks_left")
 # Action modes of the centralised twin: the single env's (the joint action concatenates or, in "dict", maps the
 # cells' actions).
 TWIN_ACTION_MODES = ("discrete", "hybrid", "dict")
+TWIN_REWARDS = ("latency", "reference")  # the twin's reward= options (MultiCellTwinEnv, Rewards)
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,37 @@ class MultiCellDynamics:
         latencies = np.concatenate([self.latencies(i) for i in range(len(self.episodes))])
         return float(latencies.mean()) if len(latencies) else 0.0
 
+    def copy(self) -> MultiCellDynamics:
+        """An independent copy of the state (the models, episodes and the frozen records are shared)."""
+        other = object.__new__(MultiCellDynamics)
+        other.__dict__.update(self.__dict__)
+        other.clocks = list(self.clocks)
+        other.pending = [list(queue) for queue in self.pending]
+        other.outcomes = [list(outcomes) for outcomes in self.outcomes]
+        other.projection = list(self.projection)
+        return other
+
+    def play_out(self, choose: Callable[[int], tuple[int, int]]) -> float:
+        """Play to the end, each acting cell committing ``choose(cell)`` = (n, l) with the closed-form split (n
+        clipped to the tasks left; online, the cell waits until n tasks have arrived); the cost of every batch
+        accepted meanwhile, sum_k (C_k - a_k) / sum_i K_i."""
+        cost = 0.0
+        while not all(self.done(i) for i in range(len(self.episodes))):
+            for cell in self.acting():
+                n, l = choose(cell)
+                n = min(n, self.tasks_left(cell))
+                if self.arrived(cell) < self.clocks[cell].next_task + n:
+                    self.wait(cell)
+                else:
+                    self.commit(cell, n, l, None)
+            cost += sum(self.served_cost(served) for served in self.advance())
+        return cost
+
+    def reference_cost_to_go(self, actions: Sequence[tuple[int, int]]) -> float:
+        """What the rest of the episode costs from this state when cell i commits ``actions[i]`` = (n_i, l_i) at
+        each of its epochs (its committed batches included): the multi-cell reference reward's potential."""
+        return self.copy().play_out(lambda cell: actions[cell])
+
     def served_cost(self, served: Served) -> float:
         """A batch's share of the objective: sum over its tasks of (C_k - a_k) / sum_i K_i."""
         # The kernel's cost divides by the cell's K; rescaled to the joint divisor (exactly 1 with one cell).
@@ -560,8 +592,17 @@ class MultiCellTwinEnv(gym.Env):
 
     ## Rewards
 
-    Minus the cost of the batches the MBS accepted during the step, sum_k C_k / sum_i K_i, so that the
-    undiscounted return is minus the mean latency over all tasks of all cells.
+    ``reward="latency"`` (default): minus the cost of the batches the MBS accepted during the step,
+    sum_k (C_k - a_k) / sum_i K_i (a_k = 0 offline), so that the undiscounted return is minus the mean latency
+    over all tasks of all cells.
+
+    ``reward="reference"``: that reward plus a potential-based shaping term whose potential is minus V(s), the
+    cost to go of the reference policy in which every cell commits its own best constant action (n_i, l_i)
+    (``reference_actions``, the single-cell baseline of its scenario) at each of its epochs, from the state s
+    (its committed batches included), played through the same dynamics
+    (``MultiCellDynamics.reference_cost_to_go``): r = -cost + V(s) - V(s'), V(terminal) = 0. The undiscounted
+    return is V(s_0) - objective, the episode's improvement over the uncoordinated best-constant cells; the
+    optimal policies are unchanged. ``info["reference_cost_to_go"]`` is V(s') (V(s_0) in the reset info).
 
     ## Episode End
 
@@ -571,8 +612,9 @@ class MultiCellTwinEnv(gym.Env):
     ## Arguments
 
     ``config``: a :class:`MultiCellConfig` or a preset name (:data:`MULTICELL_PRESETS`); ``action_mode``:
-    ``"discrete"``, ``"hybrid"`` or ``"dict"``; with a preset name, ``preset_kwargs`` go to
-    :func:`make_multicell` (``num_tasks``, ``base`` and the base preset's overrides; ``online`` and ``load``).
+    ``"discrete"``, ``"hybrid"`` or ``"dict"``; ``reward``: ``"latency"`` or ``"reference"`` (Rewards); with a
+    preset name, ``preset_kwargs`` go to :func:`make_multicell` (``num_tasks``, ``base`` and the base preset's
+    overrides; ``online`` and ``load``).
     The ``*-online`` presets have online cells: each cell's part of the action is then the online env's (with
     its wait), and its epoch waits for its next arrival (docs/MODEL.md §17). The registered ids
     (``sdedge_gym.MULTICELL_ENV_IDS``) are ``sdedge/EdgeSD-MultiCell-{TwoIdentical,TwoHeterogeneous,
@@ -582,10 +624,13 @@ class MultiCellTwinEnv(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, config: MultiCellConfig | str = "two-heterogeneous", action_mode: str = "discrete",
-                 **preset_kwargs: Any) -> None:
+                 reward: str = "latency", **preset_kwargs: Any) -> None:
         if action_mode not in TWIN_ACTION_MODES:
             raise ValueError(f"action_mode = {action_mode!r} is invalid; allowed: "
                              f"{' | '.join(map(repr, TWIN_ACTION_MODES))}")
+        if reward not in TWIN_REWARDS:
+            raise ValueError(f"reward = {reward!r} is invalid; allowed: {' | '.join(map(repr, TWIN_REWARDS))}")
+        self.reward = reward
         if preset_kwargs and not isinstance(config, str):
             raise ValueError(f"keyword arguments {sorted(preset_kwargs)} are invalid with a MultiCellConfig; allowed: "
                              "none (they apply to a preset name)")
@@ -603,13 +648,24 @@ class MultiCellTwinEnv(gym.Env):
         self._action_split = None if action_mode == "dict" else np.cumsum([s.shape[0] for s in cell_spaces])[:-1]
         size = sum(s.shape[0] for s in self.core.cell_observation_spaces)
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
+        # reward="reference": every cell's best constant action on its own (the uncoordinated baseline's).
+        self.reference_actions: tuple[tuple[int, int], ...] = ()
+        if reward == "reference":
+            from sdedge_gym.reference import best_constant_action
+
+            self.reference_actions = tuple(best_constant_action(cell) for cell in self.core.config.cells)
+        self._cost_to_go = 0.0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is None and self.core.dynamics is None:  # the cells' first episodes from this env's generator
             seed = int(self.np_random.integers(2**31 - MAX_CELLS))
         self.core.reset_cells(seed)
-        return self._observation(), {"acting": self.core.acting_mask(), "action_mask": self.action_masks()}
+        info = {"acting": self.core.acting_mask(), "action_mask": self.action_masks()}
+        if self.reward == "reference":
+            self._cost_to_go = self.core.dynamics.reference_cost_to_go(self.reference_actions)
+            info["reference_cost_to_go"] = np.float64(self._cost_to_go)
+        return self._observation(), info
 
     def step(self, action):
         self.core.check_steppable(type(self).__name__)
@@ -617,9 +673,15 @@ class MultiCellTwinEnv(gym.Env):
         terminated = all(self.core.dynamics.done(i) for i in range(self.core.num_cells))
         info = {"acted": np.array([i["acted"] for i in cell_infos]), "cell_cost": costs,
                 "acting": self.core.acting_mask(), "action_mask": self.action_masks()}
+        reward = -float(costs.sum())
+        if self.reward == "reference":  # potential-based shaping: -cost + V(s) - V(s'), V(terminal) = 0
+            before = self._cost_to_go
+            self._cost_to_go = 0.0 if terminated else self.core.dynamics.reference_cost_to_go(self.reference_actions)
+            reward += before - self._cost_to_go
+            info["reference_cost_to_go"] = np.float64(self._cost_to_go)
         if terminated:
             info.update(self.core.kpis())
-        return self._observation(), -float(costs.sum()), terminated, False, info
+        return self._observation(), reward, terminated, False, info
 
     def _cell_actions(self, action: Any) -> dict[int, Any]:
         """The joint action checked and split into the cells' actions."""

@@ -374,3 +374,24 @@ def test_hyperparams_policy_kwargs_is_parsed_like_the_files_and_bad_text_names_t
     bad = TrainConfig(SMALL, "maskable_ppo", timesteps=256, hyperparams=(("policy_kwargs", "net_arch=[32]"),))
     with pytest.raises(ValueError, match="--hyperparams policy_kwargs = 'net_arch=\\[32\\]' is invalid; allowed"):
         hyperparameters(bad)
+
+
+def test_linear_schedules_are_rl_zoos_and_decay_to_zero_over_the_run(tmp_path):
+    from sdedge_agents.hyperparameters import LinearSchedule, parse_schedule
+    from sdedge_agents.train import algorithm_class
+
+    assert parse_schedule("lin_1e-3", "x") == LinearSchedule(1e-3) and parse_schedule(2e-4, "x") == 2e-4
+    assert LinearSchedule(1e-3)(1.0) == 1e-3 and LinearSchedule(1e-3)(0.25) == 0.25e-3
+    for bad in ("lin_", "lin_-1", "lin_inf", "fast", 0, True):
+        with pytest.raises(ValueError, match=r"allowed: a number > 0 or \"lin_<number > 0>\""):
+            parse_schedule(bad, "x")
+    with pytest.raises(ValueError, match="--hyperparams learning_rate = 'lin_x' is invalid"):
+        hyperparameters(TrainConfig(SMALL, "maskable_ppo", timesteps=256, hyperparams=(("learning_rate", "lin_x"),)))
+    config = TrainConfig(SMALL, "maskable_ppo", timesteps=512, n_envs=2, seed=3, out=str(tmp_path), eval_episodes=1,
+                         hyperparams=(("learning_rate", "lin_1e-3"), ("clip_range", "lin_0.2")))
+    train(config)
+    assert _run_json(tmp_path)["hyperparameters"]["learning_rate"] == "lin_1e-3"  # recorded as given
+    model = algorithm_class("maskable_ppo").load(tmp_path / "model.zip", device="cpu")
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.0) == 0.0
+    # The last update ran at the learning rate of the progress it was made at: below the initial one.
+    assert 0.0 <= model.policy.optimizer.param_groups[0]["lr"] < 1e-3
