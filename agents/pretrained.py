@@ -83,6 +83,75 @@ PRETRAINED: dict[str, PretrainedAgent] = {
 }
 
 
+@dataclass(frozen=True)
+class MultiCellPretrainedAgent:
+    """A shipped agent of the multi-cell twin (:class:`sdedge_gym.multicell.MultiCellTwinEnv`, discrete mode):
+    MaskablePPO on the joint action, trained by ``scripts/train_multicell_twin.py``; its card is that run's
+    results.json (the references on the same held-out episodes) with the command and the run's settings."""
+
+    name: str
+    preset: str  # a sdedge_gym.multicell.MULTICELL_PRESETS name
+    model_file: str
+    card_file: str
+
+    @property
+    def model_path(self) -> Path:
+        return PRETRAINED_DIR / self.model_file
+
+    @property
+    def card_path(self) -> Path:
+        return PRETRAINED_DIR / self.card_file
+
+    def card(self) -> dict[str, Any]:
+        return json.loads(self.card_path.read_text())
+
+
+MULTICELL_PRETRAINED: dict[str, MultiCellPretrainedAgent] = {
+    agent.name: agent
+    for agent in (
+        # The reference reward on the twin: every cell's best constant action as the reference policy.
+        MultiCellPretrainedAgent("maskable-ppo-twin-two-heterogeneous", "two-heterogeneous",
+                                 "maskable-ppo-twin-two-heterogeneous.zip",
+                                 "maskable-ppo-twin-two-heterogeneous.json"),
+    )
+}
+
+
+def load_multicell_pretrained(name: str):
+    """The shipped multi-cell agent ``name`` as ``policy(observation, action_mask) -> joint action`` (greedy),
+    for :func:`sdedge_agents.multicell.play_twin_episode` or a loop over the twin of its preset."""
+    if name not in MULTICELL_PRETRAINED:
+        raise ValueError(f"multi-cell pretrained agent {name!r} is unknown; allowed: "
+                         f"{' | '.join(MULTICELL_PRETRAINED)}")
+    agent = MULTICELL_PRETRAINED[name]
+    try:
+        from sb3_contrib import MaskablePPO
+    except ImportError as error:
+        raise ImportError(f"pretrained agents need sb3-contrib and torch: {TRAIN_EXTRA_HINT} ({error})") from error
+    if not agent.model_path.exists():
+        raise FileNotFoundError(f"multi-cell pretrained agent {name!r}: {agent.model_path} is missing; "
+                                "scripts/train_multicell_twin.py --ship rebuilds it")
+    model = MaskablePPO.load(agent.model_path, device="cpu")
+    return lambda observation, mask: model.predict(observation, action_masks=mask, deterministic=True)[0]
+
+
+def ship_multicell(name: str, run_dir: Path, command: str) -> dict[str, Any]:
+    """Copy a finished ``scripts/train_multicell_twin.py`` run's model to the shipped agent ``name``; its card is
+    the run's results.json with the command."""
+    if name not in MULTICELL_PRETRAINED:
+        raise ValueError(f"multi-cell pretrained agent {name!r} is unknown; allowed: "
+                         f"{' | '.join(MULTICELL_PRETRAINED)} (add it to MULTICELL_PRETRAINED first)")
+    agent = MULTICELL_PRETRAINED[name]
+    results = json.loads((run_dir / "results.json").read_text())
+    if results["preset"] != agent.preset:
+        raise ValueError(f"run {run_dir} is on preset {results['preset']!r}; allowed: {agent.preset!r} for {name}")
+    shutil.copyfile(run_dir / "model.zip", agent.model_path)
+    card = {"name": name, "preset": agent.preset, "algo": "maskable_ppo", "env": "MultiCellTwinEnv, discrete",
+            "command": command, **results}
+    agent.card_path.write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
 class PretrainedPolicy:
     """A loaded SB3 model bound to one env; ``predict`` has SB3's signature and applies the env's mask.
 
@@ -219,7 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ship_parser.add_argument("--command", required=True, help="the exact training command, for the card")
     ship_parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
     ship_parser.add_argument("--seed", type=int, default=0, help="evaluation episode i uses seed S + i")
+    multicell_parser = commands.add_parser("ship-multicell", help="copy a scripts/train_multicell_twin.py run's "
+                                                                   "model into agents/pretrained and write the card")
+    multicell_parser.add_argument("name", choices=sorted(MULTICELL_PRETRAINED))
+    multicell_parser.add_argument("--run", required=True, help="the run's --out directory")
+    multicell_parser.add_argument("--command", required=True, help="the exact training command, for the card")
     args = parser.parse_args(argv)
+    if args.command == "ship-multicell":
+        card = ship_multicell(args.name, Path(args.run), args.command)
+        print(json.dumps(card["summary"], indent=1))
+        return 0
     if args.command == "list":
         for name, agent in PRETRAINED.items():
             if not agent.card_path.exists():
@@ -231,6 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: {agent.env_id}, {evaluation['objective']} {evaluation['mean'][name]:.3f} s on seeds "
                   f"{evaluation['seeds']}; gap to oracle {gaps[name]:+.1f} % ({baseline} "
                   f"{gaps[baseline]:+.1f} %, random {gaps['random']:+.1f} %)")
+        for name, multicell in MULTICELL_PRETRAINED.items():
+            if not multicell.card_path.exists():
+                print(f"{name}: multi-cell {multicell.preset} (not built)")
+                continue
+            summary = multicell.card()["summary"]
+            agent_row = next(k for k in summary if k.startswith("twin"))
+            print(f"{name}: multi-cell {multicell.preset}, mean latency {summary[agent_row]['mean']:.3f} s on seeds "
+                  f"500..599 (centralised planner {summary['centralised planner']['mean']:.3f} s, uncoordinated "
+                  f"best-constant {summary['uncoordinated best-constant']['mean']:.3f} s)")
         return 0
     if args.episodes < 1:
         parser.error(f"--episodes = {args.episodes} is invalid; allowed: an integer >= 1")

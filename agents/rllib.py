@@ -16,6 +16,8 @@ module per cell (``"per-cell"``), mapped by :func:`policy_mapping`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,6 +110,71 @@ def train_iterations(algo, iterations: int, progress: bool = True) -> dict[str, 
             print(f"iteration {iteration}/{iterations}  env steps {result.get('num_env_steps_sampled_lifetime')}"
                   f"  mean episode return {runners.get('episode_return_mean', float('nan')):.3f}", flush=True)
     return result
+
+
+def add_ppo_arguments(parser, steps: str) -> None:
+    """The scripts' shared flags: iterations, env runners, PPO's batch, minibatch, epochs, lr, gamma and seed,
+    the sample timeout, the cluster address and the checkpoint directory (``steps``: what a batch counts)."""
+    parser.add_argument("--iterations", type=int, default=20, help="RLlib training iterations (algo.train())")
+    parser.add_argument("--num-env-runners", type=int, default=2, help="parallel sampling actors")
+    parser.add_argument("--train-batch-size", type=int, default=1024, help=f"{steps} per iteration")
+    parser.add_argument("--minibatch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=10, help="SGD passes over each iteration's batch")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    # RLlib's default is 60 s; an env runner's first sample includes the kernel's first numba compile in that
+    # process (tens of seconds on a loaded 2-core machine), and a timeout returns no samples at all.
+    parser.add_argument("--sample-timeout", type=float, default=600.0,
+                        help="seconds an iteration waits for the env runners' samples")
+    parser.add_argument("--address", default=None,
+                        help="a Ray cluster to join ('auto' or host:port); default: start a local instance")
+    parser.add_argument("--checkpoint", default=None, help="save the trained algorithm to this directory")
+
+
+def check_ppo_arguments(parser, args, counts: tuple[str, ...] = ()) -> None:
+    """``parser.error`` naming the flag for a bad shared value (and for the script's own ``counts``, >= 1)."""
+    if args.sample_timeout <= 0:
+        parser.error(f"--sample-timeout = {args.sample_timeout} is invalid; allowed: a number of seconds > 0")
+    for name in ("num_env_runners", "iterations", "train_batch_size", "minibatch_size", "epochs", *counts):
+        low = 0 if name == "num_env_runners" else 1
+        if getattr(args, name) < low:
+            parser.error(f"--{name.replace('_', '-')} = {getattr(args, name)} is invalid; allowed: an integer >= {low}")
+
+
+def ppo_settings(config, args):
+    """The scripts' shared PPO settings on an RLlib ``PPOConfig``: batch, minibatch, epochs, lr, gamma, seed."""
+    return (config
+            .training(train_batch_size_per_learner=args.train_batch_size, minibatch_size=args.minibatch_size,
+                      num_epochs=args.epochs, lr=args.lr, gamma=args.gamma)
+            .debugging(seed=args.seed))
+
+
+def build_and_train(config, iterations: int, progress: bool = True):
+    """``config.build_algo()`` trained ``iterations`` iterations: (algorithm, last result)."""
+    algo = config.build_algo()
+    return algo, train_iterations(algo, iterations, progress)
+
+
+def run_on_ray(args, build_config: Callable[[Any], Any], report: Callable[[Any], None]) -> int:
+    """The scripts' main: a local Ray instance (one CPU per env runner and one for the learner) or the cluster at
+    ``args.address``; ``build_config(args).build_algo()`` trained ``args.iterations`` iterations, saved to
+    ``args.checkpoint`` if given, then ``report(algo)``; Ray shut down whatever happens."""
+    import ray
+
+    if args.address is None:
+        ray.init(num_cpus=args.num_env_runners + 1, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=args.address, log_to_driver=False)
+    try:
+        algo, _ = build_and_train(build_config(args), args.iterations)
+        if args.checkpoint:
+            print(f"checkpoint: {algo.save_to_path(str(Path(args.checkpoint).resolve()))}")
+        report(algo)
+        algo.stop()
+    finally:
+        ray.shutdown()
+    return 0
 
 
 def multicell_env_creator(env_config: dict[str, Any]) -> ActingCells:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -95,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n{score_table(results)}")
     summary = {key: mean_interval(values) for key, values in results.items()}
     with open(out / "results.json", "w") as handle:
-        json.dump({"preset": args.preset, "reward": args.reward, "timesteps": args.timesteps, "seed": args.seed,
-                   "gae_lambda": args.gae_lambda, "test_seeds": seeds, "train_seconds": train_seconds,
+        command = " ".join(["python scripts/train_multicell_twin.py", *(sys.argv[1:] if argv is None else argv)])
+        json.dump({"command": command, "preset": args.preset, "reward": args.reward, "timesteps": args.timesteps,
+                   "seed": args.seed, "gae_lambda": args.gae_lambda, "test_seeds": seeds,
+                   "train_seconds": train_seconds,
                    "per_episode": {k: v.tolist() for k, v in results.items()},
                    "summary": {k: {"mean": m, "half_width_95": h} for k, (m, h) in summary.items()}}, handle, indent=1)
     return 0

@@ -32,6 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 import sdedge_gym  # registers the ids in the driver
 from sdedge_agents.evaluate import evaluate, format_table
+from sdedge_agents.rllib import (
+    RLlibGreedyPolicy,
+    add_ppo_arguments,
+    build_and_train,
+    check_ppo_arguments,
+    ppo_settings,
+    run_on_ray,
+)
 from sdedge_gym.registration import env_creator
 
 ENV_NAME = "sdedge-gym"
@@ -43,33 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a registered single-cell id (sdedge_gym.SINGLE_CELL_ENV_IDS)")
     parser.add_argument("--env-kwargs", default="{}", type=json.loads,
                         help='JSON keyword arguments for gymnasium.make, e.g. \'{"num_tasks": 20}\'')
-    parser.add_argument("--iterations", type=int, default=20, help="RLlib training iterations (algo.train())")
-    parser.add_argument("--num-env-runners", type=int, default=2, help="parallel sampling actors")
     parser.add_argument("--envs-per-runner", type=int, default=1)
-    parser.add_argument("--train-batch-size", type=int, default=1024, help="env steps per iteration")
-    parser.add_argument("--minibatch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=10, help="SGD passes over each iteration's batch")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--gamma", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    # RLlib's default is 60 s; an env runner's first sample includes the kernel's first numba compile in that
-    # process (tens of seconds on a loaded 2-core machine), and a timeout returns no samples at all.
-    parser.add_argument("--sample-timeout", type=float, default=600.0,
-                        help="seconds an iteration waits for the env runners' samples")
-    parser.add_argument("--address", default=None,
-                        help="a Ray cluster to join ('auto' or host:port); default: start a local instance")
-    parser.add_argument("--checkpoint", default=None, help="save the trained algorithm to this directory")
+    add_ppo_arguments(parser, "env steps")
     parser.add_argument("--eval-episodes", type=int, default=20, help="0 skips the evaluation")
     parser.add_argument("--eval-seed", type=int, default=10_000)
     args = parser.parse_args(argv)
     if args.env not in sdedge_gym.SINGLE_CELL_ENV_IDS:
         parser.error(f"--env {args.env!r} is not a registered single-cell id; allowed: "
                      f"{', '.join(sdedge_gym.SINGLE_CELL_ENV_IDS)}")
-    if args.sample_timeout <= 0:
-        parser.error(f"--sample-timeout = {args.sample_timeout} is invalid; allowed: a number of seconds > 0")
-    for name in ("iterations", "num_env_runners", "envs_per_runner", "train_batch_size", "minibatch_size", "epochs"):
-        if getattr(args, name) < (0 if name == "num_env_runners" else 1):
-            parser.error(f"--{name.replace('_', '-')} = {getattr(args, name)} is invalid; allowed: an integer >= 1")
+    check_ppo_arguments(parser, args, ("envs_per_runner",))
     return args
 
 
@@ -79,38 +69,22 @@ def build_config(args: argparse.Namespace):
     from ray.tune.registry import register_env
 
     register_env(ENV_NAME, env_creator)
-    return (PPOConfig()
-            .environment(ENV_NAME, env_config={"env_id": args.env, "env_kwargs": args.env_kwargs})
-            .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=args.envs_per_runner,
-                         sample_timeout_s=args.sample_timeout)
-            .training(train_batch_size_per_learner=args.train_batch_size, minibatch_size=args.minibatch_size,
-                      num_epochs=args.epochs, lr=args.lr, gamma=args.gamma)
-            .debugging(seed=args.seed))
+    return ppo_settings(PPOConfig()
+                        .environment(ENV_NAME, env_config={"env_id": args.env, "env_kwargs": args.env_kwargs})
+                        .env_runners(num_env_runners=args.num_env_runners,
+                                     num_envs_per_env_runner=args.envs_per_runner,
+                                     sample_timeout_s=args.sample_timeout), args)
 
 
 def train(args: argparse.Namespace, progress: bool = True):
     """Build, train ``args.iterations`` iterations and return (algorithm, last result)."""
-    from sdedge_agents.rllib import train_iterations
-
-    algo = build_config(args).build_algo()
-    return algo, train_iterations(algo, args.iterations, progress)
+    return build_and_train(build_config(args), args.iterations, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import ray
-
-    if args.address is None:  # a local instance with one CPU per env runner and one for the learner
-        ray.init(num_cpus=args.num_env_runners + 1, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(address=args.address, log_to_driver=False)
-    try:
-        algo, _ = train(args)
-        if args.checkpoint:
-            print(f"checkpoint: {algo.save_to_path(str(Path(args.checkpoint).resolve()))}")
+    def report(algo) -> None:
         if args.eval_episodes > 0:
-            from sdedge_agents.rllib import RLlibGreedyPolicy
-
             module = algo.get_module()
             results = evaluate(args.env, args.eval_episodes, args.eval_seed, policies=["rllib-ppo", "best-constant"],
                                progress=False, env_kwargs=args.env_kwargs,
@@ -118,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.env}: {args.eval_episodes} episodes, seeds {args.eval_seed}.."
                   f"{args.eval_seed + args.eval_episodes - 1}")
             print(format_table(results))
-        algo.stop()
-    finally:
-        ray.shutdown()
-    return 0
+
+    return run_on_ray(args, build_config, report)
 
 
 if __name__ == "__main__":

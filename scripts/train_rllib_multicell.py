@@ -29,10 +29,22 @@ import numpy as np
 
 from sdedge_agents.multicell import play_episode, reference_latencies, score_table
 from sdedge_agents.protocol import TEST_SEEDS
+from sdedge_agents.rllib import (
+    POLICY_LAYOUTS,
+    SHARED_POLICY,
+    ActingCells,
+    add_ppo_arguments,
+    build_and_train,
+    check_ppo_arguments,
+    greedy_cells,
+    multicell_env_creator,
+    policy_mapping,
+    ppo_settings,
+    run_on_ray,
+)
 from sdedge_gym.multicell import MULTICELL_PRESETS
 
 ENV_NAME = "sdedge-gym-multicell"
-POLICY_LAYOUTS = ("shared", "per-cell")  # sdedge_agents.rllib.POLICY_LAYOUTS (importable without Ray here)
 
 
 
@@ -44,30 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--policies", choices=POLICY_LAYOUTS, default="shared",
                         help="one module shared by every cell, or one per cell")
     parser.add_argument("--own-reward", action="store_true", help="each cell its own cost, not the team's")
-    parser.add_argument("--iterations", type=int, default=20, help="RLlib training iterations (algo.train())")
-    parser.add_argument("--num-env-runners", type=int, default=2, help="parallel sampling actors")
-    parser.add_argument("--train-batch-size", type=int, default=1024, help="agent steps per iteration")
-    parser.add_argument("--minibatch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=10, help="SGD passes over each iteration's batch")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--gamma", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sample-timeout", type=float, default=600.0,
-                        help="seconds an iteration waits for the env runners' samples (the first includes numba's "
-                             "compile in each runner)")
-    parser.add_argument("--address", default=None,
-                        help="a Ray cluster to join ('auto' or host:port); default: start a local instance")
-    parser.add_argument("--checkpoint", default=None, help="save the trained algorithm to this directory")
+    add_ppo_arguments(parser, "agent steps")
     parser.add_argument("--episodes", type=int, default=20, help="held-out test episodes (seeds 500..); 0 skips")
     args = parser.parse_args(argv)
-    if args.sample_timeout <= 0:
-        parser.error(f"--sample-timeout = {args.sample_timeout} is invalid; allowed: a number of seconds > 0")
+    check_ppo_arguments(parser, args)
     if not 0 <= args.episodes <= len(TEST_SEEDS):
         parser.error(f"--episodes = {args.episodes} is invalid; allowed: 0..{len(TEST_SEEDS)}")
-    for name in ("iterations", "num_env_runners", "train_batch_size", "minibatch_size", "epochs"):
-        if getattr(args, name) < (0 if name == "num_env_runners" else 1):
-            parser.error(f"--{name.replace('_', '-')} = {getattr(args, name)} is invalid; allowed: an integer >= "
-                         f"{0 if name == 'num_env_runners' else 1}")
     return args
 
 
@@ -78,34 +72,25 @@ def build_config(args: argparse.Namespace):
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.tune.registry import register_env
 
-    from sdedge_agents.rllib import SHARED_POLICY, ActingCells, multicell_env_creator, policy_mapping
-
     register_env(ENV_NAME, multicell_env_creator)
     env_config = {"preset": args.preset, "action_mode": args.action_mode, "team_reward": not args.own_reward}
     cells = ActingCells(env_config).possible_agents
     policies = [SHARED_POLICY] if args.policies == "shared" else cells
-    return (PPOConfig()
-            .environment(ENV_NAME, env_config=env_config)
-            .multi_agent(policies=set(policies), policy_mapping_fn=policy_mapping(args.policies))
-            .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={p: RLModuleSpec() for p in policies}))
-            .env_runners(num_env_runners=args.num_env_runners, sample_timeout_s=args.sample_timeout)
-            .training(train_batch_size_per_learner=args.train_batch_size, minibatch_size=args.minibatch_size,
-                      num_epochs=args.epochs, lr=args.lr, gamma=args.gamma)
-            .debugging(seed=args.seed))
+    config = (PPOConfig()
+              .environment(ENV_NAME, env_config=env_config)
+              .multi_agent(policies=set(policies), policy_mapping_fn=policy_mapping(args.policies))
+              .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={p: RLModuleSpec() for p in policies}))
+              .env_runners(num_env_runners=args.num_env_runners, sample_timeout_s=args.sample_timeout))
+    return ppo_settings(config, args)
 
 
 def train(args: argparse.Namespace, progress: bool = True):
     """Build, train ``args.iterations`` iterations and return (algorithm, last result)."""
-    from sdedge_agents.rllib import train_iterations
-
-    algo = build_config(args).build_algo()
-    return algo, train_iterations(algo, args.iterations, progress)
+    return build_and_train(build_config(args), args.iterations, progress)
 
 
 def score(algo, args: argparse.Namespace) -> dict[str, np.ndarray]:
     """Per-episode mean latency of the greedy joint policy and of the references on the test episodes."""
-    from sdedge_agents.rllib import greedy_cells
-
     seeds = list(TEST_SEEDS[:args.episodes])
     policy = greedy_cells(algo, args.preset, args.policies, args.action_mode)
     results = {"rllib-ppo": np.array([play_episode(policy, args.preset, seed, args.action_mode) for seed in seeds])}
@@ -115,23 +100,12 @@ def score(algo, args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import ray
-
-    if args.address is None:  # a local instance with one CPU per env runner and one for the learner
-        ray.init(num_cpus=args.num_env_runners + 1, include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(address=args.address, log_to_driver=False)
-    try:
-        algo, _ = train(args)
-        if args.checkpoint:
-            print(f"checkpoint: {algo.save_to_path(str(Path(args.checkpoint).resolve()))}")
+    def report(algo) -> None:
         if args.episodes > 0:
             print(f"{args.preset} ({args.policies} policies): mean latency on test seeds {TEST_SEEDS[0]}.."
                   f"{TEST_SEEDS[args.episodes - 1]}, 95 % t-interval\n\n{score_table(score(algo, args))}")
-        algo.stop()
-    finally:
-        ray.shutdown()
-    return 0
+
+    return run_on_ray(args, build_config, report)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,29 @@ def test_the_reference_twin_passes_the_checker():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(MultiCellTwinEnv("two-heterogeneous", reward="reference"), skip_render_check=True)
+
+
+def test_the_twin_training_script_scores_its_agent_against_the_references(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    pytest.importorskip("sb3_contrib", reason="needs the train extra (sb3-contrib, torch)")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_multicell_twin.py"
+    spec = importlib.util.spec_from_file_location("train_multicell_twin", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["--timesteps", "512", "--eval-every", "256", "--eval-episodes", "1", "--episodes", "2", "--out",
+            str(tmp_path)]
+    assert script.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["command"] == "python scripts/train_multicell_twin.py " + " ".join(argv)
+    agent = results["per_episode"]["twin MaskablePPO (reference reward)"]
+    assert len(agent) == 2 and all(a >= b * (1 - 1e-9) for a, b in zip(agent, results["per_episode"]["lower bound"],
+                                                                        strict=True))
+    rows = (tmp_path / "evaluations.csv").read_text().splitlines()
+    # SB3 trains whole rollouts (8 envs x 256 steps): 2048 steps, evaluated every 256.
+    assert rows[0] == "timesteps,mean_latency,wall_time_s"
+    assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(256, 2049, 256))
+    with pytest.raises(SystemExit):
+        script.main(["--gae-lambda", "0"])
