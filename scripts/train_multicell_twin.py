@@ -29,7 +29,7 @@ import numpy as np
 
 from sdedge_agents.multicell import mean_interval, play_twin_episode, reference_latencies, score_table
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS, VALIDATION_SEED_BASE
-from sdedge_gym.multicell import MAX_CELLS, MULTICELL_PRESETS, TWIN_REWARDS, MultiCellTwinEnv
+from sdedge_gym.multicell import MAX_CELLS, MULTICELL_PRESETS, TWIN_REWARDS, MultiCellTwinEnv, identical_cells
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "multicell_twin"
 N_ENVS = 8
@@ -43,6 +43,8 @@ def greedy(model):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(MULTICELL_PRESETS), default="two-heterogeneous")
+    parser.add_argument("--cells", type=int, default=None,
+                        help="C identical small cells instead of a preset (scripts/multicell_figure.py's networks)")
     parser.add_argument("--reward", choices=TWIN_REWARDS, default="reference")
     parser.add_argument("--timesteps", type=int, default=300_000, help="env steps (joint decisions)")
     parser.add_argument("--gae-lambda", type=float, default=0.9)
@@ -56,15 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--episodes = {args.episodes} is invalid; allowed: 1..{len(TEST_SEEDS)}")
     if not 0 < args.gae_lambda <= 1:
         parser.error(f"--gae-lambda = {args.gae_lambda} is invalid; allowed: a number in (0, 1]")
+    if args.cells is not None and not 1 <= args.cells <= MAX_CELLS:
+        parser.error(f"--cells = {args.cells} is invalid; allowed: an integer in 1..{MAX_CELLS}")
+    config = args.preset if args.cells is None else identical_cells(args.cells)
+    name = args.preset if args.cells is None else config.name
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    out = args.out or RUNS / f"{args.preset}-{args.reward}-seed{args.seed}"
+    out = args.out or RUNS / f"{name}-{args.reward}-seed{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     set_random_seed(args.seed)
-    venv = DummyVecEnv([lambda: MultiCellTwinEnv(args.preset, reward=args.reward) for _ in range(N_ENVS)])
+    venv = DummyVecEnv([lambda: MultiCellTwinEnv(config, reward=args.reward) for _ in range(N_ENVS)])
     for j, env in enumerate(venv.envs):  # disjoint first episodes; SB3's own reset then continues the streams
         env.reset(seed=args.seed + MAX_CELLS * j)
     model = MaskablePPO("MlpPolicy", venv, n_steps=256, batch_size=256, n_epochs=10, learning_rate=1e-3, gamma=1.0,
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     class Validate(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % args.eval_every < N_ENVS:
-                latency = float(np.mean([play_twin_episode(greedy(model), args.preset, seed) for seed in validation]))
+                latency = float(np.mean([play_twin_episode(greedy(model), config, seed) for seed in validation]))
                 rows.append((self.num_timesteps, latency, time.time() - start))
                 print(f"{self.num_timesteps:>8} steps  validation mean latency {latency:.4f} s", flush=True)
             return True
@@ -88,16 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     with open(out / "evaluations.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("timesteps", "mean_latency", "wall_time_s"), *rows])
     seeds = list(TEST_SEEDS[:args.episodes])
-    name = f"twin MaskablePPO ({args.reward} reward)"
-    results = {name: np.array([play_twin_episode(greedy(model), args.preset, seed) for seed in seeds])}
-    references = [reference_latencies(args.preset, seed) for seed in seeds]
+    agent = f"twin MaskablePPO ({args.reward} reward)"
+    results = {agent: np.array([play_twin_episode(greedy(model), config, seed) for seed in seeds])}
+    references = [reference_latencies(config, seed) for seed in seeds]
     results |= {key: np.array([row[key] for row in references]) for key in references[0]}
-    print(f"{args.preset}: {args.timesteps} steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
+    print(f"{name}: {args.timesteps} steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
           f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n{score_table(results)}")
     summary = {key: mean_interval(values) for key, values in results.items()}
     with open(out / "results.json", "w") as handle:
         command = " ".join(["python scripts/train_multicell_twin.py", *(sys.argv[1:] if argv is None else argv)])
-        json.dump({"command": command, "preset": args.preset, "reward": args.reward, "timesteps": args.timesteps,
+        json.dump({"command": command, "preset": name, "reward": args.reward, "timesteps": args.timesteps,
                    "seed": args.seed, "gae_lambda": args.gae_lambda, "test_seeds": seeds,
                    "train_seconds": train_seconds,
                    "per_episode": {k: v.tolist() for k, v in results.items()},

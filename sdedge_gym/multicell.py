@@ -193,6 +193,11 @@ def online_cells(config: MultiCellConfig, load: float = ONLINE_LOAD) -> MultiCel
     return MultiCellConfig(cells, f"{config.name}-online")
 
 
+def identical_cells(cells: int, **kwargs: Any) -> MultiCellConfig:
+    """C copies of the paper's small cell (``CELL_HARDWARE[0]``), named "C-identical" (the references' figure)."""
+    return multicell_config(CELL_HARDWARE[:1] * cells, name=f"{cells}-identical", **kwargs)
+
+
 def _two_identical(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
     config = multicell_config(CELL_HARDWARE[:1] * 2, name="two-identical", **kwargs)
     return online_cells(config, load) if online else config
