@@ -57,3 +57,13 @@ def stratified_bootstrap_ci(scores_by_task: Mapping[str, Sequence[float]],
     tail = 100 * (1 - confidence) / 2
     lower, upper = np.percentile(replicates, [tail, 100 - tail])
     return float(point), float(lower), float(upper)
+
+
+def paired_difference(values: np.ndarray, reference: np.ndarray, repetitions: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lower, upper): mean over episodes of values - reference, percentile bootstrap over episodes."""
+    difference = np.asarray(values) - np.asarray(reference)
+    rng = np.random.default_rng(seed)
+    means = [difference[rng.integers(0, difference.size, difference.size)].mean() for _ in range(repetitions)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(difference.mean()), float(low), float(high)

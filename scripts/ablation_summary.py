@@ -25,19 +25,9 @@ import numpy as np
 import sdedge_gym
 from sdedge_agents.evaluate import evaluate
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
-from sdedge_agents.statistics import interquartile_mean, stratified_bootstrap_ci
+from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout")
-
-
-def paired_difference(values: np.ndarray, reference: np.ndarray, repetitions: int = 2000,
-                      seed: int = 0) -> tuple[float, float, float]:
-    """(mean, lower, upper): mean over episodes of values - reference, percentile bootstrap over episodes."""
-    difference = np.asarray(values) - np.asarray(reference)
-    rng = np.random.default_rng(seed)
-    means = [difference[rng.integers(0, difference.size, difference.size)].mean() for _ in range(repetitions)]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(difference.mean()), float(low), float(high)
 
 
 def evaluation_env_kwargs(model: Path) -> dict:

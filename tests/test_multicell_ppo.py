@@ -90,9 +90,12 @@ def test_the_score_table_brackets_every_policy_between_the_references():
     for row in rows:  # the lower bound is below every feasible joint plan, the planner the best of its candidates
         assert row["lower bound"] <= row["centralised planner"] <= row["uncoordinated best-constant"]
     table = score_table(results).splitlines()
-    assert table[0] == "| policy | mean latency (s) | vs centralised planner |" and len(table) == 2 + len(results)
+    assert table[0].startswith("| policy | mean latency (s) | vs centralised planner | paired vs uncoordinated")
+    assert len(table) == 2 + len(results)
     planner_row = next(line for line in table if line.startswith("| centralised planner |"))
-    assert planner_row.endswith("| +0.0 % |")
+    gain = np.mean(results["centralised planner"] - results["uncoordinated best-constant"])
+    assert f"| +0.0 % | {gain:+.3f} [" in planner_row  # the planner's paired gain over the constant cells
+    assert planner_row.endswith("| +0.000 [+0.000, +0.000] |")  # against itself
     bound = results["lower bound"]
     half = 4.302652729749464 * np.std(bound, ddof=1) / np.sqrt(3)  # t(0.975) with 2 degrees of freedom
     assert f"| lower bound | {np.mean(bound):.3f} ± {half:.3f} |" in table[2]

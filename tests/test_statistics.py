@@ -48,3 +48,15 @@ def test_bad_inputs_name_the_argument() -> None:
         stratified_bootstrap_ci({"a": [1.0]}, confidence=1.5)
     with pytest.raises(ValueError, match="no tasks"):
         stratified_bootstrap_ci({})
+
+
+def test_paired_difference_is_the_mean_difference_with_a_bootstrap_interval():
+    from sdedge_agents.statistics import paired_difference
+
+    assert paired_difference(np.array([3.0, 4.0, 5.0]), np.array([1.0, 2.0, 3.0])) == (2.0, 2.0, 2.0)
+    rng = np.random.default_rng(0)
+    reference = rng.normal(50, 10, 400)
+    values = reference + rng.normal(-0.5, 1.0, 400)  # the episode's difficulty cancels in the pairs
+    mean, low, high = paired_difference(values, reference)
+    assert mean == pytest.approx(np.mean(values - reference), rel=1e-12)
+    assert low < mean < high and high < 0 and high - low < 0.3  # 1.96 x 2 x 1 / sqrt(400) = 0.196
