@@ -280,7 +280,7 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdedge_agents.pretrained",
                                      description="List the shipped agents, or ship a finished training run.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="action", required=True)  # not "command": ship's --command is that
     commands.add_parser("list", help="the shipped agents and their evaluation")
     ship_parser = commands.add_parser("ship", help="copy a run's model.zip into agents/pretrained and write the card")
     ship_parser.add_argument("name", choices=sorted(PRETRAINED))
@@ -294,11 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     multicell_parser.add_argument("--run", required=True, help="the run's --out directory")
     multicell_parser.add_argument("--command", required=True, help="the exact training command, for the card")
     args = parser.parse_args(argv)
-    if args.command == "ship-multicell":
+    if args.action == "ship-multicell":
         card = ship_multicell(args.name, Path(args.run), args.command)
         print(json.dumps(card["summary"], indent=1))
         return 0
-    if args.command == "list":
+    if args.action == "list":
         for name, agent in PRETRAINED.items():
             if not agent.card_path.exists():
                 print(f"{name}: {agent.env_id} (not built)")
