@@ -75,6 +75,8 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         # RL from reward with the reference reward (reward="reference") and the sequence policy (slot_policy.py).
         _agent("maskable-ppo-reference-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("maskable-ppo-reference-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
+        # The same recipe with the learning rate decayed linearly to 0 (rl-zoo3's lin_1e-3).
+        _agent("maskable-ppo-reference-lrdecay-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         # Trained by imitation of the window planner (sdedge_agents.imitate, DAgger), per-task sequence networks.
         _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),

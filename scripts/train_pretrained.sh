@@ -24,6 +24,9 @@
 #     bash scripts/train_pretrained.sh maskable-ppo-reference-paper &
 #     bash scripts/train_pretrained.sh maskable-ppo-reference-paper-stochastic
 # ~23-28 min per seed (170-330 env steps/s, two or three runs sharing 2 cores): about 80 min.
+# maskable-ppo-reference-lrdecay-paper (the same, the learning rate decayed linearly to 0) was shipped from the
+# reward ablation's runs of that recipe (scripts/ablation_reward.sh reference-slot-lambda0.9-linlr: the same
+# training, evaluated every 20k steps instead of 10k), each seed 20-33 min with three or four runs on 2 cores.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +104,7 @@ declare -A AGENTS=(
     [maskable-ppo-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
     [maskable-ppo-reference-paper]="sdedge/EdgeSD-v0 maskable_ppo"
     [maskable-ppo-reference-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo"
+    [maskable-ppo-reference-lrdecay-paper]="sdedge/EdgeSD-v0 maskable_ppo"
     [dagger-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
     [dagger-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
@@ -111,15 +115,18 @@ declare -A TRAIN_ARGUMENTS=(
     # env's reward="reference") and the sequence policy (agents/slot_policy.py); docs/BENCHMARK.md's ablation.
     [maskable-ppo-reference-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
     [maskable-ppo-reference-paper-stochastic]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
+    # The same with the learning rate decayed linearly from 1e-3 to 0 over the run (rl-zoo3's lin_).
+    [maskable-ppo-reference-lrdecay-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
     [maskable-ppo-reference-paper]="--ymax 15"
     [maskable-ppo-reference-paper-stochastic]="--ymax 15"
+    [maskable-ppo-reference-lrdecay-paper]="--ymax 15"
 )
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
        ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
-       maskable-ppo-reference-paper-stochastic dagger-paper dagger-paper-stochastic
+       maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
