@@ -287,6 +287,22 @@ def mean_interval(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
+def scored_results(seeds: Sequence[int], agent: str, agent_latencies: np.ndarray, config: MultiCellConfig | str,
+                   ) -> dict[str, np.ndarray]:
+    """The agent's per-episode mean latencies and the references' (:func:`reference_latencies`) on ``seeds``."""
+    references = [reference_latencies(config, seed) for seed in seeds]
+    return {agent: np.asarray(agent_latencies), **{key: np.array([row[key] for row in references])
+                                                   for key in references[0]}}
+
+
+def results_record(results: Mapping[str, np.ndarray], seeds: Sequence[int], **settings: Any) -> dict[str, Any]:
+    """A trainer's results.json: its ``settings``, the test seeds, per-episode values and mean ± 95 % t-interval."""
+    return {**settings, "test_seeds": list(seeds),
+            "per_episode": {k: np.asarray(v).tolist() for k, v in results.items()},
+            "summary": {k: dict(zip(("mean", "half_width_95"), mean_interval(np.asarray(v)), strict=True))
+                        for k, v in results.items()}}
+
+
 def score_table(results: Mapping[str, np.ndarray]) -> str:
     """A markdown table of per-episode mean latencies (same episodes in every row): the mean with its 95 %
     t-interval, the mean per-episode gap to the centralised planner, and the paired differences (s, mean over

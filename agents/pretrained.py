@@ -34,13 +34,9 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
 
 
-@dataclass(frozen=True)
-class PretrainedAgent:
-    """One shipped agent: its model zip and JSON card in :data:`PRETRAINED_DIR`."""
+class ShippedFiles:
+    """Where a shipped agent's files are: ``model_file`` and ``card_file`` in :data:`PRETRAINED_DIR`."""
 
-    name: str
-    env_id: str  # the id it was trained on; it runs on any env with the same spaces
-    algo: str  # an sdedge_agents.train algorithm name
     model_file: str
     card_file: str
 
@@ -55,6 +51,17 @@ class PretrainedAgent:
     def card(self) -> dict[str, Any]:
         """The JSON card: training command, wall time, evaluation results and their seeds."""
         return json.loads(self.card_path.read_text())
+
+
+@dataclass(frozen=True)
+class PretrainedAgent(ShippedFiles):
+    """One shipped agent: its model zip and JSON card in :data:`PRETRAINED_DIR`."""
+
+    name: str
+    env_id: str  # the id it was trained on; it runs on any env with the same spaces
+    algo: str  # an sdedge_agents.train algorithm name
+    model_file: str
+    card_file: str
 
 
 def _agent(name: str, env_id: str, algo: str) -> PretrainedAgent:
@@ -86,7 +93,7 @@ PRETRAINED: dict[str, PretrainedAgent] = {
 
 
 @dataclass(frozen=True)
-class MultiCellPretrainedAgent:
+class MultiCellPretrainedAgent(ShippedFiles):
     """A shipped agent of the multi-cell twin (:class:`sdedge_gym.multicell.MultiCellTwinEnv`, discrete mode):
     MaskablePPO on the joint action, trained by ``scripts/train_multicell_twin.py``; its card is that run's
     results.json (the references on the same held-out episodes) with the command and the run's settings."""
@@ -95,17 +102,6 @@ class MultiCellPretrainedAgent:
     preset: str  # a sdedge_gym.multicell.MULTICELL_PRESETS name
     model_file: str
     card_file: str
-
-    @property
-    def model_path(self) -> Path:
-        return PRETRAINED_DIR / self.model_file
-
-    @property
-    def card_path(self) -> Path:
-        return PRETRAINED_DIR / self.card_file
-
-    def card(self) -> dict[str, Any]:
-        return json.loads(self.card_path.read_text())
 
 
 MULTICELL_PRETRAINED: dict[str, MultiCellPretrainedAgent] = {

@@ -19,9 +19,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
-from sdedge_agents.multicell import mean_interval, reference_latencies, score_table
+from sdedge_agents.multicell import results_record, score_table, scored_results
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
 from sdedge_gym.multicell import MULTICELL_PRESETS
 
@@ -53,18 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.time() - start
     model.save(out / "model")
     seeds = list(TEST_SEEDS[:args.episodes])
-    results = {"parameter-shared PPO": evaluate(model, args.preset, seeds)}
-    rows = [reference_latencies(args.preset, seed) for seed in seeds]
-    for name in rows[0]:
-        results[name] = np.array([row[name] for row in rows])
-    summary = {name: mean_interval(values) for name, values in results.items()}
+    results = scored_results(seeds, "parameter-shared PPO", evaluate(model, args.preset, seeds), args.preset)
     print(f"{args.preset}: {args.timesteps} agent steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
           f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n{score_table(results)}")
-    with open(out / "results.json", "w") as handle:
-        json.dump({"preset": args.preset, "timesteps": args.timesteps, "seed": args.seed, "test_seeds": seeds,
-                   "train_seconds": train_seconds,
-                   "per_episode": {k: v.tolist() for k, v in results.items()},
-                   "summary": {k: {"mean": m, "half_width_95": h} for k, (m, h) in summary.items()}}, handle, indent=1)
+    record = results_record(results, seeds, preset=args.preset, timesteps=args.timesteps, seed=args.seed,
+                            train_seconds=train_seconds)
+    (out / "results.json").write_text(json.dumps(record, indent=1))
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdedge_agents.multicell import mean_interval, play_twin_episode, reference_latencies, score_table
+from sdedge_agents.multicell import play_twin_episode, results_record, score_table, scored_results
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS, VALIDATION_SEED_BASE
 from sdedge_gym.multicell import MAX_CELLS, MULTICELL_PRESETS, TWIN_REWARDS, MultiCellTwinEnv, identical_cells
 
@@ -95,19 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         csv.writer(handle).writerows([("timesteps", "mean_latency", "wall_time_s"), *rows])
     seeds = list(TEST_SEEDS[:args.episodes])
     agent = f"twin MaskablePPO ({args.reward} reward)"
-    results = {agent: np.array([play_twin_episode(greedy(model), config, seed) for seed in seeds])}
-    references = [reference_latencies(config, seed) for seed in seeds]
-    results |= {key: np.array([row[key] for row in references]) for key in references[0]}
+    results = scored_results(seeds, agent, [play_twin_episode(greedy(model), config, seed) for seed in seeds], config)
     print(f"{name}: {args.timesteps} steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
           f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n{score_table(results)}")
-    summary = {key: mean_interval(values) for key, values in results.items()}
-    with open(out / "results.json", "w") as handle:
-        command = " ".join(["python scripts/train_multicell_twin.py", *(sys.argv[1:] if argv is None else argv)])
-        json.dump({"command": command, "preset": name, "reward": args.reward, "timesteps": args.timesteps,
-                   "seed": args.seed, "gae_lambda": args.gae_lambda, "test_seeds": seeds,
-                   "train_seconds": train_seconds,
-                   "per_episode": {k: v.tolist() for k, v in results.items()},
-                   "summary": {k: {"mean": m, "half_width_95": h} for k, (m, h) in summary.items()}}, handle, indent=1)
+    command = " ".join(["python scripts/train_multicell_twin.py", *(sys.argv[1:] if argv is None else argv)])
+    record = results_record(results, seeds, command=command, preset=name, reward=args.reward,
+                            timesteps=args.timesteps, seed=args.seed, gae_lambda=args.gae_lambda,
+                            train_seconds=train_seconds)
+    (out / "results.json").write_text(json.dumps(record, indent=1))
     return 0
 
 
