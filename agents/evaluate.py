@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -46,7 +45,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from scipy import stats
 
 import sdedge_gym  # registers the ids
 from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
@@ -54,6 +52,7 @@ from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_
 from sdedge_agents.oracle import DPOracle, UniformShares
 from sdedge_agents.planner import MPCPlanner, RolloutPlanner, WindowPlanner
 from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
+from sdedge_agents.statistics import mean_interval
 from sdedge_gym.config import TRACE_WINDOWS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
@@ -320,10 +319,7 @@ def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[
     for name in names:
         returns, wall, mode = raw[name]
         values = [-r for r in returns]
-        mean = float(np.mean(values))
-        half = 0.0
-        if len(values) > 1:
-            half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+        mean, half = mean_interval(values)
         spread = oracle_return - random_return
         score = float((np.mean(returns) - random_return) / spread) if spread != 0 else float("nan")
         results.append(PolicyResult(name, objective, values, returns, mean, half,

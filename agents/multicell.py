@@ -39,10 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from sdedge_agents.oracle import solve
-from sdedge_agents.statistics import paired_difference
+from sdedge_agents.statistics import mean_interval, paired_difference
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.multicell import MultiCellConfig, MultiCellDynamics, MultiCellTwinEnv
 from sdedge_gym.reference import best_constant_action, segment_cost_after
@@ -269,6 +268,11 @@ def play_twin_episode(policy: Callable[[np.ndarray, np.ndarray], Any], config: M
     return float(info["mean_latency"])
 
 
+def masked_greedy(model) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """A MaskablePPO model of the twin as ``policy(observation, action_mask)``: its deterministic masked action."""
+    return lambda observation, mask: model.predict(observation, action_masks=mask, deterministic=True)[0]
+
+
 def reference_latencies(config: MultiCellConfig | str, seed: int) -> dict[str, float]:
     """The references' mean latency on the episode that seed ``seed`` gives the env (cell i: seed + i)."""
     env = MultiCellTwinEnv(config)
@@ -278,13 +282,6 @@ def reference_latencies(config: MultiCellConfig | str, seed: int) -> dict[str, f
             "uncoordinated oracle": uncoordinated_plans(models, episodes).mean_latency,
             "uncoordinated best-constant": uncoordinated_plans(models, episodes, "best-constant").mean_latency,
             "centralised planner": centralised_plan(models, episodes).mean_latency}
-
-
-def mean_interval(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t-interval (0 for one value)."""
-    if len(values) < 2:
-        return float(np.mean(values)), 0.0
-    return float(values.mean()), float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def scored_results(seeds: Sequence[int], agent: str, agent_latencies: np.ndarray, config: MultiCellConfig | str,

@@ -128,9 +128,11 @@ def load_multicell_pretrained(name: str):
         raise ImportError(f"pretrained agents need sb3-contrib and torch: {TRAIN_EXTRA_HINT} ({error})") from error
     if not agent.model_path.exists():
         raise FileNotFoundError(f"multi-cell pretrained agent {name!r}: {agent.model_path} is missing; "
-                                "scripts/train_multicell_twin.py --ship rebuilds it")
-    model = MaskablePPO.load(agent.model_path, device="cpu")
-    return lambda observation, mask: model.predict(observation, action_masks=mask, deterministic=True)[0]
+                                "scripts/train_multicell_twin.py and `python -m sdedge_agents.pretrained "
+                                "ship-multicell` rebuild it")
+    from sdedge_agents.multicell import masked_greedy
+
+    return masked_greedy(MaskablePPO.load(agent.model_path, device="cpu"))
 
 
 def ship_multicell(name: str, run_dir: Path, command: str) -> dict[str, Any]:

@@ -4,9 +4,11 @@
 * :func:`interquartile_mean`: the mean of the middle 50 % of the scores (``scipy.stats.trim_mean(x, 0.25)``,
   rliable's IQM): robust to one bad seed, less noisy than the median over a few seeds;
 * :func:`stratified_bootstrap_ci`: a percentile confidence interval of a statistic over runs, resampling
-  the runs of each task (env id) with replacement separately, so every resample keeps each task's weight.
+  the runs of each task (env id) with replacement separately, so every resample keeps each task's weight;
+* :func:`mean_interval`: a mean over episodes with its 95 % t-interval, and :func:`paired_difference`: the mean
+  per-episode difference against a reference with a bootstrap interval over episodes.
 
-numpy only; rliable (``pip install rliable``) computes the same quantities if a user prefers it.
+numpy and scipy; rliable (``pip install rliable``) computes the first three if a user prefers it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
 
 def normalised_score(mean_return: float, oracle_return: float, random_return: float) -> float:
@@ -57,6 +60,14 @@ def stratified_bootstrap_ci(scores_by_task: Mapping[str, Sequence[float]],
     tail = 100 * (1 - confidence) / 2
     lower, upper = np.percentile(replicates, [tail, 100 - tail])
     return float(point), float(lower), float(upper)
+
+
+def mean_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and the half width of its 95 % t-interval (0 for a single value)."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def paired_difference(values: np.ndarray, reference: np.ndarray, repetitions: int = 2000,

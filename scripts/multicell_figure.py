@@ -23,6 +23,7 @@ import numpy as np
 from sdedge_agents.multicell import (
     centralised_plan,
     contention_free_bound,
+    masked_greedy,
     mbs_capacity_bound,
     play_twin_episode,
     uncoordinated_plans,
@@ -56,11 +57,7 @@ def agent_latency(pattern: str | None, cells: int, seeds: int) -> float:
         return float("nan")
     from sb3_contrib import MaskablePPO
 
-    model = MaskablePPO.load(path, device="cpu")
-
-    def policy(observation, mask):
-        return model.predict(observation, action_masks=mask, deterministic=True)[0]
-
+    policy = masked_greedy(MaskablePPO.load(path, device="cpu"))
     return float(np.mean([play_twin_episode(policy, identical_cells(cells), seed) for seed in range(seeds)]))
 
 

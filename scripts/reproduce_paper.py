@@ -51,11 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from sdedge_agents.baselines import constant_action_cost
 from sdedge_agents.evaluate import progress_counter
 from sdedge_agents.oracle import solve
+from sdedge_agents.statistics import mean_interval
 from sdedge_gym.catalogue import MODELS
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel
@@ -209,14 +209,6 @@ def episode_costs(scenario: ScenarioConfig, seed: int) -> tuple[dict[str, float]
 
 
 # ------------------------------------------------------------------------------------------- statistics
-
-
-def mean_interval(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half width of its 95 % t-interval (0 for a single value)."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
 def reductions(point: Point, scheme: str) -> list[float]:

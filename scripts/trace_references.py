@@ -12,15 +12,14 @@ max-batch-timeout-tuned chooses its timeout on training windows (``sdedge_agents
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import gymnasium as gym
 import numpy as np
-from scipy import stats
 
 from sdedge_agents.evaluate import make_policy
 from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
+from sdedge_agents.statistics import mean_interval
 from sdedge_gym.registration import TRACE_IDS
 
 POLICIES = ("oracle", "planner", "max-batch-timeout-tuned", "max-batch-timeout", "dispatch-immediately",
@@ -48,11 +47,8 @@ def kpis_of(env_id: str, policy_name: str, seeds: list[int]) -> dict[str, list[f
 
 
 def interval(values: list[float]) -> str:
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return f"{mean:.2f}"
-    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
-    return f"{mean:.2f} ± {half:.2f}"
+    mean, half = mean_interval(values)
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {half:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,16 +4,16 @@ references.
     nice -n 5 python scripts/train_multicell_twin.py --preset two-heterogeneous --reward reference --seed 1000
 
 The twin (:class:`sdedge_gym.multicell.MultiCellTwinEnv`, discrete mode) with its action masks, the single-cell
-harness's hyperparameters (agents/hyperparams.yml: 8 envs x 256 steps a rollout, batch 256, 10 epochs, lr 1e-3,
-gamma 1, MLP 128x128) and ``--gae-lambda`` (default 0.9, the shipped single-cell recipe's). ``--reward
-reference`` (default) shapes the reward with every cell's best constant action as the reference policy (its
-cost to go is the potential, so the return is the episode's improvement over the uncoordinated best-constant
-cells); ``latency`` is minus each step's cost. Training episodes: sub-env j is first reset with seed
-``--seed`` + 8 j (cell i: + i), later episodes continue those streams. Then the held-out test episodes (seeds
-500.., ``--episodes`` of them): the agent's deterministic mean latency against the references
-(:func:`sdedge_agents.multicell.reference_latencies`), the same table as ``scripts/train_multicell_ppo.py``.
-Writes the model, evaluations.csv (every ``--eval-every`` steps on the validation episodes 900000..) and
-results.json under ``--out`` (default runs/multicell_twin/PRESET-REWARD-seedSEED, git-ignored).
+harness's hyperparameters (agents/hyperparams.yml's sdedge/EdgeSD-v0 entry: 8 envs x 256 steps a rollout, batch 256,
+10 epochs, lr 1e-3, gamma 1, MLP 128x128) and ``--gae-lambda`` (default 0.9, the shipped single-cell recipe's).
+``--reward reference`` (default) shapes the reward with every cell's best constant action as the reference policy
+(its cost to go is the potential, so the return is the episode's improvement over the uncoordinated best-constant
+cells); ``latency`` is minus each step's cost. Training episodes: sub-env j is first reset with seed ``--seed`` +
+8 j (cell i: + i), later episodes continue those streams. Then the held-out test episodes (seeds 500.., ``--episodes``
+of them): the agent's deterministic mean latency against the references
+(:func:`sdedge_agents.multicell.reference_latencies`), the same table as ``scripts/train_multicell_ppo.py``. Writes
+the model, evaluations.csv (every ``--eval-every`` steps on the validation episodes 900000..) and results.json under
+``--out`` (default runs/multicell_twin/PRESET-REWARD-seedSEED, git-ignored).
 """
 
 from __future__ import annotations
@@ -27,17 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sdedge_agents.multicell import play_twin_episode, results_record, score_table, scored_results
+from sdedge_agents.hyperparameters import load_entry
+from sdedge_agents.multicell import masked_greedy, play_twin_episode, results_record, score_table, scored_results
 from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS, VALIDATION_SEED_BASE
 from sdedge_gym.multicell import MAX_CELLS, MULTICELL_PRESETS, TWIN_REWARDS, MultiCellTwinEnv, identical_cells
 
 RUNS = Path(__file__).resolve().parents[1] / "runs" / "multicell_twin"
-N_ENVS = 8
-
-
-def greedy(model):
-    """The trained model's deterministic masked action, as ``policy(observation, mask)``."""
-    return lambda observation, mask: model.predict(observation, action_masks=mask, deterministic=True)[0]
+# The single-cell harness's MaskablePPO settings (agents/hyperparams.yml, the one copy of those numbers).
+HARNESS = load_entry("sdedge/EdgeSD-v0", "maskable_ppo")
+N_ENVS = HARNESS.n_envs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,15 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv
 
+    from sdedge_agents.train import algorithm_kwargs
+
     out = args.out or RUNS / f"{name}-{args.reward}-seed{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     set_random_seed(args.seed)
     venv = DummyVecEnv([lambda: MultiCellTwinEnv(config, reward=args.reward) for _ in range(N_ENVS)])
     for j, env in enumerate(venv.envs):  # disjoint first episodes; SB3's own reset then continues the streams
         env.reset(seed=args.seed + MAX_CELLS * j)
-    model = MaskablePPO("MlpPolicy", venv, n_steps=256, batch_size=256, n_epochs=10, learning_rate=1e-3, gamma=1.0,
-                        gae_lambda=args.gae_lambda, ent_coef=0.0, clip_range=0.2,
-                        policy_kwargs={"net_arch": [128, 128]}, device="cpu", verbose=0)
+    settings = {**HARNESS.algorithm_kwargs, "gae_lambda": args.gae_lambda}
+    model = MaskablePPO("MlpPolicy", venv, device="cpu", verbose=0, **algorithm_kwargs(settings))
     validation = [VALIDATION_SEED_BASE + i for i in range(args.eval_episodes)]
     start = time.time()
     rows: list[tuple[int, float, float]] = []
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     class Validate(BaseCallback):
         def _on_step(self) -> bool:
             if self.num_timesteps % args.eval_every < N_ENVS:
-                latency = float(np.mean([play_twin_episode(greedy(model), config, seed) for seed in validation]))
+                latency = float(np.mean([play_twin_episode(masked_greedy(model), config, seed) for seed in validation]))
                 rows.append((self.num_timesteps, latency, time.time() - start))
                 print(f"{self.num_timesteps:>8} steps  validation mean latency {latency:.4f} s", flush=True)
             return True
@@ -95,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         csv.writer(handle).writerows([("timesteps", "mean_latency", "wall_time_s"), *rows])
     seeds = list(TEST_SEEDS[:args.episodes])
     agent = f"twin MaskablePPO ({args.reward} reward)"
-    results = scored_results(seeds, agent, [play_twin_episode(greedy(model), config, seed) for seed in seeds], config)
+    policy = masked_greedy(model)
+    results = scored_results(seeds, agent, [play_twin_episode(policy, config, seed) for seed in seeds], config)
     print(f"{name}: {args.timesteps} steps in {train_seconds:.0f} s; mean latency (s) on test seeds "
           f"{seeds[0]}..{seeds[-1]}, 95 % t-interval\n\n{score_table(results)}")
     command = " ".join(["python scripts/train_multicell_twin.py", *(sys.argv[1:] if argv is None else argv)])

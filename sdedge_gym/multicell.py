@@ -198,29 +198,23 @@ def identical_cells(cells: int, **kwargs: Any) -> MultiCellConfig:
     return multicell_config(CELL_HARDWARE[:1] * cells, name=f"{cells}-identical", **kwargs)
 
 
-def _two_identical(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
-    config = multicell_config(CELL_HARDWARE[:1] * 2, name="two-identical", **kwargs)
+def _preset(hardware: Sequence[CellHardware], name: str, online: bool = False, load: float = ONLINE_LOAD,
+            **kwargs: Any) -> MultiCellConfig:
+    config = multicell_config(hardware, name=name, **kwargs)
     return online_cells(config, load) if online else config
 
 
-def _two_heterogeneous(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
-    config = multicell_config(CELL_HARDWARE[:2], name="two-heterogeneous", **kwargs)
-    return online_cells(config, load) if online else config
-
-
-def _four_heterogeneous(online: bool = False, load: float = ONLINE_LOAD, **kwargs: Any) -> MultiCellConfig:
-    config = multicell_config(CELL_HARDWARE, name="four-heterogeneous", **kwargs)
-    return online_cells(config, load) if online else config
-
-
+# The presets' cells; each preset also has an online version, "<name>-online": Poisson arrivals per cell
+# (online_cells, load ONLINE_LOAD unless load= says).
+_PRESET_HARDWARE: dict[str, tuple[CellHardware, ...]] = {
+    "two-identical": CELL_HARDWARE[:1] * 2,
+    "two-heterogeneous": CELL_HARDWARE[:2],
+    "four-heterogeneous": CELL_HARDWARE,
+}
 MULTICELL_PRESETS: dict[str, Callable[..., MultiCellConfig]] = {
-    "two-identical": _two_identical,
-    "two-heterogeneous": _two_heterogeneous,
-    "four-heterogeneous": _four_heterogeneous,
-    # The online versions: Poisson arrivals per cell (online_cells, load ONLINE_LOAD unless load= says).
-    "two-identical-online": functools.partial(_two_identical, online=True),
-    "two-heterogeneous-online": functools.partial(_two_heterogeneous, online=True),
-    "four-heterogeneous-online": functools.partial(_four_heterogeneous, online=True),
+    **{name: functools.partial(_preset, hardware, name) for name, hardware in _PRESET_HARDWARE.items()},
+    **{f"{name}-online": functools.partial(_preset, hardware, name, online=True)
+       for name, hardware in _PRESET_HARDWARE.items()},
 }
 
 
