@@ -16,9 +16,11 @@ uniform-shares, random, fixed:N:L (batch size N, speculation length L); on the o
 policies of sdedge_agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
 agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
-sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip), module:Class (any class importable from a dotted
-module path, constructed as Class(env), with SB3's ``predict(observation, state, episode_start,
-deterministic)``; :class:`sdedge_agents.policy.Policy` is a base for one). Only pretrained and sb3 import torch;
+sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip), composed:DIR (on the hybrid ids: a composed agent of
+:mod:`sdedge_agents.band_split`, (n, l) from a discrete model and a learned band split), module:Class (any
+class importable from a dotted module path, constructed as Class(env), with SB3's ``predict(observation, state,
+episode_start, deterministic)``; :class:`sdedge_agents.policy.Policy` is a base for one). Only pretrained, sb3 and
+composed import torch;
 MaskablePPO agents are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
 policies trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with
 SB3's ``predict`` bound to that env.
@@ -41,6 +43,7 @@ import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -185,6 +188,11 @@ def check_policy_spec(spec: str, env) -> None:
             raise ValueError(f"policy {spec!r}: {error}") from None
     elif spec.startswith("sb3:") and spec.count(":") >= 2:
         _sb3_path(spec)
+    elif spec.startswith("composed:"):
+        directory = Path(spec.split(":", 1)[1])
+        if not (directory / "split.pt").exists():
+            raise ValueError(f"policy {spec!r}: {directory / 'split.pt'} does not exist; allowed: composed:DIR with "
+                             "the directory python -m sdedge_agents.band_split fit wrote")
     elif spec.startswith("pretrained:"):
         from sdedge_agents.pretrained import PRETRAINED  # the cards only: no torch
 
@@ -215,6 +223,10 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
         return FixedAction(env, int(parts[1]), int(parts[2]))
     if spec.startswith("sb3:") and spec.count(":") >= 2:
         return _sb3_policy(spec, env)
+    if spec.startswith("composed:"):
+        from sdedge_agents.band_split import ComposedHybridPolicy  # torch only when a trained agent is asked for
+
+        return ComposedHybridPolicy.load(spec.split(":", 1)[1], env)
     if spec.startswith("pretrained:"):
         from sdedge_agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
 
@@ -222,7 +234,7 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
     if spec.count(":") == 1:
         return _class_policy(spec, env)
     raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
-                     "sb3:ALGO:PATH, module:Class")
+                     "sb3:ALGO:PATH, composed:DIR, module:Class")
 
 
 def _class_policy(spec: str, env) -> Any:

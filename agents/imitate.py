@@ -52,6 +52,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from sdedge_agents.band_split import share_cross_entropy
 from sdedge_agents.evaluate import make_policy
 from sdedge_agents.hyperparameters import load_entry
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
@@ -65,7 +66,7 @@ from sdedge_agents.train import (
     masked_predict,
     oracle_values,
 )
-from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, hybrid_batch_and_speculation, shares_from_logits
+from sdedge_gym.actions import hybrid_batch_and_speculation, shares_from_logits
 from sdedge_gym.registration import ENV_TABLE
 
 # The algorithms whose policies imitation fits, and the action modes each can drive (a subset of train's).
@@ -220,12 +221,7 @@ def hybrid_loss(mean: torch.Tensor, actions: torch.Tensor, max_batch: int, max_s
     teacher = actions.numpy()
     batch_size, _ = hybrid_batch_and_speculation(teacher, max_batch, max_speculation)
     shares = torch.as_tensor(shares_from_logits(teacher[:, 2:], batch_size), dtype=torch.float32)
-    sizes = torch.as_tensor(batch_size)
-    present = torch.arange(max_batch)[None, :] < sizes[:, None]
-    excess = ((shares - BAND_FLOOR / sizes[:, None]) / (1.0 - BAND_FLOOR)).clamp(min=0.0) * present
-    excess = excess / excess.sum(dim=1, keepdim=True)
-    logits = torch.where(present, LOGIT_SCALE * mean[:, 2:], torch.tensor(-1e9))
-    split = -(excess * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    split = share_cross_entropy(mean[:, 2:], shares, torch.as_tensor(batch_size))
     bins = ((mean[:, :2] - actions[:, :2]) ** 2).sum(dim=1).mean()
     beyond = (torch.relu(mean.abs() - 1.0) ** 2).sum(dim=1).mean()
     return split + BIN_WEIGHT * bins + RANGE_WEIGHT * beyond

@@ -6,7 +6,8 @@ and, on the hybrid ids, one band logit per task. A plain MLP must learn every ru
 slot-specific weights. Here:
 
 * every task i is encoded with the global features, ``e_i = tanh(W [task_i, global])``, and a bidirectional
-  GRU runs over the window, so that ``z_i`` sees the tasks before and after i;
+  GRU runs over the window, so that ``z_i`` sees the tasks before and after i; the features the env's
+  ``observe_reference`` and ``observe_queue`` options append after the window count as global features;
 * the batch-size logits are one shared head per slot, ``score_i = head(z_i)`` for "the batch ends at task i"
   (n = i + 1), so "cut here" is learned once for every position;
 * the speculation-length logits come from an MLP of the whole observation (they depend on the batch as a
@@ -33,9 +34,12 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from sdedge_gym.env import GLOBAL_FEATURES, TASK_FEATURES
+from sdedge_gym.env import GLOBAL_FEATURES, QUEUE_FEATURES, TASK_FEATURES
 
 NUM_GLOBAL, NUM_TASK = len(GLOBAL_FEATURES), len(TASK_FEATURES)
+# The features the offline env may append after the window (observe_reference: 1, observe_queue: 6): the
+# policies read them as more global features.
+EXTRA_FEATURE_COUNTS = (0, 1, len(QUEUE_FEATURES), 1 + len(QUEUE_FEATURES))
 BATCH_LIMIT_FEATURE = GLOBAL_FEATURES.index("batch_limit")  # batch_limit / n_max
 
 
@@ -58,7 +62,8 @@ class TaskSequenceExtractor(nn.Module):
         self.max_batch, self.speculation_choices, self.hybrid = max_batch, speculation_choices, hybrid
         self.latent_dim_pi = 2 + max_batch if hybrid else max_batch + speculation_choices
         self.latent_dim_vf = widths[-1]
-        self.encoder = _mlp(NUM_TASK + NUM_GLOBAL, (slot_width,))
+        self.window_end = NUM_GLOBAL + NUM_TASK * max_batch  # the extras follow
+        self.encoder = _mlp(NUM_TASK + NUM_GLOBAL + observation_dim - self.window_end, (slot_width,))
         self.sequence = nn.GRU(slot_width, slot_width, batch_first=True, bidirectional=True)
         self.end_head = _mlp(2 * slot_width, (slot_width,), 1)
         self.speculation = _mlp(observation_dim, widths, 1 if hybrid else speculation_choices)
@@ -70,8 +75,8 @@ class TaskSequenceExtractor(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        glob = features[:, :NUM_GLOBAL]
-        tasks = features[:, NUM_GLOBAL:].reshape(-1, self.max_batch, NUM_TASK)
+        glob = torch.cat([features[:, :NUM_GLOBAL], features[:, self.window_end:]], dim=-1)
+        tasks = features[:, NUM_GLOBAL:self.window_end].reshape(-1, self.max_batch, NUM_TASK)
         slots = glob[:, None, :].expand(-1, self.max_batch, -1)
         hidden, _ = self.sequence(self.encoder(torch.cat([tasks, slots], dim=-1)))
         scores = self.end_head(hidden).squeeze(-1)  # (m, n_max): logit of "the batch ends at task i"
@@ -96,10 +101,15 @@ class TaskSequenceExtractor(nn.Module):
 
 
 def _window(observation_space: spaces.Space, max_batch: int) -> None:
-    expected = NUM_GLOBAL + NUM_TASK * max_batch
-    if observation_space.shape != (expected,):
-        raise ValueError(f"the slot policies need the offline layout: observation ({expected},) for n_max = "
-                         f"{max_batch}; got {observation_space.shape} (the online ids are not supported)")
+    """Refuse an observation that is not the offline window plus the options' extras. The window is read from
+    the action space and the extras from the length, so an online layout of the same length as an offline
+    one (the small preset's, n_max = 4) is not told apart: the online ids are unsupported, not detected."""
+    window = NUM_GLOBAL + NUM_TASK * max_batch
+    expected = [window + extra for extra in EXTRA_FEATURE_COUNTS]
+    if len(observation_space.shape) != 1 or observation_space.shape[0] not in expected:
+        raise ValueError(f"the slot policies need the offline layout: observation of length {expected} for n_max "
+                         f"= {max_batch} (the window, then the observe_reference / observe_queue features); "
+                         f"got {observation_space.shape} (the online ids are not supported)")
 
 
 class _SlotMixin:

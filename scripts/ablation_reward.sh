@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The reward ablation of docs/BENCHMARK.md ("Learning from reward"): MaskablePPO on sdedge/EdgeSD-v0 with the
+# The reward ablation of docs/BENCHMARK.md ("Learning from reward"): MaskablePPO on sdedge/EdgeSD-v0 (rows
+# stochastic-*: sdedge/EdgeSD-Paper-Stochastic-v0; uplink-*: sdedge/EdgeSD-Uplink-v0) with the
 # harness's hyperparameters (agents/hyperparams.yml), 8 envs, training seeds 1000, 2000, 3000 per row, one run
 # at a time, into runs/ablation/<row>/seed<S>/ (evaluations.csv every 20k steps on the validation episodes).
 #
@@ -46,7 +47,25 @@ row_arguments() {
         # rate's late oscillation on the validation episodes.
         reference-slot-lambda0.9-linlr)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # sdedge/EdgeSD-Paper-Stochastic-v0 (rows named stochastic-*): the lr-decay recipe, and the same with the
+        # summary of the queue beyond the window as observation features (observe_queue=True).
+        stochastic-reference-slot-linlr)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # sdedge/EdgeSD-Uplink-v0 (rows named uplink-*): the lr-decay recipe, the (n, l) half of the composed
+        # hybrid agent of sdedge_agents.band_split.
+        uplink-reference-slot-linlr)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        stochastic-reference-slot-linlr-queue)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference observe_queue=True --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
+    esac
+}
+
+row_env() {
+    case "$1" in
+        stochastic-*) echo "sdedge/EdgeSD-Paper-Stochastic-v0" ;;
+        uplink-*) echo "sdedge/EdgeSD-Uplink-v0" ;;
+        *) echo "sdedge/EdgeSD-v0" ;;
     esac
 }
 
@@ -59,7 +78,7 @@ for row in "${rows[@]}"; do
     arguments=$(row_arguments "${row}")
     for seed in "${SEEDS[@]}"; do
         out="runs/ablation/${row}/seed${seed}"
-        command="python -m sdedge_agents.train --env sdedge/EdgeSD-v0 --algo maskable_ppo --seed ${seed} --out ${out} --eval-every 20000 --eval-episodes 20 --checkpoint-every 100000 --no-progress-bar ${arguments}"
+        command="python -m sdedge_agents.train --env $(row_env "${row}") --algo maskable_ppo --seed ${seed} --out ${out} --eval-every 20000 --eval-episodes 20 --checkpoint-every 100000 --no-progress-bar ${arguments}"
         rm -rf "${out}"
         mkdir -p "${out}"
         echo "${command}" > "${out}/command.txt"

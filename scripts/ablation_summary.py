@@ -6,7 +6,8 @@
         --json runs/ablation/test.json --out runs/ablation/table.md
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
-reported as missing). Every model and the references (oracle, random, best-constant, planner, window-planner,
+reported as missing): a MaskablePPO ``model.zip``, or on the hybrid ids a composed agent's directory
+(``sdedge_agents.band_split``). Every model and the references (oracle, random, best-constant, planner, window-planner,
 rollout) play the same test episodes 500..599 of ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id;
 ``sdedge_agents.evaluate``). Per row: each seed's gap to the oracle, the interquartile mean of the normalised
 score over the seeds with its stratified bootstrap 95 % interval (``agents/statistics.py``), and the paired
@@ -39,6 +40,11 @@ def evaluation_env_kwargs(model: Path) -> dict:
     return {}
 
 
+def policy_spec(path: Path) -> str:
+    """A composed agent's directory (sdedge_agents.band_split, the hybrid ids) or a MaskablePPO model.zip."""
+    return f"composed:{path}" if path.suffix != ".zip" else f"sb3:MaskablePPO:{path}"
+
+
 def parse_rows(items: list[str]) -> list[tuple[str, list[tuple[int, Path]]]]:
     rows = []
     for item in items:
@@ -67,7 +73,7 @@ def main() -> None:
     by_kwargs: dict[str, list[str]] = {}
     for _, runs in rows:
         for _, path in runs:
-            spec = f"sb3:MaskablePPO:{path}"
+            spec = policy_spec(path)
             if path.exists() and spec not in cache:
                 by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(path)), []).append(spec)
     references = [name for name in REFERENCES if name not in cache]
@@ -96,8 +102,7 @@ def main() -> None:
         values = np.array(cache[name])
         lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | | |")
     for label, runs in rows:
-        present = [(seed, np.array(cache[f"sb3:MaskablePPO:{path}"])) for seed, path in runs
-                   if f"sb3:MaskablePPO:{path}" in cache]
+        present = [(seed, np.array(cache[policy_spec(path)])) for seed, path in runs if policy_spec(path) in cache]
         if not present:
             lines.append(f"| {label} | not trained | | | |")
             continue

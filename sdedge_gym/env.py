@@ -31,6 +31,9 @@ STEP_INFO_KEYS = ("batch_size", "speculation_length", "bandwidth", "uplink_slot"
 KPI_KEYS = ("mean_latency", "makespan", "throughput")
 GLOBAL_FEATURES = ("tasks_left", "uplink_elapsed", "inference_backlog", "batch_limit")
 TASK_FEATURES = ("present", "prompt_len", "payload", "channel_quality", "acceptance", "output_len")
+# ``observe_queue=True``: the queue past the window, summarised (the card's "Observation Space").
+QUEUE_FEATURES = ("queue_beyond", "beyond_prompt_len", "beyond_payload", "beyond_channel_quality",
+                  "beyond_acceptance", "beyond_output_len")
 # The env's reward forms (the ``reward=`` argument; the card's "Rewards" section defines them).
 REWARDS = ("latency", "reference", "relative")
 
@@ -259,6 +262,20 @@ class EdgeSDEnv(gym.Env):
     It summarises the whole queue, beyond the window, in the one number a critic needs as a per-episode
     baseline. Allowed only on clairvoyant, expected-acceptance scenarios (V reads the true lengths and rates).
 
+    ``observe_queue=True`` appends six features after those (at index ``4 + 6 n_max + observe_reference``):
+    the queue past the window, summarised from the same task features the window shows (so it reveals
+    nothing the agent could not see by scrolling: the hints and estimates where the scenario has them).
+    With m = the tasks past the window (queue positions ``n_max`` onwards, uncommitted):
+
+    | index     | feature                | value                                                  | range  |
+    |-----------|------------------------|--------------------------------------------------------|--------|
+    | q + 0     | queue_beyond           | m / K                                                  | [0, 1) |
+    | q + 1..5  | beyond_prompt_len, ... | the mean of task features 1..5 (prompt_len, payload,   | [0, 1] |
+    |           | beyond_output_len      | channel_quality, acceptance, output_len) over those m  |        |
+    |           |                        | tasks; 0 when m = 0                                    |        |
+
+    Offline envs only (the online env's queue past the window holds requests that have not arrived).
+
     ## Rewards
 
     The step reward is minus the committed batch's share of the objective, in seconds: with objective
@@ -326,7 +343,7 @@ class EdgeSDEnv(gym.Env):
     ```python
     env = gymnasium.make("sdedge/EdgeSD-v0", num_tasks=50, max_speculation=6, config={"uplink": {"bandwidth": 2e6}})
     EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, reward="latency",
-              observe_reference=False, **overrides)
+              observe_reference=False, observe_queue=False, **overrides)
     ```
 
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
@@ -337,6 +354,8 @@ class EdgeSDEnv(gym.Env):
     * ``config``: a nested dict merged over the preset, or a complete ``ScenarioConfig``.
     * ``reward``: "latency" (default) | "reference" | "relative" (see Rewards).
     * ``observe_reference``: False (default) | True: the reference's cost to go as an extra observation feature.
+    * ``observe_queue``: False (default) | True: the summary of the queue past the window as six extra
+      observation features (see Observation Space).
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
       ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. An unknown keyword
@@ -365,19 +384,23 @@ class EdgeSDEnv(gym.Env):
       ``arrival`` are read-only views of ``clock.now`` and ``episode.release`` (restore a saved state by
       assigning ``env.clock``); the vector env's ``next_task``, ``uplink_end``, ``inference_end`` read its
       ``clocks`` (``EpisodeClocks``).
-      The ``reward`` and ``observe_reference`` options were added later; their defaults are the v0 env.
+      The ``reward``, ``observe_reference`` and ``observe_queue`` options were added later; their defaults are
+      the v0 env.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
 
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
-                 reward: str = "latency", observe_reference: bool = False, **overrides: Any) -> None:
+                 reward: str = "latency", observe_reference: bool = False, observe_queue: bool = False,
+                 **overrides: Any) -> None:
         check_override_keys(type(self).__name__, overrides)
         if reward not in REWARDS:
             raise ValueError(f"reward = {reward!r} is invalid; allowed: {' | '.join(repr(r) for r in REWARDS)}")
         if not isinstance(observe_reference, bool):
             raise ValueError(f"observe_reference = {observe_reference!r} is invalid; allowed: True | False")
+        if not isinstance(observe_queue, bool):
+            raise ValueError(f"observe_queue = {observe_queue!r} is invalid; allowed: True | False")
         mode_class = action_mode_class(action_mode)  # checked before the scenario, whose errors come next
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode = {render_mode!r} is invalid; allowed: None | "
@@ -396,6 +419,7 @@ class EdgeSDEnv(gym.Env):
         self.render_mode = render_mode
         self.reward = reward
         self.observe_reference = observe_reference
+        self.observe_queue = observe_queue
         # (n_ref, l_ref) of reward="reference" and observe_reference: the search runs once per scenario (cached).
         uses_reference = reward != "latency" or observe_reference
         self.reference_action: tuple[int, int] | None = (best_constant_action(self.scenario)
@@ -408,7 +432,7 @@ class EdgeSDEnv(gym.Env):
         n_max, l_max = self.scenario.max_batch, self.scenario.max_speculation
         self.actions: ActionMode = mode_class(n_max, l_max)
         self.action_space = self.actions.space(wait=self.has_wait)
-        size = self.observation_size(n_max) + int(observe_reference)
+        size = self.observation_size(n_max) + int(observe_reference) + len(QUEUE_FEATURES) * observe_queue
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
         self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b
 
@@ -416,6 +440,7 @@ class EdgeSDEnv(gym.Env):
         self.clock = EpisodeClock()
         self.outcomes: list[BatchOutcome] = []
         self._task_features: np.ndarray | None = None
+        self._feature_sums: np.ndarray | None = None  # observe_queue: row j sums task features 1..5 of tasks < j
 
     has_wait: ClassVar[bool] = False  # the online env's action space adds a wait
 
@@ -439,6 +464,11 @@ class EdgeSDEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.episode, self._task_features = self._episode_from(options)
+        if self.observe_queue:  # prefix sums, so that every step's summary is O(1)
+            num_tasks = self.episode.num_tasks
+            sums = np.zeros((num_tasks + 1, len(TASK_FEATURES) - 1))
+            np.cumsum(self._task_features[:num_tasks, 1:], axis=0, dtype=np.float64, out=sums[1:])
+            self._feature_sums = sums
         self.clock = EpisodeClock()
         self.outcomes = []
         self._start_episode()
@@ -597,7 +627,8 @@ class EdgeSDEnv(gym.Env):
         clock = self.clock
         n_global, width = len(GLOBAL_FEATURES), len(TASK_FEATURES)
         n_window = n_global + width * self.scenario.max_batch
-        observation = np.zeros(n_window + int(self.observe_reference), dtype=np.float32)
+        observation = np.zeros(n_window + int(self.observe_reference) + len(QUEUE_FEATURES) * self.observe_queue,
+                               dtype=np.float32)
         observation[:n_global] = global_features_one(self.model, self.scales, self.episode.num_tasks,
                                                      clock.next_task, self._uplink_time(), clock.inference_end,
                                                      self.batch_limit())
@@ -607,6 +638,15 @@ class EdgeSDEnv(gym.Env):
         if self.observe_reference:
             to_go = self._reference_to_go
             observation[n_window] = to_go / (to_go + self.reference_scale)
+        if self.observe_queue:
+            start = n_window + int(self.observe_reference)
+            num_tasks = self.episode.num_tasks
+            first = min(clock.next_task + self.scenario.max_batch, num_tasks)  # the first task past the window
+            beyond = num_tasks - first
+            observation[start] = beyond / num_tasks
+            if beyond > 0:
+                sums = self._feature_sums
+                observation[start + 1:start + len(QUEUE_FEATURES)] = (sums[num_tasks] - sums[first]) / beyond
         return observation
 
     def _uplink_time(self) -> float:

@@ -204,11 +204,12 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
                  arrivals: Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        for option in ("reward", "observe_reference"):  # the offline env's reference is no online policy's
+        # The offline env's reference is no online policy's; the queue past the window has not arrived yet.
+        for option in ("reward", "observe_reference", "observe_queue"):
             if option in overrides:
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {option!r} (the "
-                                "reference reward and feature are offline options; the online env's reward is "
-                                "minus each request's latency / K)")
+                                "reference reward and the reference and queue features are offline options; the "
+                                "online env's reward is minus each request's latency / K)")
         self._id_arrivals = arrivals  # read by _make_scenario, during the base constructor
         super().__init__(scenario, action_mode, render_mode, config, **overrides)
         n_max = self.scenario.max_batch
