@@ -232,18 +232,24 @@ class ComposedHybridPolicy:
 
     @classmethod
     def load(cls, directory: str | Path, env: gym.Env) -> ComposedHybridPolicy:
+        """The agent of a directory written by ``python -m sdedge_agents.band_split fit``."""
+        directory = Path(directory)
+        return cls.from_files(directory / BATCH_MODEL_FILE, directory / SPLIT_FILE, env)
+
+    @classmethod
+    def from_files(cls, batch_model: Path, split: Path, env: gym.Env) -> ComposedHybridPolicy:
+        """The agent of a discrete MaskablePPO zip and a split file (a shipped agent's two files)."""
         from sb3_contrib import MaskablePPO
 
-        directory = Path(directory)
-        for name in (SPLIT_FILE, BATCH_MODEL_FILE):
-            if not (directory / name).exists():
-                raise FileNotFoundError(f"composed agent {directory}: {name} is missing; allowed: a directory "
-                                        "written by python -m sdedge_agents.band_split fit")
-        saved = torch.load(directory / SPLIT_FILE, map_location="cpu", weights_only=True)
+        for path in (batch_model, split):
+            if not path.exists():
+                raise FileNotFoundError(f"composed agent: {path} is missing; allowed: the files python -m "
+                                        "sdedge_agents.band_split fit writes")
+        saved = torch.load(split, map_location="cpu", weights_only=True)
         net = BandSplitNet(int(saved["max_batch"]), int(saved["width"]))
         net.load_state_dict(saved["state_dict"])
         net.eval()
-        return cls(MaskablePPO.load(directory / BATCH_MODEL_FILE, device="cpu"), net, env)
+        return cls(MaskablePPO.load(batch_model, device="cpu"), net, env)
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]:

@@ -59,9 +59,14 @@ class PretrainedAgent(ShippedFiles):
 
     name: str
     env_id: str  # the id it was trained on; it runs on any env with the same spaces
-    algo: str  # an sdedge_agents.train algorithm name
-    model_file: str
+    algo: str  # an sdedge_agents.train algorithm name, or "composed" (sdedge_agents.band_split)
+    model_file: str  # composed: the discrete (n, l) model; its band split is split_path
     card_file: str
+
+    @property
+    def split_path(self) -> Path:
+        """A composed agent's band-split network (``sdedge_agents.band_split``)."""
+        return PRETRAINED_DIR / f"{self.name}.split.pt"
 
 
 def _agent(name: str, env_id: str, algo: str) -> PretrainedAgent:
@@ -88,6 +93,10 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         _agent("dagger-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
+        # The hybrid ids' composed agents (sdedge_agents.band_split): (n, l) from the discrete id's agent trained
+        # from the reference reward, the band split from a network fitted to the closed form.
+        _agent("composed-reference-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "composed"),
+        _agent("composed-reference-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "composed"),
     )
 }
 
@@ -177,11 +186,18 @@ class PretrainedPolicy:
         return action, state
 
 
-def load_pretrained(name: str, env: gym.Env) -> PretrainedPolicy:
+def load_pretrained(name: str, env: gym.Env) -> Any:
     """The shipped agent ``name`` bound to ``env`` (which must have the agent's observation and action spaces)."""
     if name not in PRETRAINED:
         raise ValueError(f"pretrained agent {name!r} is unknown; allowed: {' | '.join(PRETRAINED)}")
     agent = PRETRAINED[name]
+    if agent.algo == "composed":
+        try:
+            from sdedge_agents.band_split import ComposedHybridPolicy
+        except ImportError as error:
+            raise ImportError(f"pretrained agents need stable-baselines3, sb3-contrib and torch: {TRAIN_EXTRA_HINT} "
+                              f"({error})") from error
+        return ComposedHybridPolicy.from_files(agent.model_path, agent.split_path, env)
     try:
         from sb3_contrib import MaskablePPO
         from stable_baselines3 import A2C, DQN, PPO
@@ -253,6 +269,8 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
         raise ValueError(f"pretrained agent {name!r} is unknown; allowed: {' | '.join(PRETRAINED)} (add it to "
                          "PRETRAINED first)")
     agent = PRETRAINED[name]
+    if agent.algo == "composed":
+        return _ship_composed(agent, run_dir, command, episodes, seed)
     run = json.loads((run_dir / "run.json").read_text())
     if run["status"] != "completed" or run["config"]["env_id"] != agent.env_id or run["config"]["algo"] != agent.algo:
         raise ValueError(f"run {run_dir} (status {run['status']!r}, env {run['config']['env_id']!r}, algo "
@@ -272,6 +290,38 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
         "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}
         if run["evaluation"] else None,
         "evaluation": evaluate_shipped(name, episodes, seed),
+    }
+    agent.card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _ship_composed(agent: PretrainedAgent, run_dir: Path, command: str, episodes: int, seed: int) -> dict[str, Any]:
+    """Ship a ``python -m sdedge_agents.band_split fit`` directory: its two models, and a card with the fit's
+    record and the (n, l) model's training run (its run.json, beside the model it was fitted with)."""
+    fit = json.loads((run_dir / "run.json").read_text())
+    if fit.get("env_id") != agent.env_id:
+        raise ValueError(f"composed agent {run_dir} was fitted on {fit.get('env_id')!r}; allowed: one on "
+                         f"{agent.env_id}")
+    batch_dir = Path(fit["batch_model"]).parent
+    batch_run = json.loads((batch_dir / "run.json").read_text()) if (batch_dir / "run.json").exists() else None
+    batch_command = (batch_dir / "command.txt").read_text().strip() if (batch_dir / "command.txt").exists() else None
+    shutil.copyfile(run_dir / "batch_model.zip", agent.model_path)
+    shutil.copyfile(run_dir / "split.pt", agent.split_path)
+    card = {
+        "name": agent.name,
+        "env_id": agent.env_id,
+        "algo": agent.algo,
+        "timesteps": batch_run["steps"] if batch_run else None,
+        "seed": fit["seed"],
+        "command": command,
+        "wall_time_s": round(fit["fit_wall_time_s"] + (batch_run["total_wall_time_s"] if batch_run else 0.0), 1),
+        "batch_model": {"path": fit["batch_model"],
+                        "command": batch_command,
+                        "env_id": batch_run["config"]["env_id"] if batch_run else None,
+                        "hyperparameters": batch_run["hyperparameters"] if batch_run else None},
+        "band_split": {key: fit[key] for key in ("command", "train_batches", "validation_batches",
+                                                 "validation_slot_excess", "fit_wall_time_s")},
+        "evaluation": evaluate_shipped(agent.name, episodes, seed),
     }
     agent.card_path.write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -108,3 +108,35 @@ def test_fit_writes_an_agent_that_plays_the_discrete_models_n_l_with_its_split(t
         main(["fit", "--env", HYBRID, "--batch-model", "x", "--episodes", "0", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="overlap the held-out ones"):
         main(["fit", "--env", HYBRID, "--batch-model", "x", "--seed", "450", "--out", str(tmp_path)])
+
+
+def test_a_composed_agent_ships_as_two_files_and_a_card(tmp_path, monkeypatch):
+    import sdedge_agents.pretrained as pretrained
+
+    run = tmp_path / "run"
+    run.mkdir()
+    batch_model = MaskablePPO("MlpPolicy", gym.make("sdedge/EdgeSD-v0"), n_steps=16, batch_size=16, seed=0,
+                              device="cpu")
+    batch_model.save(run / "model.zip")
+    (run / "command.txt").write_text("python -m sdedge_agents.train ...\n")
+    out = tmp_path / "composed"
+    assert main(["fit", "--env", "sdedge/EdgeSD-Paper-Hybrid-v0", "--batch-model", str(run / "model.zip"),
+                 "--episodes", "2", "--validation-episodes", "1", "--epochs", "1", "--width", "8",
+                 "--out", str(out)]) == 0
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "shipped")
+    (tmp_path / "shipped").mkdir()
+    name = "composed-reference-paper-hybrid"
+    card = pretrained.ship(name, out, "the commands", episodes=2, seed=500)
+    agent = pretrained.PRETRAINED[name]
+    assert agent.model_path.exists() and agent.split_path.exists() and agent.card() == card
+    assert card["batch_model"]["command"] == "python -m sdedge_agents.train ..." and card["seed"] == 1000
+    env = gym.make(agent.env_id)
+    policy = pretrained.load_pretrained(name, env)
+    observation, _ = env.reset(seed=500)
+    done, total = False, 0.0
+    while not done:
+        observation, reward, done, _, _ = env.step(policy.predict(observation)[0])
+        total += reward
+    assert -total == pytest.approx(card["evaluation"]["per_episode"][name][0], rel=1e-12)
+    with pytest.raises(ValueError, match="was fitted on 'sdedge/EdgeSD-Paper-Hybrid-v0'"):
+        pretrained.ship("composed-reference-uplink-hybrid", out, "x", episodes=1, seed=500)
