@@ -51,7 +51,7 @@ from sdedge_agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode
 from sdedge_gym.online_env import EdgeSDOnlineEnv
-from sdedge_gym.reference import TUNING_SEEDS
+from sdedge_gym.reference import REFERENCE_TIMEOUT, TUNING_SEEDS, best_lengths_by_batch
 from sdedge_gym.segments import SegmentTables, segment_tables
 
 
@@ -204,16 +204,6 @@ def estimated_arrival_rate(env: EdgeSDOnlineEnv) -> float:
     return (recent - 1) / span if span > 0 else float("inf")
 
 
-@lru_cache(maxsize=8)
-def best_speculation_by_batch(scenario: ScenarioConfig) -> tuple[int, ...]:
-    """For n = 1..n_lim, the best constant l for batches of n on the offline tuning episodes."""
-    from sdedge_agents.baselines import constant_action_costs
-
-    offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace="", load=None))
-    costs = constant_action_costs(offline)
-    return tuple(int(l) for l in np.argmin(costs, axis=1))
-
-
 class DispatchImmediately(OnlinePolicy):
     """Every waiting task (up to the batch limit) at every epoch; l tuned per batch size (or fixed)."""
 
@@ -227,7 +217,8 @@ class DispatchImmediately(OnlinePolicy):
             raise ValueError(f"speculation_length = {speculation_length!r} is invalid; allowed: None or an integer "
                              f"in [0, {self.max_speculation}]")
         self.speculation_length = speculation_length
-        self._best_l = best_speculation_by_batch(self.unwrapped.scenario) if speculation_length is None else None
+        # l per n: the best constant l for batches of n offline (the env's reward="reference" rule uses the same).
+        self._best_l = best_lengths_by_batch(self.unwrapped.scenario) if speculation_length is None else None
 
     def length_for(self, batch_size: int) -> int:
         return self._best_l[batch_size - 1] if self.speculation_length is None else self.speculation_length
@@ -253,7 +244,7 @@ class MaxBatchTimeout(DispatchImmediately):
     name = "max-batch-timeout"
     counterpart = "sdedge_agents.MaxBatch"
 
-    def __init__(self, env, timeout: float = 10.0, max_batch: int | None = None) -> None:
+    def __init__(self, env, timeout: float = REFERENCE_TIMEOUT, max_batch: int | None = None) -> None:
         super().__init__(env)
         limit = self.unwrapped.model.batch_limit
         self.max_batch_size = limit if max_batch is None else max_batch

@@ -73,7 +73,8 @@ import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.hyperparameters import SCHEDULED, load_entry, parse_call_dict, parse_schedule
 from sdedge_agents.protocol import VALIDATION_SEEDS, training_seeds_overlap
 from sdedge_agents.runs import RunDirectory, check_int, jsonable, read_run, write_run
-from sdedge_gym.registration import ENV_TABLE
+from sdedge_gym.online_env import max_batch_capacity
+from sdedge_gym.registration import ENV_TABLE, ONLINE_ENV_IDS
 from sdedge_gym.wrappers import FlattenBatchSpeculation
 
 TRAIN_EXTRA_HINT = "pip install 'sdedge-gym[train]'"
@@ -106,7 +107,7 @@ CHECKPOINT_PREFIX = "model"
 INTERRUPTED_PREFIX = "interrupted"
 _CHECKPOINT_NAME = re.compile(rf"^(?:{CHECKPOINT_PREFIX}_(\d+)_steps|{INTERRUPTED_PREFIX}_(\d+))\.zip$")
 # The arguments a resumed run must share with the run it continues (timesteps may grow, the rest is free).
-_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed", "env_kwargs")
+_RESUME_MUST_MATCH = ("env_id", "algo", "n_envs", "seed", "env_kwargs", "loads")
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,9 @@ class TrainConfig(RunDirectory):
     env_kwargs: tuple[tuple[str, Any], ...] = ()
     hyperparams: tuple[tuple[str, Any], ...] = ()
     policy: str = "mlp"  # "mlp": SB3's MlpPolicy; "slot": sdedge_agents.slot_policy (the task window as a sequence)
+    # Online ids: training env i serves Poisson arrivals at loads[i % len(loads)] x the max-batch capacity
+    # (sdedge_gym.online_env.max_batch_capacity); the evaluations stay at the id's own load.
+    loads: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -162,6 +166,15 @@ class TrainConfig(RunDirectory):
         if self.policy == "slot" and self.algo not in ("maskable_ppo", "ppo"):
             raise ValueError(f"--policy slot needs --algo maskable_ppo (discrete ids) or ppo (hybrid ids); got "
                              f"{self.algo!r}")
+        if self.loads:
+            arrivals = ENV_TABLE[self.env_id].get("arrivals", {})
+            if self.env_id not in ONLINE_ENV_IDS or arrivals.get("process") != "poisson":
+                raise ValueError(f"--loads needs an online id with Poisson arrivals; got --env {self.env_id!r}; "
+                                 "allowed: e.g. sdedge/EdgeSD-Online-v0")
+            if any(not (isinstance(x, int | float) and 0.0 < x < 10.0) for x in self.loads):
+                raise ValueError(f"--loads = {self.loads!r} is invalid; allowed: loads in (0, 10), e.g. 0.3,0.5,0.7")
+            if "config" in dict(self.env_kwargs):
+                raise ValueError("--loads and --env-kwargs config=... are exclusive (--loads sets config's arrivals)")
         if self.env_kwargs:  # a bad one fails here, with the env's own message, not in the middle of the run
             try:
                 gym.make(self.env_id, **dict(self.env_kwargs)).close()
@@ -177,10 +190,15 @@ class TrainConfig(RunDirectory):
 # ---------------------------------------------------------------------- envs and models
 
 
-def make_single_env(config: TrainConfig, evaluation: bool = False) -> gym.Env:
+def make_single_env(config: TrainConfig, evaluation: bool = False, index: int = 0) -> gym.Env:
     """One env of the run (DQN's flattened), as the evaluation and the n_envs == 1 training path use it;
-    with the run's --env-kwargs (without ``reward`` for an ``evaluation`` env)."""
-    env = gym.make(config.env_id, **(config.evaluation_env_kwargs() if evaluation else dict(config.env_kwargs)))
+    with the run's --env-kwargs (without ``reward`` for an ``evaluation`` env); training env ``index`` at its
+    load of --loads."""
+    kwargs = config.evaluation_env_kwargs() if evaluation else dict(config.env_kwargs)
+    if config.loads and not evaluation:
+        rate = config.loads[index % len(config.loads)] * load_capacity(config.env_id)
+        kwargs["config"] = {"arrivals": {"arrival_rate": rate}}
+    env = gym.make(config.env_id, **kwargs)
     if config.algo == "dqn":
         env = FlattenBatchSpeculation(env)
     return env
@@ -200,8 +218,20 @@ def make_training_env(config: TrainConfig):
     native = _native_vec_env(config, keywords)
     if native is not None:
         return native
+    if config.loads:  # one load per env: SB3's make_vec_env builds every env alike
+        def make(index: int):
+            return lambda: Monitor(make_single_env(config, index=index), info_keywords=keywords)
+
+        venv = DummyVecEnv([make(i) for i in range(config.n_envs)])
+        venv.seed(config.seed)  # env i's first episode from seed + i, as make_vec_env seeds them
+        return venv
     return make_vec_env(lambda: make_single_env(config), n_envs=config.n_envs, seed=config.seed,
                         vec_env_cls=DummyVecEnv, monitor_kwargs={"info_keywords": keywords})
+
+
+def load_capacity(env_id: str) -> float:
+    """The max-batch capacity (requests/s) of an online id's scenario: what --loads multiplies."""
+    return max_batch_capacity(gym.make(env_id).unwrapped.scenario)
 
 
 def vectorisation_path(config: TrainConfig) -> str:
@@ -214,7 +244,7 @@ def vectorisation_path(config: TrainConfig) -> str:
 def _native_adapter_available(config: TrainConfig) -> bool:
     # Runs with --env-kwargs train on DummyVecEnv: the native vector env has no reward= option (and an id
     # without a vector_entry_point has no native vector env).
-    return not config.env_kwargs and gym.spec(config.env_id).vector_entry_point is not None
+    return not config.env_kwargs and not config.loads and gym.spec(config.env_id).vector_entry_point is not None
 
 
 def _native_vec_env(config: TrainConfig, info_keywords: tuple[str, ...] = ()):
@@ -607,6 +637,9 @@ def build_parser(prog: str = "python -m sdedge_agents.train") -> argparse.Argume
     parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
                         help="keyword arguments of gymnasium.make for the training envs, e.g. reward=reference (values "
                              "are Python literals, else strings); the evaluations drop reward= and score the objective")
+    parser.add_argument("--loads", default="", metavar="L1,L2,...",
+                        help="online Poisson ids: training env i at load L[i mod len] x the max-batch capacity, "
+                             "e.g. 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 (the evaluations stay at the id's load)")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="NAME=VALUE",
                         help="algorithm keyword arguments over the hyperparameter file's, e.g. gae_lambda=0.9")
     parser.add_argument("--policy", choices=POLICIES, default="mlp",
@@ -646,13 +679,18 @@ def parse_config(argv: Sequence[str] | None = None,
         progress = progress_bar_default() if args.progress_bar is None else args.progress_bar
         env_kwargs = name_values("--env-kwargs", args.env_kwargs)
         hyperparams = name_values("--hyperparams", args.hyperparams)
+        try:
+            loads = tuple(float(x) for x in args.loads.split(",")) if args.loads else ()
+        except ValueError:
+            raise ValueError(f"--loads = {args.loads!r} is invalid; allowed: numbers separated by commas, e.g. "
+                             "0.3,0.5,0.7") from None
         config = TrainConfig(env_id=args.env, algo=args.algo,
                              timesteps=entry.n_timesteps if args.timesteps is None else args.timesteps,
                              n_envs=entry.n_envs if args.n_envs is None else args.n_envs,
                              seed=args.seed, out=args.out, resume=args.resume, eval_episodes=args.eval_episodes,
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                              progress_bar=progress, env_kwargs=env_kwargs, hyperparams=hyperparams,
-                             policy=args.policy)
+                             policy=args.policy, loads=loads)
     except ValueError as error:
         parser.error(str(error))
     return config, args

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The reward ablation of docs/BENCHMARK.md ("Learning from reward"): MaskablePPO on sdedge/EdgeSD-v0 (rows
-# stochastic-*: sdedge/EdgeSD-Paper-Stochastic-v0; uplink-*: sdedge/EdgeSD-Uplink-v0) with the
+# stochastic-*: sdedge/EdgeSD-Paper-Stochastic-v0; uplink-*: sdedge/EdgeSD-Uplink-v0; online-*:
+# sdedge/EdgeSD-Online-v0) with the
 # harness's hyperparameters (agents/hyperparams.yml), 8 envs, training seeds 1000, 2000, 3000 per row, one run
 # at a time, into runs/ablation/<row>/seed<S>/ (evaluations.csv every 20k steps on the validation episodes).
 #
@@ -55,6 +56,12 @@ row_arguments() {
         # hybrid agent of sdedge_agents.band_split.
         uplink-reference-slot-linlr)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # sdedge/EdgeSD-Online-v0 (rows named online-*), trained across loads 0.3..1.0 (one per training env): the
+        # reference reward (max-batch-with-timeout replayed on the episode's arrivals) and its default-reward control.
+        online-reference-loads)
+            echo "--timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        online-latency-loads)
+            echo "--timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         stochastic-reference-slot-linlr-queue)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference observe_queue=True --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
@@ -65,6 +72,7 @@ row_env() {
     case "$1" in
         stochastic-*) echo "sdedge/EdgeSD-Paper-Stochastic-v0" ;;
         uplink-*) echo "sdedge/EdgeSD-Uplink-v0" ;;
+        online-*) echo "sdedge/EdgeSD-Online-v0" ;;
         *) echo "sdedge/EdgeSD-v0" ;;
     esac
 }

@@ -421,9 +421,10 @@ class EdgeSDEnv(gym.Env):
         self.observe_reference = observe_reference
         self.observe_queue = observe_queue
         # (n_ref, l_ref) of reward="reference" and observe_reference: the search runs once per scenario (cached).
-        uses_reference = reward != "latency" or observe_reference
-        self.reference_action: tuple[int, int] | None = (best_constant_action(self.scenario)
-                                                         if uses_reference else None)
+        self.uses_reference = reward != "latency" or observe_reference
+        self.reference_action: tuple[int, int] | None = None  # offline: the reference's (n_ref, l_ref)
+        if self.uses_reference:
+            self._set_up_reference()
         # The scale of the observed V(s): the reference's mean episode cost on the tuning episodes.
         self.reference_scale = float(constant_action_costs(self.scenario).min()) if observe_reference else 0.0
         self._reference_to_go = 0.0  # V(s) of the current state, when the reference is used
@@ -473,8 +474,8 @@ class EdgeSDEnv(gym.Env):
         self.outcomes = []
         self._start_episode()
         info = {"action_mask": self.action_masks()}
-        if self.reference_action is not None:  # V(s_0) before the first observation, which may read it
-            self._reference_to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+        if self.uses_reference:  # V(s_0) before the first observation, which may read it
+            self._reference_to_go = self._reference_cost_to_go()
             self._reference_start = self._reference_to_go  # V(s_0): the scale of reward="relative"
             info["reference_cost_to_go"] = np.float64(self._reference_to_go)
         return self._observation(), info
@@ -489,18 +490,34 @@ class EdgeSDEnv(gym.Env):
         terminated = self.clock.next_task >= self.episode.num_tasks
         info = self._step_info(outcome, outcome.batch_size, speculation_length, outcome.batch_size != requested)
         reward = -outcome.cost
-        if self.reference_action is not None:
-            to_go = reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
-            info["latency_reward"] = np.float64(reward)
-            info["reference_cost_to_go"] = np.float64(to_go)
-            if self.reward != "latency":  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
-                reward += self._reference_to_go - to_go
-            if self.reward == "relative":  # in % of the reference's episode cost
-                reward *= 100.0 / self._reference_start
-            self._reference_to_go = to_go
+        if self.uses_reference:
+            reward = self._shaped_reward(reward, info)
         if terminated:
             info.update(self._kpi_info())
         return self._observation(), reward, terminated, False, info
+
+    # ------------------------------------------------------------------ the reference (reward= and observe_reference)
+
+    def _set_up_reference(self) -> None:
+        """The reference policy, once per env: offline, the scenario's best constant action (cached per scenario)."""
+        self.reference_action = best_constant_action(self.scenario)
+
+    def _reference_cost_to_go(self) -> float:
+        """V(s): the reference policy's cost to go from the current state, on the episode's own data."""
+        return reference_cost_to_go(self.model, self.episode, self.clock, *self.reference_action)
+
+    def _shaped_reward(self, reward: float, info: dict[str, Any]) -> float:
+        """The step's reward under ``self.reward`` from its default ``reward`` (-cost), once the state has moved
+        to s'; records both and V(s') in ``info``."""
+        to_go = self._reference_cost_to_go()
+        info["latency_reward"] = np.float64(reward)
+        info["reference_cost_to_go"] = np.float64(to_go)
+        if self.reward != "latency":  # the potential's difference, Phi(s') - Phi(s) with Phi = -V
+            reward += self._reference_to_go - to_go
+        if self.reward == "relative":  # in % of the reference's episode cost
+            reward *= 100.0 / self._reference_start
+        self._reference_to_go = to_go
+        return reward
 
     def _commit(self, batch_size: int, speculation_length: int, weights: np.ndarray | None,
                 start: EpisodeClock) -> BatchOutcome:

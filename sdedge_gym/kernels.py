@@ -917,6 +917,44 @@ def constant_cost_to_go(p, prompt, output, alpha, payload, channel, runs, first,
     return total
 
 
+@njit(cache=True)
+def timeout_cost_to_go(p, prompt, output, alpha, payload, channel, runs, release, first, max_batch, timeout, lengths,
+                       sampled, bandwidth, completion, uplink_end, inference_end, now, work):
+    """Latency cost of serving tasks first..K-1 by max-batch-with-timeout from the online state (clocks, epoch
+    ``now``), on the episode's own arrival times ``release``: the online env's rewards' sum under that rule.
+
+    At each epoch the rule dispatches the waiting tasks (at most ``max_batch``, with l = ``lengths[n - 1]``,
+    closed-form split) when ``max_batch`` of them wait, the oldest has waited ``timeout`` s or no arrival is
+    left; otherwise it waits for the next arrival (the env's wait). After a batch the next epoch is
+    max(uplink end, the next task's arrival), as in the env. Each batch costs (sum_k C_k - sum_k a_k) / K.
+    """
+    total = 0.0
+    num_tasks = output.shape[0]
+    arrived = first
+    while arrived < num_tasks and release[arrived] <= now:
+        arrived += 1
+    while first < num_tasks:
+        while arrived - first < max_batch and now - release[first] < timeout and arrived < num_tasks:
+            now = release[arrived]  # wait for the next arrival
+            while arrived < num_tasks and release[arrived] <= now:
+                arrived += 1
+        size = min(arrived - first, max_batch)
+        _, ready, _, finish, cost, _, _ = commit(p, prompt, output, alpha, payload, channel, runs, first, size,
+                                                 lengths[size - 1], sampled, False, bandwidth, completion,
+                                                 max(uplink_end, now), inference_end, True, work)
+        arrival_sum = 0.0
+        for i in range(first, first + size):
+            arrival_sum += release[i]
+        total += cost - arrival_sum / num_tasks
+        uplink_end, inference_end = ready, finish
+        first += size
+        if first < num_tasks:
+            now = max(uplink_end, release[first])
+            while arrived < num_tasks and release[arrived] <= now:
+                arrived += 1
+    return total
+
+
 # Columns of commit_many's per-env result table.
 SLOT, DURATION, ACCEPTED, TOKENS, COST, WAIT, SERVICE_TIME = range(7)
 NUM_RESULTS = 7

@@ -21,6 +21,7 @@ from sdedge_gym.arrivals import Trace, draw_arrivals, read_trace, trace_offsets,
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.env import EdgeSDEnv, ObservationScales, episode_from_draws
 from sdedge_gym.episode import BatchOutcome, Episode, ServingModel
+from sdedge_gym.reference import best_lengths_by_batch, timeout_cost_to_go
 from sdedge_gym.scenarios import make_scenario
 from sdedge_gym.segments import segment_tables
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, raw_draws
@@ -149,6 +150,20 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
 
     A dispatch of batch m earns ``-sum_{k in m} (C_k - a_k) / K`` (completion minus arrival, s); a wait
     earns 0. The undiscounted return is exactly minus the mean latency. Only objective "mean_latency".
+    This is ``reward="latency"``, the default.
+
+    ``reward="reference"`` adds potential-based shaping as the offline env's does, with the online reference
+    rule: max-batch-with-timeout (dispatch the waiting requests, at most n_lim, when n_lim wait, the oldest
+    has waited ``REFERENCE_TIMEOUT`` = 10 s or no arrival is left, else wait; l per batch size n the best
+    constant l for batches of n offline; the ``max-batch-timeout`` policy of ``sdedge_agents.online``),
+    replayed by the compiled kernel from the current state on the episode's own arrival times
+    (``sdedge_gym.reference.timeout_cost_to_go``). V(s) reads arrivals that have not happened: it is an
+    input-driven baseline (Mao et al., 2019), a function of the full state (the episode's arrival times
+    included), so the shaped return is still V(s_0) - mean latency with V(s_0) independent of the policy
+    and the optimal policy unchanged; it is never an observation. A step's reward is then
+    ``r = -cost + V(s) - V(s')`` for dispatches and waits alike (a wait's cost is 0), with
+    ``info["latency_reward"]`` and ``info["reference_cost_to_go"]`` as offline; ``reward="relative"`` is
+    the same in % of V(s_0). Following the rule earns 0 at every step.
 
     ## Starting State
 
@@ -183,35 +198,35 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
     env = gymnasium.make("sdedge/EdgeSD-Online-v0", config={"arrivals": {"arrival_rate": 0.5, "slo": 30}})
     env = gymnasium.make("sdedge/EdgeSD-Online-v0", config={"arrivals": {"process": "trace", "trace": PATH}})
     EdgeSDOnlineEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, arrivals=None,
-                    **overrides)
+                    reward="latency", **overrides)
     ```
 
-    As ``EdgeSDEnv``, plus ``arrivals``, a dict merged over the preset's ``ArrivalConfig`` before ``config``
-    (the registered ids set it to Poisson at 0.757 requests/s; ``gymnasium.make(id, arrivals=...)`` replaces
-    that dict whole, so change single fields through ``config``). ``config["arrivals"]`` sets the
-    ``ArrivalConfig`` (process "offline" | "poisson" | "mmpp" | "trace", ``arrival_rate``, ``burst_rate``,
-    ``calm_duration``, ``burst_duration``, ``trace``, ``slo``). With process "offline" every request
-    arrives at 0 and the env reproduces ``EdgeSDEnv`` step for step. A trace is read at construction; a
-    malformed one raises ``ValueError`` naming the file, the row and the column.
+    As ``EdgeSDEnv`` (``reward`` as under Rewards; ``observe_reference`` and ``observe_queue`` are offline
+    options and raise ``TypeError``), plus ``arrivals``, a dict merged over the preset's ``ArrivalConfig``
+    before ``config`` (the registered ids set it to Poisson at 0.757 requests/s; ``gymnasium.make(id,
+    arrivals=...)`` replaces that dict whole, so change single fields through ``config``).
+    ``config["arrivals"]`` sets the ``ArrivalConfig`` (process "offline" | "poisson" | "mmpp" | "trace",
+    ``arrival_rate``, ``burst_rate``, ``calm_duration``, ``burst_duration``, ``trace``, ``slo``). With process
+    "offline" every request arrives at 0 and the env reproduces ``EdgeSDEnv`` step for step. A trace is read at
+    construction; a malformed one raises ``ValueError`` naming the file, the row and the column.
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release. The ``reward`` option was added later; its default is the v0 env.
     """
 
     has_wait: ClassVar[bool] = True
 
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
-                 arrivals: Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        # The offline env's reference is no online policy's; the queue past the window has not arrived yet.
-        for option in ("reward", "observe_reference", "observe_queue"):
+                 arrivals: Mapping[str, Any] | None = None, reward: str = "latency", **overrides: Any) -> None:
+        # V(s) would show future arrivals as a feature; the queue past the window has not arrived yet.
+        for option in ("observe_reference", "observe_queue"):
             if option in overrides:
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {option!r} (the "
-                                "reference reward and the reference and queue features are offline options; the "
-                                "online env's reward is minus each request's latency / K)")
+                                "reference and queue features are offline options)")
         self._id_arrivals = arrivals  # read by _make_scenario, during the base constructor
-        super().__init__(scenario, action_mode, render_mode, config, **overrides)
+        super().__init__(scenario, action_mode, render_mode, config, reward=reward, **overrides)
         n_max = self.scenario.max_batch
         arrivals, k = self.scenario.arrivals, self.scenario.num_tasks
         self.trace: Trace | None = None  # the whole trace (process "trace")
@@ -339,7 +354,8 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         if wait and self.can_wait():
             self.clock = dataclasses.replace(self.clock, now=float(self.arrival[self.arrived]))
             info = self._step_info(None, 0, speculation_length, False, dispatch_time)
-            return self._observation(), 0.0, False, False, info
+            reward = self._shaped_reward(0.0, info) if self.uses_reference else 0.0
+            return self._observation(), reward, False, False, info
         limit = self.batch_limit()
         batch_size = limit if wait else min(requested, limit)
         first = self.clock.next_task
@@ -352,9 +368,19 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         self._next_epoch()
         info = self._step_info(outcome, batch_size, speculation_length, wait or batch_size != requested,
                                dispatch_time)
+        if self.uses_reference:
+            reward = self._shaped_reward(reward, info)
         if terminated:
             info.update(self._kpi_info())
         return self._observation(), float(reward), bool(terminated), False, info
+
+    def _set_up_reference(self) -> None:
+        """The online reference rule: max-batch-with-timeout (n_lim, REFERENCE_TIMEOUT s, l per n as
+        ``best_lengths_by_batch``), replayed on the episode's own arrival times."""
+        self.reference_lengths = best_lengths_by_batch(self.scenario)
+
+    def _reference_cost_to_go(self) -> float:
+        return timeout_cost_to_go(self.model, self.episode, self.clock, self.reference_lengths)
 
     def render(self):
         frame = super().render()  # the offline dashboard or Gantt chart of the same batches

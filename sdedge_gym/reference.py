@@ -85,6 +85,34 @@ def best_constant_action(scenario: ScenarioConfig) -> tuple[int, int]:
     return int(n) + 1, int(l)
 
 
+# The online reference rule's timeout (s): max-batch-with-timeout as sdedge_agents.online.MaxBatchTimeout's default.
+REFERENCE_TIMEOUT = 10.0
+
+
+@lru_cache(maxsize=16)
+def best_lengths_by_batch(scenario: ScenarioConfig) -> tuple[int, ...]:
+    """For n = 1..n_lim, the best constant l for batches of n on the offline tuning episodes of the scenario's
+    offline counterpart (arrivals dropped): the l of the online rules (dispatch-immediately, max-batch-timeout)."""
+    offline = scenario.replace(arrivals=scenario.arrivals.replace(process="offline", trace="", load=None))
+    return tuple(int(l) for l in np.argmin(constant_action_costs(offline), axis=1))
+
+
+def timeout_cost_to_go(model: ServingModel, episode: Episode, clock: EpisodeClock, lengths: tuple[int, ...],
+                       timeout: float = REFERENCE_TIMEOUT) -> float:
+    """What the rest of an online ``episode`` costs from ``clock`` (epoch ``clock.now``) under
+    max-batch-with-timeout (max batch n_lim, l = ``lengths[n - 1]``, ``timeout`` s), on the episode's own
+    arrival times: the online env's reward="reference" potential (:func:`sdedge_gym.kernels.timeout_cost_to_go`);
+    0 once every task is dispatched."""
+    if clock.next_task >= episode.num_tasks:
+        return 0.0
+    prompt, output, alpha, payload, channel, runs = episode.kernel_arrays
+    limit, release = model.batch_limit, np.asarray(episode.release, dtype=float)
+    return kernels.timeout_cost_to_go(
+        model.kernel_parameters, prompt, output, alpha, payload, channel, runs, release, clock.next_task, limit,
+        float(timeout), np.asarray(lengths, dtype=np.int64), episode.runs is not None,
+        np.empty(limit), np.empty(limit), clock.uplink_end, clock.inference_end, clock.now, model.workspace)
+
+
 def reference_cost_to_go(model: ServingModel, episode: Episode, clock: EpisodeClock, batch_size: int,
                          speculation_length: int) -> float:
     """What the rest of ``episode`` costs from ``clock`` when (batch_size, speculation_length) is committed at

@@ -400,7 +400,7 @@ def test_the_online_env_is_the_offline_env_s_subclass_and_checks_its_keywords():
     assert tuple(info)[len(STEP_INFO_KEYS):len(STEP_INFO_KEYS) + len(ONLINE_INFO_KEYS)] == ONLINE_INFO_KEYS
 
 
-@pytest.mark.parametrize("option", [{"reward": "reference"}, {"observe_reference": True}])
-def test_the_offline_reference_options_are_refused_online(option):
+@pytest.mark.parametrize("option", [{"observe_reference": True}, {"observe_queue": True}])
+def test_the_offline_observation_options_are_refused_online(option):
     with pytest.raises(TypeError, match="unexpected keyword argument"):
         EdgeSDOnlineEnv("small", **option)
