@@ -17,10 +17,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 TRAINING_SEEDS: tuple[int, ...] = (1000, 2000, 3000)
 VALIDATION_SEED_BASE = 900_000
 VALIDATION_SEEDS: range = range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + 100)
 TEST_SEEDS: range = range(500, 600)
+
+
+def seeded_rows(items: list[str], flag: str = "--row") -> list[tuple[str, list[tuple[int, Path]]]]:
+    """The result scripts' ``LABEL=PATH`` rows, ``{seed}`` in PATH standing for each of TRAINING_SEEDS:
+    (label, [(seed, path), ...]) per row; a bad item exits naming ``flag``."""
+    rows = []
+    for item in items:
+        label, sep, pattern = item.rpartition("=")
+        if not sep or "{seed}" not in pattern:
+            raise SystemExit(f"{flag} {item!r} is invalid; allowed: LABEL=PATH with {{seed}} in PATH")
+        rows.append((label, [(seed, Path(pattern.format(seed=seed))) for seed in TRAINING_SEEDS]))
+    return rows
 
 
 def held_out_env_kwargs(env_id: str) -> dict:

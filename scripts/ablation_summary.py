@@ -25,7 +25,7 @@ import numpy as np
 
 import sdedge_gym
 from sdedge_agents.evaluate import evaluate
-from sdedge_agents.protocol import TEST_SEEDS, TRAINING_SEEDS
+from sdedge_agents.protocol import TEST_SEEDS, seeded_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout")
@@ -45,16 +45,6 @@ def policy_spec(path: Path) -> str:
     return f"composed:{path}" if path.suffix != ".zip" else f"sb3:MaskablePPO:{path}"
 
 
-def parse_rows(items: list[str]) -> list[tuple[str, list[tuple[int, Path]]]]:
-    rows = []
-    for item in items:
-        label, sep, pattern = item.rpartition("=")
-        if not sep or "{seed}" not in pattern:
-            raise SystemExit(f"--row {item!r} is invalid; allowed: LABEL=PATH with {{seed}} in PATH")
-        rows.append((label, [(seed, Path(pattern.format(seed=seed))) for seed in TRAINING_SEEDS]))
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--row", action="append", required=True, help="LABEL=PATH with {seed} in PATH")
@@ -62,7 +52,7 @@ def main() -> None:
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
     args = parser.parse_args()
-    rows = parse_rows(args.row)
+    rows = seeded_rows(args.row)
     env_id = args.env
     if env_id not in sdedge_gym.ENV_IDS or env_id in sdedge_gym.ONLINE_ENV_IDS + sdedge_gym.MULTICELL_ENV_IDS:
         raise SystemExit(f"--env {env_id!r} is invalid; allowed: an offline single-cell id, e.g. sdedge/EdgeSD-v0")

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -80,18 +78,6 @@ def test_bad_values_and_the_online_env_are_refused():
         EdgeSDEnv("small", observe_queue="yes")
     with pytest.raises(TypeError, match="unexpected keyword argument 'observe_queue'"):
         EdgeSDOnlineEnv("small", observe_queue=True)
-
-
-def test_both_env_checkers_pass_with_observe_queue():
-    from gymnasium.utils.env_checker import check_env
-
-    sb3_check_env = pytest.importorskip("stable_baselines3.common.env_checker",
-                                        reason="needs the train extra (stable-baselines3, torch)").check_env
-    env = gym.make("sdedge/EdgeSD-Paper-Stochastic-v0", reward="reference", observe_queue=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        check_env(env.unwrapped, skip_render_check=True)
-        sb3_check_env(env.unwrapped)
 
 
 def test_the_sequence_policy_reads_the_summary_as_global_features():

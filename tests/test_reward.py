@@ -188,13 +188,18 @@ def test_observe_reference_is_refused_where_it_would_leak_hidden_values():
         EdgeSDEnv("small", observe_reference=1)
 
 
-def test_both_env_checkers_pass_with_observe_reference():
+@pytest.mark.parametrize("env_id, options", [
+    ("sdedge/EdgeSD-v0", {"observe_reference": True}),
+    ("sdedge/EdgeSD-v0", {"observe_reference": True, "observe_queue": True}),
+    ("sdedge/EdgeSD-Paper-Stochastic-v0", {"observe_queue": True}),
+])
+def test_both_env_checkers_pass_with_the_observation_options(env_id, options):
     from gymnasium.utils.env_checker import check_env
 
     sb3_check_env = pytest.importorskip("stable_baselines3.common.env_checker",
                                         reason="needs the train extra (stable-baselines3, torch)").check_env
 
-    env = gym.make("sdedge/EdgeSD-v0", reward="reference", observe_reference=True)
+    env = gym.make(env_id, reward="reference", **options)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped, skip_render_check=True)

@@ -1,0 +1,116 @@
+"""Online agents against the references at several loads: the held-out test episodes, the protocol's statistics.
+
+    python scripts/online_load_summary.py --loads 0.3,0.5,0.7,0.9 --json runs/ablation/online-test.json \\
+        --out runs/ablation/online-table.md --figure docs/figures/online_reference_loads.png \\
+        --row "reference reward=runs/ablation/online-reference-loads/seed{seed}/model.zip" \\
+        --row "default reward=runs/ablation/online-latency-loads/seed{seed}/model.zip"
+
+A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000): a MaskablePPO model of
+``sdedge/EdgeSD-Online-v0``. At each load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``)
+every model and the references (oracle, planner, max-batch-timeout, random) play the test episodes 500..599
+(``sdedge_agents.evaluate``; the same workloads and Poisson gaps at every load). Per row and load: each seed's
+mean latency, and the paired differences of mean latency against the planner and max-batch-timeout (the seeds'
+mean per episode minus the reference's on that episode, averaged over the episodes, with a bootstrap 95 %
+interval over episodes). Results are cached in ``--json`` (key "load|policy"); ``--figure`` draws mean latency
+against load (the rows as the mean over their seeds, with the seeds' range).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import sdedge_gym  # noqa: F401  (registers the ids)
+from sdedge_agents.evaluate import evaluate
+from sdedge_agents.protocol import TEST_SEEDS, seeded_rows
+from sdedge_agents.statistics import paired_difference
+from sdedge_gym.online_env import max_batch_capacity
+
+ONLINE = "sdedge/EdgeSD-Online-v0"
+REFERENCES = ("oracle", "planner", "max-batch-timeout")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--row", action="append", required=True, help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--loads", default="0.3,0.5,0.7,0.9", help="loads (default: %(default)s)")
+    parser.add_argument("--json", required=True, help="per-episode results, reused for what is already evaluated")
+    parser.add_argument("--out", required=True, help="the markdown table")
+    parser.add_argument("--figure", default=None, help="a PNG of mean latency against load")
+    args = parser.parse_args()
+    rows = seeded_rows(args.row)
+    try:
+        loads = [float(x) for x in args.loads.split(",")]
+    except ValueError:
+        raise SystemExit(f"--loads = {args.loads!r} is invalid; allowed: numbers separated by commas") from None
+    capacity = max_batch_capacity(gym.make(ONLINE).unwrapped.scenario)
+    cache_path = Path(args.json)
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    for load in loads:
+        specs = [f"sb3:MaskablePPO:{path}" for _, runs in rows for _, path in runs if path.exists()]
+        missing = [spec for spec in (*REFERENCES, *specs) if f"{load}|{spec}" not in cache]
+        if not missing:
+            continue
+        env_kwargs = {"config": {"arrivals": {"arrival_rate": load * capacity}}}
+        for result in evaluate(ONLINE, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=missing,
+                               progress=False, env_kwargs=env_kwargs):
+            cache[f"{load}|{result.policy}"] = result.values
+        cache_path.write_text(json.dumps(cache) + "\n")
+
+    def latencies(load: float, spec: str) -> np.ndarray:  # per test episode, s
+        return np.array(cache[f"{load}|{spec}"])
+
+    lines = [f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]} of `{ONLINE}` at each load (x {capacity:.4f} "
+             "requests/s); mean latency in s, paired differences in s with bootstrap 95 % intervals.", "",
+             "| load | row | mean latency per seed (1000, 2000, 3000) | vs planner [95 % CI] | "
+             "vs max-batch-timeout [95 % CI] |", "|---:|---|---|---:|---:|"]
+    curves: dict[str, list[tuple[float, float, float, float]]] = {}
+    for load in loads:
+        for name in REFERENCES:
+            value = latencies(load, name).mean()
+            lines.append(f"| {load} | {name} | {value:.2f} | | |")
+            curves.setdefault(name, []).append((load, value, value, value))
+        for label, runs in rows:
+            present = [latencies(load, f"sb3:MaskablePPO:{path}") for _, path in runs
+                       if f"{load}|sb3:MaskablePPO:{path}" in cache]
+            if not present:
+                lines.append(f"| {load} | {label} | not trained | | |")
+                continue
+            per_episode = np.mean(present, axis=0)
+            versus = [paired_difference(per_episode, latencies(load, name))
+                      for name in ("planner", "max-batch-timeout")]
+            means = [v.mean() for v in present]
+            note = "" if len(present) == len(runs) else f" ({len(present)} of {len(runs)} seeds)"
+            lines.append(f"| {load} | {label}{note} | {', '.join(f'{m:.2f}' for m in means)} | "
+                         + " | ".join(f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in versus) + " |")
+            curves.setdefault(label, []).append((load, float(np.mean(means)), min(means), max(means)))
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if args.figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(6.4, 4.2))
+        for label, points in curves.items():
+            x, mean, low, high = (np.array(v) for v in zip(*points, strict=True))
+            line = axis.plot(x, mean, marker="o", label=label)[0]
+            if label not in REFERENCES:
+                axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+        axis.set_xlabel("load (arrival rate / max-batch capacity)")
+        axis.set_ylabel("mean latency (s), test episodes 500..599")
+        axis.set_title(f"{ONLINE}: agents trained across loads 0.3-1.0")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(args.figure, dpi=120)
+        print(f"wrote {args.figure}")
+
+
+if __name__ == "__main__":
+    main()
