@@ -27,6 +27,11 @@
 # maskable-ppo-reference-lrdecay-paper (the same, the learning rate decayed linearly to 0) was shipped from the
 # reward ablation's runs of that recipe (scripts/ablation_reward.sh reference-slot-lambda0.9-linlr: the same
 # training, evaluated every 20k steps instead of 10k), each seed 20-33 min with three or four runs on 2 cores.
+# maskable-ppo-reference-online (the online reference reward across loads) and the two composed-reference-*-hybrid
+# agents (sdedge_agents.band_split: the lr-decay recipe on the discrete id, then the band split) were shipped from
+# the reward ablation's runs of the same commands (scripts/ablation_reward.sh online-reference-loads,
+# reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 7-20 min per
+# online seed and 20-45 min per (n, l) seed with four to six runs on 2 cores, 2-4 min per fit.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +99,39 @@ PY
         ${PLOT_ARGUMENTS[${name}]:-}
 }
 
+# The composed hybrid agents (sdedge_agents.band_split): per seed, the (n, l) agent on the discrete id of the same
+# scenario (sdedge_agents.train with the agent's TRAIN_ARGUMENTS), then the band split fitted to the closed form;
+# the median seed by test score on the hybrid id is shipped as two files and a card.
+compose_and_ship() {
+    local name="$1" env_id="$2" discrete_id="$3"
+    for seed in "${SEEDS[@]}"; do
+        local out="runs/pretrained/${name}/seed${seed}"
+        local command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.train --env ${discrete_id} --algo maskable_ppo --seed ${seed} --out ${out}/batch --eval-every 20000 --eval-episodes 20 --checkpoint-every 100000 --no-progress-bar ${TRAIN_ARGUMENTS[${name}]}"
+        rm -rf "${out}"
+        mkdir -p "${out}/batch"
+        eval "${command}"
+        echo "${command}" > "${out}/batch/command.txt"
+        OMP_NUM_THREADS=1 nice python -m sdedge_agents.band_split fit --env "${env_id}" --seed "${seed}" \
+            --batch-model "${out}/batch/model.zip" --out "${out}/composed"
+        python -m sdedge_agents.evaluate --env "${env_id}" --episodes 100 --seed 500 --policies "composed:${out}/composed" \
+            --json "${out}/test.json" --no-progress > /dev/null
+    done
+    local median_seed
+    median_seed=$(python - "${name}" "${SEEDS[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+name, *seeds = sys.argv[1:]
+score = {s: next(r["score"] for r in json.loads(Path(f"runs/pretrained/{name}/seed{s}/test.json").read_text())["results"]
+                 if r["policy"].startswith("composed:")) for s in seeds}
+print(sorted(seeds, key=score.get)[len(seeds) // 2])
+PY
+)
+    local shipped="runs/pretrained/${name}/seed${median_seed}"
+    python -m sdedge_agents.pretrained ship "${name}" --run "${shipped}/composed" \
+        --command "$(cat "${shipped}/batch/command.txt") && $(python -c "import json, sys; print(json.load(open(sys.argv[1]))['command'])" "${shipped}/composed/run.json")" \
+        --episodes 100 --seed 500
+}
+
 declare -A AGENTS=(
     [maskable-ppo-small]="sdedge/EdgeSD-Small-v0 maskable_ppo"
     [maskable-ppo-small-stochastic]="sdedge/EdgeSD-Small-Stochastic-v0 maskable_ppo"
@@ -108,6 +146,9 @@ declare -A AGENTS=(
     [dagger-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
     [dagger-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
+    [maskable-ppo-reference-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
+    [composed-reference-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 sdedge/EdgeSD-v0 compose"
+    [composed-reference-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 sdedge/EdgeSD-Uplink-v0 compose"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -117,6 +158,12 @@ declare -A TRAIN_ARGUMENTS=(
     [maskable-ppo-reference-paper-stochastic]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9"
     # The same with the learning rate decayed linearly from 1e-3 to 0 over the run (rl-zoo3's lin_).
     [maskable-ppo-reference-lrdecay-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
+    # Online: the reference reward (max-batch-with-timeout replayed on the episode's arrivals), trained across
+    # loads 0.3..1.0 (one per training env), the MLP of the harness.
+    [maskable-ppo-reference-online]="--timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
+    # The composed agents' (n, l) half: the lr-decay recipe on the discrete id.
+    [composed-reference-paper-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
+    [composed-reference-uplink-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -127,7 +174,7 @@ declare -A PLOT_ARGUMENTS=(
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
        ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
        maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
-       dagger-uplink-hybrid)
+       dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
@@ -141,6 +188,11 @@ for name in "${@:-${ORDER[@]}}"; do
         echo "unknown agent ${name}; allowed: ${ORDER[*]}" >&2
         exit 2
     fi
-    # shellcheck disable=SC2086  # the table's value is "ID ALGO [TRAINER]"
-    train_and_ship "${name}" ${AGENTS[${name}]}
+    # shellcheck disable=SC2086  # the table's value is "ID ALGO [TRAINER]" or "ID DISCRETE_ID compose"
+    read -r -a spec <<< "${AGENTS[${name}]}"
+    if [ "${spec[2]:-}" = compose ]; then
+        compose_and_ship "${name}" "${spec[0]}" "${spec[1]}"
+    else
+        train_and_ship "${name}" ${AGENTS[${name}]}
+    fi
 done
