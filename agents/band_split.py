@@ -149,9 +149,9 @@ def split_samples(env_id: str, seeds: Sequence[int], rng: np.random.Generator, p
             "shares": np.asarray(shares), "payloads": np.asarray(payloads), "channels": np.asarray(channels)}
 
 
-def slot_excess(net: BandSplitNet, samples: dict[str, np.ndarray], env_id: str) -> float:
-    """The mean uplink slot under the network's split over the closed form's, minus 1, over ``samples``."""
-    config = gym.make(env_id).unwrapped.model.config.uplink
+def slot_excess(net: BandSplitNet, samples: dict[str, np.ndarray], config: Any) -> float:
+    """The mean uplink slot under the network's split over the closed form's, minus 1, over ``samples``
+    (``config``: the scenario's ``UplinkConfig``)."""
     with torch.no_grad():
         logits = net(torch.as_tensor(samples["windows"]), torch.as_tensor(samples["sizes"])).numpy()
     learned = shares_from_logits(logits, samples["sizes"]) * config.bandwidth
@@ -193,7 +193,7 @@ def fit_split(env_id: str, seed: int, episodes: int, validation_episodes: int, e
             optimizer.step()
             total += float(loss.detach()) * len(index)
         schedule.step()
-        excess = slot_excess(net, validation, env_id)
+        excess = slot_excess(net, validation, uplink)
         curve.append({"epoch": epoch + 1, "loss": total / len(sizes), "validation_slot_excess": excess})
         if verbose:
             print(f"epoch {epoch + 1}: loss {total / len(sizes):.5f}, validation slot +{100 * excess:.3f} %",
