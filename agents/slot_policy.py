@@ -16,7 +16,11 @@ slot-specific weights. Here:
   first bin chooses (the closed-form split of a user depends on the others in its batch only through the
   common slot length), and the first bin coordinate is the mean of the slots' bin centres under
   softmax(score) over the valid batch sizes (differentiable; the centre of the best slot once it is sure);
-* the critic is an MLP of the whole observation.
+* the critic is an MLP of the whole observation;
+* online ids (:class:`OnlineMaskableSlotPolicy`): the observation adds each task's age after the window and
+  two online features at the end (:mod:`sdedge_gym.online_env`); the age is read as a seventh task feature,
+  the online features as global ones, and the *wait* logit (the mask's entry after the n_max batch sizes)
+  comes from the same whole-observation MLP as the speculation-length logits.
 
 :class:`MaskableSlotPolicy` (``MaskablePPO``, discrete ids: the actor's output is the MultiDiscrete logits
 [n logits, l logits]) and :class:`SlotPolicy` (``PPO``, hybrid ids: the Gaussian's mean [bins, band logits],
@@ -35,6 +39,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from sdedge_gym.env import GLOBAL_FEATURES, QUEUE_FEATURES, TASK_FEATURES
+from sdedge_gym.online_env import ONLINE_FEATURES
 
 NUM_GLOBAL, NUM_TASK = len(GLOBAL_FEATURES), len(TASK_FEATURES)
 # The features the offline env may append after the window (observe_reference: 1, observe_queue: 6): the
@@ -57,16 +62,21 @@ class TaskSequenceExtractor(nn.Module):
     """The actor's output and the critic's latent (SB3's ``mlp_extractor`` interface); see the module docstring."""
 
     def __init__(self, observation_dim: int, max_batch: int, speculation_choices: int, hybrid: bool,
-                 widths: tuple[int, ...], slot_width: int) -> None:
+                 widths: tuple[int, ...], slot_width: int, online: bool = False) -> None:
         super().__init__()
         self.max_batch, self.speculation_choices, self.hybrid = max_batch, speculation_choices, hybrid
-        self.latent_dim_pi = 2 + max_batch if hybrid else max_batch + speculation_choices
+        self.online = online
+        # Online: one more logit (wait) between the batch sizes and the speculation lengths.
+        self.latent_dim_pi = 2 + max_batch if hybrid else max_batch + int(online) + speculation_choices
         self.latent_dim_vf = widths[-1]
-        self.window_end = NUM_GLOBAL + NUM_TASK * max_batch  # the extras follow
-        self.encoder = _mlp(NUM_TASK + NUM_GLOBAL + observation_dim - self.window_end, (slot_width,))
+        self.window_end = NUM_GLOBAL + NUM_TASK * max_batch  # the extras (offline) or the ages (online) follow
+        # Where the features read as global ones start after the window: past the ages on the online layout.
+        self.extras_start = self.window_end + (max_batch if online else 0)
+        task_width = NUM_TASK + int(online)
+        self.encoder = _mlp(task_width + NUM_GLOBAL + observation_dim - self.extras_start, (slot_width,))
         self.sequence = nn.GRU(slot_width, slot_width, batch_first=True, bidirectional=True)
         self.end_head = _mlp(2 * slot_width, (slot_width,), 1)
-        self.speculation = _mlp(observation_dim, widths, 1 if hybrid else speculation_choices)
+        self.speculation = _mlp(observation_dim, widths, 1 if hybrid else int(online) + speculation_choices)
         if hybrid:
             self.share_head = _mlp(4 * slot_width, (slot_width,), 1)
         self.critic = _mlp(observation_dim, widths)
@@ -75,8 +85,10 @@ class TaskSequenceExtractor(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        glob = torch.cat([features[:, :NUM_GLOBAL], features[:, self.window_end:]], dim=-1)
+        glob = torch.cat([features[:, :NUM_GLOBAL], features[:, self.extras_start:]], dim=-1)
         tasks = features[:, NUM_GLOBAL:self.window_end].reshape(-1, self.max_batch, NUM_TASK)
+        if self.online:  # each task's age as one more task feature
+            tasks = torch.cat([tasks, features[:, self.window_end:self.extras_start, None]], dim=-1)
         slots = glob[:, None, :].expand(-1, self.max_batch, -1)
         hidden, _ = self.sequence(self.encoder(torch.cat([tasks, slots], dim=-1)))
         scores = self.end_head(hidden).squeeze(-1)  # (m, n_max): logit of "the batch ends at task i"
@@ -103,13 +115,13 @@ class TaskSequenceExtractor(nn.Module):
 def _window(observation_space: spaces.Space, max_batch: int) -> None:
     """Refuse an observation that is not the offline window plus the options' extras. The window is read from
     the action space and the extras from the length, so an online layout of the same length as an offline
-    one (the small preset's, n_max = 4) is not told apart: the online ids are unsupported, not detected."""
+    one (the small preset's, n_max = 4) is not told apart: the online ids have OnlineMaskableSlotPolicy."""
     window = NUM_GLOBAL + NUM_TASK * max_batch
     expected = [window + extra for extra in EXTRA_FEATURE_COUNTS]
     if len(observation_space.shape) != 1 or observation_space.shape[0] not in expected:
         raise ValueError(f"the slot policies need the offline layout: observation of length {expected} for n_max "
                          f"= {max_batch} (the window, then the observe_reference / observe_queue features); "
-                         f"got {observation_space.shape} (the online ids are not supported)")
+                         f"got {observation_space.shape} (online ids: OnlineMaskableSlotPolicy)")
 
 
 class _SlotMixin:
@@ -118,14 +130,17 @@ class _SlotMixin:
     slot_width: int
     hybrid: bool
 
+    online = False
+
     def _build_mlp_extractor(self) -> None:
         widths = tuple(self.net_arch) if isinstance(self.net_arch, list) and self.net_arch else (256, 256)
         if self.hybrid:
             max_batch, choices = self.action_space.shape[0] - 2, 0
         else:
             max_batch, choices = (int(v) for v in self.action_space.nvec)
+            max_batch -= int(self.online)  # online: the first coordinate's last value is the wait
         self.mlp_extractor = TaskSequenceExtractor(self.features_dim, max_batch, choices, self.hybrid, widths,
-                                                   self.slot_width)
+                                                   self.slot_width, self.online)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
@@ -163,8 +178,29 @@ class MaskableSlotPolicy(_SlotMixin, MaskableActorCriticPolicy):
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *args: Any,
                  slot_width: int = 64, **kwargs: Any) -> None:
         if not isinstance(action_space, spaces.MultiDiscrete) or action_space.shape != (2,):
-            raise ValueError(f"MaskableSlotPolicy needs the discrete action MultiDiscrete([n_max, l_max + 1]); "
-                             f"got {action_space}")
-        _window(observation_space, int(action_space.nvec[0]))
+            raise ValueError(f"{type(self).__name__} needs the discrete action MultiDiscrete([n_max, l_max + 1]) "
+                             f"(online: [n_max + 1, l_max + 1]); got {action_space}")
+        self._check_observation(observation_space, int(action_space.nvec[0]))
         self.slot_width = slot_width
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    @staticmethod
+    def _check_observation(observation_space: spaces.Space, batch_choices: int) -> None:
+        _window(observation_space, batch_choices)
+
+
+class OnlineMaskableSlotPolicy(MaskableSlotPolicy):
+    """MaskablePPO on the online ids, discrete mode (MultiDiscrete([n_max + 1, l_max + 1]): the last batch size
+    is the wait). A class of its own rather than detected from the spaces: an online observation can have the
+    length of an offline one with the options' extras (n_max = 4 online and 5 offline, both 34)."""
+
+    online = True
+
+    @staticmethod
+    def _check_observation(observation_space: spaces.Space, batch_choices: int) -> None:
+        max_batch = batch_choices - 1
+        expected = NUM_GLOBAL + (NUM_TASK + 1) * max_batch + len(ONLINE_FEATURES)
+        if observation_space.shape != (expected,):
+            raise ValueError(f"OnlineMaskableSlotPolicy needs the online observation: length {expected} for n_max = "
+                             f"{max_batch} (the window, the ages, {len(ONLINE_FEATURES)} online features); got "
+                             f"{observation_space.shape}")

@@ -282,9 +282,11 @@ def policy_class(config: TrainConfig) -> Any:
     """SB3's "MlpPolicy", or the sequence policy of sdedge_agents.slot_policy with ``--policy slot``."""
     if config.policy == "mlp":
         return "MlpPolicy"
-    from sdedge_agents.slot_policy import MaskableSlotPolicy, SlotPolicy
+    from sdedge_agents.slot_policy import MaskableSlotPolicy, OnlineMaskableSlotPolicy, SlotPolicy
 
-    return MaskableSlotPolicy if config.algo == "maskable_ppo" else SlotPolicy
+    if config.algo == "ppo":
+        return SlotPolicy
+    return OnlineMaskableSlotPolicy if config.env_id in ONLINE_ENV_IDS else MaskableSlotPolicy
 
 
 def algorithm_class(algo: str):

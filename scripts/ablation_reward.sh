@@ -62,6 +62,9 @@ row_arguments() {
             echo "--timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         online-latency-loads)
             echo "--timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # The same with the sequence policy (OnlineMaskableSlotPolicy: the ages as a task feature, a wait logit).
+        online-reference-slot-loads)
+            echo "--timesteps 500000 --policy slot --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         stochastic-reference-slot-linlr-queue)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference observe_queue=True --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         *) echo "unknown row $1" >&2; return 2 ;;

@@ -93,3 +93,40 @@ def test_policy_slot_trains_the_sequence_policy_from_reward(tmp_path):
         TrainConfig(SMALL, "maskable_ppo", timesteps=1, policy="gru")
     with pytest.raises(ValueError, match="--policy slot needs --algo maskable_ppo"):
         TrainConfig(SMALL, "dqn", timesteps=1, policy="slot")
+
+
+def test_the_online_sequence_policy_puts_the_wait_after_the_batch_sizes():
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from sdedge_agents.slot_policy import MaskableSlotPolicy, OnlineMaskableSlotPolicy
+    from sdedge_agents.train import policy_class
+
+    online = "sdedge/EdgeSD-Online-v0"
+    assert policy_class(TrainConfig(online, "maskable_ppo", timesteps=1, policy="slot")) is OnlineMaskableSlotPolicy
+    assert policy_class(TrainConfig(SMALL, "maskable_ppo", timesteps=1, policy="slot")) is MaskableSlotPolicy
+    env = gym.make(online)
+    n_max = env.unwrapped.scenario.max_batch
+    model = MaskablePPO(OnlineMaskableSlotPolicy, env, n_steps=32, batch_size=16, seed=0, device="cpu")
+    observation, info = env.reset(seed=3)
+    while not env.unwrapped.can_wait():  # an epoch where both waiting and dispatching are allowed
+        observation, _, _, _, info = env.step(np.array([0, 2]))
+    # The whole-observation MLP's first output is the wait logit: made large, the policy waits ...
+    with torch.no_grad():
+        model.policy.mlp_extractor.speculation[-1].bias[0] += 1e4
+    assert model.predict(observation, action_masks=info["action_mask"], deterministic=True)[0][0] == n_max
+    # ... unless the mask forbids it; and the task window's scores choose n as offline.
+    mask = info["action_mask"].copy()
+    mask[n_max] = False
+    with torch.no_grad():
+        model.policy.mlp_extractor.end_head[-1].bias += 1e4  # every slot alike: the first valid size stays
+        model.policy.mlp_extractor.speculation[-1].bias[0] -= 2e4
+    action = model.predict(observation, action_masks=mask, deterministic=True)[0]
+    assert 0 <= action[0] < n_max
+    model.learn(64)  # PPO updates run on it
+    with pytest.raises(ValueError, match="OnlineMaskableSlotPolicy needs the online observation"):
+        MaskablePPO(OnlineMaskableSlotPolicy, gym.make("sdedge/EdgeSD-v0"), device="cpu")
+    with pytest.raises(ValueError, match=r"online ids: OnlineMaskableSlotPolicy"):
+        MaskablePPO(MaskableSlotPolicy, env, device="cpu")
