@@ -67,6 +67,10 @@ row_arguments() {
             echo "--timesteps 500000 --policy slot --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         stochastic-reference-slot-linlr-queue)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference observe_queue=True --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # The same as a contextual bandit (gamma 0): each step's reward is the action's advantage over the reference
+        # on the episode's own acceptance draws, without the variance of the later draws in the return.
+        stochastic-reference-slot-gamma0-linlr-queue)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference observe_queue=True --hyperparams gamma=0.0 learning_rate=lin_1e-3" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }
