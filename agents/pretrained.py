@@ -93,7 +93,8 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("dagger-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         _agent("dagger-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "ppo"),
-        # The online reference reward (max-batch-with-timeout replayed on the arrivals), trained across loads.
+        # The online reference reward (max-batch-with-timeout replayed on the arrivals), trained across loads, the
+        # sequence policy of the online layout (sdedge_agents.slot_policy.OnlineMaskableSlotPolicy).
         _agent("maskable-ppo-reference-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
         # The hybrid ids' composed agents (sdedge_agents.band_split): (n, l) from the discrete id's agent trained
         # from the reference reward, the band split from a network fitted to the closed form.

@@ -29,9 +29,9 @@
 # training, evaluated every 20k steps instead of 10k), each seed 20-33 min with three or four runs on 2 cores.
 # maskable-ppo-reference-online (the online reference reward across loads) and the two composed-reference-*-hybrid
 # agents (sdedge_agents.band_split: the lr-decay recipe on the discrete id, then the band split) were shipped from
-# the reward ablation's runs of the same commands (scripts/ablation_reward.sh online-reference-loads,
-# reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 7-20 min per
-# online seed and 20-45 min per (n, l) seed with four to six runs on 2 cores, 2-4 min per fit.
+# the reward ablation's runs of the same commands (scripts/ablation_reward.sh online-reference-slot-loads,
+# reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 32-38 min per
+# online seed with two runs on 2 cores, 35-55 min per (n, l) seed with four to six runs, 1-2.5 min per fit.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -159,8 +159,8 @@ declare -A TRAIN_ARGUMENTS=(
     # The same with the learning rate decayed linearly from 1e-3 to 0 over the run (rl-zoo3's lin_).
     [maskable-ppo-reference-lrdecay-paper]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
     # Online: the reference reward (max-batch-with-timeout replayed on the episode's arrivals), trained across
-    # loads 0.3..1.0 (one per training env), the MLP of the harness.
-    [maskable-ppo-reference-online]="--timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
+    # loads 0.3..1.0 (one per training env), the sequence policy of the online layout.
+    [maskable-ppo-reference-online]="--policy slot --timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
     # The composed agents' (n, l) half: the lr-decay recipe on the discrete id.
     [composed-reference-paper-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
     [composed-reference-uplink-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
