@@ -48,6 +48,10 @@ row_arguments() {
         # rate's late oscillation on the validation episodes.
         reference-slot-lambda0.9-linlr)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # The same with a per-task network twice as wide (slot_width 128, the GRU's and the heads' width): is the
+        # function class what keeps the learner at +2.6..+2.8 %?
+        reference-slot-lambda0.9-linlr-wide)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3 policy_kwargs=dict(net_arch=[128,128],slot_width=128)" ;;
         # sdedge/EdgeSD-Paper-Stochastic-v0 (rows named stochastic-*): the lr-decay recipe, and the same with the
         # summary of the queue beyond the window as observation features (observe_queue=True).
         stochastic-reference-slot-linlr)
