@@ -52,6 +52,7 @@ import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.protocol import training_seeds_overlap
 from sdedge_agents.runs import jsonable
 from sdedge_gym.actions import BAND_FLOOR, LOGIT_SCALE, HybridActions, shares_from_logits
+from sdedge_gym.config import UplinkConfig
 from sdedge_gym.env import GLOBAL_FEATURES, TASK_FEATURES, task_feature_table
 from sdedge_gym.episode import closed_form_bandwidth
 from sdedge_gym.uplink import slot_length
@@ -149,9 +150,9 @@ def split_samples(env_id: str, seeds: Sequence[int], rng: np.random.Generator, p
             "shares": np.asarray(shares), "payloads": np.asarray(payloads), "channels": np.asarray(channels)}
 
 
-def slot_excess(net: BandSplitNet, samples: dict[str, np.ndarray], config: Any) -> float:
+def slot_excess(net: BandSplitNet, samples: dict[str, np.ndarray], config: UplinkConfig) -> float:
     """The mean uplink slot under the network's split over the closed form's, minus 1, over ``samples``
-    (``config``: the scenario's ``UplinkConfig``)."""
+    (``config``: the scenario's uplink)."""
     with torch.no_grad():
         logits = net(torch.as_tensor(samples["windows"]), torch.as_tensor(samples["sizes"])).numpy()
     learned = shares_from_logits(logits, samples["sizes"]) * config.bandwidth

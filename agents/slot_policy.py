@@ -39,7 +39,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
 from sdedge_gym.env import GLOBAL_FEATURES, QUEUE_FEATURES, TASK_FEATURES
-from sdedge_gym.online_env import ONLINE_FEATURES
+from sdedge_gym.online_env import ONLINE_FEATURES, online_observation_size
 
 NUM_GLOBAL, NUM_TASK = len(GLOBAL_FEATURES), len(TASK_FEATURES)
 # The features the offline env may append after the window (observe_reference: 1, observe_queue: 6): the
@@ -199,7 +199,7 @@ class OnlineMaskableSlotPolicy(MaskableSlotPolicy):
     @staticmethod
     def _check_observation(observation_space: spaces.Space, batch_choices: int) -> None:
         max_batch = batch_choices - 1
-        expected = NUM_GLOBAL + (NUM_TASK + 1) * max_batch + len(ONLINE_FEATURES)
+        expected = online_observation_size(max_batch)
         if observation_space.shape != (expected,):
             raise ValueError(f"OnlineMaskableSlotPolicy needs the online observation: length {expected} for n_max = "
                              f"{max_batch} (the window, the ages, {len(ONLINE_FEATURES)} online features); got "
