@@ -667,6 +667,15 @@ def name_values(flag: str, items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
     return tuple(pairs)
 
 
+def parse_loads(text: str) -> tuple[float, ...]:
+    """--loads' value: numbers separated by commas ("" for none)."""
+    try:
+        return tuple(float(x) for x in text.split(",")) if text else ()
+    except ValueError:
+        raise ValueError(f"--loads = {text!r} is invalid; allowed: numbers separated by commas, e.g. "
+                         "0.3,0.5,0.7") from None
+
+
 def parse_config(argv: Sequence[str] | None = None,
                  prog: str = "python -m sdedge_agents.train") -> tuple[TrainConfig, argparse.Namespace]:
     """(config, all arguments) from the command line; bad values exit through argparse with a message."""
@@ -681,11 +690,7 @@ def parse_config(argv: Sequence[str] | None = None,
         progress = progress_bar_default() if args.progress_bar is None else args.progress_bar
         env_kwargs = name_values("--env-kwargs", args.env_kwargs)
         hyperparams = name_values("--hyperparams", args.hyperparams)
-        try:
-            loads = tuple(float(x) for x in args.loads.split(",")) if args.loads else ()
-        except ValueError:
-            raise ValueError(f"--loads = {args.loads!r} is invalid; allowed: numbers separated by commas, e.g. "
-                             "0.3,0.5,0.7") from None
+        loads = parse_loads(args.loads)
         config = TrainConfig(env_id=args.env, algo=args.algo,
                              timesteps=entry.n_timesteps if args.timesteps is None else args.timesteps,
                              n_envs=entry.n_envs if args.n_envs is None else args.n_envs,

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The group-baseline rows of docs/BENCHMARK.md ("Learning from reward: a group baseline instead of a critic"):
+# sdedge_agents.group_ppo (PPO's clipped surrogate, no critic; 16 episodes an update, each replayed by 8 rollouts of
+# the stochastic policy, advantage = the rollout's return minus its group's mean) with the sequence policy of
+# agents/slot_policy.py, training seeds 1000, 2000, 3000 per row, one run at a time, into runs/group/<row>/seed<S>/
+# (evaluations.csv every 25k steps on the validation episodes). Rows named stochastic-* train on
+# sdedge/EdgeSD-Paper-Stochastic-v0, the others on sdedge/EdgeSD-v0.
+#
+#     bash scripts/ablation_group.sh [row ...]      # default: default-lin_1e-3
+#     ABLATION_SEEDS="2000" bash scripts/ablation_group.sh default-lin_1e-3      # some seeds only
+#
+# Then `python scripts/ablation_summary.py` evaluates every model on the held-out test episodes 500..599.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+
+read -r -a SEEDS <<< "${ABLATION_SEEDS:-1000 2000 3000}"
+
+row_arguments() {
+    case "$1" in
+        # The default reward (the return is minus the episode's mean latency): no shaping, no reference policy.
+        default-lin_1e-3) echo "--timesteps 1000000 --learning-rate lin_1e-3" ;;
+        # The same at SB3's usual rate: it stays at the best constant action (stopped at 100k steps, seed 1000).
+        default-lin_3e-4) echo "--timesteps 1000000 --learning-rate lin_3e-4" ;;
+        # sdedge/EdgeSD-Paper-Stochastic-v0: the rollouts of a group share the episode's acceptance draws too.
+        stochastic-default-lin_1e-3) echo "--timesteps 1000000 --learning-rate lin_1e-3" ;;
+        *) echo "unknown row $1" >&2; return 2 ;;
+    esac
+}
+
+row_env() {
+    case "$1" in
+        stochastic-*) echo "sdedge/EdgeSD-Paper-Stochastic-v0" ;;
+        *) echo "sdedge/EdgeSD-v0" ;;
+    esac
+}
+
+rows=("$@")
+if [ ${#rows[@]} -eq 0 ]; then
+    rows=(default-lin_1e-3)
+fi
+for row in "${rows[@]}"; do
+    arguments=$(row_arguments "${row}")
+    for seed in "${SEEDS[@]}"; do
+        out="runs/group/${row}/seed${seed}"
+        command="python -m sdedge_agents.group_ppo --env $(row_env "${row}") --seed ${seed} --out ${out} --eval-every 25000 --eval-episodes 20 --checkpoint-every 100000 ${arguments}"
+        rm -rf "${out}"
+        mkdir -p "$(dirname "${out}")"
+        echo "$(date +%H:%M:%S) ${command}"
+        ${command}
+        echo "${command}" > "${out}/command.txt"
+    done
+done
+echo "$(date +%H:%M:%S) done"
