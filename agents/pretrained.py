@@ -267,7 +267,8 @@ def evaluate_shipped(name: str, episodes: int, seed: int) -> dict[str, Any]:
 
 
 def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Copy a finished sdedge_agents.train run's ``model.zip`` to the shipped agent ``name``; write its card."""
+    """Copy a finished sdedge_agents.train (or sdedge_agents.group_ppo) run's ``model.zip`` to the shipped agent
+    ``name``; write its card."""
     if name not in PRETRAINED:
         raise ValueError(f"pretrained agent {name!r} is unknown; allowed: {' | '.join(PRETRAINED)} (add it to "
                          "PRETRAINED first)")
@@ -275,21 +276,25 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
     if agent.algo == "composed":
         return _ship_composed(agent, run_dir, command, episodes, seed)
     run = json.loads((run_dir / "run.json").read_text())
-    if run["status"] != "completed" or run["config"]["env_id"] != agent.env_id or run["config"]["algo"] != agent.algo:
-        raise ValueError(f"run {run_dir} (status {run['status']!r}, env {run['config']['env_id']!r}, algo "
-                         f"{run['config']['algo']!r}) is not a completed {agent.algo} run on {agent.env_id}")
+    # A sdedge_agents.group_ppo run keeps the harness's config under "run" and its own settings beside it.
+    group = run.get("algorithm") == "group_ppo"
+    config = run["config"]["run"] if group else run["config"]
+    if run["status"] != "completed" or config["env_id"] != agent.env_id or config["algo"] != agent.algo:
+        raise ValueError(f"run {run_dir} (status {run['status']!r}, env {config['env_id']!r}, algo "
+                         f"{config['algo']!r}) is not a completed {agent.algo} run on {agent.env_id}")
     shutil.copyfile(run_dir / "model.zip", agent.model_path)
     card = {
         "name": name,
         "env_id": agent.env_id,
         "algo": agent.algo,
         "timesteps": run["steps"],
-        "seed": run["config"]["seed"],
-        "n_envs": run["config"]["n_envs"],
+        "seed": config["seed"],
+        "n_envs": config["n_envs"],
         "command": command,
         "wall_time_s": round(run.get("total_wall_time_s", run["wall_time_s"]), 1),
-        "hyperparameters": run["hyperparameters"],
-        "vectorisation": run["vectorisation"],
+        "hyperparameters": {k: v for k, v in run["config"].items() if k != "run"} if group else run["hyperparameters"],
+        "vectorisation": (f"sdedge_agents.group_ppo: {config['n_envs']} episodes x {run['config']['group_size']} "
+                          "rollouts, gym.make") if group else run["vectorisation"],
         "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}
         if run["evaluation"] else None,
         "evaluation": evaluate_shipped(name, episodes, seed),

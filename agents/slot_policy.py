@@ -38,7 +38,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from sdedge_gym.env import GLOBAL_FEATURES, QUEUE_FEATURES, TASK_FEATURES
+from sdedge_gym.env import GLOBAL_FEATURES, QUEUE_FEATURES, TASK_FEATURES, EdgeSDEnv
 from sdedge_gym.online_env import ONLINE_FEATURES, online_observation_size
 
 NUM_GLOBAL, NUM_TASK = len(GLOBAL_FEATURES), len(TASK_FEATURES)
@@ -69,7 +69,7 @@ class TaskSequenceExtractor(nn.Module):
         # Online: one more logit (wait) between the batch sizes and the speculation lengths.
         self.latent_dim_pi = 2 + max_batch if hybrid else max_batch + int(online) + speculation_choices
         self.latent_dim_vf = widths[-1]
-        self.window_end = NUM_GLOBAL + NUM_TASK * max_batch  # the extras (offline) or the ages (online) follow
+        self.window_end = EdgeSDEnv.observation_size(max_batch)  # the extras (offline) or the ages (online) follow
         # Where the features read as global ones start after the window: past the ages on the online layout.
         self.extras_start = self.window_end + (max_batch if online else 0)
         task_width = NUM_TASK + int(online)
@@ -116,7 +116,7 @@ def _window(observation_space: spaces.Space, max_batch: int) -> None:
     """Refuse an observation that is not the offline window plus the options' extras. The window is read from
     the action space and the extras from the length, so an online layout of the same length as an offline
     one (the small preset's, n_max = 4) is not told apart: the online ids have OnlineMaskableSlotPolicy."""
-    window = NUM_GLOBAL + NUM_TASK * max_batch
+    window = EdgeSDEnv.observation_size(max_batch)
     expected = [window + extra for extra in EXTRA_FEATURE_COUNTS]
     if len(observation_space.shape) != 1 or observation_space.shape[0] not in expected:
         raise ValueError(f"the slot policies need the offline layout: observation of length {expected} for n_max "
