@@ -94,6 +94,7 @@ class GroupConfig:
     max_grad_norm: float = 0.5
     slot_width: int = 64
     net_arch: tuple[int, ...] = (128, 128)
+    speculation_context: bool = False  # MaskableSlotPolicy's: l also reads the most likely batch's tasks
 
     def __post_init__(self) -> None:
         check_env_id(self.run.env_id)
@@ -234,7 +235,8 @@ def build_model(config: GroupConfig) -> MaskablePPO:
     env = DummyVecEnv([lambda: make_single_env(config.run)])
     return MaskablePPO(policy_class(config.run), env, seed=config.run.seed, device="cpu", gamma=1.0,
                        learning_rate=config.learning_rate_at,
-                       policy_kwargs={"net_arch": list(config.net_arch), "slot_width": config.slot_width})
+                       policy_kwargs={"net_arch": list(config.net_arch), "slot_width": config.slot_width,
+                                      "speculation_context": config.speculation_context})
 
 
 def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any]:
@@ -322,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-range", type=float, default=0.2)
     parser.add_argument("--ent-coef", type=float, default=0.0)
     parser.add_argument("--slot-width", type=int, default=64, help="the per-task networks' width (default 64)")
+    parser.add_argument("--speculation-context", action="store_true",
+                        help="the speculation-length head also reads the mean encoding of the batch the most likely "
+                             "batch size forms (MaskableSlotPolicy's speculation_context)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="validation episodes (0: none)")
     parser.add_argument("--eval-every", type=int, default=0, help="env steps between oracle-gap evaluations (0: none)")
     parser.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints")
@@ -355,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                           loads=parse_loads(args.loads))
         config = GroupConfig(run=run, episodes=args.episodes, group_size=args.group_size, epochs=args.epochs,
                              batch_size=args.batch_size, learning_rate=learning_rate(args.learning_rate),
-                             clip_range=args.clip_range, ent_coef=args.ent_coef, slot_width=args.slot_width)
+                             clip_range=args.clip_range, ent_coef=args.ent_coef, slot_width=args.slot_width,
+                             speculation_context=args.speculation_context)
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.torch_threads)

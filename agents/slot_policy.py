@@ -11,7 +11,9 @@ slot-specific weights. Here:
 * the batch-size logits are one shared head per slot, ``score_i = head(z_i)`` for "the batch ends at task i"
   (n = i + 1), so "cut here" is learned once for every position;
 * the speculation-length logits come from an MLP of the whole observation (they depend on the batch as a
-  whole and on the clock);
+  whole and on the clock); with ``speculation_context=True`` (discrete ids) the MLP also reads the mean of z
+  over the batch the most likely batch size would form, so that l can follow the batch's own tasks (the
+  MultiDiscrete distribution samples n and l independently: this is how l learns which batch it goes with);
 * hybrid only: the band logit of task i is ``tanh(head'(z_i, c))`` with c the mean of z over the batch the
   first bin chooses (the closed-form split of a user depends on the others in its batch only through the
   common slot length), and the first bin coordinate is the mean of the slots' bin centres under
@@ -62,10 +64,14 @@ class TaskSequenceExtractor(nn.Module):
     """The actor's output and the critic's latent (SB3's ``mlp_extractor`` interface); see the module docstring."""
 
     def __init__(self, observation_dim: int, max_batch: int, speculation_choices: int, hybrid: bool,
-                 widths: tuple[int, ...], slot_width: int, online: bool = False) -> None:
+                 widths: tuple[int, ...], slot_width: int, online: bool = False,
+                 speculation_context: bool = False) -> None:
         super().__init__()
+        if hybrid and speculation_context:
+            raise ValueError("speculation_context = True is invalid on the hybrid ids (their speculation coordinate "
+                             "is one Box entry); allowed: False")
         self.max_batch, self.speculation_choices, self.hybrid = max_batch, speculation_choices, hybrid
-        self.online = online
+        self.online, self.speculation_context = online, speculation_context
         # Online: one more logit (wait) between the batch sizes and the speculation lengths.
         self.latent_dim_pi = 2 + max_batch if hybrid else max_batch + int(online) + speculation_choices
         self.latent_dim_vf = widths[-1]
@@ -76,7 +82,9 @@ class TaskSequenceExtractor(nn.Module):
         self.encoder = _mlp(task_width + NUM_GLOBAL + observation_dim - self.extras_start, (slot_width,))
         self.sequence = nn.GRU(slot_width, slot_width, batch_first=True, bidirectional=True)
         self.end_head = _mlp(2 * slot_width, (slot_width,), 1)
-        self.speculation = _mlp(observation_dim, widths, 1 if hybrid else int(online) + speculation_choices)
+        context_width = 2 * slot_width if speculation_context else 0
+        self.speculation = _mlp(observation_dim + context_width, widths,
+                                1 if hybrid else int(online) + speculation_choices)
         if hybrid:
             self.share_head = _mlp(4 * slot_width, (slot_width,), 1)
         self.critic = _mlp(observation_dim, widths)
@@ -93,20 +101,29 @@ class TaskSequenceExtractor(nn.Module):
         hidden, _ = self.sequence(self.encoder(torch.cat([tasks, slots], dim=-1)))
         scores = self.end_head(hidden).squeeze(-1)  # (m, n_max): logit of "the batch ends at task i"
         if not self.hybrid:
-            return torch.cat([scores, self.speculation(features)], dim=-1)
-        # Batch sizes the env would accept: at most the batch limit and the tasks present.
-        position = torch.arange(1, self.max_batch + 1, device=features.device)[None, :]
-        limit = torch.round(glob[:, BATCH_LIMIT_FEATURE] * self.max_batch).clamp(min=1)
-        valid = (position <= limit[:, None]) & ((tasks[..., 0] > 0) | (position == 1))
-        weights = torch.softmax(scores.masked_fill(~valid, -1e9), dim=-1)
+            inputs = features
+            if self.speculation_context:
+                inputs = torch.cat([features, self._chosen_batch(hidden, scores, glob, tasks)[2]], dim=-1)
+            return torch.cat([scores, self.speculation(inputs)], dim=-1)
+        position, weights, context = self._chosen_batch(hidden, scores, glob, tasks)
         centres = -1.0 + (2.0 * (position - 1) + 1.0) / self.max_batch
         size_coordinate = (weights * centres).sum(-1, keepdim=True)
-        size = torch.argmax(weights.detach(), dim=-1) + 1
-        member = (position < size[:, None] + 1).float()
-        context = (hidden * member[..., None]).sum(1) / member.sum(1, keepdim=True)
         logits = self.share_head(torch.cat([hidden, context[:, None, :].expand_as(hidden)], dim=-1)).squeeze(-1)
         speculation = torch.tanh(self.speculation(features))
         return torch.cat([size_coordinate, speculation, torch.tanh(logits)], dim=-1)
+
+    def _chosen_batch(self, hidden: torch.Tensor, scores: torch.Tensor, glob: torch.Tensor,
+                      tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(positions 1..n_max, softmax of the scores over the batch sizes the env would accept (at most the
+        batch limit and the tasks present), the mean of z over the batch of the most likely size)."""
+        position = torch.arange(1, self.max_batch + 1, device=scores.device)[None, :]
+        limit = torch.round(glob[:, BATCH_LIMIT_FEATURE] * self.max_batch).clamp(min=1)
+        valid = (position <= limit[:, None]) & ((tasks[..., 0] > 0) | (position == 1))
+        weights = torch.softmax(scores.masked_fill(~valid, -1e9), dim=-1)
+        size = torch.argmax(weights.detach(), dim=-1) + 1
+        member = (position < size[:, None] + 1).float()
+        context = (hidden * member[..., None]).sum(1) / member.sum(1, keepdim=True)
+        return position, weights, context
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.critic(features)
@@ -129,6 +146,7 @@ class _SlotMixin:
 
     slot_width: int
     hybrid: bool
+    speculation_context = False
 
     online = False
 
@@ -140,7 +158,7 @@ class _SlotMixin:
             max_batch, choices = (int(v) for v in self.action_space.nvec)
             max_batch -= int(self.online)  # online: the first coordinate's last value is the wait
         self.mlp_extractor = TaskSequenceExtractor(self.features_dim, max_batch, choices, self.hybrid, widths,
-                                                   self.slot_width, self.online)
+                                                   self.slot_width, self.online, self.speculation_context)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
@@ -152,6 +170,8 @@ class _SlotMixin:
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data["slot_width"] = self.slot_width
+        if not self.hybrid:
+            data["speculation_context"] = self.speculation_context
         return data
 
 
@@ -176,12 +196,12 @@ class MaskableSlotPolicy(_SlotMixin, MaskableActorCriticPolicy):
     hybrid = False
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, *args: Any,
-                 slot_width: int = 64, **kwargs: Any) -> None:
+                 slot_width: int = 64, speculation_context: bool = False, **kwargs: Any) -> None:
         if not isinstance(action_space, spaces.MultiDiscrete) or action_space.shape != (2,):
             raise ValueError(f"{type(self).__name__} needs the discrete action MultiDiscrete([n_max, l_max + 1]) "
                              f"(online: [n_max + 1, l_max + 1]); got {action_space}")
         self._check_observation(observation_space, int(action_space.nvec[0]))
-        self.slot_width = slot_width
+        self.slot_width, self.speculation_context = slot_width, bool(speculation_context)
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
     @staticmethod

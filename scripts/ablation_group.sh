@@ -4,7 +4,7 @@
 # the stochastic policy, advantage = the rollout's return minus its group's mean) with the sequence policy of
 # agents/slot_policy.py, training seeds 1000, 2000, 3000 per row, one run at a time, into runs/group/<row>/seed<S>/
 # (evaluations.csv every 25k steps on the validation episodes). Rows named stochastic-* train on
-# sdedge/EdgeSD-Paper-Stochastic-v0, the others on sdedge/EdgeSD-v0.
+# sdedge/EdgeSD-Paper-Stochastic-v0, online-* on sdedge/EdgeSD-Online-v0, the others on sdedge/EdgeSD-v0.
 #
 #     bash scripts/ablation_group.sh [row ...]      # default: default-lin_1e-3
 #     ABLATION_SEEDS="2000" bash scripts/ablation_group.sh default-lin_1e-3      # some seeds only
@@ -22,8 +22,13 @@ row_arguments() {
         default-lin_1e-3) echo "--timesteps 1000000 --learning-rate lin_1e-3" ;;
         # The same at SB3's usual rate: it stays at the best constant action (stopped at 100k steps, seed 1000).
         default-lin_3e-4) echo "--timesteps 1000000 --learning-rate lin_3e-4" ;;
+        # The speculation-length head also reads the most likely batch's tasks (slot_policy's speculation_context).
+        context-lin_1e-3-500k) echo "--timesteps 500000 --learning-rate lin_1e-3 --speculation-context" ;;
         # sdedge/EdgeSD-Paper-Stochastic-v0: the rollouts of a group share the episode's acceptance draws too.
         stochastic-default-lin_1e-3) echo "--timesteps 1000000 --learning-rate lin_1e-3" ;;
+        # sdedge/EdgeSD-Online-v0 across loads 0.3..1.0 (the leader of episode i at load i mod 8): a group shares the
+        # episode's arrival times (an input-driven baseline). Episodes are ~100 steps, so 8 episodes an update.
+        online-default-loads) echo "--timesteps 500000 --learning-rate lin_1e-3 --episodes 8 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0" ;;
         *) echo "unknown row $1" >&2; return 2 ;;
     esac
 }
@@ -31,6 +36,7 @@ row_arguments() {
 row_env() {
     case "$1" in
         stochastic-*) echo "sdedge/EdgeSD-Paper-Stochastic-v0" ;;
+        online-*) echo "sdedge/EdgeSD-Online-v0" ;;
         *) echo "sdedge/EdgeSD-v0" ;;
     esac
 }

@@ -130,3 +130,35 @@ def test_the_online_sequence_policy_puts_the_wait_after_the_batch_sizes():
         MaskablePPO(OnlineMaskableSlotPolicy, gym.make("sdedge/EdgeSD-v0"), device="cpu")
     with pytest.raises(ValueError, match=r"online ids: OnlineMaskableSlotPolicy"):
         MaskablePPO(MaskableSlotPolicy, env, device="cpu")
+
+
+def test_speculation_context_feeds_the_most_likely_batch_to_the_speculation_head(tmp_path):
+    import gymnasium as gym
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from sdedge_agents.slot_policy import BATCH_LIMIT_FEATURE, MaskableSlotPolicy, TaskSequenceExtractor
+
+    env = gym.make(SMALL)
+    model = MaskablePPO(MaskableSlotPolicy, env, n_steps=32, batch_size=16, seed=0, device="cpu",
+                        policy_kwargs={"slot_width": 8, "speculation_context": True})
+    extractor = model.policy.mlp_extractor
+    observation_dim = env.observation_space.shape[0]
+    assert extractor.speculation[0].in_features == observation_dim + 2 * 8
+    # The context is the mean encoding of the tasks of the most likely valid batch size: here 2 of 4 slots,
+    # since slot 3 scores highest but the batch limit is 2 and slot 4 holds no task.
+    hidden = torch.arange(4 * 16, dtype=torch.float32).reshape(1, 4, 16)
+    scores = torch.tensor([[0.0, 1.0, 5.0, 9.0]])
+    glob = torch.zeros(1, 4)
+    glob[0, BATCH_LIMIT_FEATURE] = 2 / 4
+    tasks = torch.ones(1, 4, 6)
+    tasks[0, 3, 0] = 0.0
+    _, weights, context = extractor._chosen_batch(hidden, scores, glob, tasks)
+    torch.testing.assert_close(context, hidden[:, :2].mean(1))
+    assert float(weights[0, 2:].sum()) < 1e-12
+    model.learn(64)
+    model.save(tmp_path / "model.zip")
+    loaded = MaskablePPO.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.policy.mlp_extractor.speculation_context
+    with pytest.raises(ValueError, match="speculation_context = True is invalid on the hybrid ids"):
+        TaskSequenceExtractor(observation_dim, 4, 0, True, (16,), 8, speculation_context=True)
