@@ -40,6 +40,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,7 @@ class GroupConfig:
     slot_width: int = 64
     net_arch: tuple[int, ...] = (128, 128)
     speculation_context: bool = False  # MaskableSlotPolicy's: l also reads the most likely batch's tasks
+    init: str | None = None  # a MaskablePPO zip to start from (its network: the three fields above are ignored)
 
     def __post_init__(self) -> None:
         check_env_id(self.run.env_id)
@@ -104,6 +106,8 @@ class GroupConfig:
         check_int("--batch-size", self.batch_size, 1)
         check_int("--slot-width", self.slot_width, 1)
         parse_schedule(self.learning_rate, "--learning-rate")
+        if self.init is not None and not Path(self.init).is_file():
+            raise ValueError(f"--init = {self.init!r} is invalid; allowed: the path of a MaskablePPO model zip")
         for name, value, low in (("--clip-range", self.clip_range, 0.0), ("--ent-coef", self.ent_coef, 0.0),
                                  ("--max-grad-norm", self.max_grad_norm, 0.0)):
             if not (isinstance(value, int | float) and value >= low and np.isfinite(value)):
@@ -231,12 +235,27 @@ def update(policy: MaskableSlotPolicy, rollouts: Rollouts, config: GroupConfig, 
 
 
 def build_model(config: GroupConfig) -> MaskablePPO:
-    """The MaskablePPO that holds the policy (its optimiser is the one the updates step) and saves the zip."""
+    """The MaskablePPO that holds the policy (its optimiser is the one the updates step) and saves the zip; with
+    ``config.init``, a fresh one with that model's policy class, network and weights (a new optimiser)."""
     env = DummyVecEnv([lambda: make_single_env(config.run)])
-    return MaskablePPO(policy_class(config.run), env, seed=config.run.seed, device="cpu", gamma=1.0,
-                       learning_rate=config.learning_rate_at,
-                       policy_kwargs={"net_arch": list(config.net_arch), "slot_width": config.slot_width,
-                                      "speculation_context": config.speculation_context})
+    policy_kwargs = {"net_arch": list(config.net_arch), "slot_width": config.slot_width,
+                     "speculation_context": config.speculation_context}
+    init = None
+    if config.init is not None:
+        init = MaskablePPO.load(config.init, device="cpu")
+        if init.observation_space != env.observation_space or init.action_space != env.action_space:
+            raise ValueError(f"--init = {config.init!r} was trained on other spaces ({init.observation_space}, "
+                             f"{init.action_space}); allowed: a model of {config.run.env_id}'s spaces")
+        if not isinstance(init.policy, MaskableSlotPolicy):
+            raise ValueError(f"--init = {config.init!r} holds a {type(init.policy).__name__}; allowed: a model of "
+                             "the sequence policy (sdedge_agents.slot_policy.MaskableSlotPolicy)")
+        saved = init.policy._get_constructor_parameters()
+        policy_kwargs = {name: saved[name] for name in ("net_arch", "slot_width", "speculation_context")}
+    model = MaskablePPO(type(init.policy) if init else policy_class(config.run), env, seed=config.run.seed,
+                        device="cpu", gamma=1.0, learning_rate=config.learning_rate_at, policy_kwargs=policy_kwargs)
+    if init is not None:
+        model.policy.load_state_dict(init.policy.state_dict())
+    return model
 
 
 def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any]:
@@ -327,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speculation-context", action="store_true",
                         help="the speculation-length head also reads the mean encoding of the batch the most likely "
                              "batch size forms (MaskableSlotPolicy's speculation_context)")
+    parser.add_argument("--init", default=None, metavar="MODEL_ZIP",
+                        help="start from this MaskablePPO model (its network and weights; a new optimiser), e.g. a "
+                             "DAgger agent: RL from a good start")
     parser.add_argument("--eval-episodes", type=int, default=20, help="validation episodes (0: none)")
     parser.add_argument("--eval-every", type=int, default=0, help="env steps between oracle-gap evaluations (0: none)")
     parser.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints")
@@ -361,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         config = GroupConfig(run=run, episodes=args.episodes, group_size=args.group_size, epochs=args.epochs,
                              batch_size=args.batch_size, learning_rate=learning_rate(args.learning_rate),
                              clip_range=args.clip_range, ent_coef=args.ent_coef, slot_width=args.slot_width,
-                             speculation_context=args.speculation_context)
+                             speculation_context=args.speculation_context, init=args.init)
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.torch_threads)

@@ -14,7 +14,7 @@ import torch
 from sb3_contrib import MaskablePPO
 
 from sdedge_agents.group_ppo import GroupCollector, GroupConfig, build_model, main, train, update
-from sdedge_agents.train import StopRequest, TrainConfig, evaluate_model
+from sdedge_agents.train import StopRequest, TrainConfig, evaluate_model, make_single_env
 
 SMALL = "sdedge/EdgeSD-Small-v0"
 
@@ -141,3 +141,22 @@ def test_online_groups_share_the_arrivals_and_the_leaders_load(tmp_path):
     # A step is a batch or a wait: at least one step per batch served.
     assert len(rollouts.actions) >= sum(len(env.unwrapped.outcomes) for env in collector.envs)
     collector.close()
+
+
+def test_init_starts_from_a_saved_models_network_and_weights(tmp_path):
+    first = small_config(tmp_path / "first")
+    train(first)
+    source = MaskablePPO.load(tmp_path / "first" / "model.zip", device="cpu")
+    run = TrainConfig(SMALL, "maskable_ppo", timesteps=50, n_envs=3, seed=7, out=str(tmp_path / "second"),
+                      eval_episodes=0, policy="slot")
+    config = GroupConfig(run=run, episodes=3, group_size=4, init=str(tmp_path / "first" / "model.zip"))
+    model = build_model(config)  # the flags' default widths are ignored: the network is the saved one
+    assert model.policy.slot_width == 8
+    for name, value in source.policy.state_dict().items():
+        torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"--init = 'nowhere\.zip' is invalid"):
+        GroupConfig(run=run, init="nowhere.zip")
+    mlp = MaskablePPO("MlpPolicy", make_single_env(run), device="cpu")
+    mlp.save(tmp_path / "mlp.zip")
+    with pytest.raises(ValueError, match="holds a MaskableActorCriticPolicy; allowed: a model of the sequence policy"):
+        build_model(GroupConfig(run=run, init=str(tmp_path / "mlp.zip")))
