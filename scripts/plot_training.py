@@ -7,13 +7,13 @@
 
 Several ``--group LABEL DIR ...`` draw one curve and band per group (an ablation), on the same axes.
 
-Each run directory is an ``sdedge_agents.train --eval-every N`` or an ``sdedge_agents.imitate`` run (same id, same
-validation episodes): its ``evaluations.csv`` holds the oracle gap of the deterministic policy on the
-validation episodes at every evaluation. The curve is the mean over runs and the band their min..max (3
-seeds are too few for a standard deviation), on the first run's evaluation steps (the others interpolated
-onto them). Reference lines, on the same validation episodes: the oracle (0 %), the MPC planner and the best
-fixed baseline (best constant, max batch, autoregressive), evaluated here with sdedge_agents.evaluate, and for
-imitation runs their teacher.
+Each run directory is an ``sdedge_agents.train --eval-every N``, ``sdedge_agents.group_ppo --eval-every N`` or
+``sdedge_agents.imitate`` run (same id, same validation episodes): its ``evaluations.csv`` holds the oracle gap
+of the deterministic policy on the validation episodes at every evaluation. The curve is the mean over runs and
+the band their min..max (3 seeds are too few for a standard deviation), on the first run's evaluation steps (the
+others interpolated onto them). Reference lines, on the same validation episodes: the oracle (0 %), the MPC
+planner and the best fixed baseline (best constant, max batch, autoregressive), evaluated here with
+sdedge_agents.evaluate, and for imitation runs their teacher.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
         rows = list(csv.DictReader(handle))
     steps = np.array([int(r["timesteps"]) for r in rows])
     gaps = np.array([float(r["oracle_gap_percent"]) for r in rows])
-    return json.loads((run_dir / "run.json").read_text()), steps, gaps
+    run = json.loads((run_dir / "run.json").read_text())
+    if "run" in run["config"]:  # sdedge_agents.group_ppo nests the harness's config
+        run = {**run, "config": run["config"]["run"]}
+    return run, steps, gaps
 
 
 def reference_gaps(env_id: str, episodes: int, teacher: str | None = None) -> dict[str, float]:
