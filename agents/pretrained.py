@@ -100,6 +100,10 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         # from the reference reward, the band split from a network fitted to the closed form.
         _agent("composed-reference-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "composed"),
         _agent("composed-reference-uplink-hybrid", "sdedge/EdgeSD-Uplink-Hybrid-v0", "composed"),
+        # sdedge_agents.group_ppo (PPO with a group baseline, no critic) from the default reward; and dagger-paper
+        # fine-tuned by it (RL from a good start).
+        _agent("group-ppo-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        _agent("dagger-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
     )
 }
 

@@ -32,6 +32,10 @@
 # the reward ablation's runs of the same commands (scripts/ablation_reward.sh online-reference-slot-loads,
 # reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 32-38 min per
 # online seed with two runs on 2 cores, 35-55 min per (n, l) seed with four to six runs, 1-2.5 min per fit.
+# group-ppo-paper and dagger-group-paper (sdedge_agents.group_ppo, the trainer "group" below) were shipped from
+# the same commands' runs in runs/group/ (scripts/ablation_group.sh default-lin_1e-3, and the fine-tuning loop of
+# docs/BENCHMARK.md): 22-30 min per 1M-step seed and ~9 min per 300k-step fine-tuning seed, two or three runs on
+# 2 cores.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +58,9 @@ train_and_ship() {
     for seed in "${SEEDS[@]}"; do
         local out="runs/pretrained/${name}/seed${seed}"
         local command
-        if [ "${trainer}" = imitate ]; then
+        if [ "${trainer}" = group ]; then
+            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.group_ppo --env ${env_id} --seed ${seed} --out ${out} --eval-every 25000 --eval-episodes 20 --checkpoint-every 100000${extra:+ ${extra}}"
+        elif [ "${trainer}" = imitate ]; then
             command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0"
         else
             command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar${extra:+ ${extra}}"
@@ -149,6 +155,8 @@ declare -A AGENTS=(
     [maskable-ppo-reference-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
     [composed-reference-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 sdedge/EdgeSD-v0 compose"
     [composed-reference-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 sdedge/EdgeSD-Uplink-v0 compose"
+    [group-ppo-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
+    [dagger-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -164,6 +172,10 @@ declare -A TRAIN_ARGUMENTS=(
     # The composed agents' (n, l) half: the lr-decay recipe on the discrete id.
     [composed-reference-paper-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
     [composed-reference-uplink-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
+    # sdedge_agents.group_ppo (a group baseline instead of a critic): from the default reward, and the shipped
+    # dagger-paper fine-tuned by it (RL from a good start; rebuild dagger-paper first if it is rebuilt at all).
+    [group-ppo-paper]="--timesteps 1000000 --learning-rate lin_1e-3"
+    [dagger-group-paper]="--timesteps 300000 --learning-rate lin_3e-4 --init agents/pretrained/dagger-paper.zip"
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -174,7 +186,8 @@ declare -A PLOT_ARGUMENTS=(
 ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maskable-ppo-paper-stochastic
        ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
        maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
-       dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid)
+       dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
+       group-ppo-paper dagger-group-paper)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
