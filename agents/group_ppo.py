@@ -258,6 +258,15 @@ def build_model(config: GroupConfig) -> MaskablePPO:
     return model
 
 
+def save_model(model: MaskablePPO, path: Path) -> None:
+    """``model.save`` without the optimiser's moments: no run resumes from them (``--init`` starts a new
+    optimiser), and Adam's two moments per weight would triple the zip."""
+    state = model.policy.optimizer.state_dict()
+    model.policy.optimizer.state.clear()
+    model.save(path)
+    model.policy.optimizer.load_state_dict(state)
+
+
 def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     """Run ``config``; returns the final run.json record (see the module docstring)."""
     run = config.run
@@ -303,12 +312,12 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
                              f"{stats['policy_loss']!r},{stats['entropy']!r},{stats['approx_kl']!r},"
                              f"{stats['clip_fraction']!r},{learning_rate!r},{time.perf_counter() - start:.3f}\n")
             if steps >= next_checkpoint:
-                model.save(checkpoint_dir / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip")
+                save_model(model, checkpoint_dir / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip")
                 next_checkpoint = (steps // run.checkpoint_every + 1) * run.checkpoint_every
             if stop is not None and stop.signum is not None:
                 raise KeyboardInterrupt(f"signal {stop.signum}")
     except KeyboardInterrupt:
-        model.save(checkpoint_dir / f"{INTERRUPTED_PREFIX}_{steps}.zip")
+        save_model(model, checkpoint_dir / f"{INTERRUPTED_PREFIX}_{steps}.zip")
         record.update(status="interrupted", steps=steps, wall_time_s=time.perf_counter() - start)
         write_run(out_dir, record)
         raise
@@ -316,7 +325,7 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
         collector.close()
     if oracle is not None:
         evaluate()
-    model.save(out_dir / "model.zip")
+    save_model(model, out_dir / "model.zip")
     record.update(steps=steps, updates=updates, wall_time_s=time.perf_counter() - start)
     if run.eval_episodes > 0:
         record["evaluation"] = evaluate_model(model, run, seeds)

@@ -95,6 +95,7 @@ def test_a_run_writes_the_harness_run_directory_and_its_model_plays(tmp_path):
     assert any((tmp_path / "checkpoints").glob("model_*_steps.zip"))
     model = MaskablePPO.load(tmp_path / "model.zip", device="cpu")
     assert evaluate_model(model, config.run, [900000])["mean"] > 0
+    assert model.policy.optimizer.state_dict()["state"] == {}  # saved without Adam's moments
     with pytest.raises(ValueError, match="already holds a run"):
         train(config)
 
