@@ -36,7 +36,6 @@ there is no ``--resume`` (the episode streams would restart): a new run starts f
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -59,12 +58,14 @@ from sdedge_agents.train import (
     MAX_TRAINING_SEED,
     StopRequest,
     TrainConfig,
+    TrainingInterrupted,
     evaluate_model,
     make_single_env,
     name_values,
     oracle_values,
     parse_loads,
     policy_class,
+    run_stoppable,
 )
 from sdedge_gym.registration import ENV_TABLE
 
@@ -315,7 +316,7 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
                 save_model(model, checkpoint_dir / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip")
                 next_checkpoint = (steps // run.checkpoint_every + 1) * run.checkpoint_every
             if stop is not None and stop.signum is not None:
-                raise KeyboardInterrupt(f"signal {stop.signum}")
+                raise TrainingInterrupted(stop.signum)
     except KeyboardInterrupt:
         save_model(model, checkpoint_dir / f"{INTERRUPTED_PREFIX}_{steps}.zip")
         record.update(status="interrupted", steps=steps, wall_time_s=time.perf_counter() - start)
@@ -396,19 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.torch_threads)
-    stop = StopRequest()
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        record = train(config, stop)
-    except KeyboardInterrupt:
-        print(f"interrupted: saved {config.run.checkpoint_dir}", file=sys.stderr)
-        return 143 if stop.signum == signal.SIGTERM else 130
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    record = run_stoppable(lambda stop: train(config, stop),
+                           lambda: f"interrupted: saved {config.run.checkpoint_dir} (a new run starts over)")
+    if isinstance(record, int):
+        return record
     evaluation = record["evaluation"]
     summary = f"trained {record['steps']} steps in {record['wall_time_s']:.1f} s -> {config.run.out_dir / 'model.zip'}"
     if evaluation is not None:

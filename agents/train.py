@@ -60,7 +60,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -703,18 +703,17 @@ def parse_config(argv: Sequence[str] | None = None,
     return config, args
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents.train") -> int:
-    """The command line (``prog`` is what usage lines call it: ``sdedge-gym train`` passes its own)."""
-    config, args = parse_config(argv, prog)
-    torch.set_num_threads(args.torch_threads)
+def run_stoppable(run: Callable[[StopRequest], dict[str, Any]],
+                  interrupted: Callable[[], str]) -> dict[str, Any] | int:
+    """``run(stop)`` with SIGINT and SIGTERM turned into ``stop`` requests (the handlers restored after): its
+    record, or an exit code: 130 (SIGINT) or 143 (SIGTERM) after an interrupt, printing ``interrupted()``;
+    2 after a ValueError, printing it."""
     stop = StopRequest()
     previous_handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        record = train(config, verbose=args.verbose, stop=stop)
+        return run(stop)
     except KeyboardInterrupt as interrupt:
-        newest = newest_checkpoint(config.checkpoint_dir)
-        where = newest[0] if newest else config.checkpoint_dir
-        print(f"interrupted: saved {where}; continue with the same arguments and --resume", file=sys.stderr)
+        print(interrupted(), file=sys.stderr)
         return 143 if getattr(interrupt, "signum", None) == signal.SIGTERM else 130
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -722,6 +721,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents.train") -> int:
+    """The command line (``prog`` is what usage lines call it: ``sdedge-gym train`` passes its own)."""
+    config, args = parse_config(argv, prog)
+    torch.set_num_threads(args.torch_threads)
+
+    def interrupted() -> str:
+        newest = newest_checkpoint(config.checkpoint_dir)
+        where = newest[0] if newest else config.checkpoint_dir
+        return f"interrupted: saved {where}; continue with the same arguments and --resume"
+
+    record = run_stoppable(lambda stop: train(config, verbose=args.verbose, stop=stop), interrupted)
+    if isinstance(record, int):
+        return record
     evaluation = record["evaluation"]
     summary = f"trained {record['steps']} steps in {record['wall_time_s']:.1f} s"
     if config.resume:

@@ -10,11 +10,8 @@
 #     ABLATION_SEEDS="2000" bash scripts/ablation_group.sh default-lin_1e-3      # some seeds only
 #
 # Then `python scripts/ablation_summary.py` evaluates every model on the held-out test episodes 500..599.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
-
-read -r -a SEEDS <<< "${ABLATION_SEEDS:-1000 2000 3000}"
+# shellcheck source=scripts/ablation_common.sh
+source "$(dirname "$0")/ablation_common.sh"
 
 row_arguments() {
     case "$1" in

@@ -15,11 +15,8 @@
 # up to that run's last update: the checkpoint is taken at 300,000 steps, after 146 updates of 2048
 # transitions; a 300k-step run ends after 147, at 301,056 steps).
 # Then `python scripts/ablation_summary.py` evaluates every model on the held-out test episodes 500..599.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
-
-read -r -a SEEDS <<< "${ABLATION_SEEDS:-1000 2000 3000}"
+# shellcheck source=scripts/ablation_common.sh
+source "$(dirname "$0")/ablation_common.sh"
 
 row_arguments() {
     case "$1" in

@@ -162,3 +162,29 @@ def test_speculation_context_feeds_the_most_likely_batch_to_the_speculation_head
     assert loaded.policy.mlp_extractor.speculation_context
     with pytest.raises(ValueError, match="speculation_context = True is invalid on the hybrid ids"):
         TaskSequenceExtractor(observation_dim, 4, 0, True, (16,), 8, speculation_context=True)
+
+
+def test_run_stoppable_maps_interrupts_and_errors_to_exit_codes_and_restores_the_handlers(capsys):
+    import signal
+
+    from sdedge_agents.train import TrainingInterrupted, run_stoppable
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def interrupted_by(signum):
+        def run(stop):
+            assert signal.getsignal(signal.SIGTERM) is stop  # the handler asks the run to stop
+            raise TrainingInterrupted(signum)
+        return run
+
+    assert run_stoppable(interrupted_by(signal.SIGTERM), lambda: "saved here") == 143
+    assert run_stoppable(interrupted_by(signal.SIGINT), lambda: "saved here") == 130
+
+    def bad(stop):
+        raise ValueError("--x = 1 is invalid")
+
+    assert run_stoppable(bad, lambda: "unused") == 2
+    assert run_stoppable(lambda stop: {"steps": 3}, lambda: "unused") == {"steps": 3}
+    err = capsys.readouterr().err
+    assert err.count("saved here") == 2 and "error: --x = 1 is invalid" in err
+    assert signal.getsignal(signal.SIGTERM) is before
