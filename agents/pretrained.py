@@ -104,6 +104,8 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         # fine-tuned by it (RL from a good start).
         _agent("group-ppo-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         _agent("dagger-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        # maskable-ppo-reference-lrdecay-paper's recipe, then fine-tuned by group_ppo: RL from reward throughout.
+        _agent("maskable-ppo-reference-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
     )
 }
 

@@ -32,10 +32,10 @@
 # the reward ablation's runs of the same commands (scripts/ablation_reward.sh online-reference-slot-loads,
 # reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 32-38 min per
 # online seed with two runs on 2 cores, 35-55 min per (n, l) seed with four to six runs, 1-2.5 min per fit.
-# group-ppo-paper and dagger-group-paper (sdedge_agents.group_ppo, the trainer "group" below) were shipped from
-# the same commands' runs in runs/group/ (scripts/ablation_group.sh default-lin_1e-3, and the fine-tuning loop of
-# docs/BENCHMARK.md): 22-30 min per 1M-step seed and ~9 min per 300k-step fine-tuning seed, two or three runs on
-# 2 cores.
+# group-ppo-paper, dagger-group-paper and maskable-ppo-reference-group-paper (sdedge_agents.group_ppo, the trainer
+# "group" below) were shipped from the same commands' runs in runs/group/ (scripts/ablation_group.sh
+# default-lin_1e-3, and the fine-tuning loops of docs/BENCHMARK.md, the last from the reward ablation's lr-decay
+# models): 22-30 min per 1M-step seed and ~9 min per 300k-step fine-tuning seed, two or three runs on 2 cores.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -157,6 +157,7 @@ declare -A AGENTS=(
     [composed-reference-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 sdedge/EdgeSD-Uplink-v0 compose"
     [group-ppo-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
     [dagger-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
+    [maskable-ppo-reference-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -176,6 +177,9 @@ declare -A TRAIN_ARGUMENTS=(
     # dagger-paper fine-tuned by it (RL from a good start; rebuild dagger-paper first if it is rebuilt at all).
     [group-ppo-paper]="--timesteps 1000000 --learning-rate lin_1e-3"
     [dagger-group-paper]="--timesteps 300000 --learning-rate lin_3e-4 --init agents/pretrained/dagger-paper.zip"
+    # Each seed of maskable-ppo-reference-lrdecay-paper fine-tuned the same way (RL from reward throughout; rebuild
+    # that agent first: ${seed} is expanded when the command runs).
+    [maskable-ppo-reference-group-paper]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/maskable-ppo-reference-lrdecay-paper/seed${seed}/model.zip'
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -187,7 +191,7 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
        maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
-       group-ppo-paper dagger-group-paper)
+       group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
