@@ -114,10 +114,10 @@ class GroupConfig:
             if not (isinstance(value, int | float) and value >= low and np.isfinite(value)):
                 raise ValueError(f"{name} = {value!r} is invalid; allowed: a finite number >= {low}")
 
-    @property
-    def learning_rate_at(self):
-        """Progress remaining (1 -> 0) -> learning rate, SB3's schedule convention."""
-        return parse_schedule(self.learning_rate, "--learning-rate")
+    def learning_rate_at(self, progress_remaining: float) -> float:
+        """The learning rate when ``progress_remaining`` (1 -> 0) of the run is left, SB3's schedule convention."""
+        schedule = parse_schedule(self.learning_rate, "--learning-rate")
+        return schedule(progress_remaining) if callable(schedule) else schedule
 
 
 @dataclass
@@ -203,7 +203,8 @@ class GroupCollector:
 
 def update(policy: MaskableSlotPolicy, rollouts: Rollouts, config: GroupConfig, learning_rate: float,
            rng: np.random.Generator) -> dict[str, float]:
-    """``config.epochs`` passes of the clipped surrogate over ``rollouts``; returns the last pass's statistics."""
+    """``config.epochs`` passes of the clipped surrogate over ``rollouts``; returns the means of its minibatches'
+    statistics."""
     for group in policy.optimizer.param_groups:
         group["lr"] = learning_rate
     steps = len(rollouts.actions)

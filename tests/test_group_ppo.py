@@ -100,6 +100,15 @@ def test_a_run_writes_the_harness_run_directory_and_its_model_plays(tmp_path):
         train(config)
 
 
+def test_the_learning_rate_is_a_constant_or_decays_linearly_to_zero(tmp_path):
+    assert small_config(tmp_path, learning_rate=1e-3).learning_rate_at(0.25) == 1e-3
+    assert small_config(tmp_path, learning_rate="lin_1e-3").learning_rate_at(0.25) == pytest.approx(2.5e-4)
+    record = train(small_config(tmp_path, learning_rate=1e-3))  # a constant rate trains too
+    assert record["status"] == "completed"
+    rates = [float(line.split(",")[8]) for line in (tmp_path / "progress.csv").read_text().splitlines()[1:]]
+    assert rates and all(rate == 1e-3 for rate in rates)
+
+
 def test_a_stop_request_saves_an_interrupted_checkpoint(tmp_path):
     stop = StopRequest()
     stop.signum = 15
