@@ -21,6 +21,12 @@ One update:
 3. ``--epochs`` passes of PPO's clipped surrogate over the update's steps in minibatches of
    ``--batch-size``, with the log-probabilities of the collecting policy as the old ones.
 
+A group that plays identically teaches nothing: once the policy is deterministic its rollouts agree, every
+advantage is zero and learning stops (measured: one seed on ``sdedge/EdgeSD-Paper-Stochastic-v0`` stayed at the
+best constant action from 33k steps on). ``--ent-coef 0.01`` keeps the policy stochastic enough to avoid it.
+``--init MODEL`` starts from a saved sequence-policy agent (its network and weights, a new optimiser), e.g. a
+DAgger agent: RL from a good start.
+
 The network is the sequence policy of :mod:`sdedge_agents.slot_policy` (``MaskableSlotPolicy``, on the online
 ids ``OnlineMaskableSlotPolicy``; its critic is built but never trained or used), saved as a ``MaskablePPO``
 zip: every tool that loads ``sb3:MaskablePPO:PATH`` (evaluate, ablation_summary, pretrained) plays it. The run
