@@ -65,6 +65,7 @@ from sdedge_agents.train import (
     StopRequest,
     TrainConfig,
     TrainingInterrupted,
+    append_evaluation,
     evaluate_model,
     make_single_env,
     name_values,
@@ -288,8 +289,20 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
     rng = np.random.default_rng(run.seed)
     seeds = list(VALIDATION_SEEDS[: run.eval_episodes])
     oracle = float(np.mean(oracle_values(run, seeds))) if run.eval_every > 0 else None
-    record: dict[str, Any] = {"config": asdict(config), "algorithm": "group_ppo", "status": "running", "steps": 0,
-                              "wall_time_s": 0.0, "evaluation": None}
+    # sdedge_agents.train's run.json layout, so that every reader of a run directory reads this one too: the
+    # harness's config, and this trainer's own settings as its hyperparameters.
+    settings = {name: value for name, value in asdict(config).items() if name != "run"}
+    record: dict[str, Any] = {
+        "config": asdict(run),
+        "algorithm": "group_ppo",
+        "hyperparameters": settings,
+        "vectorisation": f"sdedge_agents.group_ppo: {config.episodes} episodes x {config.group_size} rollouts, "
+                         "gym.make",
+        "status": "running",
+        "steps": 0,
+        "wall_time_s": 0.0,
+        "evaluation": None,
+    }
     write_run(out_dir, record)
     (out_dir / "progress.csv").write_text(PROGRESS_HEADER)
     if oracle is not None:
@@ -298,11 +311,10 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
     steps, updates = 0, 0
     next_eval, next_checkpoint = 0, run.checkpoint_every
 
-    def evaluate() -> None:
-        mean = evaluate_model(model, run, seeds)["mean"]
-        with (out_dir / "evaluations.csv").open("a") as handle:
-            handle.write(f"{steps},{mean!r},{oracle!r},{100.0 * (mean / oracle - 1.0)!r},"
-                         f"{time.perf_counter() - start:.3f}\n")
+    def evaluate() -> dict[str, Any]:
+        evaluation = evaluate_model(model, run, seeds)
+        append_evaluation(out_dir / "evaluations.csv", steps, evaluation["mean"], oracle, time.perf_counter() - start)
+        return evaluation
 
     try:
         while steps < run.timesteps:
@@ -331,12 +343,12 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
         raise
     finally:
         collector.close()
-    if oracle is not None:
-        evaluate()
+    # The last curve point and run.json's evaluation are the same deterministic episodes: played once.
+    final = evaluate() if oracle is not None else None
     save_model(model, out_dir / "model.zip")
     record.update(steps=steps, updates=updates, wall_time_s=time.perf_counter() - start)
     if run.eval_episodes > 0:
-        record["evaluation"] = evaluate_model(model, run, seeds)
+        record["evaluation"] = final if final is not None else evaluate_model(model, run, seeds)
     record["status"] = "completed"
     write_run(out_dir, record)
     return record

@@ -282,25 +282,21 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
     if agent.algo == "composed":
         return _ship_composed(agent, run_dir, command, episodes, seed)
     run = json.loads((run_dir / "run.json").read_text())
-    # A sdedge_agents.group_ppo run keeps the harness's config under "run" and its own settings beside it.
-    group = run.get("algorithm") == "group_ppo"
-    config = run["config"]["run"] if group else run["config"]
-    if run["status"] != "completed" or config["env_id"] != agent.env_id or config["algo"] != agent.algo:
-        raise ValueError(f"run {run_dir} (status {run['status']!r}, env {config['env_id']!r}, algo "
-                         f"{config['algo']!r}) is not a completed {agent.algo} run on {agent.env_id}")
+    if run["status"] != "completed" or run["config"]["env_id"] != agent.env_id or run["config"]["algo"] != agent.algo:
+        raise ValueError(f"run {run_dir} (status {run['status']!r}, env {run['config']['env_id']!r}, algo "
+                         f"{run['config']['algo']!r}) is not a completed {agent.algo} run on {agent.env_id}")
     shutil.copyfile(run_dir / "model.zip", agent.model_path)
     card = {
         "name": name,
         "env_id": agent.env_id,
         "algo": agent.algo,
         "timesteps": run["steps"],
-        "seed": config["seed"],
-        "n_envs": config["n_envs"],
+        "seed": run["config"]["seed"],
+        "n_envs": run["config"]["n_envs"],
         "command": command,
         "wall_time_s": round(run.get("total_wall_time_s", run["wall_time_s"]), 1),
-        "hyperparameters": {k: v for k, v in run["config"].items() if k != "run"} if group else run["hyperparameters"],
-        "vectorisation": (f"sdedge_agents.group_ppo: {config['n_envs']} episodes x {run['config']['group_size']} "
-                          "rollouts, gym.make") if group else run["vectorisation"],
+        "hyperparameters": run["hyperparameters"],
+        "vectorisation": run["vectorisation"],
         "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}
         if run["evaluation"] else None,
         "evaluation": evaluate_shipped(name, episodes, seed),

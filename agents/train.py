@@ -399,6 +399,15 @@ def oracle_values(config: TrainConfig, seeds: Sequence[int]) -> list[float]:
 EVALUATIONS_HEADER = "timesteps,objective,oracle,oracle_gap_percent,wall_time_s\n"
 
 
+def append_evaluation(path: Path, timesteps: int, mean: float, oracle: float, wall_time_s: float) -> float:
+    """Append one row to a run's ``evaluations.csv`` (the policy's mean objective against the oracle's);
+    returns the oracle gap in %."""
+    gap = 100.0 * (mean / oracle - 1.0)
+    with path.open("a") as handle:
+        handle.write(f"{timesteps},{mean!r},{oracle!r},{gap!r},{wall_time_s:.3f}\n")
+    return gap
+
+
 class OracleGapCallback(BaseCallback):
     """Every ``every`` env steps (and at the start of a fresh run): the deterministic policy's gap to the oracle.
 
@@ -430,12 +439,9 @@ class OracleGapCallback(BaseCallback):
 
     def _evaluate(self) -> None:
         mean = evaluate_model(self.model, self.config, self.seeds)["mean"]
-        gap = 100.0 * (mean / self.oracle - 1.0)
+        gap = append_evaluation(self.path, self.num_timesteps, mean, self.oracle, time.perf_counter() - self.start)
         self.logger.record("eval/objective", mean)
         self.logger.record("eval/oracle_gap_percent", gap)
-        with self.path.open("a") as handle:
-            handle.write(f"{self.num_timesteps},{mean!r},{self.oracle!r},{gap!r},"
-                         f"{time.perf_counter() - self.start:.3f}\n")
 
 
 def progress_bar_default() -> bool:

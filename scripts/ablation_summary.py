@@ -36,7 +36,6 @@ def evaluation_env_kwargs(model: Path) -> dict:
     for directory in model.parents:
         if (directory / "run.json").exists():
             config = json.loads((directory / "run.json").read_text())["config"]
-            config = config.get("run", config)  # a sdedge_agents.group_ppo run nests the harness's config
             return {name: value for name, value in config.get("env_kwargs", []) if name != "reward"}
     return {}
 

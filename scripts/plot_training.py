@@ -43,10 +43,7 @@ def read_run(run_dir: Path) -> tuple[dict, np.ndarray, np.ndarray]:
         rows = list(csv.DictReader(handle))
     steps = np.array([int(r["timesteps"]) for r in rows])
     gaps = np.array([float(r["oracle_gap_percent"]) for r in rows])
-    run = json.loads((run_dir / "run.json").read_text())
-    if "run" in run["config"]:  # sdedge_agents.group_ppo nests the harness's config
-        run = {**run, "config": run["config"]["run"]}
-    return run, steps, gaps
+    return json.loads((run_dir / "run.json").read_text()), steps, gaps
 
 
 def reference_gaps(env_id: str, episodes: int, teacher: str | None = None) -> dict[str, float]:

@@ -88,7 +88,8 @@ def test_a_run_writes_the_harness_run_directory_and_its_model_plays(tmp_path):
     record = train(config)
     assert record["status"] == "completed" and record["steps"] >= 200
     run = json.loads((tmp_path / "run.json").read_text())
-    assert run["algorithm"] == "group_ppo" and run["config"]["group_size"] == 4
+    assert run["algorithm"] == "group_ppo" and run["hyperparameters"]["group_size"] == 4
+    assert run["config"]["env_id"] == SMALL and run["config"]["seed"] == 7  # sdedge_agents.train's layout
     lines = (tmp_path / "evaluations.csv").read_text().splitlines()
     assert lines[0] == "timesteps,objective,oracle,oracle_gap_percent,wall_time_s" and len(lines) >= 4
     assert (tmp_path / "progress.csv").read_text().count("\n") == record["updates"] + 1
