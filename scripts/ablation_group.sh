@@ -44,14 +44,7 @@ if [ ${#rows[@]} -eq 0 ]; then
 fi
 for row in "${rows[@]}"; do
     arguments=$(row_arguments "${row}")
-    for seed in "${SEEDS[@]}"; do
-        out="runs/group/${row}/seed${seed}"
-        command="python -m sdedge_agents.group_ppo --env $(row_env "${row}") --seed ${seed} --out ${out} --eval-every 25000 --eval-episodes 20 --checkpoint-every 100000 ${arguments}"
-        rm -rf "${out}"
-        mkdir -p "$(dirname "${out}")"
-        echo "$(date +%H:%M:%S) ${command}"
-        ${command}
-        echo "${command}" > "${out}/command.txt"
-    done
+    run_row runs/group "${row}" "python -m sdedge_agents.group_ppo --env $(row_env "${row}")" \
+        "--eval-every 25000 --eval-episodes 20 --checkpoint-every 100000 ${arguments}"
 done
 echo "$(date +%H:%M:%S) done"

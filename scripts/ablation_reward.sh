@@ -92,14 +92,7 @@ if [ ${#rows[@]} -eq 0 ]; then
 fi
 for row in "${rows[@]}"; do
     arguments=$(row_arguments "${row}")
-    for seed in "${SEEDS[@]}"; do
-        out="runs/ablation/${row}/seed${seed}"
-        command="python -m sdedge_agents.train --env $(row_env "${row}") --algo maskable_ppo --seed ${seed} --out ${out} --eval-every 20000 --eval-episodes 20 --checkpoint-every 100000 --no-progress-bar ${arguments}"
-        rm -rf "${out}"
-        mkdir -p "${out}"
-        echo "${command}" > "${out}/command.txt"
-        echo "$(date +%H:%M:%S) ${command}"
-        ${command}
-    done
+    run_row runs/ablation "${row}" "python -m sdedge_agents.train --env $(row_env "${row}") --algo maskable_ppo" \
+        "--eval-every 20000 --eval-episodes 20 --checkpoint-every 100000 --no-progress-bar ${arguments}"
 done
 echo "$(date +%H:%M:%S) done"
