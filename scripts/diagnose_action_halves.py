@@ -4,8 +4,8 @@ On ``--env`` (default sdedge/EdgeSD-v0) and its validation episodes, four polici
 the agent, the window planner (the DP on what the observation shows, the imitation agents' teacher), and two
 mixes that take one half from each: (n of the agent, l of the window planner) and (n of the window planner, l
 of the agent). Both act on the same observation, so the mixes isolate each half. Prints, per policy, the mean
-objective and its gap to the oracle, and, along the agent's own trajectories, how often its n and l agree with
-the window planner's.
+objective and its gap to the oracle, and, along that policy's trajectories, how often the agent's n and l agree
+with the window planner's (the "agent" row: along the agent's own).
 
     python scripts/diagnose_action_halves.py --model runs/group/default-lin_1e-3/seed1000/model.zip
 """
@@ -19,7 +19,7 @@ import numpy as np
 from sb3_contrib import MaskablePPO
 
 import sdedge_gym  # noqa: F401 (registers the ids)
-from sdedge_agents.evaluate import make_policy
+from sdedge_agents.evaluate import make_policy, run_episodes
 from sdedge_agents.protocol import VALIDATION_SEEDS
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     env = gym.make(args.env)
     seeds = list(VALIDATION_SEEDS[: args.episodes])
-    oracle = -np.mean([r for r in _returns(make_policy("oracle", env), env, seeds)])
+    oracle = -float(np.mean(run_episodes(make_policy("oracle", env), env, seeds)))
     teacher = make_policy("window-planner", env)
     print(f"{args.env}, validation episodes {seeds[0]}..{seeds[-1]}; oracle {oracle:.3f} s\n")
     print("| model | policy | mean objective (s) | gap to oracle | n agrees | l agrees |")
@@ -64,12 +64,6 @@ def main() -> None:
             mean = float(np.mean(values))
             print(f"| {path} | {mix} | {mean:.3f} | {100 * (mean / oracle - 1):+.2f} % | "
                   f"{100 * agreement[:, 0].mean():.0f} % | {100 * agreement[:, 1].mean():.0f} % |", flush=True)
-
-
-def _returns(policy, env, seeds):
-    from sdedge_agents.evaluate import run_episodes
-
-    return run_episodes(policy, env, seeds)
 
 
 if __name__ == "__main__":
