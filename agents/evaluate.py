@@ -11,7 +11,8 @@ the gap to the oracle in %, the normalised score (R - R_random) / (R_oracle - R_
 them). Policies that set the band split themselves (``uniform-shares``) run on the same scenario in
 "dict" mode when the env is discrete: the episode draw does not depend on the action mode.
 
-Policy names: oracle, planner, planner-exact, window-planner, rollout, best-constant, max-batch, autoregressive,
+Policy names: oracle, planner, planner-exact, window-planner, posterior-planner,
+posterior-window-planner, rollout, best-constant, max-batch, autoregressive,
 uniform-shares, random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
 policies of sdedge_agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
 dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
@@ -53,7 +54,7 @@ import sdedge_gym  # registers the ids
 from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, MaxBatch, RandomPolicy
 from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from sdedge_agents.oracle import DPOracle, UniformShares
-from sdedge_agents.planner import MPCPlanner, RolloutPlanner, WindowPlanner
+from sdedge_agents.planner import MPCPlanner, PosteriorPlanner, RolloutPlanner, WindowPlanner
 from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
 from sdedge_agents.statistics import mean_interval
 from sdedge_gym.config import TRACE_WINDOWS
@@ -161,6 +162,8 @@ POLICY_FACTORIES: dict[str, Callable[[Any], Any]] = {
     "planner": MPCPlanner,
     "planner-exact": lambda e: MPCPlanner(e, exact=True),
     "window-planner": WindowPlanner,
+    "posterior-planner": PosteriorPlanner,
+    "posterior-window-planner": lambda e: PosteriorPlanner(e, window=True),
     "rollout": RolloutPlanner,
     "best-constant": BestConstant,
     "max-batch": MaxBatch,

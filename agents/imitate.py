@@ -9,7 +9,9 @@ teacher's own action taken instead with probability beta = beta_decay^k, and lab
 what the teacher would do there; after each iteration the policy is fitted to all the labels gathered so far.
 The teacher is by default ``window-planner`` (:class:`sdedge_agents.planner.WindowPlanner`): the DP on exactly what
 the observation shows, so that its action is a function of the observation and the labels are learnable
-without hidden information. The agent itself reads only the observation (and the action mask).
+without hidden information. On the non-clairvoyant ids ``posterior-window-planner`` is the stronger teacher of
+that kind (the DP on the expected cost under the hints' posterior, :class:`sdedge_agents.planner.PosteriorPlanner`).
+The agent itself reads only the observation (and the action mask).
 
 The model is an ordinary SB3 ``MaskablePPO`` (discrete ids) or ``PPO`` (hybrid ids) with the id's
 hyperparameters from ``agents/hyperparams.yml`` (``--net-arch`` overrides the network): it loads and
@@ -71,7 +73,7 @@ from sdedge_gym.registration import ENV_TABLE
 
 # The algorithms whose policies imitation fits, and the action modes each can drive (a subset of train's).
 IMITATION_ACTION_MODES: dict[str, tuple[str, ...]] = {"maskable_ppo": ("discrete",), "ppo": ("discrete", "hybrid")}
-TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle")
+TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle", "posterior-window-planner", "posterior-planner")
 POLICIES: tuple[str, ...] = ("mlp", "slot")
 BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
 RANGE_WEIGHT = 10.0

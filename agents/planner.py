@@ -11,12 +11,16 @@ over the tasks left and commits the first batch of that plan. With exact informa
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
 from sdedge_agents.oracle import DPOracle, solve
+from sdedge_agents.posterior import sample_hidden
 from sdedge_gym import compile_cache
+from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode, ServingModel
 from sdedge_gym.reference import best_constant_action, constant_plan_cost, segment_cost_after
 from sdedge_gym.segments import SegmentTables, segment_tables
@@ -53,6 +57,90 @@ class MPCPlanner(DPOracle):
             self._tables = segment_tables(env.model, predicted_episode(env.episode, self.exact))
         self.plan = solve(self._tables, env.scenario.objective, env.episode.num_tasks, env.clock)
         return self.plan.batches[0]
+
+
+class PosteriorPlanner(MPCPlanner):
+    """MPC on the expected cost under the hints' posterior: the planner's DP on segment tables averaged over
+    ``samples`` draws of the hidden output lengths and acceptance rates (``sdedge_agents.posterior``: the exact
+    Bayesian posterior of the scenario's workload model given each task's hint and estimate), re-solved from
+    the env's clock every step.
+
+    The plain planner puts the hints in as if they were the truth, so it sees a batch's service as that of
+    its longest *hint*; the duration of a batch is that of its longest *task*, whose expectation grows with
+    the spread of the lengths (Jensen), and this planner's tables carry it. Draws use expected acceptance
+    (the acceptance draws average out over a task's rounds; the hint noise does not). The draws are
+    stratified per task and seeded by ``seed`` afresh for every table, so an action depends only on what
+    the planner reads and the clock. On a clairvoyant id the posterior is the truth (``samples`` is moot).
+
+    ``window=False`` (``posterior-planner``) reads the hints of the whole queue, as ``planner`` does;
+    ``window=True`` (``posterior-window-planner``) only what the observation shows, as ``window-planner``
+    does: the next n_max tasks' hints, the rest of the queue as repeats of them, tables rebuilt every step.
+    """
+
+    name = "posterior-planner"
+
+    def __init__(self, env, samples: int = 16, seed: int = 0, window: bool = False) -> None:
+        super().__init__(env)
+        if not (isinstance(samples, int | np.integer) and not isinstance(samples, bool) and samples >= 1):
+            raise ValueError(f"samples = {samples!r} is invalid; allowed: an integer >= 1")
+        self.samples, self.seed, self.window = int(samples), seed, bool(window)
+        if self.window:
+            self.name = "posterior-window-planner"
+
+    def choose(self) -> tuple[int, int]:
+        env = self.unwrapped
+        clock, model, episode = env.clock, env.model, env.episode
+        draws = 1 if env.scenario.clairvoyant else self.samples
+        if self.window:
+            first, window = clock.next_task, env.scenario.max_batch
+            period = WindowPeriod.of(model, episode, first, window)
+            seen = slice(first, first + period.seen)
+            head, slot = [], None
+            for draw in posterior_episodes(episode, env.scenario, draws, self.seed, seen):
+                head.append(period.head_tables(model, window_episode(draw, first, window, True, period.length), slot))
+                slot = head[0].uplink_slot  # the draws share payloads and channels
+            tables = period.tile(average_tables(head))
+            self.plan = solve(tables, env.scenario.objective, episode.num_tasks,
+                              dataclasses.replace(clock, next_task=0))
+            return self.plan.batches[0]
+        if episode is not self._episode:
+            self._episode, full, slot = episode, [], None
+            for draw in posterior_episodes(episode, env.scenario, draws, self.seed, slice(None)):
+                full.append(segment_tables(model, draw, uplink_slot=slot))
+                slot = full[0].uplink_slot
+            self._tables = average_tables(full)
+        self.plan = solve(self._tables, env.scenario.objective, episode.num_tasks, clock)
+        return self.plan.batches[0]
+
+
+def posterior_episodes(episode: Episode, scenario: ScenarioConfig, samples: int, seed: int,
+                       tasks: slice) -> Iterator[Episode]:
+    """``samples`` copies of the episode with the hidden (O_k, alpha_k) of ``tasks`` drawn from their posterior
+    given the hints (the truth on a clairvoyant scenario), expected acceptance; the other tasks keep the truth
+    (a caller reads only ``tasks``)."""
+    w = episode.workload
+    if scenario.clairvoyant:
+        yield predicted_episode(episode, exact=True)
+        return
+    output, alpha = sample_hidden(scenario.workload, w.output_hint[tasks], w.alpha_estimate[tasks], samples,
+                                  np.random.default_rng(seed))
+    for draw in range(samples):
+        lengths, rates = w.output_len.copy(), w.alpha.copy()
+        lengths[tasks], rates[tasks] = output[draw], alpha[draw]
+        yield Episode(dataclasses.replace(w, output_len=lengths, alpha=rates, uniforms=None), episode.channel, None)
+
+
+def average_tables(draws: Iterable[SegmentTables]) -> SegmentTables:
+    """The entrywise mean of tables that share their slots (the draws differ only in lengths and rates)."""
+    count = 0
+    for tables in draws:
+        if count == 0:
+            slot, duration, completion = tables.uplink_slot, tables.duration.copy(), tables.completion_sum.copy()
+        else:
+            duration += tables.duration
+            completion += tables.completion_sum
+        count += 1
+    return SegmentTables(slot, duration / count, completion / count, tables.allocation)
 
 
 def window_episode(episode: Episode, next_task: int, window: int, exact: bool, length: int | None = None) -> Episode:
@@ -100,20 +188,43 @@ def window_tables(model: ServingModel, episode: Episode, next_task: int, window:
     the queue's end: the first seen rows of the tables of its first seen + n_max - 1 tasks, tiled, hold
     every entry.
     """
-    left = episode.num_tasks - next_task
-    seen = min(left, window)
-    width = min(model.batch_limit, left)
-    head = min(left, seen + width - 1)
-    if head == left:
-        return segment_tables(model, window_episode(episode, next_task, window, exact))
-    tables = segment_tables(model, window_episode(episode, next_task, window, exact, head), first_tasks=seen)
-    rows = np.arange(left) % seen
-    past_end = (np.arange(left)[:, None] + np.arange(1, width + 1)[None, :]) > left
-    slot, duration, completion = (tables.uplink_slot[rows], tables.duration[rows], tables.completion_sum[rows])
-    slot[past_end] = np.inf
-    duration[past_end] = np.inf
-    completion[past_end] = np.inf
-    return SegmentTables(slot, duration, completion, tables.allocation)
+    period = WindowPeriod.of(model, episode, next_task, window)
+    return period.tile(period.head_tables(model, window_episode(episode, next_task, window, exact, period.length)))
+
+
+@dataclass(frozen=True)
+class WindowPeriod:
+    """How :func:`window_tables` covers the K - next_task tasks left with one period of ``seen`` tasks."""
+
+    left: int  # tasks left in the queue
+    seen: int  # tasks in the window (the period)
+    width: int  # largest batch size of the tables
+    length: int | None  # tasks of the period's head queue (None: the whole queue, no tiling)
+
+    @classmethod
+    def of(cls, model: ServingModel, episode: Episode, next_task: int, window: int) -> WindowPeriod:
+        left = episode.num_tasks - next_task
+        seen, width = min(left, window), min(model.batch_limit, left)
+        head = min(left, seen + width - 1)
+        return cls(left, seen, width, None if head == left else head)
+
+    def head_tables(self, model: ServingModel, head: Episode, uplink_slot: np.ndarray | None = None) -> SegmentTables:
+        """The tables of ``head`` (the window episode of ``length`` tasks) that :meth:`tile` expands."""
+        return segment_tables(model, head, first_tasks=None if self.length is None else self.seen,
+                              uplink_slot=uplink_slot)
+
+    def tile(self, tables: SegmentTables) -> SegmentTables:
+        """The whole queue's tables from the head's: row j is row j mod seen, segments past the end +inf."""
+        if self.length is None:
+            return tables
+        left, width = self.left, self.width
+        rows = np.arange(left) % self.seen
+        past_end = (np.arange(left)[:, None] + np.arange(1, width + 1)[None, :]) > left
+        slot, duration, completion = (tables.uplink_slot[rows], tables.duration[rows], tables.completion_sum[rows])
+        slot[past_end] = np.inf
+        duration[past_end] = np.inf
+        completion[past_end] = np.inf
+        return SegmentTables(slot, duration, completion, tables.allocation)
 
 
 class RolloutPlanner(MPCPlanner):

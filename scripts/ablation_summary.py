@@ -7,12 +7,13 @@
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
 reported as missing): a MaskablePPO ``model.zip``, or on the hybrid ids a composed agent's directory
-(``sdedge_agents.band_split``). Every model and the references (oracle, random, best-constant, planner, window-planner,
-rollout) play the same test episodes 500..599 of ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id;
-``sdedge_agents.evaluate``). Per row: each seed's gap to the oracle, the interquartile mean of the normalised
-score over the seeds with its stratified bootstrap 95 % interval (``agents/statistics.py``), and the paired
-differences in mean latency against the best constant action and the planner (the seeds' mean per episode minus
-the reference's on that episode, averaged over the episodes, with a bootstrap 95 % interval over episodes).
+(``sdedge_agents.band_split``). Every model and the references (oracle, random, best-constant, planner,
+window-planner, rollout, posterior-planner, posterior-window-planner) play the same test episodes 500..599 of
+``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id; ``sdedge_agents.evaluate``). Per row: each seed's gap
+to the oracle, the interquartile mean of the normalised score over the seeds with its stratified bootstrap 95 %
+interval (``agents/statistics.py``), and the paired differences in mean latency against the best constant action
+and the planner (the seeds' mean per episode minus the reference's on that episode, averaged over the episodes,
+with a bootstrap 95 % interval over episodes).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sdedge_agents.evaluate import evaluate
 from sdedge_agents.protocol import TEST_SEEDS, seeded_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
-REFERENCES = ("best-constant", "planner", "window-planner", "rollout")
+REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
 
 
 def evaluation_env_kwargs(model: Path) -> dict:
@@ -88,9 +89,14 @@ def main() -> None:
              "| row | gap to oracle per seed (1000, 2000, 3000) | IQM score [95 % CI] | vs best constant (s) "
              "[95 % CI] | vs planner (s) [95 % CI] |",
              "|---|---|---:|---:|---:|"]
+    def versus(values: np.ndarray) -> str:  # paired differences against the best constant and the planner
+        pairs = [paired_difference(values, np.array(cache[name])) for name in ("best-constant", "planner")]
+        return " | ".join("" if name == reference else f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                          for (d, lo, hi), reference in zip(pairs, ("best-constant", "planner"), strict=True))
+
     for name in REFERENCES:
         values = np.array(cache[name])
-        lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | | |")
+        lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | {versus(values)} |")
     for label, runs in rows:
         present = [(seed, np.array(cache[policy_spec(path)])) for seed, path in runs if policy_spec(path) in cache]
         if not present:
@@ -100,10 +106,9 @@ def main() -> None:
         scores = [score(v) for _, v in present]
         _, low, high = stratified_bootstrap_ci({env_id: scores})
         mean_per_episode = np.mean([v for _, v in present], axis=0)
-        versus = [paired_difference(mean_per_episode, np.array(cache[name])) for name in ("best-constant", "planner")]
         note = "" if len(present) == len(runs) else f" ({len(present)} of {len(runs)} seeds)"
         lines.append(f"| {label}{note} | {gaps} | {interquartile_mean(scores):.3f} [{low:.3f}, {high:.3f}] | "
-                     + " | ".join(f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in versus) + " |")
+                     f"{versus(mean_per_episode)} |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -53,11 +53,14 @@ class SegmentTables:
 
 
 def segment_tables(model: ServingModel, episode: Episode, allocation: str = "closed_form",
-                   batch_limit: int | None = None, first_tasks: int | None = None) -> SegmentTables:
+                   batch_limit: int | None = None, first_tasks: int | None = None,
+                   uplink_slot: np.ndarray | None = None) -> SegmentTables:
     """Every segment's (U, D, C) for ``episode``, with n up to ``batch_limit`` (default: the model's).
 
     ``first_tasks``: only the segments that start at tasks 0..first_tasks-1, a table of that many rows (for
-    a caller that knows the rest, e.g. a queue that repeats itself).
+    a caller that knows the rest, e.g. a queue that repeats itself). ``uplink_slot``: the U table of an
+    earlier call on an episode with the same payloads and channels (the slots depend on nothing else), taken
+    as it is instead of solved again, e.g. for draws of one episode's hidden output lengths.
     """
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation = {allocation!r} is invalid; allowed: {' | '.join(map(repr, ALLOCATIONS))}")
@@ -72,8 +75,14 @@ def segment_tables(model: ServingModel, episode: Episode, allocation: str = "clo
     lengths = model.config.max_speculation + 1
     prompt, output, alpha, payload, channel, runs = episode.kernel_arrays
     p = model.kernel_parameters
-    slot = np.empty((rows, width))
-    kernels.segment_slots(p, payload, channel, width, allocation == "uniform", slot)
+    if uplink_slot is None:
+        slot = np.empty((rows, width))
+        kernels.segment_slots(p, payload, channel, width, allocation == "uniform", slot)
+    elif np.shape(uplink_slot) == (rows, width):
+        slot = uplink_slot
+    else:
+        raise ValueError(f"uplink_slot has shape {np.shape(uplink_slot)}; allowed: ({rows}, {width}), the (first "
+                         "tasks, batch limit) of these tables")
     duration = np.empty((rows, width, lengths))
     completion = np.empty((rows, width, lengths))
     kernels.segment_service(p, prompt, output, alpha, runs, episode.runs is not None, lengths - 1, width, duration,

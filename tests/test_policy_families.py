@@ -19,12 +19,12 @@ from sdedge_agents import (
     UniformShares,
     online,
 )
-from sdedge_agents.planner import WindowPlanner
+from sdedge_agents.planner import PosteriorPlanner, WindowPlanner
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
 ONLINE_TINY = {"num_tasks": 4, "max_batch": 2, "max_speculation": 1}
-OFFLINE_POLICIES = [DPOracle, UniformShares, MPCPlanner, WindowPlanner, BestConstant, MaxBatch, Autoregressive,
-                    RandomPolicy, lambda env: FixedAction(env, 1, 1)]
+OFFLINE_POLICIES = [DPOracle, UniformShares, MPCPlanner, WindowPlanner, PosteriorPlanner, BestConstant, MaxBatch,
+                    Autoregressive, RandomPolicy, lambda env: FixedAction(env, 1, 1)]
 ONLINE_POLICIES = [online.OnlineOracle, online.OnlineUniformShares, online.OnlinePlanner,
                    online.DispatchImmediately, online.MaxBatchTimeout, online.Autoregressive, online.OnlineRandom]
 
