@@ -11,7 +11,7 @@ over the tasks left and commits the first batch of that plan. With exact informa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,53 +94,55 @@ class PosteriorPlanner(MPCPlanner):
         if self.window:
             first, window = clock.next_task, env.scenario.max_batch
             period = WindowPeriod.of(model, episode, first, window)
-            seen = slice(first, first + period.seen)
-            head, slot = [], None
-            for draw in posterior_episodes(episode, env.scenario, draws, self.seed, seen):
-                head.append(period.head_tables(model, window_episode(draw, first, window, True, period.length), slot))
-                slot = head[0].uplink_slot  # the draws share payloads and channels
-            tables = period.tile(average_tables(head))
-            self.plan = solve(tables, env.scenario.objective, episode.num_tasks,
+            episodes = posterior_episodes(episode, env.scenario, draws, self.seed, slice(first, first + period.seen))
+            head = shared_slot_mean(episodes, lambda draw, slot: period.head_tables(
+                model, window_episode(draw, first, window, True, period.length), slot))
+            self.plan = solve(period.tile(head), env.scenario.objective, episode.num_tasks,
                               dataclasses.replace(clock, next_task=0))
             return self.plan.batches[0]
         if episode is not self._episode:
-            self._episode, full, slot = episode, [], None
-            for draw in posterior_episodes(episode, env.scenario, draws, self.seed, slice(None)):
-                full.append(segment_tables(model, draw, uplink_slot=slot))
-                slot = full[0].uplink_slot
-            self._tables = average_tables(full)
+            self._episode = episode
+            episodes = posterior_episodes(episode, env.scenario, draws, self.seed, slice(None))
+            self._tables = shared_slot_mean(episodes, lambda draw, slot: segment_tables(model, draw, uplink_slot=slot))
         self.plan = solve(self._tables, env.scenario.objective, episode.num_tasks, clock)
         return self.plan.batches[0]
 
 
 def posterior_episodes(episode: Episode, scenario: ScenarioConfig, samples: int, seed: int,
                        tasks: slice) -> Iterator[Episode]:
-    """``samples`` copies of the episode with the hidden (O_k, alpha_k) of ``tasks`` drawn from their posterior
-    given the hints (the truth on a clairvoyant scenario), expected acceptance; the other tasks keep the truth
-    (a caller reads only ``tasks``)."""
-    w = episode.workload
+    """``samples`` copies of the episode as the planner may believe it, expected acceptance: the hidden (O_k,
+    alpha_k) of ``tasks`` drawn from their posterior given the hints, every other task at its hint and
+    estimate (what :func:`predicted_episode` shows); on a clairvoyant scenario one copy, the truth."""
     if scenario.clairvoyant:
         yield predicted_episode(episode, exact=True)
         return
-    output, alpha = sample_hidden(scenario.workload, w.output_hint[tasks], w.alpha_estimate[tasks], samples,
+    view = predicted_episode(episode).workload
+    output, alpha = sample_hidden(scenario.workload, view.output_len[tasks], view.alpha[tasks], samples,
                                   np.random.default_rng(seed))
     for draw in range(samples):
-        lengths, rates = w.output_len.copy(), w.alpha.copy()
+        lengths, rates = view.output_len.copy(), view.alpha.copy()
         lengths[tasks], rates[tasks] = output[draw], alpha[draw]
-        yield Episode(dataclasses.replace(w, output_len=lengths, alpha=rates, uniforms=None), episode.channel, None)
+        yield Episode(dataclasses.replace(view, output_len=lengths, alpha=rates), episode.channel, None)
 
 
-def average_tables(draws: Iterable[SegmentTables]) -> SegmentTables:
-    """The entrywise mean of tables that share their slots (the draws differ only in lengths and rates)."""
-    count = 0
-    for tables in draws:
-        if count == 0:
-            slot, duration, completion = tables.uplink_slot, tables.duration.copy(), tables.completion_sum.copy()
-        else:
-            duration += tables.duration
-            completion += tables.completion_sum
-        count += 1
-    return SegmentTables(slot, duration / count, completion / count, tables.allocation)
+def shared_slot_mean(episodes: Iterable[Episode],
+                     build: Callable[[Episode, np.ndarray | None], SegmentTables]) -> SegmentTables:
+    """The entrywise mean of ``build(episode, slot)`` over draws of one episode that differ only in lengths
+    and rates: the first draw's slots are passed to the others (they depend on payloads and channels only)."""
+    tables: list[SegmentTables] = []
+    for draw in episodes:
+        tables.append(build(draw, tables[0].uplink_slot if tables else None))
+    return average_tables(tables)
+
+
+def average_tables(tables: Sequence[SegmentTables]) -> SegmentTables:
+    """The entrywise mean of tables that share their slots (the first one's are kept)."""
+    duration, completion = tables[0].duration.copy(), tables[0].completion_sum.copy()
+    for other in tables[1:]:
+        duration += other.duration
+        completion += other.completion_sum
+    return SegmentTables(tables[0].uplink_slot, duration / len(tables), completion / len(tables),
+                         tables[0].allocation)
 
 
 def window_episode(episode: Episode, next_task: int, window: int, exact: bool, length: int | None = None) -> Episode:

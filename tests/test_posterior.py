@@ -199,9 +199,9 @@ def test_the_window_draws_average_before_tiling() -> None:
     period = WindowPeriod.of(base.model, base.episode, first, window)
     assert period.length is not None  # the tiled case
     draws = list(posterior_episodes(base.episode, base.scenario, 3, 0, slice(first, first + period.seen)))
-    tiled = average_tables(window_tables(base.model, d, first, window, True) for d in draws)
-    head = period.tile(average_tables(period.head_tables(base.model, window_episode(d, first, window, True,
-                                                                                     period.length)) for d in draws))
+    tiled = average_tables([window_tables(base.model, d, first, window, True) for d in draws])
+    head = period.tile(average_tables([period.head_tables(base.model, window_episode(d, first, window, True,
+                                                                                      period.length)) for d in draws]))
     np.testing.assert_array_equal(head.uplink_slot, tiled.uplink_slot)
     np.testing.assert_array_equal(head.duration, tiled.duration)
     np.testing.assert_array_equal(head.completion_sum, tiled.completion_sum)
