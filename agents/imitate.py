@@ -29,7 +29,7 @@ evaluates like any sdedge_agents.train model (``sb3:MaskablePPO:PATH``) and can 
 Writes into ``--out`` what sdedge_agents.train writes (``run.json``, ``evaluations.csv``, ``oracle_values.json``,
 ``model.zip``) plus ``checkpoints/iteration_<k>.zip`` and ``checkpoints/dataset.npz`` (the labels so far)
 after every iteration; ``--resume`` continues after the last saved iteration (nothing of a finished iteration
-is lost on Ctrl-C; the fit's Adam moments start afresh). After each iteration the deterministic policy's
+is lost on Ctrl-C or SIGTERM, which stop it at the next episode or fit pass; the fit's Adam moments start afresh). After each iteration the deterministic policy's
 oracle gap on the validation episodes (``sdedge_agents.protocol.VALIDATION_SEEDS[:--eval-episodes]``) goes to
 ``evaluations.csv`` with the env steps collected so far as its timesteps; ``model.zip`` is the iteration with
 the lowest validation objective (checkpoint choice on validation episodes, as the protocol allows). Iteration
@@ -62,11 +62,14 @@ from sdedge_agents.runs import RunDirectory, check_int, jsonable, read_run, writ
 from sdedge_agents.train import (
     EVALUATIONS_HEADER,
     MAX_TRAINING_SEED,
+    StopRequest,
     TrainConfig,
+    TrainingInterrupted,
     algorithm_class,
     evaluate_model,
     masked_predict,
     oracle_values,
+    run_stoppable,
 )
 from sdedge_gym.actions import hybrid_batch_and_speculation, shares_from_logits
 from sdedge_gym.registration import ENV_TABLE
@@ -193,11 +196,13 @@ class Labels:
 
 
 def collect(env: gym.Env, teacher, model, episodes: int, beta: float, rng: np.random.Generator,
-            labels: Labels) -> int:
+            labels: Labels, stop: StopRequest | None = None) -> int:
     """Run ``episodes`` episodes (teacher with probability ``beta`` at each step, else the learner) and label
-    every visited state with the teacher's action; returns the env steps taken."""
+    every visited state with the teacher's action; returns the env steps taken. A ``stop`` request ends it
+    between episodes with :class:`TrainingInterrupted`."""
     steps = 0
     for _ in range(episodes):
+        _check(stop)
         observation, _ = env.reset()
         rewards, done = [], False
         while not done:
@@ -230,8 +235,9 @@ def hybrid_loss(mean: torch.Tensor, actions: torch.Tensor, max_batch: int, max_s
 
 
 def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: torch.Generator,
-        space_limits: tuple[int, int]) -> float:
-    """``config.epochs`` passes over all labels; returns the last pass's mean policy loss."""
+        space_limits: tuple[int, int], stop: StopRequest | None = None) -> float:
+    """``config.epochs`` passes over all labels; returns the last pass's mean policy loss. A ``stop`` request
+    ends it between passes with :class:`TrainingInterrupted`."""
     policy = model.policy
     observations = torch.as_tensor(np.asarray(labels.observations, dtype=np.float32))
     masks = torch.as_tensor(np.asarray(labels.masks, dtype=bool))
@@ -242,6 +248,7 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
     policy.set_training_mode(True)
     total = 0.0
     for _ in range(config.epochs):
+        _check(stop)
         order = torch.randperm(len(labels), generator=generator)
         total = 0.0
         for start in range(0, len(labels), config.batch_size):
@@ -275,8 +282,17 @@ def _iteration_path(config: ImitationConfig, iteration: int) -> Path:
     return config.checkpoint_dir / f"iteration_{iteration}.zip"
 
 
-def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
-    """Run (or resume) the DAgger run described by ``config``; returns the final run.json record."""
+def _check(stop: StopRequest | None) -> None:
+    if stop is not None and stop.signum is not None:
+        raise TrainingInterrupted(stop.signum)
+
+
+def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None = None) -> dict[str, Any]:
+    """Run (or resume) the DAgger run described by ``config``; returns the final run.json record.
+
+    ``stop`` (a signal handler's flag, :func:`sdedge_agents.train.run_stoppable`) ends the run between episodes
+    or fit epochs with :class:`TrainingInterrupted`: the unfinished iteration is dropped, the finished ones
+    are on disk, and ``run.json`` says "interrupted"."""
     out_dir, checkpoint_dir = config.out_dir, config.checkpoint_dir
     previous = read_run(out_dir)
     if config.resume:
@@ -335,8 +351,8 @@ def imitate(config: ImitationConfig, verbose: int = 0) -> dict[str, Any]:
             beta = config.beta_decay ** iteration
             env.reset(seed=config.seed + iteration)  # the iteration's episodes continue this stream
             rng = np.random.default_rng([config.seed, iteration])
-            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels)
-            loss = fit(model, labels, config, optimizer, generator, limits)
+            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels, stop)
+            loss = fit(model, labels, config, optimizer, generator, limits, stop)
             value = evaluate_model(model, train_view, seeds)["mean"]
             gap = 100.0 * (value / oracle - 1.0)
             elapsed = time.perf_counter() - start
@@ -419,12 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  eval_episodes=args.eval_episodes, resume=args.resume)
     except ValueError as error:
         build_parser().error(str(error))
-    try:
-        record = imitate(config, verbose=args.verbose)
-    except KeyboardInterrupt:
-        print(f"interrupted: the finished iterations are in {config.checkpoint_dir}; rerun with --resume",
-              file=sys.stderr)
-        return 130
+    record = run_stoppable(
+        lambda stop: imitate(config, verbose=args.verbose, stop=stop),
+        lambda: f"interrupted: the finished iterations are in {config.checkpoint_dir}; rerun with --resume")
+    if isinstance(record, int):
+        return record
     print(json.dumps({"best_iteration": record["best_iteration"], "steps": record["steps"],
                       "validation": record["evaluation"]["mean"], "wall_time_s": record["total_wall_time_s"]}))
     return 0

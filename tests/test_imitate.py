@@ -7,6 +7,7 @@ scripts/train_pretrained.sh.
 from __future__ import annotations
 
 import json
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +22,7 @@ import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import make_policy, run_episodes
 from sdedge_agents.imitate import ImitationConfig, hybrid_loss, imitate, main
 from sdedge_agents.planner import window_episode
-from sdedge_agents.train import algorithm_class
+from sdedge_agents.train import StopRequest, TrainingInterrupted, algorithm_class
 from sdedge_gym.actions import encode_action
 
 
@@ -150,3 +151,34 @@ def test_the_slot_policies_also_train_by_reinforcement(env_id, algo):
     model.learn(total_timesteps=64)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
     assert env.action_space.contains(np.asarray(model.predict(env.reset(seed=0)[0], deterministic=True)[0]))
+
+
+def test_a_stop_request_ends_the_run_keeping_the_finished_iterations(tmp_path):
+    """SIGINT and SIGTERM (a run in the background ignores SIGINT) set the flag; the run stops at the next
+    episode or fit pass, keeps its finished iterations and resumes from them."""
+    common = dict(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out=str(tmp_path / "run"),
+                  episodes_per_iteration=10, epochs=1, eval_episodes=2)
+    imitate(ImitationConfig(iterations=1, **common))
+    stop = StopRequest()
+    stop.signum = signal.SIGTERM
+    with pytest.raises(TrainingInterrupted) as interrupt:
+        imitate(ImitationConfig(iterations=2, resume=True, **common), stop=stop)
+    assert interrupt.value.signum == signal.SIGTERM
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "interrupted" and [r["iteration"] for r in run["iterations"]] == [0]
+    resumed = imitate(ImitationConfig(iterations=2, resume=True, **common))
+    assert [r["iteration"] for r in resumed["iterations"]] == [0, 1]
+
+
+def test_sigterm_exits_143_with_the_resume_hint(tmp_path, capsys, monkeypatch):
+    import sdedge_agents.imitate as module
+
+    def terminated(config, verbose, stop):
+        stop(signal.SIGTERM, None)  # what the handler run_stoppable installs does on SIGTERM
+        module._check(stop)
+
+    monkeypatch.setattr(module, "imitate", terminated)
+    code = main(["--env", "sdedge/EdgeSD-Small-v0", "--algo", "maskable_ppo", "--seed", "1000",
+                 "--out", str(tmp_path / "run")])
+    assert code == 143
+    assert "rerun with --resume" in capsys.readouterr().err
