@@ -27,15 +27,15 @@ evaluates like any sdedge_agents.train model (``sb3:MaskablePPO:PATH``) and can 
   variance (a start for PPO fine-tuning; it does not touch the policy head, whose network is separate).
 
 Writes into ``--out`` what sdedge_agents.train writes (``run.json``, ``evaluations.csv``, ``oracle_values.json``,
-``model.zip``) plus ``checkpoints/iteration_<k>.zip`` and ``checkpoints/dataset.npz`` (the labels so far)
-after every iteration; ``--resume`` continues after the last saved iteration (nothing of a finished iteration
-is lost on Ctrl-C or SIGTERM, which stop it at the next episode or fit pass; the fit's Adam moments start afresh). After each iteration the deterministic policy's
-oracle gap on the validation episodes (``sdedge_agents.protocol.VALIDATION_SEEDS[:--eval-episodes]``) goes to
-``evaluations.csv`` with the env steps collected so far as its timesteps; ``model.zip`` is the iteration with
-the lowest validation objective (checkpoint choice on validation episodes, as the protocol allows). Iteration
-k's episodes continue the random stream of ``reset(seed=seed + k)``, so the seeds seed .. seed +
-iterations - 1 must avoid the held-out ones. Needs the ``train`` extra.
-"""
+``model.zip``) plus ``checkpoints/iteration_<k>.zip`` and ``checkpoints/dataset.npz`` (the labels so far) after
+every iteration; ``--resume`` continues after the last saved iteration (nothing of a finished iteration is lost
+on Ctrl-C or SIGTERM, which stop it at the next episode or fit pass; the fit's Adam moments start afresh). After
+each iteration the deterministic policy's oracle gap on the validation episodes
+(``sdedge_agents.protocol.VALIDATION_SEEDS[:--eval-episodes]``) goes to ``evaluations.csv`` with the env steps
+collected so far as its timesteps; ``model.zip`` is the iteration with the lowest validation objective
+(checkpoint choice on validation episodes, as the protocol allows). Iteration k's episodes continue the random
+stream of ``reset(seed=seed + k)``, so the seeds seed .. seed + iterations - 1 must avoid the held-out ones.
+Needs the ``train`` extra. """
 
 from __future__ import annotations
 
