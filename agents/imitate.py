@@ -35,7 +35,8 @@ each iteration the deterministic policy's oracle gap on the validation episodes
 collected so far as its timesteps; ``model.zip`` is the iteration with the lowest validation objective
 (checkpoint choice on validation episodes, as the protocol allows). Iteration k's episodes continue the random
 stream of ``reset(seed=seed + k)``, so the seeds seed .. seed + iterations - 1 must avoid the held-out ones.
-Needs the ``train`` extra. """
+Needs the ``train`` extra.
+"""
 
 from __future__ import annotations
 
