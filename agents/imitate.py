@@ -11,7 +11,8 @@ The teacher is by default ``window-planner`` (:class:`sdedge_agents.planner.Wind
 the observation shows, so that its action is a function of the observation and the labels are learnable
 without hidden information. On the non-clairvoyant ids ``posterior-window-planner`` is the stronger teacher of
 that kind (the DP on the expected cost under the hints' posterior, :class:`sdedge_agents.planner.PosteriorPlanner`).
-The agent itself reads only the observation (and the action mask).
+The agent itself reads only the observation (and the action mask); ``--env-kwargs`` makes that the observation of
+``gymnasium.make(id, **kwargs)``, e.g. ``observe_queue=True`` adds the summary of the queue past the window.
 
 The model is an ordinary SB3 ``MaskablePPO`` (discrete ids) or ``PPO`` (hybrid ids) with the id's
 hyperparameters from ``agents/hyperparams.yml`` (``--net-arch`` overrides the network): it loads and
@@ -69,6 +70,7 @@ from sdedge_agents.train import (
     algorithm_class,
     evaluate_model,
     masked_predict,
+    name_values,
     oracle_values,
     run_stoppable,
 )
@@ -104,6 +106,7 @@ class ImitationConfig(RunDirectory):
     eval_episodes: int = 20
     resume: bool = False
     n_envs: int = 1  # one env collects the episodes (the teacher reads its episode and clock)
+    env_kwargs: tuple[tuple[str, Any], ...] = ()  # gymnasium.make keyword arguments, e.g. observe_queue=True
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -139,11 +142,12 @@ class ImitationConfig(RunDirectory):
                              f"discrete ones); --env {self.env_id!r} has action_mode {mode!r}")
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
+        self.train_config()  # checks --env-kwargs against the id, with the env's own message
 
     def train_config(self) -> TrainConfig:
         """The sdedge_agents.train view of this run: its hyperparameter entry, evaluation and oracle cache."""
         return TrainConfig(env_id=self.env_id, algo=self.algo, timesteps=1, n_envs=1, seed=self.seed,
-                           out=self.out, eval_episodes=self.eval_episodes)
+                           out=self.out, eval_episodes=self.eval_episodes, env_kwargs=self.env_kwargs)
 
 
 def new_model(config: ImitationConfig, env: gym.Env):
@@ -300,16 +304,17 @@ def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None 
         if previous is None or not previous.get("iterations"):
             raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
                              "sdedge_agents.imitate run (drop --resume to start a new run)")
-        for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy"):
-            if jsonable(previous["config"][key]) != jsonable(getattr(config, key)):
+        for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy", "env_kwargs"):
+            before = previous["config"].get(key, ())  # env_kwargs: a run from before the option had none
+            if jsonable(before) != jsonable(getattr(config, key)):
                 raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
-                                 f"({previous['config'][key]!r}); allowed: the same value as that run")
+                                 f"({before!r}); allowed: the same value as that run")
     elif previous is not None or (out_dir / "model.zip").exists():
         raise ValueError(f"--out = {str(out_dir)!r} already holds a run; allowed: pass --resume to continue it, or a "
                          "new --out directory")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    env = gym.make(config.env_id)
+    env = gym.make(config.env_id, **dict(config.env_kwargs))
     scenario = env.unwrapped.scenario
     teacher = make_policy(config.teacher, env)
     model, settings = new_model(config, env)
@@ -420,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "or mlp (SB3's MlpPolicy)")
     parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes,
                         help="validation episodes scored after every iteration (at most 100)")
+    parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="gymnasium.make keyword arguments of the env, e.g. observe_queue=True")
     parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
@@ -433,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  beta_decay=args.beta_decay, epochs=args.epochs, batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, net_arch=args.net_arch,
                                  policy=args.policy,
-                                 eval_episodes=args.eval_episodes, resume=args.resume)
+                                 eval_episodes=args.eval_episodes, resume=args.resume,
+                                 env_kwargs=name_values("--env-kwargs", args.env_kwargs))
     except ValueError as error:
         build_parser().error(str(error))
     record = run_stoppable(

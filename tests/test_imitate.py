@@ -182,3 +182,25 @@ def test_sigterm_exits_143_with_the_resume_hint(tmp_path, capsys, monkeypatch):
                  "--out", str(tmp_path / "run")])
     assert code == 143
     assert "rerun with --resume" in capsys.readouterr().err
+
+
+def test_env_kwargs_reach_the_env_the_model_and_its_run_json(tmp_path):
+    out = tmp_path / "run"
+    kwargs = (("observe_queue", True),)
+    record = imitate(ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out=str(out),
+                                     iterations=1, episodes_per_iteration=5, epochs=1, eval_episodes=2,
+                                     env_kwargs=kwargs))
+    wider = gym.make("sdedge/EdgeSD-Small-v0", observe_queue=True).observation_space.shape
+    model = algorithm_class("maskable_ppo").load(out / "model.zip", device="cpu")
+    assert model.observation_space.shape == wider != gym.make("sdedge/EdgeSD-Small-v0").observation_space.shape
+    assert record["config"]["env_kwargs"] == [["observe_queue", True]]
+    with pytest.raises(ValueError, match="env_kwargs"):  # a resume must keep them
+        imitate(ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out=str(out),
+                                iterations=2, episodes_per_iteration=5, epochs=1, eval_episodes=2, resume=True))
+
+
+def test_bad_env_kwargs_name_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["--env", "sdedge/EdgeSD-Small-v0", "--algo", "maskable_ppo", "--out", "unused",
+              "--env-kwargs", "observe_galaxies=True"])
+    assert "--env-kwargs" in capsys.readouterr().err
