@@ -11,20 +11,19 @@ the gap to the oracle in %, the normalised score (R - R_random) / (R_oracle - R_
 them). Policies that set the band split themselves (``uniform-shares``) run on the same scenario in
 "dict" mode when the env is discrete: the episode draw does not depend on the action mode.
 
-Policy names: oracle, planner, planner-exact, window-planner, posterior-planner,
-posterior-window-planner, rollout, best-constant, max-batch, autoregressive,
-uniform-shares, random, fixed:N:L (batch size N, speculation length L); on the online ids (sdedge/EdgeSD-Online-*) the
-policies of sdedge_agents.online instead: oracle, planner, planner-exact, max-batch-timeout, timeout:N:T,
-dispatch-immediately, autoregressive, uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of
-agents/pretrained, e.g. pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or
-sb3-contrib model, e.g. sb3:MaskablePPO:agent.zip), composed:DIR (on the hybrid ids: a composed agent of
-:mod:`sdedge_agents.band_split`, (n, l) from a discrete model and a learned band split), module:Class (any
-class importable from a dotted module path, constructed as Class(env), with SB3's ``predict(observation, state,
-episode_start, deterministic)``; :class:`sdedge_agents.policy.Policy` is a base for one). Only pretrained, sb3 and
-composed import torch;
-MaskablePPO agents are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds
-policies trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with
-SB3's ``predict`` bound to that env.
+Policy names: oracle, planner, planner-exact, window-planner, posterior-planner, posterior-window-planner, rollout,
+best-constant, max-batch, autoregressive, uniform-shares, random, fixed:N:L (batch size N, speculation length L); on
+the online ids (sdedge/EdgeSD-Online-*) the policies of sdedge_agents.online instead: oracle, planner,
+planner-exact, posterior-planner, max-batch-timeout, timeout:N:T, dispatch-immediately, autoregressive,
+uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of agents/pretrained, e.g.
+pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or sb3-contrib model, e.g.
+sb3:MaskablePPO:agent.zip), composed:DIR (on the hybrid ids: a composed agent of :mod:`sdedge_agents.band_split`,
+(n, l) from a discrete model and a learned band split), module:Class (any class importable from a dotted module
+path, constructed as Class(env), with SB3's ``predict(observation, state, episode_start, deterministic)``;
+:class:`sdedge_agents.policy.Policy` is a base for one). Only pretrained, sb3 and composed import torch; MaskablePPO
+agents are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds policies
+trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with SB3's ``predict``
+bound to that env.
 
 ``--benchmark`` prints one row per policy in docs/BENCHMARK.md's results-table format instead, on the
 protocol's held-out test episodes (``sdedge_agents.protocol.TEST_SEEDS``, 500..599) unless --seed/--episodes say

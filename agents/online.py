@@ -27,7 +27,9 @@ length hints and acceptance estimates, expected acceptance; at most ``horizon``,
 them) and takes the plan's first batch, of n tasks. With ``forecast`` (the default) it waits instead when
 that batch is not full and its upload would end ``slack`` = F - (t + U) seconds before the MBS is free, with
 slack > 1 / r̂ for the estimated arrival rate r̂ (the observation's estimator): the next request is
-expected before waiting would delay anything. Without ``forecast`` it never waits.
+expected before waiting would delay anything. Without ``forecast`` it never waits. The *posterior planner*
+(``posterior=True``) is the same on tables averaged over draws of the hidden lengths and rates from their
+posterior given the hints (``sdedge_agents.posterior``), as the offline ``PosteriorPlanner``.
 
 **Baselines.** Dispatch-immediately: at every epoch, every waiting task (up to the batch limit).
 Max-batch-with-timeout: dispatch when ``max_batch`` (default n_lim) tasks are waiting or the oldest has
@@ -41,12 +43,19 @@ Uniform-shares: the hindsight oracle with equal band shares (hybrid/dict envs).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 
 from sdedge_agents.oracle import Plan, check_allocation, closed_form_shares, solve
-from sdedge_agents.planner import predicted_episode, window_episode
+from sdedge_agents.planner import (
+    POSTERIOR_SAMPLES,
+    posterior_episodes,
+    predicted_episode,
+    shared_slot_mean,
+    window_episode,
+)
 from sdedge_agents.policy import Policy
 from sdedge_gym.config import ScenarioConfig
 from sdedge_gym.episode import Episode
@@ -126,6 +135,10 @@ FORECASTS = ("slack", "phantom", "none")
 class OnlinePlanner(OnlinePolicy):
     """Re-plans at every epoch on the arrived tasks (hints and estimates, or the truth with ``exact``).
 
+    ``posterior=True`` (``posterior-planner``) plans on tables averaged over draws of the hidden lengths and
+    rates from their posterior given the hints, as :class:`sdedge_agents.planner.PosteriorPlanner` does offline
+    (each task's draws depend on its own hints only, so tasks still to come still play no part).
+
     ``forecast`` says how it anticipates arrivals: "slack" waits when the planned batch would be uploaded
     more than one expected inter-arrival time (the observed rate) before the MBS frees up; "phantom" plans
     the arrived tasks together with n_lim expected ones (copies of the arrived window, arriving at the
@@ -137,10 +150,14 @@ class OnlinePlanner(OnlinePolicy):
     name = "planner"
     counterpart = "sdedge_agents.MPCPlanner"
 
-    def __init__(self, env, exact: bool = False, horizon: int | None = None, forecast: str | bool | None = None
-                 ) -> None:
+    def __init__(self, env, exact: bool = False, horizon: int | None = None, forecast: str | bool | None = None,
+                 posterior: bool = False) -> None:
         super().__init__(env)
-        self.exact = exact
+        if exact and posterior:
+            raise ValueError("exact = True and posterior = True are exclusive; allowed: at most one of them")
+        self.exact, self.posterior = exact, bool(posterior)
+        if self.posterior:
+            self.name = "posterior-planner"
         forecast = {True: "slack", False: "none"}.get(forecast, forecast) if isinstance(forecast, bool) else forecast
         if forecast is not None and forecast not in FORECASTS:
             raise ValueError(f"forecast = {forecast!r} is invalid; allowed: None (tuned) | "
@@ -153,7 +170,7 @@ class OnlinePlanner(OnlinePolicy):
         self._episode: Episode | None = None
         self._tables: SegmentTables | None = None
         if forecast is None:  # chosen on tuning episodes (the training part of a trace)
-            self.forecast = tune_forecast(self.unwrapped.scenario, exact, self.horizon)
+            self.forecast = tune_forecast(self.unwrapped.scenario, exact, self.horizon, posterior=self.posterior)
 
     def decide(self) -> tuple[int, int] | None:
         env = self.unwrapped
@@ -161,7 +178,7 @@ class OnlinePlanner(OnlinePolicy):
             # A segment's entries depend on its own tasks only, so the DP below, which reads segments of
             # arrived tasks only, uses nothing of the tasks still to come.
             self._episode = env.episode
-            self._tables = segment_tables(env.model, predicted_episode(env.episode, self.exact))
+            self._tables = self._planned_tables(env, slice(None), lambda view: view)
         first = env.clock.next_task
         end = min(env.arrived, first + self.horizon)
         plan = solve(self._tables, "mean_latency", env.episode.num_tasks, env.clock, release=env.arrival, now=env.now,
@@ -184,14 +201,23 @@ class OnlinePlanner(OnlinePolicy):
         that batch holds an expected task (its last task has not arrived)."""
         first = env.clock.next_task
         phantoms = min(env.model.batch_limit, env.episode.num_tasks - env.arrived)
-        view = window_episode(env.episode, first, seen, self.exact, length=seen + phantoms)
+        tables = self._planned_tables(env, slice(first, first + seen), lambda view: window_episode(
+            view, first, seen, True, length=seen + phantoms))
         release = np.concatenate([env.arrival[first:first + seen],
                                   env.now + np.arange(1, phantoms + 1) / env.mean_arrival_rate])
         start = dataclasses.replace(env.clock, next_task=0)
-        plan = solve(segment_tables(env.model, view), "mean_latency", env.episode.num_tasks, start, release=release,
-                     now=env.now)
+        plan = solve(tables, "mean_latency", env.episode.num_tasks, start, release=release, now=env.now)
         n, l = plan.batches[0]
         return (n, l) if n <= seen else None
+
+
+    def _planned_tables(self, env: EdgeSDOnlineEnv, tasks: slice, view: Callable[[Episode], Episode]) -> SegmentTables:
+        """The tables of ``view(episode as the planner believes it)``: the hints (the truth with ``exact``), or
+        with ``posterior`` the mean over draws of ``tasks``' hidden columns (``view`` reads only those)."""
+        if not self.posterior:
+            return segment_tables(env.model, view(predicted_episode(env.episode, self.exact)))
+        draws = posterior_episodes(env.episode, env.scenario, POSTERIOR_SAMPLES, 0, tasks)
+        return shared_slot_mean(draws, lambda draw, slot: segment_tables(env.model, view(draw), uplink_slot=slot))
 
 
 def estimated_arrival_rate(env: EdgeSDOnlineEnv) -> float:
@@ -311,13 +337,14 @@ class TunedMaxBatchTimeout(MaxBatchTimeout):
 
 
 @lru_cache(maxsize=16)
-def tune_forecast(scenario: ScenarioConfig, exact: bool, horizon: int, seeds: tuple[int, ...] = TUNING_SEEDS) -> str:
+def tune_forecast(scenario: ScenarioConfig, exact: bool, horizon: int, seeds: tuple[int, ...] = TUNING_SEEDS,
+                  posterior: bool = False) -> str:
     """The :class:`OnlinePlanner` forecast (``FORECASTS``, first on ties) with the least mean latency on the
     tuning episodes ``seeds`` of ``scenario`` (:func:`tuning_env`). Waiting for arrivals pays by a factor of
     ~5 under Poisson traffic and on the conversation trace; on the code trace's bursts (many requests at one
     instant inflate the observed rate) the slack rule waits for arrivals that do not come."""
     tuning = tuning_env(EdgeSDOnlineEnv(scenario))
-    latency = {forecast: tuning_latency(OnlinePlanner(tuning, exact, horizon, forecast), seeds)
+    latency = {forecast: tuning_latency(OnlinePlanner(tuning, exact, horizon, forecast, posterior), seeds)
                for forecast in FORECASTS}
     return min(FORECASTS, key=lambda forecast: latency[forecast])
 
@@ -343,6 +370,7 @@ ONLINE_POLICIES = {
     "oracle": OnlineOracle,
     "planner": OnlinePlanner,
     "planner-exact": lambda env: OnlinePlanner(env, exact=True),
+    "posterior-planner": lambda env: OnlinePlanner(env, posterior=True),
     "dispatch-immediately": DispatchImmediately,
     "max-batch-timeout": MaxBatchTimeout,
     "max-batch-timeout-tuned": TunedMaxBatchTimeout,

@@ -59,6 +59,9 @@ class MPCPlanner(DPOracle):
         return self.plan.batches[0]
 
 
+POSTERIOR_SAMPLES = 16  # draws of the hidden columns a posterior planner averages its tables over
+
+
 class PosteriorPlanner(MPCPlanner):
     """MPC on the expected cost under the hints' posterior: the planner's DP on segment tables averaged over
     ``samples`` draws of the hidden output lengths and acceptance rates (``sdedge_agents.posterior``: the exact
@@ -79,7 +82,7 @@ class PosteriorPlanner(MPCPlanner):
 
     name = "posterior-planner"
 
-    def __init__(self, env, samples: int = 16, seed: int = 0, window: bool = False) -> None:
+    def __init__(self, env, samples: int = POSTERIOR_SAMPLES, seed: int = 0, window: bool = False) -> None:
         super().__init__(env)
         if not (isinstance(samples, int | np.integer) and not isinstance(samples, bool) and samples >= 1):
             raise ValueError(f"samples = {samples!r} is invalid; allowed: an integer >= 1")

@@ -205,3 +205,20 @@ def test_the_window_draws_average_before_tiling() -> None:
     np.testing.assert_array_equal(head.uplink_slot, tiled.uplink_slot)
     np.testing.assert_array_equal(head.duration, tiled.duration)
     np.testing.assert_array_equal(head.completion_sum, tiled.completion_sum)
+
+
+def test_the_online_posterior_planner_is_planner_exact_on_a_clairvoyant_id_and_differs_otherwise() -> None:
+    from sdedge_agents.online import OnlinePlanner
+
+    kwargs = {"num_tasks": 12, "max_batch": 4, "max_speculation": 3}
+    seeds = range(3)
+    for forecast in ("none", "phantom"):
+        env = gym.make("sdedge/EdgeSD-Online-v0", **kwargs)
+        assert (run_episodes(OnlinePlanner(env, forecast=forecast, posterior=True), env, seeds)
+                == run_episodes(OnlinePlanner(env, exact=True, forecast=forecast), env, seeds))
+        env = gym.make("sdedge/EdgeSD-Online-Stochastic-v0", **kwargs)
+        posterior = run_episodes(OnlinePlanner(env, forecast=forecast, posterior=True), env, seeds)
+        assert np.isfinite(posterior).all()
+        assert posterior != run_episodes(OnlinePlanner(env, forecast=forecast), env, seeds)
+    with pytest.raises(ValueError, match="exact = True and posterior = True"):
+        OnlinePlanner(env, exact=True, posterior=True, forecast="none")
