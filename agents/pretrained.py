@@ -106,6 +106,10 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("dagger-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         # maskable-ppo-reference-lrdecay-paper's recipe, then fine-tuned by group_ppo: RL from reward throughout.
         _agent("maskable-ppo-reference-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        # DAgger from the posterior window planner (the DP on the hints' posterior, on the observation's view),
+        # then fine-tuned by group_ppo: the best learned agent on the stochastic id.
+        _agent("dagger-posterior-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
+        _agent("dagger-posterior-group-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
     )
 }
 

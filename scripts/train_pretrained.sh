@@ -36,6 +36,9 @@
 # "group" below) were shipped from the same commands' runs in runs/group/ (scripts/ablation_group.sh
 # default-lin_1e-3, and the fine-tuning loops of docs/BENCHMARK.md, the last from the reward ablation's lr-decay
 # models): 22-30 min per 1M-step seed and ~9 min per 300k-step fine-tuning seed, two or three runs on 2 cores.
+# dagger-posterior-paper-stochastic and dagger-posterior-group-paper-stochastic were shipped from the same commands'
+# runs in runs/dagger-posterior/ and runs/group/ (docs/BENCHMARK.md, "What the hints are worth"): 25-33 min per
+# DAgger seed with three runs on 2 cores, 6-8 min per fine-tuning seed.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +64,7 @@ train_and_ship() {
         if [ "${trainer}" = group ]; then
             command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.group_ppo --env ${env_id} --seed ${seed} --out ${out} --eval-every 25000 --eval-episodes 20 --checkpoint-every 100000${extra:+ ${extra}}"
         elif [ "${trainer}" = imitate ]; then
-            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0"
+            command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.imitate --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --iterations ${DAGGER_ITERATIONS} --episodes-per-iteration ${DAGGER_EPISODES} --eval-episodes 20 --verbose 0${extra:+ ${extra}}"
         else
             command="OMP_NUM_THREADS=1 nice python -m sdedge_agents.train --env ${env_id} --algo ${algo} --seed ${seed} --out ${out} --eval-every 10000 --eval-episodes 20 --checkpoint-every 50000 --no-progress-bar${extra:+ ${extra}}"
         fi
@@ -158,6 +161,8 @@ declare -A AGENTS=(
     [group-ppo-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
     [dagger-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
     [maskable-ppo-reference-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
+    [dagger-posterior-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
+    [dagger-posterior-group-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo group"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -180,6 +185,10 @@ declare -A TRAIN_ARGUMENTS=(
     # Each seed of maskable-ppo-reference-lrdecay-paper fine-tuned the same way (RL from reward throughout; rebuild
     # that agent first: ${seed} is expanded when the command runs).
     [maskable-ppo-reference-group-paper]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/maskable-ppo-reference-lrdecay-paper/seed${seed}/model.zip'
+    # DAgger from the posterior window planner (the DP on the hints' posterior), then each seed fine-tuned by
+    # group_ppo (rebuild dagger-posterior-paper-stochastic first).
+    [dagger-posterior-paper-stochastic]="--teacher posterior-window-planner"
+    [dagger-posterior-group-paper-stochastic]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/dagger-posterior-paper-stochastic/seed${seed}/model.zip'
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -191,7 +200,8 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        ppo-paper-hybrid ppo-uplink-hybrid maskable-ppo-online maskable-ppo-reference-paper
        maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
-       group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper)
+       group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper dagger-posterior-paper-stochastic
+       dagger-posterior-group-paper-stochastic)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
