@@ -210,7 +210,6 @@ class OnlinePlanner(OnlinePolicy):
         n, l = plan.batches[0]
         return (n, l) if n <= seen else None
 
-
     def _planned_tables(self, env: EdgeSDOnlineEnv, tasks: slice, view: Callable[[Episode], Episode]) -> SegmentTables:
         """The tables of ``view(episode as the planner believes it)``: the hints (the truth with ``exact``), or
         with ``posterior`` the mean over draws of ``tasks``' hidden columns (``view`` reads only those)."""
