@@ -68,6 +68,7 @@ from sdedge_agents.train import (
     TrainConfig,
     TrainingInterrupted,
     algorithm_class,
+    append_evaluation,
     evaluate_model,
     masked_predict,
     name_values,
@@ -360,12 +361,10 @@ def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None 
             steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels, stop)
             loss = fit(model, labels, config, optimizer, generator, limits, stop)
             value = evaluate_model(model, train_view, seeds)["mean"]
-            gap = 100.0 * (value / oracle - 1.0)
             elapsed = time.perf_counter() - start
             model.save(_iteration_path(config, iteration))
             labels.save(checkpoint_dir / "dataset.npz")
-            with evaluations.open("a") as handle:
-                handle.write(f"{steps},{value!r},{oracle!r},{gap!r},{elapsed:.3f}\n")
+            gap = append_evaluation(evaluations, steps, value, oracle, elapsed)  # after the checkpoint it scores
             done_iterations.append({"iteration": iteration, "beta": beta, "labels": len(labels), "steps": steps,
                                     "loss": loss, "validation_objective": value, "oracle_gap_percent": gap})
             best = min(done_iterations, key=lambda r: r["validation_objective"])["iteration"]
