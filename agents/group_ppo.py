@@ -64,7 +64,6 @@ from sdedge_agents.train import (
     MAX_TRAINING_SEED,
     StopRequest,
     TrainConfig,
-    TrainingInterrupted,
     append_evaluation,
     evaluate_model,
     make_single_env,
@@ -72,6 +71,7 @@ from sdedge_agents.train import (
     oracle_values,
     parse_loads,
     policy_class,
+    raise_if_stopped,
     run_stoppable,
 )
 from sdedge_gym.registration import ENV_TABLE
@@ -334,8 +334,7 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
             if steps >= next_checkpoint:
                 save_model(model, checkpoint_dir / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip")
                 next_checkpoint = (steps // run.checkpoint_every + 1) * run.checkpoint_every
-            if stop is not None and stop.signum is not None:
-                raise TrainingInterrupted(stop.signum)
+            raise_if_stopped(stop)
     except KeyboardInterrupt:
         save_model(model, checkpoint_dir / f"{INTERRUPTED_PREFIX}_{steps}.zip")
         record.update(status="interrupted", steps=steps, wall_time_s=time.perf_counter() - start)

@@ -66,13 +66,13 @@ from sdedge_agents.train import (
     MAX_TRAINING_SEED,
     StopRequest,
     TrainConfig,
-    TrainingInterrupted,
     algorithm_class,
     append_evaluation,
     evaluate_model,
     masked_predict,
     name_values,
     oracle_values,
+    raise_if_stopped,
     run_stoppable,
 )
 from sdedge_gym.actions import hybrid_batch_and_speculation, shares_from_logits
@@ -208,7 +208,7 @@ def collect(env: gym.Env, teacher, model, episodes: int, beta: float, rng: np.ra
     between episodes with :class:`TrainingInterrupted`."""
     steps = 0
     for _ in range(episodes):
-        _check(stop)
+        raise_if_stopped(stop)
         observation, _ = env.reset()
         rewards, done = [], False
         while not done:
@@ -254,7 +254,7 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
     policy.set_training_mode(True)
     total = 0.0
     for _ in range(config.epochs):
-        _check(stop)
+        raise_if_stopped(stop)
         order = torch.randperm(len(labels), generator=generator)
         total = 0.0
         for start in range(0, len(labels), config.batch_size):
@@ -286,11 +286,6 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
 
 def _iteration_path(config: ImitationConfig, iteration: int) -> Path:
     return config.checkpoint_dir / f"iteration_{iteration}.zip"
-
-
-def _check(stop: StopRequest | None) -> None:
-    if stop is not None and stop.signum is not None:
-        raise TrainingInterrupted(stop.signum)
 
 
 def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None = None) -> dict[str, Any]:

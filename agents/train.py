@@ -491,6 +491,12 @@ class StopRequest:
         self.signum = signum
 
 
+def raise_if_stopped(stop: StopRequest | None) -> None:
+    """:class:`TrainingInterrupted` once ``stop`` has been requested: a trainer calls it where stopping is safe."""
+    if stop is not None and stop.signum is not None:
+        raise TrainingInterrupted(stop.signum)
+
+
 class StopOnRequest(BaseCallback):
     """Ends ``learn`` at the next env step once a :class:`StopRequest` has been made."""
 
@@ -586,8 +592,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
         if remaining > 0:
             model.learn(total_timesteps=remaining, callback=[checkpoint, *evaluator, *stopper, *callbacks],
                         reset_num_timesteps=not config.resume, progress_bar=config.progress_bar)
-        if stop is not None and stop.signum is not None:
-            raise TrainingInterrupted(stop.signum)
+        raise_if_stopped(stop)
     except KeyboardInterrupt:
         model.save(checkpoint_dir / f"{INTERRUPTED_PREFIX}_{model.num_timesteps}.zip")
         elapsed = time.perf_counter() - start

@@ -175,7 +175,7 @@ def test_sigterm_exits_143_with_the_resume_hint(tmp_path, capsys, monkeypatch):
 
     def terminated(config, verbose, stop):
         stop(signal.SIGTERM, None)  # what the handler run_stoppable installs does on SIGTERM
-        module._check(stop)
+        module.raise_if_stopped(stop)
 
     monkeypatch.setattr(module, "imitate", terminated)
     code = main(["--env", "sdedge/EdgeSD-Small-v0", "--algo", "maskable_ppo", "--seed", "1000",
