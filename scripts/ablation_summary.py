@@ -89,14 +89,21 @@ def main() -> None:
              "| row | gap to oracle per seed (1000, 2000, 3000) | IQM score [95 % CI] | vs best constant (s) "
              "[95 % CI] | vs planner (s) [95 % CI] |",
              "|---|---|---:|---:|---:|"]
-    def versus(values: np.ndarray) -> str:  # paired differences against the best constant and the planner
-        pairs = [paired_difference(values, np.array(cache[name])) for name in ("best-constant", "planner")]
-        return " | ".join("" if name == reference else f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-                          for (d, lo, hi), reference in zip(pairs, ("best-constant", "planner"), strict=True))
+
+    def versus(values: np.ndarray, itself: str | None = None) -> str:
+        """The paired differences against the best constant and the planner (blank against ``itself``)."""
+        cells = []
+        for reference in ("best-constant", "planner"):
+            if reference == itself:
+                cells.append("")
+                continue
+            difference, low, high = paired_difference(values, np.array(cache[reference]))
+            cells.append(f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]")
+        return " | ".join(cells)
 
     for name in REFERENCES:
         values = np.array(cache[name])
-        lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | {versus(values)} |")
+        lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | {versus(values, name)} |")
     for label, runs in rows:
         present = [(seed, np.array(cache[policy_spec(path)])) for seed, path in runs if policy_spec(path) in cache]
         if not present:
