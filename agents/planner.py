@@ -93,11 +93,11 @@ class PosteriorPlanner(MPCPlanner):
     def choose(self) -> tuple[int, int]:
         env = self.unwrapped
         clock, model, episode = env.clock, env.model, env.episode
-        draws = 1 if env.scenario.clairvoyant else self.samples
         if self.window:
             first, window = clock.next_task, env.scenario.max_batch
             period = WindowPeriod.of(model, episode, first, window)
-            episodes = posterior_episodes(episode, env.scenario, draws, self.seed, slice(first, first + period.seen))
+            episodes = posterior_episodes(episode, env.scenario, self.samples, self.seed,
+                                          slice(first, first + period.seen))
             head = shared_slot_mean(episodes, lambda draw, slot: period.head_tables(
                 model, window_episode(draw, first, window, True, period.length), slot))
             self.plan = solve(period.tile(head), env.scenario.objective, episode.num_tasks,
@@ -105,7 +105,7 @@ class PosteriorPlanner(MPCPlanner):
             return self.plan.batches[0]
         if episode is not self._episode:
             self._episode = episode
-            episodes = posterior_episodes(episode, env.scenario, draws, self.seed, slice(None))
+            episodes = posterior_episodes(episode, env.scenario, self.samples, self.seed, slice(None))
             self._tables = shared_slot_mean(episodes, lambda draw, slot: segment_tables(model, draw, uplink_slot=slot))
         self.plan = solve(self._tables, env.scenario.objective, episode.num_tasks, clock)
         return self.plan.batches[0]
