@@ -11,7 +11,7 @@ over the tasks left and commits the first batch of that plan. With exact informa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,21 +131,21 @@ def posterior_episodes(episode: Episode, scenario: ScenarioConfig, samples: int,
 def shared_slot_mean(episodes: Iterable[Episode],
                      build: Callable[[Episode, np.ndarray | None], SegmentTables]) -> SegmentTables:
     """The entrywise mean of ``build(episode, slot)`` over draws of one episode that differ only in lengths
-    and rates: the first draw's slots are passed to the others (they depend on payloads and channels only)."""
-    tables: list[SegmentTables] = []
+    and rates: the first draw's slots are passed to the others (they depend on payloads and channels only).
+    The tables are summed as they come, so that one draw's tables are held at a time, not all of them."""
+    first: SegmentTables | None = None
+    count = 0
     for draw in episodes:
-        tables.append(build(draw, tables[0].uplink_slot if tables else None))
-    return average_tables(tables)
-
-
-def average_tables(tables: Sequence[SegmentTables]) -> SegmentTables:
-    """The entrywise mean of tables that share their slots (the first one's are kept)."""
-    duration, completion = tables[0].duration.copy(), tables[0].completion_sum.copy()
-    for other in tables[1:]:
-        duration += other.duration
-        completion += other.completion_sum
-    return SegmentTables(tables[0].uplink_slot, duration / len(tables), completion / len(tables),
-                         tables[0].allocation)
+        tables = build(draw, None if first is None else first.uplink_slot)
+        if first is None:
+            first, duration, completion = tables, tables.duration.copy(), tables.completion_sum.copy()
+        else:
+            duration += tables.duration
+            completion += tables.completion_sum
+        count += 1
+    if first is None:
+        raise ValueError("episodes is empty; allowed: at least one draw")
+    return SegmentTables(first.uplink_slot, duration / count, completion / count, first.allocation)
 
 
 def window_episode(episode: Episode, next_task: int, window: int, exact: bool, length: int | None = None) -> Episode:

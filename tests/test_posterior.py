@@ -21,8 +21,8 @@ from sdedge_agents.planner import (
     PosteriorPlanner,
     WindowPeriod,
     WindowPlanner,
-    average_tables,
     posterior_episodes,
+    shared_slot_mean,
     window_episode,
     window_tables,
 )
@@ -190,8 +190,9 @@ def test_segment_tables_reuse_given_slots_and_check_their_shape() -> None:
 
 
 def test_the_window_draws_average_before_tiling() -> None:
-    """The posterior window planner's tables equal the average of each draw's window_tables (tiling commutes
-    with the mean), to rounding: the same sums in the same order."""
+    """The posterior window planner's tables (the draws' head tables averaged, sharing their slots, then tiled)
+    equal the average of each draw's own window_tables, bit for bit: tiling copies entries, so it commutes with
+    the mean, and the sums are the same in the same order."""
     env = gym.make("sdedge/EdgeSD-Paper-Stochastic-v0")
     env.reset(seed=11)
     base = env.unwrapped
@@ -199,9 +200,9 @@ def test_the_window_draws_average_before_tiling() -> None:
     period = WindowPeriod.of(base.model, base.episode, first, window)
     assert period.length is not None  # the tiled case
     draws = list(posterior_episodes(base.episode, base.scenario, 3, 0, slice(first, first + period.seen)))
-    tiled = average_tables([window_tables(base.model, d, first, window, True) for d in draws])
-    head = period.tile(average_tables([period.head_tables(base.model, window_episode(d, first, window, True,
-                                                                                      period.length)) for d in draws]))
+    tiled = shared_slot_mean(draws, lambda draw, _: window_tables(base.model, draw, first, window, True))
+    head = period.tile(shared_slot_mean(draws, lambda draw, slot: period.head_tables(
+        base.model, window_episode(draw, first, window, True, period.length), slot)))
     np.testing.assert_array_equal(head.uplink_slot, tiled.uplink_slot)
     np.testing.assert_array_equal(head.duration, tiled.duration)
     np.testing.assert_array_equal(head.completion_sum, tiled.completion_sum)
@@ -222,3 +223,8 @@ def test_the_online_posterior_planner_is_planner_exact_on_a_clairvoyant_id_and_d
         assert posterior != run_episodes(OnlinePlanner(env, forecast=forecast), env, seeds)
     with pytest.raises(ValueError, match="exact = True and posterior = True"):
         OnlinePlanner(env, exact=True, posterior=True, forecast="none")
+
+
+def test_shared_slot_mean_of_no_draws_is_refused() -> None:
+    with pytest.raises(ValueError, match="episodes is empty"):
+        shared_slot_mean([], lambda draw, slot: None)
