@@ -19,6 +19,14 @@ hyperparameters from ``agents/hyperparams.yml`` (``--net-arch`` overrides the ne
 evaluates like any sdedge_agents.train model (``sb3:MaskablePPO:PATH``) and can be fine-tuned with PPO. The losses:
 
 * discrete: the negative log-likelihood of the teacher's (n, l) under the policy (masked for MaskablePPO);
+  with ``--temperature tau`` > 0 (cost-sensitive imitation, after AggreVaTe, Ross and Bagnell 2014), the
+  teacher labels every action of a state with its value Q(n, l) (the cost it expects from committing (n, l)
+  and then following its plan, :func:`sdedge_agents.oracle.action_values`) and the loss is the cross-entropy
+  to the soft target p(n, l) ~ exp(-(Q(n, l) - min Q) / tau), tau in the objective's units (s): the policy
+  is a product of a batch-size and a speculation-length distribution, and the product closest to p (least
+  KL(p || pi)) has p's marginals, so each head is fitted to its marginal. A wrong n that costs little is
+  then a small error and one that costs much a large one, where the 0-1 label of the teacher's argmin says
+  neither; tau -> 0 is the hard label. Dearer labels: one DP solve per action on the speculation front;
 * hybrid (a Box of two bins and n_max band logits): for the deterministic action (the Gaussian mean mu),
   the squared error of the two bin coordinates to the teacher's bin centres, the cross-entropy between the
   teacher's band shares above the floor and softmax(LOGIT_SCALE mu) over the batch (the env's split is
@@ -44,6 +52,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import shutil
 import sys
 import time
@@ -81,7 +90,11 @@ from sdedge_gym.registration import ENV_TABLE
 # The algorithms whose policies imitation fits, and the action modes each can drive (a subset of train's).
 IMITATION_ACTION_MODES: dict[str, tuple[str, ...]] = {"maskable_ppo": ("discrete",), "ppo": ("discrete", "hybrid")}
 TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle", "posterior-window-planner", "posterior-planner")
+# The teachers that can label every action with its value (MPCPlanner.action_values): --temperature > 0.
+VALUE_TEACHERS: tuple[str, ...] = ("window-planner", "planner", "posterior-window-planner", "posterior-planner")
 POLICIES: tuple[str, ...] = ("mlp", "slot")
+# Options added after the first runs, with the value a run from before them had (for --resume's check).
+_ADDED_LATER: dict[str, Any] = {"env_kwargs": (), "temperature": 0.0}
 BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
 RANGE_WEIGHT = 10.0
 
@@ -108,6 +121,7 @@ class ImitationConfig(RunDirectory):
     resume: bool = False
     n_envs: int = 1  # one env collects the episodes (the teacher reads its episode and clock)
     env_kwargs: tuple[tuple[str, Any], ...] = ()  # gymnasium.make keyword arguments, e.g. observe_queue=True
+    temperature: float = 0.0  # > 0: cost-sensitive labels, soft targets exp(-(Q - min Q) / temperature); 0: hard
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -141,6 +155,14 @@ class ImitationConfig(RunDirectory):
         if self.policy == "slot" and self.algo == "ppo" and mode != "hybrid":
             raise ValueError(f"--policy slot with --algo ppo needs a hybrid id (use --algo maskable_ppo on the "
                              f"discrete ones); --env {self.env_id!r} has action_mode {mode!r}")
+        if not (isinstance(self.temperature, int | float) and math.isfinite(self.temperature)
+                and self.temperature >= 0.0):
+            raise ValueError(f"--temperature = {self.temperature!r} is invalid; allowed: a number >= 0 (s of the "
+                             "objective; 0: the teacher's action as a hard label)")
+        if self.temperature > 0.0 and (self.teacher not in VALUE_TEACHERS or self.algo != "maskable_ppo"):
+            raise ValueError(f"--temperature {self.temperature} needs --algo maskable_ppo and a teacher that values "
+                             f"every action; allowed teachers: {' | '.join(VALUE_TEACHERS)} (got --algo {self.algo}, "
+                             f"--teacher {self.teacher})")
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
         self.train_config()  # checks --env-kwargs against the id, with the env's own message
@@ -174,16 +196,18 @@ def new_model(config: ImitationConfig, env: gym.Env):
 
 @dataclass
 class Labels:
-    """Visited observations, their action masks, the teacher's actions there and the returns-to-go."""
+    """Visited observations, their action masks, the teacher's actions there and the returns-to-go; with
+    cost-sensitive labels also the teacher's values Q[n - 1, l] of every action (else ``values`` is empty)."""
 
     observations: list[np.ndarray]
     masks: list[np.ndarray]
     actions: list[np.ndarray]
     returns: list[float]
+    values: list[np.ndarray]
 
     @classmethod
     def empty(cls) -> Labels:
-        return cls([], [], [], [])
+        return cls([], [], [], [], [])
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -192,27 +216,36 @@ class Labels:
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, observations=np.asarray(self.observations, dtype=np.float32),
                             masks=np.asarray(self.masks, dtype=bool), actions=np.asarray(self.actions),
-                            returns=np.asarray(self.returns, dtype=float))
+                            returns=np.asarray(self.returns, dtype=float), values=np.asarray(self.values, dtype=float))
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Labels:
         data = np.load(path)
-        return cls(list(data["observations"]), list(data["masks"]), list(data["actions"]), list(data["returns"]))
+        values = list(data["values"]) if "values" in data.files else []  # a dataset from before the option
+        return cls(list(data["observations"]), list(data["masks"]), list(data["actions"]), list(data["returns"]),
+                   values)
 
 
 def collect(env: gym.Env, teacher, model, episodes: int, beta: float, rng: np.random.Generator,
-            labels: Labels, stop: StopRequest | None = None) -> int:
+            labels: Labels, stop: StopRequest | None = None, valued: bool = False) -> int:
     """Run ``episodes`` episodes (teacher with probability ``beta`` at each step, else the learner) and label
-    every visited state with the teacher's action; returns the env steps taken. A ``stop`` request ends it
-    between episodes with :class:`TrainingInterrupted`."""
+    every visited state with the teacher's action; returns the env steps taken. ``valued``: also with the
+    teacher's values of every action (``teacher.action_values()``), whose argmin is then the action (the plan's
+    first batch up to ties). A ``stop`` request ends it between episodes with :class:`TrainingInterrupted`."""
     steps = 0
     for _ in range(episodes):
         raise_if_stopped(stop)
         observation, _ = env.reset()
         rewards, done = [], False
         while not done:
-            target, _ = teacher.predict(observation, deterministic=True)
+            if valued:
+                values = teacher.action_values()
+                n, l = np.unravel_index(int(np.argmin(values)), values.shape)
+                target = teacher.encode(int(n) + 1, int(l))
+                labels.values.append(values)
+            else:
+                target, _ = teacher.predict(observation, deterministic=True)
             labels.observations.append(np.asarray(observation, dtype=np.float32))
             labels.masks.append(np.asarray(env.unwrapped.action_masks(), dtype=bool))
             labels.actions.append(np.asarray(target))
@@ -240,6 +273,16 @@ def hybrid_loss(mean: torch.Tensor, actions: torch.Tensor, max_batch: int, max_s
     return split + BIN_WEIGHT * bins + RANGE_WEIGHT * beyond
 
 
+def soft_targets(values: np.ndarray, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cost-sensitive targets of values Q (m, N, L) at ``temperature`` (module docstring): the marginals over
+    n and over l of p(n, l) ~ exp(-(Q - min Q) / temperature), +inf values getting no mass."""
+    best = values.reshape(len(values), -1).min(axis=1)[:, None, None]
+    weights = np.exp(-(values - best) / temperature)  # exp(-inf) = 0: invalid and dominated actions
+    weights /= weights.sum(axis=(1, 2), keepdims=True)
+    return (torch.as_tensor(weights.sum(axis=2), dtype=torch.float32),
+            torch.as_tensor(weights.sum(axis=1), dtype=torch.float32))
+
+
 def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: torch.Generator,
         space_limits: tuple[int, int], stop: StopRequest | None = None) -> float:
     """``config.epochs`` passes over all labels; returns the last pass's mean policy loss. A ``stop`` request
@@ -249,6 +292,7 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
     masks = torch.as_tensor(np.asarray(labels.masks, dtype=bool))
     actions = torch.as_tensor(np.asarray(labels.actions))
     returns = torch.as_tensor(np.asarray(labels.returns, dtype=np.float32))
+    soft = soft_targets(np.asarray(labels.values), config.temperature) if config.temperature > 0.0 else None
     scale = float(returns.var()) + 1e-8
     masked = config.algo == "maskable_ppo"
     policy.set_training_mode(True)
@@ -262,6 +306,11 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
             if config.action_mode == "hybrid":
                 mean = policy.get_distribution(observations[index]).distribution.mean
                 policy_loss = hybrid_loss(mean, actions[index].float(), *space_limits)
+                values = policy.predict_values(observations[index])
+            elif soft is not None:
+                heads = policy.get_distribution(observations[index], action_masks=masks[index]).distributions
+                policy_loss = -sum((target[index] * head.logits).sum(dim=1).mean()
+                                   for target, head in zip(soft, heads, strict=True))
                 values = policy.predict_values(observations[index])
             elif masked:
                 values, log_prob, _ = policy.evaluate_actions(observations[index], actions[index],
@@ -300,8 +349,9 @@ def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None 
         if previous is None or not previous.get("iterations"):
             raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
                              "sdedge_agents.imitate run (drop --resume to start a new run)")
-        for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy", "env_kwargs"):
-            before = previous["config"].get(key, ())  # env_kwargs: a run from before the option had none
+        for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy", "env_kwargs",
+                    "temperature"):
+            before = previous["config"].get(key, _ADDED_LATER.get(key))  # a run from before an option has none
             if jsonable(before) != jsonable(getattr(config, key)):
                 raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
                                  f"({before!r}); allowed: the same value as that run")
@@ -353,7 +403,8 @@ def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None 
             beta = config.beta_decay ** iteration
             env.reset(seed=config.seed + iteration)  # the iteration's episodes continue this stream
             rng = np.random.default_rng([config.seed, iteration])
-            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels, stop)
+            steps += collect(env, teacher, model, config.episodes_per_iteration, beta, rng, labels, stop,
+                             valued=config.temperature > 0.0)
             loss = fit(model, labels, config, optimizer, generator, limits, stop)
             value = evaluate_model(model, train_view, seeds)["mean"]
             elapsed = time.perf_counter() - start
@@ -421,6 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="validation episodes scored after every iteration (at most 100)")
     parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
                         help="gymnasium.make keyword arguments of the env, e.g. observe_queue=True")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help="> 0: cost-sensitive labels, the teacher's value of every action turned into soft "
+                             "targets exp(-(Q - min Q) / T), T in s of the objective (e.g. 0.05); 0: the teacher's "
+                             "action as a hard label")
     parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
@@ -435,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  learning_rate=args.learning_rate, net_arch=args.net_arch,
                                  policy=args.policy,
                                  eval_episodes=args.eval_episodes, resume=args.resume,
-                                 env_kwargs=name_values("--env-kwargs", args.env_kwargs))
+                                 env_kwargs=name_values("--env-kwargs", args.env_kwargs),
+                                 temperature=args.temperature)
     except ValueError as error:
         build_parser().error(str(error))
     record = run_stoppable(

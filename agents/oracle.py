@@ -198,6 +198,47 @@ def solve(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int
     return Plan(first, tuple(reversed(batches)), cost, int(offsets[-1]))
 
 
+def action_values(tables: SegmentTables, objective: str = "mean_latency", num_tasks: int | None = None,
+                  start: EpisodeClock | None = None, batch_limit: int | None = None) -> np.ndarray:
+    """Q[n - 1, l]: the cost of committing (n, l) first from clock ``start`` plus the DP's optimum after it
+    (:func:`solve` from the clock that batch leads to), in the objective's units (under mean latency the
+    completions of the tasks left, summed and divided by ``num_tasks``, as :attr:`Plan.cost`).
+
+    Shape (the tables' width, L + 1). +inf where n exceeds ``batch_limit`` or the tasks left, and where l is
+    off the speculation front of the first segment (:func:`speculation_front`): another length l' is then no
+    worse (a duration no larger and, under mean latency, a completion sum no larger), so Q[n - 1, l] >=
+    Q[n - 1, l'], and the DP never picks it.
+    min Q is the optimum :func:`solve` returns from ``start`` (the same sums in another order: equal to
+    rounding), and the plan's first batch attains it. One :func:`solve` per entry on the front: the cost of
+    labelling every action of a state with its value, which cost-sensitive imitation
+    (``sdedge_agents.imitate --temperature``) reads.
+    """
+    clock = EpisodeClock() if start is None else start
+    makespan = objective == "makespan"
+    divisor = float(tables.num_tasks if num_tasks is None else num_tasks)
+    width = tables.batch_limit if batch_limit is None else min(batch_limit, tables.batch_limit)
+    first, left = clock.next_task, tables.num_tasks - clock.next_task
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective = {objective!r} is invalid; allowed: {' | '.join(map(repr, OBJECTIVES))}")
+    if not 0 <= first < tables.num_tasks:
+        raise ValueError(f"start.next_task = {first} is invalid; allowed: an integer in [0, {tables.num_tasks - 1}]")
+    front = speculation_front(tables, objective)[first]
+    values = np.full(tables.duration.shape[1:], np.inf)
+    u0, f0 = max(float(clock.uplink_end), float(clock.now)), float(clock.inference_end)
+    for n in range(1, min(width, left) + 1):
+        uplink_end = u0 + float(tables.uplink_slot[first, n - 1])
+        begin = max(uplink_end, f0)
+        for l in np.flatnonzero(front[n - 1]):
+            finish = begin + float(tables.duration[first, n - 1, l])
+            cost = segment_cost_after(0.0, f0, begin, finish, n, float(tables.completion_sum[first, n - 1, l]),
+                                      divisor, makespan)
+            if n < left:
+                after = EpisodeClock(first + n, uplink_end, finish, clock.batches + 1, uplink_end)
+                cost += solve(tables, objective, num_tasks, after, width).cost
+            values[n - 1, l] = cost
+    return values
+
+
 @njit(cache=True)
 def _speculation_front(duration, completion, makespan):
     """speculation_front on the raw tables (compiled)."""

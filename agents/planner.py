@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from sdedge_agents.oracle import DPOracle, solve
+from sdedge_agents.oracle import DPOracle, action_values, solve
 from sdedge_agents.posterior import sample_hidden
 from sdedge_gym import compile_cache
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import Episode, ServingModel
+from sdedge_gym.episode import Episode, EpisodeClock, ServingModel
 from sdedge_gym.reference import best_constant_action, constant_plan_cost, segment_cost_after
 from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload
@@ -50,13 +50,29 @@ class MPCPlanner(DPOracle):
         super().__init__(env)
         self.exact = exact
 
-    def choose(self) -> tuple[int, int]:
+    def problem(self) -> tuple[SegmentTables, EpisodeClock]:
+        """The tables this planner solves on now and the clock it solves from (a subclass's view of the queue)."""
         env = self.unwrapped
         if env.episode is not self._episode:
             self._episode = env.episode
             self._tables = segment_tables(env.model, predicted_episode(env.episode, self.exact))
-        self.plan = solve(self._tables, env.scenario.objective, env.episode.num_tasks, env.clock)
+        return self._tables, env.clock
+
+    def choose(self) -> tuple[int, int]:
+        tables, start = self.problem()
+        self.plan = solve(tables, self.unwrapped.scenario.objective, self.unwrapped.episode.num_tasks, start)
         return self.plan.batches[0]
+
+    def action_values(self) -> np.ndarray:
+        """Q[n - 1, l] of every action now, on this planner's tables (:func:`sdedge_agents.oracle.action_values`):
+        the cost the planner expects from committing (n, l) and then following its plan. Shape (n_max, L + 1),
+        the action's; +inf where the mask forbids n and where l is off the speculation front."""
+        env = self.unwrapped
+        tables, start = self.problem()
+        values = action_values(tables, env.scenario.objective, env.episode.num_tasks, start, env.batch_limit())
+        out = np.full((env.scenario.max_batch, env.scenario.max_speculation + 1), np.inf)
+        out[:values.shape[0]] = values
+        return out
 
 
 POSTERIOR_SAMPLES = 16  # draws of the hidden columns a posterior planner averages its tables over
@@ -90,7 +106,7 @@ class PosteriorPlanner(MPCPlanner):
         if self.window:
             self.name = "posterior-window-planner"
 
-    def choose(self) -> tuple[int, int]:
+    def problem(self) -> tuple[SegmentTables, EpisodeClock]:
         env = self.unwrapped
         clock, model, episode = env.clock, env.model, env.episode
         if self.window:
@@ -100,15 +116,12 @@ class PosteriorPlanner(MPCPlanner):
                                           slice(first, first + period.seen))
             head = shared_slot_mean(episodes, lambda draw, slot: period.head_tables(
                 model, window_episode(draw, first, window, True, period.length), slot))
-            self.plan = solve(period.tile(head), env.scenario.objective, episode.num_tasks,
-                              dataclasses.replace(clock, next_task=0))
-            return self.plan.batches[0]
+            return period.tile(head), dataclasses.replace(clock, next_task=0)
         if episode is not self._episode:
             self._episode = episode
             episodes = posterior_episodes(episode, env.scenario, self.samples, self.seed, slice(None))
             self._tables = shared_slot_mean(episodes, lambda draw, slot: segment_tables(model, draw, uplink_slot=slot))
-        self.plan = solve(self._tables, env.scenario.objective, episode.num_tasks, clock)
-        return self.plan.batches[0]
+        return self._tables, clock
 
 
 def posterior_episodes(episode: Episode, scenario: ScenarioConfig, samples: int, seed: int,
@@ -174,15 +187,13 @@ class WindowPlanner(MPCPlanner):
 
     name = "window-planner"
 
-    def choose(self) -> tuple[int, int]:
+    def problem(self) -> tuple[SegmentTables, EpisodeClock]:
         env = self.unwrapped
         clock = env.clock
         tables = window_tables(env.model, env.episode, clock.next_task, env.scenario.max_batch,
                                env.scenario.clairvoyant)
         # The remaining queue from a clock shifted to its first task; the cost is still divided by K.
-        start = dataclasses.replace(clock, next_task=0)
-        self.plan = solve(tables, env.scenario.objective, env.episode.num_tasks, start)
-        return self.plan.batches[0]
+        return tables, dataclasses.replace(clock, next_task=0)
 
 
 def window_tables(model: ServingModel, episode: Episode, next_task: int, window: int, exact: bool) -> SegmentTables:
@@ -232,7 +243,7 @@ class WindowPeriod:
         return SegmentTables(slot, duration, completion, tables.allocation)
 
 
-class RolloutPlanner(MPCPlanner):
+class RolloutPlanner(DPOracle):
     """One step of policy improvement over the best constant action (a rollout policy, Bertsekas 1997).
 
     At every step it commits the (n, l) that minimises the batch's own cost plus the cost to go of the
@@ -246,6 +257,7 @@ class RolloutPlanner(MPCPlanner):
     """
 
     name = "rollout"
+    counterpart = "sdedge_agents.online.OnlinePlanner"  # no online rollout: the online planner plays its role
 
     def choose(self) -> tuple[int, int]:
         env = self.unwrapped

@@ -20,7 +20,7 @@ import torch
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import make_policy, run_episodes
-from sdedge_agents.imitate import ImitationConfig, hybrid_loss, imitate, main
+from sdedge_agents.imitate import ImitationConfig, Labels, hybrid_loss, imitate, main, soft_targets
 from sdedge_agents.planner import window_episode
 from sdedge_agents.train import StopRequest, TrainingInterrupted, algorithm_class
 from sdedge_gym.actions import encode_action
@@ -132,6 +132,11 @@ def test_resume_continues_after_the_last_iteration_and_keeps_the_labels(tmp_path
     ({"seed": 499}, "--seed"),
     ({"iterations": 0}, "--iterations"),
     ({"beta_decay": 1.5}, "--beta-decay"),
+    ({"temperature": -0.1}, "--temperature"),
+    ({"temperature": float("nan")}, "--temperature"),
+    ({"temperature": 0.1, "teacher": "oracle"}, "--temperature 0.1 needs"),
+    ({"temperature": 0.1, "algo": "ppo", "env_id": "sdedge/EdgeSD-Small-Hybrid-v0", "policy": "mlp"},
+     "--temperature 0.1 needs"),
 ])
 def test_bad_arguments_name_the_flag(changes, message):
     arguments = dict(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused") | changes
@@ -204,3 +209,67 @@ def test_bad_env_kwargs_name_the_flag(capsys):
         main(["--env", "sdedge/EdgeSD-Small-v0", "--algo", "maskable_ppo", "--out", "unused",
               "--env-kwargs", "observe_galaxies=True"])
     assert "--env-kwargs" in capsys.readouterr().err
+
+
+def test_soft_targets_are_the_marginals_of_the_boltzmann_weights_of_the_values():
+    inf = np.inf
+    values = np.array([[[0.0, 1.0], [inf, 2.0]], [[5.0, 5.0], [inf, inf]]])
+    by_size, by_length = soft_targets(values, temperature=1.0)
+    w = np.array([1.0, np.exp(-1.0), 0.0, np.exp(-2.0)]) / (1.0 + np.exp(-1.0) + np.exp(-2.0))
+    np.testing.assert_allclose(by_size[0], [w[0] + w[1], w[3]], rtol=1e-6)
+    np.testing.assert_allclose(by_length[0], [w[0], w[1] + w[3]], rtol=1e-6)
+    np.testing.assert_allclose(by_size[1], [1.0, 0.0])  # a tie shares the mass; invalid actions get none
+    np.testing.assert_allclose(by_length[1], [0.5, 0.5])
+    sharp, _ = soft_targets(values, temperature=1e-3)  # the hard label in the limit
+    np.testing.assert_allclose(sharp[0], [1.0, 0.0], atol=1e-6)
+
+
+def test_a_cost_sensitive_run_labels_every_action_and_keeps_the_values_across_resume(tmp_path):
+    common = dict(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out=str(tmp_path / "run"),
+                  episodes_per_iteration=20, epochs=3, eval_episodes=5, temperature=0.05)
+    imitate(ImitationConfig(iterations=1, **common))
+    labels = Labels.load(tmp_path / "run" / "checkpoints" / "dataset.npz")
+    assert len(labels.values) == len(labels) > 0
+    env = gym.make("sdedge/EdgeSD-Small-v0")
+    scenario = env.unwrapped.scenario
+    for values, mask, action in zip(labels.values, labels.masks, labels.actions, strict=True):
+        assert values.shape == (scenario.max_batch, scenario.max_speculation + 1)
+        assert np.all(np.isinf(values[~mask[:scenario.max_batch]]))
+        assert values[action[0], action[1]] == values.min()  # the label is the least value's action
+    with pytest.raises(ValueError, match="temperature"):
+        imitate(ImitationConfig(iterations=2, resume=True, **(common | {"temperature": 0.2})))
+    second = imitate(ImitationConfig(iterations=2, resume=True, **common))
+    dataset = Labels.load(tmp_path / "run" / "checkpoints" / "dataset.npz")
+    assert second["iterations"][1]["labels"] == len(dataset.values) == len(dataset)
+
+
+def test_a_dataset_from_before_the_values_loads_without_them(tmp_path):
+    path = tmp_path / "dataset.npz"
+    np.savez_compressed(path, observations=np.zeros((2, 3), dtype=np.float32), masks=np.ones((2, 4), dtype=bool),
+                        actions=np.zeros((2, 2), dtype=np.int64), returns=np.zeros(2))
+    labels = Labels.load(path)
+    assert len(labels) == 2 and labels.values == []
+
+
+def test_the_cost_sensitive_fit_brings_each_head_to_its_target_marginal():
+    from sdedge_agents.imitate import fit, new_model
+
+    config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
+                             epochs=1000, batch_size=8, temperature=0.5)
+    env = gym.make(config.env_id)
+    observation, _ = env.reset(seed=0)
+    scenario = env.unwrapped.scenario
+    mask = env.unwrapped.action_masks()
+    values = np.full((scenario.max_batch, scenario.max_speculation + 1), np.inf)
+    values[0, 1], values[1, 1], values[1, 2] = 10.0, 10.5, 11.0  # three valid actions, the rest never taken
+    labels = Labels([observation] * 8, [mask] * 8, [np.array([0, 1])] * 8, [0.0] * 8, [values] * 8)
+    model, _ = new_model(config, env)
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.policy.parameters(), lr=3e-3)
+    limits = (scenario.max_batch, scenario.max_speculation)
+    fit(model, labels, config, optimizer, torch.Generator().manual_seed(0), limits)
+    heads = model.policy.get_distribution(torch.as_tensor(observation[None]),
+                                          action_masks=torch.as_tensor(mask[None])).distributions
+    by_size, by_length = (t[0].numpy() for t in soft_targets(values[None], 0.5))
+    np.testing.assert_allclose(heads[0].probs[0].detach().numpy(), by_size, atol=0.03)
+    np.testing.assert_allclose(heads[1].probs[0].detach().numpy(), by_length, atol=0.03)
