@@ -26,7 +26,11 @@ evaluates like any sdedge_agents.train model (``sb3:MaskablePPO:PATH``) and can 
   is a product of a batch-size and a speculation-length distribution, and the product closest to p (least
   KL(p || pi)) has p's marginals, so each head is fitted to its marginal. A wrong n that costs little is
   then a small error and one that costs much a large one, where the 0-1 label of the teacher's argmin says
-  neither; tau -> 0 is the hard label. Dearer labels: one DP solve per action on the speculation front;
+  neither; tau -> 0 is the hard label. Dearer labels: one DP solve per action on the speculation front.
+  With ``--speculation-context`` (the sequence policy's l head also reads the batch its most likely n forms,
+  :mod:`sdedge_agents.slot_policy`) the l head's target is instead p(l | n) at the n the policy itself would
+  choose: the best speculation length depends on the batch (an l off a batch's speculation front is never
+  better than one on it, and the teacher's l is the best for the teacher's n, not for the learner's);
 * hybrid (a Box of two bins and n_max band logits): for the deterministic action (the Gaussian mean mu),
   the squared error of the two bin coordinates to the teacher's bin centres, the cross-entropy between the
   teacher's band shares above the floor and softmax(LOGIT_SCALE mu) over the batch (the env's split is
@@ -94,7 +98,7 @@ TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle", "posterior-w
 VALUE_TEACHERS: tuple[str, ...] = ("window-planner", "planner", "posterior-window-planner", "posterior-planner")
 POLICIES: tuple[str, ...] = ("mlp", "slot")
 # Options added after the first runs, with the value a run from before them had (for --resume's check).
-_ADDED_LATER: dict[str, Any] = {"env_kwargs": (), "temperature": 0.0}
+_ADDED_LATER: dict[str, Any] = {"env_kwargs": (), "temperature": 0.0, "speculation_context": False}
 BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
 RANGE_WEIGHT = 10.0
 
@@ -122,6 +126,7 @@ class ImitationConfig(RunDirectory):
     n_envs: int = 1  # one env collects the episodes (the teacher reads its episode and clock)
     env_kwargs: tuple[tuple[str, Any], ...] = ()  # gymnasium.make keyword arguments, e.g. observe_queue=True
     temperature: float = 0.0  # > 0: cost-sensitive labels, soft targets exp(-(Q - min Q) / temperature); 0: hard
+    speculation_context: bool = False  # the slot policy's l head reads the batch of its most likely n
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -163,6 +168,9 @@ class ImitationConfig(RunDirectory):
             raise ValueError(f"--temperature {self.temperature} needs --algo maskable_ppo and a teacher that values "
                              f"every action; allowed teachers: {' | '.join(VALUE_TEACHERS)} (got --algo {self.algo}, "
                              f"--teacher {self.teacher})")
+        if self.speculation_context and (self.policy != "slot" or mode != "discrete"):
+            raise ValueError(f"--speculation-context needs --policy slot on a discrete id (got --policy {self.policy}, "
+                             f"action_mode {mode!r})")
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
         self.train_config()  # checks --env-kwargs against the id, with the env's own message
@@ -179,6 +187,8 @@ def new_model(config: ImitationConfig, env: gym.Env):
     settings = copy.deepcopy(load_entry(config.env_id, config.algo).algorithm_kwargs)
     kwargs = dict(settings.get("policy_kwargs") or {})
     kwargs["net_arch"] = list(config.net_arch)
+    if config.speculation_context:
+        kwargs["speculation_context"] = True
     if config.action_mode == "hybrid":
         kwargs["log_std_init"] = config.log_std_init
     settings["policy_kwargs"] = kwargs
@@ -273,14 +283,26 @@ def hybrid_loss(mean: torch.Tensor, actions: torch.Tensor, max_batch: int, max_s
     return split + BIN_WEIGHT * bins + RANGE_WEIGHT * beyond
 
 
-def soft_targets(values: np.ndarray, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The cost-sensitive targets of values Q (m, N, L) at ``temperature`` (module docstring): the marginals over
-    n and over l of p(n, l) ~ exp(-(Q - min Q) / temperature), +inf values getting no mass."""
-    best = values.reshape(len(values), -1).min(axis=1)[:, None, None]
-    weights = np.exp(-(values - best) / temperature)  # exp(-inf) = 0: invalid and dominated actions
-    weights /= weights.sum(axis=(1, 2), keepdims=True)
-    return (torch.as_tensor(weights.sum(axis=2), dtype=torch.float32),
-            torch.as_tensor(weights.sum(axis=1), dtype=torch.float32))
+@dataclass(frozen=True)
+class SoftTargets:
+    """The cost-sensitive targets of values Q (m, N, L) (module docstring): the marginals over n (m, N) and over
+    l (m, L) of p(n, l) ~ exp(-(Q - min Q) / temperature), and p(l | n) (m, N, L); +inf values get no mass
+    (a row of p(l | n) whose n is invalid is all zeros)."""
+
+    by_size: torch.Tensor
+    by_length: torch.Tensor
+    by_length_given_size: torch.Tensor
+
+    @classmethod
+    def of(cls, values: np.ndarray, temperature: float) -> SoftTargets:
+        best = values.reshape(len(values), -1).min(axis=1)[:, None, None]
+        weights = np.exp(-(values - best) / temperature)  # exp(-inf) = 0: invalid and dominated actions
+        weights /= weights.sum(axis=(1, 2), keepdims=True)
+        best_length = values.min(axis=2, keepdims=True)
+        given = np.exp(-(values - np.where(np.isfinite(best_length), best_length, 0.0)) / temperature)
+        given /= np.maximum(given.sum(axis=2, keepdims=True), np.finfo(float).tiny)
+        return cls(*(torch.as_tensor(x, dtype=torch.float32) for x in (weights.sum(axis=2), weights.sum(axis=1),
+                                                                        given)))
 
 
 def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: torch.Generator,
@@ -292,7 +314,7 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
     masks = torch.as_tensor(np.asarray(labels.masks, dtype=bool))
     actions = torch.as_tensor(np.asarray(labels.actions))
     returns = torch.as_tensor(np.asarray(labels.returns, dtype=np.float32))
-    soft = soft_targets(np.asarray(labels.values), config.temperature) if config.temperature > 0.0 else None
+    soft = SoftTargets.of(np.asarray(labels.values), config.temperature) if config.temperature > 0.0 else None
     scale = float(returns.var()) + 1e-8
     masked = config.algo == "maskable_ppo"
     policy.set_training_mode(True)
@@ -308,9 +330,14 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
                 policy_loss = hybrid_loss(mean, actions[index].float(), *space_limits)
                 values = policy.predict_values(observations[index])
             elif soft is not None:
-                heads = policy.get_distribution(observations[index], action_masks=masks[index]).distributions
-                policy_loss = -sum((target[index] * head.logits).sum(dim=1).mean()
-                                   for target, head in zip(soft, heads, strict=True))
+                size, length = policy.get_distribution(observations[index], action_masks=masks[index]).distributions
+                if config.speculation_context:  # l's target at the batch the l head reads: the learner's own n
+                    chosen = size.probs.detach().argmax(dim=1)
+                    length_target = soft.by_length_given_size[index, chosen]
+                else:
+                    length_target = soft.by_length[index]
+                policy_loss = -((soft.by_size[index] * size.logits).sum(dim=1).mean()
+                                + (length_target * length.logits).sum(dim=1).mean())
                 values = policy.predict_values(observations[index])
             elif masked:
                 values, log_prob, _ = policy.evaluate_actions(observations[index], actions[index],
@@ -350,7 +377,7 @@ def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None 
             raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
                              "sdedge_agents.imitate run (drop --resume to start a new run)")
         for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy", "env_kwargs",
-                    "temperature"):
+                    "temperature", "speculation_context"):
             before = previous["config"].get(key, _ADDED_LATER.get(key))  # a run from before an option has none
             if jsonable(before) != jsonable(getattr(config, key)):
                 raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
@@ -476,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="> 0: cost-sensitive labels, the teacher's value of every action turned into soft "
                              "targets exp(-(Q - min Q) / T), T in s of the objective (e.g. 0.05); 0: the teacher's "
                              "action as a hard label")
+    parser.add_argument("--speculation-context", action="store_true",
+                        help="the slot policy's speculation-length head also reads the batch its most likely batch "
+                             "size forms (with --temperature: fitted to the best l for that batch)")
     parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
@@ -491,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  policy=args.policy,
                                  eval_episodes=args.eval_episodes, resume=args.resume,
                                  env_kwargs=name_values("--env-kwargs", args.env_kwargs),
-                                 temperature=args.temperature)
+                                 temperature=args.temperature, speculation_context=args.speculation_context)
     except ValueError as error:
         build_parser().error(str(error))
     record = run_stoppable(

@@ -20,7 +20,7 @@ import torch
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import make_policy, run_episodes
-from sdedge_agents.imitate import ImitationConfig, Labels, hybrid_loss, imitate, main, soft_targets
+from sdedge_agents.imitate import ImitationConfig, Labels, SoftTargets, hybrid_loss, imitate, main
 from sdedge_agents.planner import window_episode
 from sdedge_agents.train import StopRequest, TrainingInterrupted, algorithm_class
 from sdedge_gym.actions import encode_action
@@ -135,6 +135,7 @@ def test_resume_continues_after_the_last_iteration_and_keeps_the_labels(tmp_path
     ({"temperature": -0.1}, "--temperature"),
     ({"temperature": float("nan")}, "--temperature"),
     ({"temperature": 0.1, "teacher": "oracle"}, "--temperature 0.1 needs"),
+    ({"speculation_context": True, "policy": "mlp"}, "--speculation-context needs"),
     ({"temperature": 0.1, "algo": "ppo", "env_id": "sdedge/EdgeSD-Small-Hybrid-v0", "policy": "mlp"},
      "--temperature 0.1 needs"),
 ])
@@ -214,14 +215,20 @@ def test_bad_env_kwargs_name_the_flag(capsys):
 def test_soft_targets_are_the_marginals_of_the_boltzmann_weights_of_the_values():
     inf = np.inf
     values = np.array([[[0.0, 1.0], [inf, 2.0]], [[5.0, 5.0], [inf, inf]]])
-    by_size, by_length = soft_targets(values, temperature=1.0)
+    soft = SoftTargets.of(values, temperature=1.0)
+    by_size, by_length = soft.by_size, soft.by_length
     w = np.array([1.0, np.exp(-1.0), 0.0, np.exp(-2.0)]) / (1.0 + np.exp(-1.0) + np.exp(-2.0))
     np.testing.assert_allclose(by_size[0], [w[0] + w[1], w[3]], rtol=1e-6)
     np.testing.assert_allclose(by_length[0], [w[0], w[1] + w[3]], rtol=1e-6)
     np.testing.assert_allclose(by_size[1], [1.0, 0.0])  # a tie shares the mass; invalid actions get none
     np.testing.assert_allclose(by_length[1], [0.5, 0.5])
-    sharp, _ = soft_targets(values, temperature=1e-3)  # the hard label in the limit
-    np.testing.assert_allclose(sharp[0], [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(SoftTargets.of(values, 1e-3).by_size[0], [1.0, 0.0], atol=1e-6)  # the hard label
+    # p(l | n): n = 1 weighs l = 0, 1 as 1 : e^-1; n = 2 has only l = 1; an invalid n has no target
+    given = soft.by_length_given_size
+    np.testing.assert_allclose(given[0, 0], [1.0 / (1.0 + np.exp(-1.0)), np.exp(-1.0) / (1.0 + np.exp(-1.0))],
+                               rtol=1e-6)
+    np.testing.assert_allclose(given[0, 1], [0.0, 1.0])
+    np.testing.assert_allclose(given[1, 1], [0.0, 0.0])
 
 
 def test_a_cost_sensitive_run_labels_every_action_and_keeps_the_values_across_resume(tmp_path):
@@ -251,17 +258,16 @@ def test_a_dataset_from_before_the_values_loads_without_them(tmp_path):
     assert len(labels) == 2 and labels.values == []
 
 
-def test_the_cost_sensitive_fit_brings_each_head_to_its_target_marginal():
+def _fit_one_state(values: np.ndarray, **options):
+    """A model fitted at length to one state labelled with ``values``; returns (its heads there, the targets)."""
     from sdedge_agents.imitate import fit, new_model
 
     config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
-                             epochs=1000, batch_size=8, temperature=0.5)
+                             epochs=1000, batch_size=8, temperature=0.5, **options)
     env = gym.make(config.env_id)
     observation, _ = env.reset(seed=0)
     scenario = env.unwrapped.scenario
     mask = env.unwrapped.action_masks()
-    values = np.full((scenario.max_batch, scenario.max_speculation + 1), np.inf)
-    values[0, 1], values[1, 1], values[1, 2] = 10.0, 10.5, 11.0  # three valid actions, the rest never taken
     labels = Labels([observation] * 8, [mask] * 8, [np.array([0, 1])] * 8, [0.0] * 8, [values] * 8)
     model, _ = new_model(config, env)
     torch.manual_seed(0)
@@ -270,6 +276,27 @@ def test_the_cost_sensitive_fit_brings_each_head_to_its_target_marginal():
     fit(model, labels, config, optimizer, torch.Generator().manual_seed(0), limits)
     heads = model.policy.get_distribution(torch.as_tensor(observation[None]),
                                           action_masks=torch.as_tensor(mask[None])).distributions
-    by_size, by_length = (t[0].numpy() for t in soft_targets(values[None], 0.5))
-    np.testing.assert_allclose(heads[0].probs[0].detach().numpy(), by_size, atol=0.03)
-    np.testing.assert_allclose(heads[1].probs[0].detach().numpy(), by_length, atol=0.03)
+    return [head.probs[0].detach().numpy() for head in heads], SoftTargets.of(values[None], 0.5)
+
+
+def _values_whose_best_length_depends_on_the_batch() -> np.ndarray:
+    scenario = gym.make("sdedge/EdgeSD-Small-v0").unwrapped.scenario
+    values = np.full((scenario.max_batch, scenario.max_speculation + 1), np.inf)
+    values[0, 1], values[0, 2] = 10.0, 12.0  # n = 1: l = 1 is best
+    values[1, 1], values[1, 2] = 12.5, 10.2  # n = 2: l = 2 is best
+    return values
+
+
+def test_the_cost_sensitive_fit_brings_each_head_to_its_target_marginal():
+    (by_size, by_length), soft = _fit_one_state(_values_whose_best_length_depends_on_the_batch())
+    np.testing.assert_allclose(by_size, soft.by_size[0].numpy(), atol=0.03)
+    np.testing.assert_allclose(by_length, soft.by_length[0].numpy(), atol=0.03)
+
+
+def test_with_the_speculation_context_the_l_head_fits_the_best_length_for_its_own_batch():
+    (by_size, by_length), soft = _fit_one_state(_values_whose_best_length_depends_on_the_batch(),
+                                                speculation_context=True)
+    np.testing.assert_allclose(by_size, soft.by_size[0].numpy(), atol=0.03)
+    chosen = int(np.argmax(by_size))  # n = 1, whose best l (1) has 0.98 of p(l | n), against 0.59 of p(l)
+    np.testing.assert_allclose(by_length, soft.by_length_given_size[0, chosen].numpy(), atol=0.03)
+    assert abs(by_length[1] - float(soft.by_length[0, 1])) > 0.2
