@@ -1,11 +1,13 @@
 """Which half of the action does a learned agent get wrong: the batch size n or the speculation length l?
 
-On ``--env`` (default sdedge/EdgeSD-v0) and its validation episodes, four policies play every step:
-the agent, the window planner (the DP on what the observation shows, the imitation agents' teacher), and two
-mixes that take one half from each: (n of the agent, l of the window planner) and (n of the window planner, l
-of the agent). Both act on the same observation, so the mixes isolate each half. Prints, per policy, the mean
-objective and its gap to the oracle, and, along that policy's trajectories, how often the agent's n and l agree
-with the window planner's (the "agent" row: along the agent's own).
+On ``--env`` (default sdedge/EdgeSD-v0) and its validation episodes, these policies play every step: the agent,
+the window planner (the DP on what the observation shows, the imitation agents' teacher), and two mixes that
+take one half from each: (n of the agent, l of the window planner) and (n of the window planner, l of the
+agent). Both act on the same observation, so the mixes isolate each half. A fifth policy keeps the agent's n
+and takes the best l *for that batch* by the window planner's values (``agent-n-best-l``: the least of
+``WindowPlanner.action_values()`` over l at the agent's n; the planner's own l is the best for its own n).
+Prints, per policy, the mean objective and its gap to the oracle, and, along that policy's trajectories, how
+often the agent's n and l agree with the window planner's (the "agent" row: along the agent's own).
 
     python scripts/diagnose_action_halves.py --model runs/group/default-lin_1e-3/seed1000/model.zip
 """
@@ -24,7 +26,8 @@ from sdedge_agents.protocol import VALIDATION_SEEDS
 
 
 def play(env, model, teacher, seeds, mix: str) -> tuple[list[float], np.ndarray]:
-    """Objectives of the policy ``mix`` (agent | window-planner | agent-n | agent-l) on ``seeds``, and per step
+    """Objectives of the policy ``mix`` (agent | window-planner | agent-n | agent-l | agent-n-best-l) on ``seeds``,
+    and per step
     of it (agent's n == teacher's n, agent's l == teacher's l)."""
     values, agreement = [], []
     for seed in seeds:
@@ -35,8 +38,11 @@ def play(env, model, teacher, seeds, mix: str) -> tuple[list[float], np.ndarray]
             agent = np.asarray(model.predict(observation, action_masks=mask, deterministic=True)[0])
             planner = np.asarray(teacher.predict(observation)[0])
             agreement.append((agent[0] == planner[0], agent[1] == planner[1]))
-            action = {"agent": agent, "window-planner": planner, "agent-n": np.array([agent[0], planner[1]]),
-                      "agent-l": np.array([planner[0], agent[1]])}[mix]
+            if mix == "agent-n-best-l":
+                action = np.array([agent[0], int(np.argmin(teacher.action_values()[agent[0]]))])
+            else:
+                action = {"agent": agent, "window-planner": planner, "agent-n": np.array([agent[0], planner[1]]),
+                          "agent-l": np.array([planner[0], agent[1]])}[mix]
             observation, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated
@@ -59,7 +65,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|")
     for path in args.model:
         model = MaskablePPO.load(path, device="cpu")
-        for mix in ("agent", "agent-n", "agent-l", "window-planner"):
+        for mix in ("agent", "agent-n", "agent-n-best-l", "agent-l", "window-planner"):
             values, agreement = play(env, model, teacher, seeds, mix)
             mean = float(np.mean(values))
             print(f"| {path} | {mix} | {mean:.3f} | {100 * (mean / oracle - 1):+.2f} % | "
