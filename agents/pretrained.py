@@ -110,6 +110,9 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         # then fine-tuned by group_ppo: the best learned agent on the stochastic id.
         _agent("dagger-posterior-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
         _agent("dagger-posterior-group-paper-stochastic", "sdedge/EdgeSD-Paper-Stochastic-v0", "maskable_ppo"),
+        # DAgger with a speculation-length head that reads the batch its batch-size head chooses
+        # (--speculation-context): the best learned agent on EdgeSD-v0.
+        _agent("dagger-context-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
     )
 }
 

@@ -38,7 +38,9 @@
 # models): 22-30 min per 1M-step seed and ~9 min per 300k-step fine-tuning seed, two or three runs on 2 cores.
 # dagger-posterior-paper-stochastic and dagger-posterior-group-paper-stochastic were shipped from the same commands'
 # runs in runs/dagger-posterior/ and runs/group/ (docs/BENCHMARK.md, "What the hints are worth"): 25-33 min per
-# DAgger seed with three runs on 2 cores, 6-8 min per fine-tuning seed.
+# DAgger seed with three runs on 2 cores, 6-8 min per fine-tuning seed. dagger-context-paper was shipped from the
+# same command's runs in runs/csd/paper-hard-context/ (docs/BENCHMARK.md, "What the learners got wrong"): 8-17 min
+# per seed with two to four runs on 2 cores.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -163,6 +165,7 @@ declare -A AGENTS=(
     [maskable-ppo-reference-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
     [dagger-posterior-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-posterior-group-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo group"
+    [dagger-context-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -189,6 +192,8 @@ declare -A TRAIN_ARGUMENTS=(
     # group_ppo (rebuild dagger-posterior-paper-stochastic first).
     [dagger-posterior-paper-stochastic]="--teacher posterior-window-planner"
     [dagger-posterior-group-paper-stochastic]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/dagger-posterior-paper-stochastic/seed${seed}/model.zip'
+    # DAgger whose speculation-length head reads the batch its batch-size head chooses.
+    [dagger-context-paper]="--speculation-context"
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -201,7 +206,7 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
        group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper dagger-posterior-paper-stochastic
-       dagger-posterior-group-paper-stochastic)
+       dagger-posterior-group-paper-stochastic dagger-context-paper)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
