@@ -113,6 +113,8 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         # DAgger with a speculation-length head that reads the batch its batch-size head chooses
         # (--speculation-context): the best learned agent on EdgeSD-v0.
         _agent("dagger-context-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        # ... then fine-tuned by group_ppo (RL from a good start).
+        _agent("dagger-context-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
     )
 }
 

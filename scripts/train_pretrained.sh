@@ -38,9 +38,9 @@
 # models): 22-30 min per 1M-step seed and ~9 min per 300k-step fine-tuning seed, two or three runs on 2 cores.
 # dagger-posterior-paper-stochastic and dagger-posterior-group-paper-stochastic were shipped from the same commands'
 # runs in runs/dagger-posterior/ and runs/group/ (docs/BENCHMARK.md, "What the hints are worth"): 25-33 min per
-# DAgger seed with three runs on 2 cores, 6-8 min per fine-tuning seed. dagger-context-paper was shipped from the
-# same command's runs in runs/csd/paper-hard-context/ (docs/BENCHMARK.md, "What the learners got wrong"): 8-17 min
-# per seed with two to four runs on 2 cores.
+# DAgger seed with three runs on 2 cores, 6-8 min per fine-tuning seed. dagger-context-paper and
+# dagger-context-group-paper were shipped from the same commands' runs in runs/csd/ (docs/BENCHMARK.md, "What the
+# learners got wrong"): 8-17 min per DAgger seed and ~20 min per fine-tuning seed with three to five runs on 2 cores.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -166,6 +166,7 @@ declare -A AGENTS=(
     [dagger-posterior-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-posterior-group-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo group"
     [dagger-context-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
+    [dagger-context-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -194,6 +195,8 @@ declare -A TRAIN_ARGUMENTS=(
     [dagger-posterior-group-paper-stochastic]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/dagger-posterior-paper-stochastic/seed${seed}/model.zip'
     # DAgger whose speculation-length head reads the batch its batch-size head chooses.
     [dagger-context-paper]="--speculation-context"
+    # ... and each of its seeds fine-tuned by group_ppo (rebuild dagger-context-paper first).
+    [dagger-context-group-paper]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/dagger-context-paper/seed${seed}/model.zip'
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -206,7 +209,8 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        maskable-ppo-reference-paper-stochastic maskable-ppo-reference-lrdecay-paper dagger-paper dagger-paper-stochastic
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
        group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper dagger-posterior-paper-stochastic
-       dagger-posterior-group-paper-stochastic dagger-context-paper)
+       dagger-posterior-group-paper-stochastic dagger-context-paper
+       dagger-context-group-paper)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
