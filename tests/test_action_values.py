@@ -14,15 +14,7 @@ from sdedge_agents.evaluate import make_policy
 from sdedge_agents.oracle import action_values, solve, speculation_front
 from sdedge_gym import Episode, EpisodeClock, ServingModel, commit_batch, make_scenario
 from sdedge_gym.segments import segment_tables
-
-
-def _tiny(seed: int, **overrides) -> tuple[ServingModel, Episode]:
-    rng = np.random.default_rng(seed)
-    scenario = make_scenario("small", num_tasks=int(rng.integers(2, 7)), max_batch=int(rng.integers(1, 4)),
-                             max_speculation=int(rng.integers(1, 3)), **overrides)
-    scenario = scenario.replace(workload=scenario.workload.replace(output_median=12.0, max_new_tokens=32))
-    model = ServingModel.of(scenario)
-    return model, Episode.draw(model, rng)
+from tests.test_oracle import _tiny
 
 
 def _best_from(model: ServingModel, episode: Episode, clock: EpisodeClock) -> float:
