@@ -30,7 +30,10 @@ evaluates like any sdedge_agents.train model (``sb3:MaskablePPO:PATH``) and can 
   With ``--speculation-context`` (the sequence policy's l head also reads the batch its most likely n forms,
   :mod:`sdedge_agents.slot_policy`) the l head's target is instead p(l | n) at the n the policy itself would
   choose: the best speculation length depends on the batch (an l off a batch's speculation front is never
-  better than one on it, and the teacher's l is the best for the teacher's n, not for the learner's);
+  better than one on it, and the teacher's l is the best for the teacher's n, not for the learner's); with
+  hard labels and ``--label-context`` the l head instead reads, while fitting, the batch of the *label's* n
+  (teacher forcing, as an autoregressive p(n) p(l | n) is fitted), so that a label whose n the learner would
+  not choose still teaches the l that goes with its own batch;
 * hybrid (a Box of two bins and n_max band logits): for the deterministic action (the Gaussian mean mu),
   the squared error of the two bin coordinates to the teacher's bin centres, the cross-entropy between the
   teacher's band shares above the floor and softmax(LOGIT_SCALE mu) over the batch (the env's split is
@@ -98,7 +101,8 @@ TEACHERS: tuple[str, ...] = ("window-planner", "planner", "oracle", "posterior-w
 VALUE_TEACHERS: tuple[str, ...] = ("window-planner", "planner", "posterior-window-planner", "posterior-planner")
 POLICIES: tuple[str, ...] = ("mlp", "slot")
 # Options added after the first runs, with the value a run from before them had (for --resume's check).
-_ADDED_LATER: dict[str, Any] = {"env_kwargs": (), "temperature": 0.0, "speculation_context": False}
+_ADDED_LATER: dict[str, Any] = {"env_kwargs": (), "temperature": 0.0, "speculation_context": False,
+                                 "label_context": False}
 BIN_WEIGHT = 100.0  # the bins are 2 / n_max wide: an error of a tenth of a bin costs about as much as the split
 RANGE_WEIGHT = 10.0
 
@@ -127,6 +131,7 @@ class ImitationConfig(RunDirectory):
     env_kwargs: tuple[tuple[str, Any], ...] = ()  # gymnasium.make keyword arguments, e.g. observe_queue=True
     temperature: float = 0.0  # > 0: cost-sensitive labels, soft targets exp(-(Q - min Q) / temperature); 0: hard
     speculation_context: bool = False  # the slot policy's l head reads the batch of its most likely n
+    label_context: bool = False  # with speculation_context, hard labels: the fit's l head reads the label's batch
 
     def __post_init__(self) -> None:
         if self.env_id not in ENV_TABLE:
@@ -171,6 +176,10 @@ class ImitationConfig(RunDirectory):
         if self.speculation_context and (self.policy != "slot" or mode != "discrete"):
             raise ValueError(f"--speculation-context needs --policy slot on a discrete id (got --policy {self.policy}, "
                              f"action_mode {mode!r})")
+        if self.label_context and not (self.speculation_context and self.temperature == 0.0):
+            raise ValueError("--label-context needs --speculation-context and hard labels (--temperature 0; with "
+                             f"--temperature the l head is fitted to the best l for its own batch); got "
+                             f"--speculation-context {self.speculation_context}, --temperature {self.temperature}")
         if not self.net_arch or any(not isinstance(w, int) or w < 1 for w in self.net_arch):
             raise ValueError(f"--net-arch = {self.net_arch!r} is invalid; allowed: layer widths >= 1, e.g. 256,256")
         self.train_config()  # checks --env-kwargs against the id, with the env's own message
@@ -339,6 +348,13 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
                 policy_loss = -((soft.by_size[index] * size.logits).sum(dim=1).mean()
                                 + (length_target * length.logits).sum(dim=1).mean())
                 values = policy.predict_values(observations[index])
+            elif config.label_context:  # teacher forcing: l's label at the batch the label's n forms
+                features = policy.extract_features(observations[index], policy.pi_features_extractor)
+                latent = policy.mlp_extractor.forward_actor(features, size=actions[index, 0] + 1)
+                distribution = policy._get_action_dist_from_latent(latent)
+                distribution.apply_masking(masks[index])
+                policy_loss = -distribution.log_prob(actions[index]).mean()
+                values = policy.predict_values(observations[index])
             elif masked:
                 values, log_prob, _ = policy.evaluate_actions(observations[index], actions[index],
                                                               action_masks=masks[index])
@@ -377,7 +393,7 @@ def imitate(config: ImitationConfig, verbose: int = 0, stop: StopRequest | None 
             raise ValueError(f"resume: no finished iteration in {out_dir}; allowed: an --out directory of an earlier "
                              "sdedge_agents.imitate run (drop --resume to start a new run)")
         for key in ("env_id", "algo", "seed", "teacher", "episodes_per_iteration", "net_arch", "policy", "env_kwargs",
-                    "temperature", "speculation_context"):
+                    "temperature", "speculation_context", "label_context"):
             before = previous["config"].get(key, _ADDED_LATER.get(key))  # a run from before an option has none
             if jsonable(before) != jsonable(getattr(config, key)):
                 raise ValueError(f"resume: {key} = {getattr(config, key)!r} differs from the run in {out_dir} "
@@ -506,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speculation-context", action="store_true",
                         help="the slot policy's speculation-length head also reads the batch its most likely batch "
                              "size forms (with --temperature: fitted to the best l for that batch)")
+    parser.add_argument("--label-context", action="store_true",
+                        help="with --speculation-context and hard labels: while fitting, the l head reads the batch "
+                             "of the label's batch size (teacher forcing) instead of the learner's most likely one")
     parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
     parser.add_argument("--verbose", type=int, default=1)
     return parser
@@ -521,7 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  policy=args.policy,
                                  eval_episodes=args.eval_episodes, resume=args.resume,
                                  env_kwargs=name_values("--env-kwargs", args.env_kwargs),
-                                 temperature=args.temperature, speculation_context=args.speculation_context)
+                                 temperature=args.temperature, speculation_context=args.speculation_context,
+                                 label_context=args.label_context)
     except ValueError as error:
         build_parser().error(str(error))
     record = run_stoppable(

@@ -92,7 +92,10 @@ class TaskSequenceExtractor(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_actor(features), self.forward_critic(features)
 
-    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+    def forward_actor(self, features: torch.Tensor, size: torch.Tensor | None = None) -> torch.Tensor:
+        """The actor's output. ``size`` (discrete ids with ``speculation_context``): the batch sizes whose
+        batches the l head reads, one per row, instead of the most likely ones (teacher forcing: imitation fits
+        l to the batch its label goes with)."""
         glob = torch.cat([features[:, :NUM_GLOBAL], features[:, self.extras_start:]], dim=-1)
         tasks = features[:, NUM_GLOBAL:self.window_end].reshape(-1, self.max_batch, NUM_TASK)
         if self.online:  # each task's age as one more task feature
@@ -103,7 +106,7 @@ class TaskSequenceExtractor(nn.Module):
         if not self.hybrid:
             inputs = features
             if self.speculation_context:
-                inputs = torch.cat([features, self._chosen_batch(hidden, scores, glob, tasks)[2]], dim=-1)
+                inputs = torch.cat([features, self._chosen_batch(hidden, scores, glob, tasks, size)[2]], dim=-1)
             return torch.cat([scores, self.speculation(inputs)], dim=-1)
         position, weights, context = self._chosen_batch(hidden, scores, glob, tasks)
         centres = -1.0 + (2.0 * (position - 1) + 1.0) / self.max_batch
@@ -112,15 +115,17 @@ class TaskSequenceExtractor(nn.Module):
         speculation = torch.tanh(self.speculation(features))
         return torch.cat([size_coordinate, speculation, torch.tanh(logits)], dim=-1)
 
-    def _chosen_batch(self, hidden: torch.Tensor, scores: torch.Tensor, glob: torch.Tensor,
-                      tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _chosen_batch(self, hidden: torch.Tensor, scores: torch.Tensor, glob: torch.Tensor, tasks: torch.Tensor,
+                      size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(positions 1..n_max, softmax of the scores over the batch sizes the env would accept (at most the
-        batch limit and the tasks present), the mean of z over the batch of the most likely size)."""
+        batch limit and the tasks present), the mean of z over the batch of the most likely size, or of
+        ``size`` where given)."""
         position = torch.arange(1, self.max_batch + 1, device=scores.device)[None, :]
         limit = torch.round(glob[:, BATCH_LIMIT_FEATURE] * self.max_batch).clamp(min=1)
         valid = (position <= limit[:, None]) & ((tasks[..., 0] > 0) | (position == 1))
         weights = torch.softmax(scores.masked_fill(~valid, -1e9), dim=-1)
-        size = torch.argmax(weights.detach(), dim=-1) + 1
+        if size is None:
+            size = torch.argmax(weights.detach(), dim=-1) + 1
         member = (position < size[:, None] + 1).float()
         context = (hidden * member[..., None]).sum(1) / member.sum(1, keepdim=True)
         return position, weights, context

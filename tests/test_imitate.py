@@ -136,6 +136,9 @@ def test_resume_continues_after_the_last_iteration_and_keeps_the_labels(tmp_path
     ({"temperature": float("nan")}, "--temperature"),
     ({"temperature": 0.1, "teacher": "oracle"}, "--temperature 0.1 needs"),
     ({"speculation_context": True, "policy": "mlp"}, "--speculation-context needs"),
+    ({"label_context": True}, "--label-context needs --speculation-context"),
+    ({"label_context": True, "speculation_context": True, "temperature": 0.1, "teacher": "window-planner"},
+     "--label-context needs"),
     ({"temperature": 0.1, "algo": "ppo", "env_id": "sdedge/EdgeSD-Small-Hybrid-v0", "policy": "mlp"},
      "--temperature 0.1 needs"),
 ])
@@ -300,3 +303,39 @@ def test_with_the_speculation_context_the_l_head_fits_the_best_length_for_its_ow
     chosen = int(np.argmax(by_size))  # n = 1, whose best l (1) has 0.98 of p(l | n), against 0.59 of p(l)
     np.testing.assert_allclose(by_length, soft.by_length_given_size[0, chosen].numpy(), atol=0.03)
     assert abs(by_length[1] - float(soft.by_length[0, 1])) > 0.2
+
+
+def test_with_the_label_context_the_l_head_learns_each_labels_length_for_the_labels_own_batch():
+    """Hard labels at one state: (n = 1, l = 1) three times out of four, (n = 2, l = 2) once. Fitted with the
+    batch of the label's n (teacher forcing), the l head reads the batch and learns l = 1 for n = 1 and l = 2
+    for n = 2; fitted at the learner's own most likely n (1), it can only learn the mixture of both."""
+    from sdedge_agents.imitate import fit, new_model
+
+    def l_probabilities(label_context: bool) -> list[np.ndarray]:
+        config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
+                                 epochs=100, batch_size=8, speculation_context=True, label_context=label_context)
+        env = gym.make(config.env_id)
+        observation, _ = env.reset(seed=0)
+        mask = env.unwrapped.action_masks()
+        assert mask[1]  # n = 2 is allowed here
+        actions = [np.array([0, 1])] * 6 + [np.array([1, 2])] * 2
+        # Returns that differ: the value loss is divided by their variance, which must not be zero.
+        labels = Labels([observation] * 8, [mask] * 8, actions, list(np.linspace(-1.0, 1.0, 8)), [])
+        model, _ = new_model(config, env)
+        torch.manual_seed(0)
+        optimizer = torch.optim.Adam(model.policy.parameters(), lr=3e-3)
+        scenario = env.unwrapped.scenario
+        fit(model, labels, config, optimizer, torch.Generator().manual_seed(0),
+            (scenario.max_batch, scenario.max_speculation))
+        features = model.policy.extract_features(torch.as_tensor(observation[None]))
+        probabilities = []
+        for size in (1, 2):
+            latent = model.policy.mlp_extractor.forward_actor(features, size=torch.tensor([size]))
+            logits = latent[0, scenario.max_batch:]
+            probabilities.append(torch.softmax(logits, dim=-1).detach().numpy())
+        return probabilities
+
+    forced = l_probabilities(True)
+    assert forced[0][1] > 0.9 and forced[1][2] > 0.9
+    own = l_probabilities(False)
+    assert abs(own[0][1] - 0.75) < 0.05  # every label fitted at n = 1's batch: the mixture
