@@ -215,6 +215,12 @@ def test_bad_env_kwargs_name_the_flag(capsys):
     assert "--env-kwargs" in capsys.readouterr().err
 
 
+def test_bad_torch_threads_name_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["--env", "sdedge/EdgeSD-Small-v0", "--algo", "maskable_ppo", "--out", "unused", "--torch-threads", "0"])
+    assert "--torch-threads = 0 is invalid" in capsys.readouterr().err
+
+
 def test_soft_targets_are_the_marginals_of_the_boltzmann_weights_of_the_values():
     inf = np.inf
     values = np.array([[[0.0, 1.0], [inf, 2.0]], [[5.0, 5.0], [inf, inf]]])
