@@ -96,6 +96,8 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         # The online reference reward (max-batch-with-timeout replayed on the arrivals), trained across loads, the
         # sequence policy of the online layout (sdedge_agents.slot_policy.OnlineMaskableSlotPolicy).
         _agent("maskable-ppo-reference-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
+        # The same recipe with the speculation-length head reading the batch its batch-size head chooses.
+        _agent("maskable-ppo-reference-context-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
         # The hybrid ids' composed agents (sdedge_agents.band_split): (n, l) from the discrete id's agent trained
         # from the reference reward, the band split from a network fitted to the closed form.
         _agent("composed-reference-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "composed"),

@@ -32,6 +32,8 @@
 # the reward ablation's runs of the same commands (scripts/ablation_reward.sh online-reference-slot-loads,
 # reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 32-38 min per
 # online seed with two runs on 2 cores, 35-55 min per (n, l) seed with four to six runs, 1-2.5 min per fit.
+# maskable-ppo-reference-context-online likewise (scripts/ablation_reward.sh online-reference-slot-context-loads):
+# 26 min per seed beside one other run on 2 cores.
 # group-ppo-paper, dagger-group-paper and maskable-ppo-reference-group-paper (sdedge_agents.group_ppo, the trainer
 # "group" below) were shipped from the same commands' runs in runs/group/ (scripts/ablation_group.sh
 # default-lin_1e-3, and the fine-tuning loops of docs/BENCHMARK.md, the last from the reward ablation's lr-decay
@@ -158,6 +160,7 @@ declare -A AGENTS=(
     [dagger-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo imitate"
     [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
     [maskable-ppo-reference-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
+    [maskable-ppo-reference-context-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
     [composed-reference-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 sdedge/EdgeSD-v0 compose"
     [composed-reference-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 sdedge/EdgeSD-Uplink-v0 compose"
     [group-ppo-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
@@ -179,6 +182,8 @@ declare -A TRAIN_ARGUMENTS=(
     # Online: the reference reward (max-batch-with-timeout replayed on the episode's arrivals), trained across
     # loads 0.3..1.0 (one per training env), the sequence policy of the online layout.
     [maskable-ppo-reference-online]="--policy slot --timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
+    # ... with the speculation-length head reading the batch its batch-size head chooses.
+    [maskable-ppo-reference-context-online]="--policy slot --timesteps 500000 --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3 policy_kwargs=dict(net_arch=[128,128],speculation_context=True)"
     # The composed agents' (n, l) half: the lr-decay recipe on the discrete id.
     [composed-reference-paper-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
     [composed-reference-uplink-hybrid]="--policy slot --timesteps 300000 --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3"
@@ -210,7 +215,7 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
        group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper dagger-posterior-paper-stochastic
        dagger-posterior-group-paper-stochastic dagger-context-paper
-       dagger-context-group-paper)
+       dagger-context-group-paper maskable-ppo-reference-context-online)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
