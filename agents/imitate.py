@@ -324,7 +324,11 @@ def fit(model, labels: Labels, config: ImitationConfig, optimizer, generator: to
     actions = torch.as_tensor(np.asarray(labels.actions))
     returns = torch.as_tensor(np.asarray(labels.returns, dtype=np.float32))
     soft = SoftTargets.of(np.asarray(labels.values), config.temperature) if config.temperature > 0.0 else None
-    scale = float(returns.var()) + 1e-8
+    # The value loss is divided by the returns' variance; where there is none (one label, or returns all equal,
+    # where torch's variance is nan or 0) by 1, so that it neither poisons the fit with nan nor, through the
+    # gradient clipping shared with the policy, starves the policy's step.
+    spread = float(returns.var()) if len(returns) > 1 else 0.0
+    scale = spread if spread > 1e-8 else 1.0
     masked = config.algo == "maskable_ppo"
     policy.set_training_mode(True)
     total = 0.0

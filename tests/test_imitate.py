@@ -345,3 +345,28 @@ def test_with_the_label_context_the_l_head_learns_each_labels_length_for_the_lab
     assert forced[0][1] > 0.9 and forced[1][2] > 0.9
     own = l_probabilities(False)
     assert abs(own[0][1] - 0.75) < 0.05  # every label fitted at n = 1's batch: the mixture
+
+
+@pytest.mark.parametrize("count", [1, 8])
+def test_the_fit_learns_labels_whose_returns_do_not_vary(count):
+    """One label (torch's variance of one return is nan) or equal returns (variance 0): the value loss is not
+    divided by them, the fit stays finite and learns the label."""
+    from sdedge_agents.imitate import fit, new_model
+
+    config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
+                             epochs=60, batch_size=8)
+    env = gym.make(config.env_id)
+    observation, _ = env.reset(seed=0)
+    mask = env.unwrapped.action_masks()
+    labels = Labels([observation] * count, [mask] * count, [np.array([1, 2])] * count, [-3.0] * count, [])
+    model, _ = new_model(config, env)
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(model.policy.parameters(), lr=3e-3)
+    scenario = env.unwrapped.scenario
+    loss = fit(model, labels, config, optimizer, torch.Generator().manual_seed(0),
+               (scenario.max_batch, scenario.max_speculation))
+    assert np.isfinite(loss)
+    assert all(torch.isfinite(parameter).all() for parameter in model.policy.parameters())
+    size, length = model.policy.get_distribution(torch.as_tensor(observation[None]),
+                                                 action_masks=torch.as_tensor(mask[None])).distributions
+    assert float(size.probs[0, 1]) > 0.9 and float(length.probs[0, 2]) > 0.9
