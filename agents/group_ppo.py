@@ -64,7 +64,9 @@ from sdedge_agents.train import (
     MAX_TRAINING_SEED,
     StopRequest,
     TrainConfig,
+    add_torch_threads,
     append_evaluation,
+    check_torch_threads,
     evaluate_model,
     make_single_env,
     name_values,
@@ -386,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="online Poisson ids: the leader env of episode i (and its group) at load L[i mod len] x "
                              "the max-batch capacity, e.g. 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 (the evaluations stay at "
                              "the id's load)")
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    add_torch_threads(parser)
     return parser
 
 
@@ -414,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                              speculation_context=args.speculation_context, init=args.init)
     except ValueError as error:
         parser.error(str(error))
+    check_torch_threads(parser, args.torch_threads)
     torch.set_num_threads(args.torch_threads)
     record = run_stoppable(lambda stop: train(config, stop),
                            lambda: f"interrupted: saved {config.run.checkpoint_dir} (a new run starts over)")

@@ -82,8 +82,10 @@ from sdedge_agents.train import (
     MAX_TRAINING_SEED,
     StopRequest,
     TrainConfig,
+    add_torch_threads,
     algorithm_class,
     append_evaluation,
+    check_torch_threads,
     evaluate_model,
     masked_predict,
     name_values,
@@ -530,10 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --speculation-context and hard labels: while fitting, the l head reads the batch "
                              "of the label's batch size (teacher forcing) instead of the learner's most likely one")
     parser.add_argument("--resume", action="store_true", help="continue after the last saved iteration in --out")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch intra-op threads (default 1, as sdedge_agents.train: with torch's default, one "
-                             "per core, a DAgger iteration beside one training run on 2 cores took 620 s against "
-                             "75-120 s)")
+    # One thread, as sdedge_agents.train: with torch's default, one per core, a DAgger iteration beside one
+    # training run on 2 cores took 620 s against 75-120 s.
+    add_torch_threads(parser)
     parser.add_argument("--verbose", type=int, default=1)
     return parser
 
@@ -552,8 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  label_context=args.label_context)
     except ValueError as error:
         build_parser().error(str(error))
-    if args.torch_threads < 1:
-        build_parser().error(f"--torch-threads = {args.torch_threads} is invalid; allowed: an integer >= 1")
+    check_torch_threads(build_parser(), args.torch_threads)
     torch.set_num_threads(args.torch_threads)
     record = run_stoppable(
         lambda stop: imitate(config, verbose=args.verbose, stop=stop),

@@ -620,6 +620,19 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = (), verbose: int = 0,
 # ---------------------------------------------------------------------- CLI
 
 
+def add_torch_threads(parser: argparse.ArgumentParser) -> None:
+    """``--torch-threads``, as every training command has it (check it with :func:`check_torch_threads`)."""
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: the policies are small MLPs, more threads only "
+                             "add synchronisation and contend on a shared machine)")
+
+
+def check_torch_threads(parser: argparse.ArgumentParser, threads: int) -> None:
+    """Exit through ``parser`` unless ``--torch-threads`` is at least 1."""
+    if threads < 1:
+        parser.error(f"--torch-threads = {threads} is invalid; allowed: an integer >= 1")
+
+
 def build_parser(prog: str = "python -m sdedge_agents.train") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -644,9 +657,7 @@ def build_parser(prog: str = "python -m sdedge_agents.train") -> argparse.Argume
     parser.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None,
                         help="SB3's progress bar (default: on when tqdm and rich are installed and stdout is a "
                              "terminal)")
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: the policies are small MLPs, more threads only "
-                             "add synchronisation and contend on a shared machine)")
+    add_torch_threads(parser)
     parser.add_argument("--env-kwargs", nargs="+", default=[], metavar="NAME=VALUE",
                         help="keyword arguments of gymnasium.make for the training envs, e.g. reward=reference (values "
                              "are Python literals, else strings); the evaluations drop reward= and score the objective")
@@ -692,8 +703,7 @@ def parse_config(argv: Sequence[str] | None = None,
     """(config, all arguments) from the command line; bad values exit through argparse with a message."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if args.torch_threads < 1:
-        parser.error(f"--torch-threads = {args.torch_threads} is invalid; allowed: an integer >= 1")
+    check_torch_threads(parser, args.torch_threads)
     try:
         # The id, the algorithm and its action mode first (their messages), then the id's hyperparameter entry.
         TrainConfig(env_id=args.env, algo=args.algo, timesteps=1)

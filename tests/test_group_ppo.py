@@ -128,6 +128,7 @@ def test_a_stop_request_saves_an_interrupted_checkpoint(tmp_path):
     (["--learning-rate=-1e-3"], "--learning-rate = -0.001 is invalid"),
     (["--clip-range", "-1"], "--clip-range = -1.0 is invalid"),
     (["--seed", "590"], "--seed = 590 is invalid"),
+    (["--torch-threads", "0"], "--torch-threads = 0 is invalid"),
 ])
 def test_bad_arguments_are_argparse_errors_naming_the_flag(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
