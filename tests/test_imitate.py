@@ -267,22 +267,31 @@ def test_a_dataset_from_before_the_values_loads_without_them(tmp_path):
     assert len(labels) == 2 and labels.values == []
 
 
-def _fit_one_state(values: np.ndarray, **options):
-    """A model fitted at length to one state labelled with ``values``; returns (its heads there, the targets)."""
+def _fit_at_the_first_state(actions: list[np.ndarray], returns: list[float], values: list[np.ndarray],
+                            **options):
+    """A model of sdedge/EdgeSD-Small-v0 fitted to labels that all stand at its first state (seed 0), with
+    ``actions``, ``returns`` and ``values`` (one per label); returns (model, observation, mask, the fit's loss)."""
     from sdedge_agents.imitate import fit, new_model
 
     config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
-                             epochs=1000, batch_size=8, temperature=0.5, **options)
+                             batch_size=8, **options)
     env = gym.make(config.env_id)
     observation, _ = env.reset(seed=0)
     scenario = env.unwrapped.scenario
     mask = env.unwrapped.action_masks()
-    labels = Labels([observation] * 8, [mask] * 8, [np.array([0, 1])] * 8, [0.0] * 8, [values] * 8)
+    labels = Labels([observation] * len(actions), [mask] * len(actions), actions, returns, values)
     model, _ = new_model(config, env)
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.policy.parameters(), lr=3e-3)
     limits = (scenario.max_batch, scenario.max_speculation)
-    fit(model, labels, config, optimizer, torch.Generator().manual_seed(0), limits)
+    loss = fit(model, labels, config, optimizer, torch.Generator().manual_seed(0), limits)
+    return model, observation, mask, loss
+
+
+def _fit_one_state(values: np.ndarray, **options):
+    """A model fitted at length to one state labelled with ``values``; returns (its heads there, the targets)."""
+    model, observation, mask, _ = _fit_at_the_first_state([np.array([0, 1])] * 8, [0.0] * 8, [values] * 8,
+                                                          epochs=1000, temperature=0.5, **options)
     heads = model.policy.get_distribution(torch.as_tensor(observation[None]),
                                           action_masks=torch.as_tensor(mask[None])).distributions
     return [head.probs[0].detach().numpy() for head in heads], SoftTargets.of(values[None], 0.5)
@@ -315,30 +324,19 @@ def test_with_the_label_context_the_l_head_learns_each_labels_length_for_the_lab
     """Hard labels at one state: (n = 1, l = 1) three times out of four, (n = 2, l = 2) once. Fitted with the
     batch of the label's n (teacher forcing), the l head reads the batch and learns l = 1 for n = 1 and l = 2
     for n = 2; fitted at the learner's own most likely n (1), it can only learn the mixture of both."""
-    from sdedge_agents.imitate import fit, new_model
 
     def l_probabilities(label_context: bool) -> list[np.ndarray]:
-        config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
-                                 epochs=100, batch_size=8, speculation_context=True, label_context=label_context)
-        env = gym.make(config.env_id)
-        observation, _ = env.reset(seed=0)
-        mask = env.unwrapped.action_masks()
-        assert mask[1]  # n = 2 is allowed here
         actions = [np.array([0, 1])] * 6 + [np.array([1, 2])] * 2
-        # Returns that differ: the value loss is divided by their variance, which must not be zero.
-        labels = Labels([observation] * 8, [mask] * 8, actions, list(np.linspace(-1.0, 1.0, 8)), [])
-        model, _ = new_model(config, env)
-        torch.manual_seed(0)
-        optimizer = torch.optim.Adam(model.policy.parameters(), lr=3e-3)
-        scenario = env.unwrapped.scenario
-        fit(model, labels, config, optimizer, torch.Generator().manual_seed(0),
-            (scenario.max_batch, scenario.max_speculation))
+        model, observation, mask, _ = _fit_at_the_first_state(actions, list(np.linspace(-1.0, 1.0, 8)), [],
+                                                              epochs=100, speculation_context=True,
+                                                              label_context=label_context)
+        assert mask[1]  # n = 2 is allowed here
+        max_batch = model.policy.mlp_extractor.max_batch
         features = model.policy.extract_features(torch.as_tensor(observation[None]))
         probabilities = []
         for size in (1, 2):
             latent = model.policy.mlp_extractor.forward_actor(features, size=torch.tensor([size]))
-            logits = latent[0, scenario.max_batch:]
-            probabilities.append(torch.softmax(logits, dim=-1).detach().numpy())
+            probabilities.append(torch.softmax(latent[0, max_batch:], dim=-1).detach().numpy())
         return probabilities
 
     forced = l_probabilities(True)
@@ -351,20 +349,8 @@ def test_with_the_label_context_the_l_head_learns_each_labels_length_for_the_lab
 def test_the_fit_learns_labels_whose_returns_do_not_vary(count):
     """One label (torch's variance of one return is nan) or equal returns (variance 0): the value loss is not
     divided by them, the fit stays finite and learns the label."""
-    from sdedge_agents.imitate import fit, new_model
-
-    config = ImitationConfig(env_id="sdedge/EdgeSD-Small-v0", algo="maskable_ppo", seed=1000, out="unused",
-                             epochs=60, batch_size=8)
-    env = gym.make(config.env_id)
-    observation, _ = env.reset(seed=0)
-    mask = env.unwrapped.action_masks()
-    labels = Labels([observation] * count, [mask] * count, [np.array([1, 2])] * count, [-3.0] * count, [])
-    model, _ = new_model(config, env)
-    torch.manual_seed(0)
-    optimizer = torch.optim.Adam(model.policy.parameters(), lr=3e-3)
-    scenario = env.unwrapped.scenario
-    loss = fit(model, labels, config, optimizer, torch.Generator().manual_seed(0),
-               (scenario.max_batch, scenario.max_speculation))
+    model, observation, mask, loss = _fit_at_the_first_state([np.array([1, 2])] * count, [-3.0] * count, [],
+                                                             epochs=60)
     assert np.isfinite(loss)
     assert all(torch.isfinite(parameter).all() for parameter in model.policy.parameters())
     size, length = model.policy.get_distribution(torch.as_tensor(observation[None]),
