@@ -226,8 +226,9 @@ class WindowPeriod:
 
     def head_tables(self, model: ServingModel, head: Episode, uplink_slot: np.ndarray | None = None) -> SegmentTables:
         """The tables of ``head`` (the window episode of ``length`` tasks) that :meth:`tile` expands."""
-        return segment_tables(model, head, first_tasks=None if self.length is None else self.seen,
-                              uplink_slot=uplink_slot)
+        tiled = self.length is not None  # the head repeats its first seen tasks: each window built once
+        return segment_tables(model, head, first_tasks=self.seen if tiled else None, uplink_slot=uplink_slot,
+                              period=self.seen if tiled else None)
 
     def tile(self, tables: SegmentTables) -> SegmentTables:
         """The whole queue's tables from the head's: row j is row j mod seen, segments past the end +inf."""

@@ -102,7 +102,7 @@ def table_rows() -> None:
         walk = _best_of(repeats, _round_walk_tables, p, prompt, output, alpha, runs, lengths, width, duration,
                         completion)
         closed_form = _best_of(repeats, kernels.segment_service, p, prompt, output, alpha, runs, False, lengths - 1,
-                               width, duration, completion)
+                               width, 0, duration, completion)
         uplink = _best_of(repeats, kernels.segment_slots, p, payload, channel, width, False, slot)
         print(f"| tables | {size} | {walk:.4f} | {closed_form:.4f} | {walk / closed_form:.1f}x | {uplink:.4f} |",
               flush=True)

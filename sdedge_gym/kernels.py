@@ -647,22 +647,29 @@ def _next_kink(p, a, end, n, prompt, growth, l):
 
 # Fields of a piece: a run of rounds FIRST..LAST of one micro-batch over which the same tasks are served and
 # D, V are affine in r (D(r) = DRAFT0 + DRAFT_SLOPE (r - FIRST), likewise V), F constant; LEAVING tasks
-# leave after its last round. Pieces are columns of a (PIECE_FIELDS, capacity) array.
+# leave after its last round. Pieces are rows of a (capacity, PIECE_FIELDS) array: a piece's fields are adjacent
+# in memory, since pipelining reads them together (the segment tables' pool holds thousands of pieces).
 _FIRST, _LAST, _DRAFT0, _DRAFT_SLOPE, _FRONTHAUL0, _VERIFY0, _VERIFY_SLOPE, _LEAVING = range(8)
 PIECE_FIELDS = 8
 
 
 @njit(cache=True)
+def workspace_pieces(work, row):
+    """The (capacity, PIECE_FIELDS) pieces array held in PIECE_FIELDS rows of a :func:`workspace` from ``row``."""
+    return work[row:row + PIECE_FIELDS].reshape((work.shape[1], PIECE_FIELDS))
+
+
+@njit(cache=True)
 def _put_piece(pieces, at, first, last, draft0, draft1, fronthaul, verify0, verify1):
     """Write a piece from D and V at its first and last rounds (interpolation: both are affine on it)."""
-    pieces[_FIRST, at] = first
-    pieces[_LAST, at] = last
-    pieces[_DRAFT0, at] = draft0
-    pieces[_DRAFT_SLOPE, at] = (draft1 - draft0) / (last - first) if last > first else 0.0
-    pieces[_FRONTHAUL0, at] = fronthaul
-    pieces[_VERIFY0, at] = verify0
-    pieces[_VERIFY_SLOPE, at] = (verify1 - verify0) / (last - first) if last > first else 0.0
-    pieces[_LEAVING, at] = 0.0
+    pieces[at, _FIRST] = first
+    pieces[at, _LAST] = last
+    pieces[at, _DRAFT0] = draft0
+    pieces[at, _DRAFT_SLOPE] = (draft1 - draft0) / (last - first) if last > first else 0.0
+    pieces[at, _FRONTHAUL0] = fronthaul
+    pieces[at, _VERIFY0] = verify0
+    pieces[at, _VERIFY_SLOPE] = (verify1 - verify0) / (last - first) if last > first else 0.0
+    pieces[at, _LEAVING] = 0.0
 
 
 @njit(cache=True)
@@ -684,11 +691,11 @@ def expected_rounds(output, alpha, l, first, m, rounds, tokens):
 @njit(cache=True)
 def micro_batch_pieces(p, prompt, first, m, l, rounds, tokens, order, leave, pieces, at):
     """The pieces of the micro-batch of tasks first..first+m-1 at speculation length l, in expected acceptance,
-    written into columns at, at+1, ... of ``pieces``; returns how many.
+    written into rows at, at+1, ... of ``pieces``; returns how many.
 
     ``rounds[i]`` and ``tokens[i]`` are task first+i's (:func:`expected_rounds`). Round 0 (the prefill) is a
     piece of its own; then each stretch between two departures is cut at the roofline switches of its
-    passes (:func:`_next_kink`). ``order`` is scratch of m entries; ``leave[i]`` receives the column of the
+    passes (:func:`_next_kink`). ``order`` is scratch of m entries; ``leave[i]`` receives the row of the
     piece after which task first+i leaves (-1: no round).
     """
     size = prompt_sum = prompt_square = growth = 0.0
@@ -713,7 +720,7 @@ def micro_batch_pieces(p, prompt, first, m, l, rounds, tokens, order, leave, pie
         return 0
     draft, fronthaul, verify = _first_round(p, size, prompt_sum, prompt_square, l)
     _put_piece(pieces, at, 0, 0, draft, draft, fronthaul, verify, verify)
-    column = at
+    row = at
     r = 1  # prompt_sum is the context at round 0; it grows by ``growth`` a round
     index = 0
     while index < running:
@@ -721,31 +728,31 @@ def micro_batch_pieces(p, prompt, first, m, l, rounds, tokens, order, leave, pie
         a = r
         while a < departure:  # rounds r..departure-1: the same tasks, cut at roofline switches
             b = _next_kink(p, a, departure - 1, size, prompt_sum, growth, l)
-            column += 1
-            _put_piece(pieces, column, a, b, _draft_at(p, size, prompt_sum, growth, l, a),
+            row += 1
+            _put_piece(pieces, row, a, b, _draft_at(p, size, prompt_sum, growth, l, a),
                        _draft_at(p, size, prompt_sum, growth, l, b), _fronthaul_time(p, size, l),
                        _verify_at(p, size, prompt_sum, growth, l, a), _verify_at(p, size, prompt_sum, growth, l, b))
             a = b + 1
         r = max(r, departure)
         while index < running and int(rounds[int(order[index])]) == departure:
             i = int(order[index])
-            leave[i] = column
-            pieces[_LEAVING, column] += 1.0
+            leave[i] = row
+            pieces[row, _LEAVING] += 1.0
             size -= 1.0
             prompt_sum -= prompt[first + i]
             growth -= tokens[i]
             index += 1
-    return column - at + 1
+    return row - at + 1
 
 
 @njit(cache=True)
 def _draft_in(pieces, at, r):
-    return pieces[_DRAFT0, at] + pieces[_DRAFT_SLOPE, at] * (r - pieces[_FIRST, at])
+    return pieces[at, _DRAFT0] + pieces[at, _DRAFT_SLOPE] * (r - pieces[at, _FIRST])
 
 
 @njit(cache=True)
 def _verify_in(pieces, at, r):
-    return pieces[_VERIFY0, at] + pieces[_VERIFY_SLOPE, at] * (r - pieces[_FIRST, at])
+    return pieces[at, _VERIFY0] + pieces[at, _VERIFY_SLOPE] * (r - pieces[at, _FIRST])
 
 
 @njit(cache=True)
@@ -764,10 +771,10 @@ def pipeline_pieces(pieces_a, at_a, count_a, pieces_b, at_b, count_b, ends_a, en
     r = 0
     while ia < stop_a or ib < stop_b:
         on_a, on_b = ia < stop_a, ib < stop_b
-        end = min(pieces_a[_LAST, ia] if on_a else math.inf, pieces_b[_LAST, ib] if on_b else math.inf)
+        end = min(pieces_a[ia, _LAST] if on_a else math.inf, pieces_b[ib, _LAST] if on_b else math.inf)
         last = int(end)
-        fronthaul_a = pieces_a[_FRONTHAUL0, ia] if on_a else 0.0
-        fronthaul_b = pieces_b[_FRONTHAUL0, ib] if on_b else 0.0
+        fronthaul_a = pieces_a[ia, _FRONTHAUL0] if on_a else 0.0
+        fronthaul_b = pieces_b[ib, _FRONTHAUL0] if on_b else 0.0
         # round r, stepped
         if on_a:
             start = max(sbs, last_a)
@@ -834,13 +841,13 @@ def pipeline_pieces(pieces_a, at_a, count_a, pieces_b, at_b, count_b, ends_a, en
                 last_a = own
             else:
                 last_b = own
-        if on_a and pieces_a[_LAST, ia] == end:
+        if on_a and pieces_a[ia, _LAST] == end:
             ends_a[ia - at_a] = last_a
-            total += pieces_a[_LEAVING, ia] * last_a
+            total += pieces_a[ia, _LEAVING] * last_a
             ia += 1
-        if on_b and pieces_b[_LAST, ib] == end:
+        if on_b and pieces_b[ib, _LAST] == end:
             ends_b[ib - at_b] = last_b
-            total += pieces_b[_LEAVING, ib] * last_b
+            total += pieces_b[ib, _LEAVING] * last_b
             ib += 1
         r = last + 1
     return max(last_a, last_b), total
@@ -857,7 +864,7 @@ def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
     (duration, accepted drafts). ``work`` is a :func:`workspace`.
     """
     size_a = (n + 1) // 2 if p[PIPELINING] > 0 else n
-    pieces_a, pieces_b = work[_PIECES_A:_PIECES_A + PIECE_FIELDS], work[_PIECES_B:_PIECES_B + PIECE_FIELDS]
+    pieces_a, pieces_b = workspace_pieces(work, _PIECES_A), workspace_pieces(work, _PIECES_B)
     leave_a, leave_b = work[_LEAVE], work[_LEAVE, size_a:]
     rounds, tokens = work[_ROUNDS], work[_TOKENS]
     accepted = expected_rounds(output, alpha, l, first, n, rounds, tokens)
@@ -867,8 +874,8 @@ def serve_closed_form(p, prompt, output, alpha, first, n, l, completion, work):
     ends_a, ends_b = work[_END_A], work[_END_B]
     duration, _ = pipeline_pieces(pieces_a, 0, count_a, pieces_b, 0, count_b, ends_a, ends_b)
     for i in range(n):
-        column = int(work[_LEAVE, i])
-        completion[i] = 0.0 if column < 0 else (ends_a[column] if i < size_a else ends_b[column])
+        row = int(work[_LEAVE, i])
+        completion[i] = 0.0 if row < 0 else (ends_a[row] if i < size_a else ends_b[row])
     return duration, accepted
 
 
@@ -1133,10 +1140,13 @@ def _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, durat
 
 
 @njit(cache=True)
-def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion):
+def _segments_closed_form(p, prompt, output, alpha, l, width, period, duration, completion):
     """:func:`_segments_at_length` where :func:`closed_form_applies`: the pieces of every window (first task i,
     size m) of a chunk of first tasks are built once (:func:`micro_batch_pieces`) and every segment pipelines
-    its two windows' pieces (:func:`pipeline_pieces`), as :func:`serve_closed_form` does for one batch."""
+    its two windows' pieces (:func:`pipeline_pieces`), as :func:`serve_closed_form` does for one batch.
+
+    ``period`` > 0: task k + period is task k (the same prompt, output and acceptance rate), so the window
+    (i, m) of a later period is the window (i - period, m) already built in the chunk, and is not built again."""
     num_tasks = output.shape[0]
     pipelined = p[PIPELINING] > 0
     window_max = (width + 1) // 2 if pipelined else width
@@ -1146,7 +1156,7 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
         longest = max(longest, output[k])
     offset = np.zeros((starts, window_max + 1), dtype=np.int64)
     count = np.zeros((starts, window_max + 1), dtype=np.int64)
-    pool = np.empty((PIECE_FIELDS, min(starts, num_tasks) * window_max * 8 + longest))  # grown when short
+    pool = np.empty((min(starts, num_tasks) * window_max * 8 + longest, PIECE_FIELDS))  # grown when short
     rounds, tokens = np.empty(num_tasks), np.empty(num_tasks)  # every task's, at this l
     expected_rounds(output, alpha, l, 0, num_tasks, rounds, tokens)
     order, leave = np.empty(max(window_max, 1)), np.empty(max(window_max, 1))
@@ -1156,9 +1166,13 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
         used = 0
         for i in range(first, min(last + window_max, num_tasks)):
             for m in range(1, min(window_max, num_tasks - i) + 1):
-                if used + longest > pool.shape[1]:  # room for the longest window's pieces
-                    grown = np.empty((PIECE_FIELDS, 2 * pool.shape[1] + longest))
-                    grown[:, :used] = pool[:, :used]
+                if period > 0 and i - period >= first:  # the same tasks in the same order: the same pieces
+                    offset[i - first, m] = offset[i - period - first, m]
+                    count[i - first, m] = count[i - period - first, m]
+                    continue
+                if used + longest > pool.shape[0]:  # room for the longest window's pieces
+                    grown = np.empty((2 * pool.shape[0] + longest, PIECE_FIELDS))
+                    grown[:used] = pool[:used]
                     pool = grown
                 pieces = micro_batch_pieces(p, prompt, i, m, l, rounds[i:], tokens[i:], order, leave, pool, used)
                 offset[i - first, m] = used
@@ -1178,14 +1192,15 @@ def _segments_closed_form(p, prompt, output, alpha, l, width, duration, completi
 
 
 @njit(cache=True)
-def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, duration, completion):
+def segment_service(p, prompt, output, alpha, runs, sampled, max_speculation, width, period, duration, completion):
     """duration[j, n-1, l] and completion[j, n-1, l] of every segment, for every speculation length.
 
-    Rows j < duration.shape[0] are computed (all K, or the first tasks only).
+    Rows j < duration.shape[0] are computed (all K, or the first tasks only). ``period`` > 0 promises that the
+    tasks repeat with that period (the closed form then builds each window once; 0: no promise).
     """
     for l in range(max_speculation + 1):
         if closed_form_applies(p, l, sampled):
-            _segments_closed_form(p, prompt, output, alpha, l, width, duration, completion)
+            _segments_closed_form(p, prompt, output, alpha, l, width, period, duration, completion)
         else:
             _segments_at_length(p, prompt, output, alpha, runs, sampled, l, width, duration, completion)
 

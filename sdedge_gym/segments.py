@@ -54,13 +54,16 @@ class SegmentTables:
 
 def segment_tables(model: ServingModel, episode: Episode, allocation: str = "closed_form",
                    batch_limit: int | None = None, first_tasks: int | None = None,
-                   uplink_slot: np.ndarray | None = None) -> SegmentTables:
+                   uplink_slot: np.ndarray | None = None, period: int | None = None) -> SegmentTables:
     """Every segment's (U, D, C) for ``episode``, with n up to ``batch_limit`` (default: the model's).
 
     ``first_tasks``: only the segments that start at tasks 0..first_tasks-1, a table of that many rows (for
     a caller that knows the rest, e.g. a queue that repeats itself). ``uplink_slot``: the U table of an
     earlier call on an episode with the same payloads and channels (the slots depend on nothing else), taken
-    as it is instead of solved again, e.g. for draws of one episode's hidden output lengths.
+    as it is instead of solved again, e.g. for draws of one episode's hidden output lengths. ``period``: the
+    episode's tasks repeat with this period (task k + period is task k: the same prompt, output, acceptance
+    rate and draws), as in a queue that repeats a window; the service tables then build each window once.
+    Checked: a ValueError if the tasks do not repeat so.
     """
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation = {allocation!r} is invalid; allowed: {' | '.join(map(repr, ALLOCATIONS))}")
@@ -83,8 +86,20 @@ def segment_tables(model: ServingModel, episode: Episode, allocation: str = "clo
     else:
         raise ValueError(f"uplink_slot has shape {np.shape(uplink_slot)}; allowed: ({rows}, {width}), the (first "
                          "tasks, batch limit) of these tables")
+    repeat = 0 if period is None else _checked_period(period, num_tasks, (prompt, output, alpha, runs))
     duration = np.empty((rows, width, lengths))
     completion = np.empty((rows, width, lengths))
-    kernels.segment_service(p, prompt, output, alpha, runs, episode.runs is not None, lengths - 1, width, duration,
-                            completion)
+    kernels.segment_service(p, prompt, output, alpha, runs, episode.runs is not None, lengths - 1, width, repeat,
+                            duration, completion)
     return SegmentTables(slot, duration, completion, allocation)
+
+
+def _checked_period(period: int, num_tasks: int, columns: tuple[np.ndarray, ...]) -> int:
+    """``period`` if every one of the service's task ``columns`` repeats with it, else a ValueError."""
+    if not (isinstance(period, int | np.integer) and 1 <= period <= num_tasks):
+        raise ValueError(f"period = {period!r} is invalid; allowed: an integer in [1, {num_tasks}]")
+    # runs is NO_RUNS (one row) in expected acceptance: nothing to repeat there.
+    if not all(len(c) < num_tasks or np.array_equal(c[period:], c[:num_tasks - period]) for c in columns):
+        raise ValueError(f"period = {period}: the episode's tasks do not repeat with it; allowed: a period p with "
+                         "task k + p equal to task k (prompt, output, acceptance rate and draws) for every k")
+    return int(period)

@@ -162,10 +162,10 @@ def test_the_instances_meet_every_regime_ties_and_roofline_switches() -> None:
                     else:
                         seen["neither"] += 1
                 work = np.empty((kernels.WORKSPACE_ROWS, 256))
-                pieces = work[kernels._PIECES_A:kernels._PIECES_A + kernels.PIECE_FIELDS]
+                pieces = kernels.workspace_pieces(work, kernels._PIECES_A)
                 kernels.expected_rounds(output, alpha, l, 0, n, work[0], work[1])
                 count = kernels.micro_batch_pieces(p, prompt, 0, n, l, work[0], work[1], work[2], work[3], pieces, 0)
-                leaving = pieces[kernels._LEAVING, :count]
+                leaving = pieces[:count, kernels._LEAVING]
                 departures = len(np.unique(work[0, :n]))
                 seen["ties"] += departures < n
                 seen["switch-in-stretch"] += count > departures + 1 or np.any(leaving[1:-1] == 0)
@@ -181,18 +181,18 @@ def test_pieces_reproduce_every_round_time(nodes, n: int, l: int, seed: int) -> 
     prompt, output, alpha = _instance(np.random.default_rng(seed), n, ties=seed % 2 == 0)
     (draft, fronthaul, verify, _, _, _), rounds, _ = _round_times(p, prompt, output, alpha, l, False)
     work = np.empty((kernels.WORKSPACE_ROWS, 256))
-    pieces = work[kernels._PIECES_A:kernels._PIECES_A + kernels.PIECE_FIELDS]
+    pieces = kernels.workspace_pieces(work, kernels._PIECES_A)
     kernels.expected_rounds(output, alpha, l, 0, n, work[0], work[1])
     count = kernels.micro_batch_pieces(p, prompt, 0, n, l, work[0], work[1], work[2], work[3], pieces, 0)
-    first, last = pieces[kernels._FIRST, :count].astype(int), pieces[kernels._LAST, :count].astype(int)
+    first, last = pieces[:count, kernels._FIRST].astype(int), pieces[:count, kernels._LAST].astype(int)
     np.testing.assert_array_equal(first[1:], last[:-1] + 1)  # the pieces tile rounds 0..R-1
     assert first[0] == 0 and last[-1] == rounds - 1
-    for column in range(count):
-        r = np.arange(first[column], last[column] + 1)
-        _close(kernels._draft_in(pieces, column, r), draft[r], "draft")
-        _close(np.full(len(r), pieces[kernels._FRONTHAUL0, column]), fronthaul[r], "fronthaul")
-        _close(kernels._verify_in(pieces, column, r), verify[r], "verify")
-    assert pieces[kernels._LEAVING, :count].sum() == np.count_nonzero(output > 0)
+    for piece in range(count):
+        r = np.arange(first[piece], last[piece] + 1)
+        _close(kernels._draft_in(pieces, piece, r), draft[r], "draft")
+        _close(np.full(len(r), pieces[piece, kernels._FRONTHAUL0]), fronthaul[r], "fronthaul")
+        _close(kernels._verify_in(pieces, piece, r), verify[r], "verify")
+    assert pieces[:count, kernels._LEAVING].sum() == np.count_nonzero(output > 0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -248,7 +248,7 @@ def test_segment_tables_equal_the_round_walk(nodes: str, pipelined: bool) -> Non
     prompt, output, alpha, _, _, runs = Episode.draw(model, np.random.default_rng(4)).kernel_arrays
     width, lengths = 16, 9
     got, want = np.empty((2, 70, width, lengths)), np.empty((2, 70, width, lengths))
-    kernels.segment_service(p, prompt, output, alpha, runs, False, lengths - 1, width, got[0], got[1])
+    kernels.segment_service(p, prompt, output, alpha, runs, False, lengths - 1, width, 0, got[0], got[1])
     for l in range(lengths):
         assert kernels.closed_form_applies(p, l, False)
         kernels._segments_at_length(p, prompt, output, alpha, runs, False, l, width, want[0], want[1])
