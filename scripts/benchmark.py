@@ -3,6 +3,7 @@
     python scripts/benchmark.py            # about 7 minutes on 2 cores
     python scripts/benchmark.py --quick    # about 2 minutes: shorter runs, no 4096-wide or K = 10,000 rows
     NUMBA_NUM_THREADS=1 python scripts/benchmark.py   # on a shared machine: no num_threads=2 rows
+    python scripts/benchmark.py --sections planner,oracle   # some tables only (a kernel change's before/after)
 
 This machine is shared and noisy, so every speed is reported beside a reference measured in the same
 process, minutes apart at most: CartPole-v1 (``gymnasium.make``) for the single env, Gymnasium's
@@ -234,25 +235,54 @@ def _child(code: str, *args: str, env: dict[str, str] | None = None) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+# What --sections selects, in the order the tables print.
+SECTIONS = ("single", "vector", "planner", "ppo", "oracle", "startup")
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs; no 4096-wide, K = 10,000 or PPO rows")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5, quick 3)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help="the tables to measure, comma-separated (default: all of %(default)s)")
     args = parser.parse_args(argv)
+    sections = args.sections.split(",")
+    unknown = [name for name in sections if name not in SECTIONS]
+    if unknown:
+        parser.error(f"--sections: {', '.join(map(repr, unknown))} unknown; allowed: {', '.join(SECTIONS)}")
     repeats = args.repeats or (3 if args.quick else 5)
     seconds = 0.4 if args.quick else 1.0
     widths = (256, 1024) if args.quick else (256, 1024, 4096)
     print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; medians of {repeats} runs of "
           f"~{seconds} s; python {sys.version.split()[0]}, numpy {np.__version__}, gymnasium {gym.__version__}")
 
-    print("\n| what | envs | steps/s | reference (same run) | ratio |")
-    print("|---|---:|---:|---|---:|")
+    if "single" in sections or "vector" in sections:
+        print("\n| what | envs | steps/s | reference (same run) | ratio |")
+        print("|---|---:|---:|---|---:|")
+    if "single" in sections:
+        _single_env_rows(seconds, repeats)
+    if "vector" in sections:
+        _vector_env_rows(widths, seconds, repeats)
+    if "planner" in sections:
+        _planner_rows(2 if args.quick else 5)
+    if "ppo" in sections and not args.quick:
+        _ppo_rows()
+    if "oracle" in sections:
+        _oracle_rows((100, 1000) if args.quick else (100, 1000, 10_000))
+    if "startup" in sections:
+        _startup_rows()
+
+
+def _single_env_rows(seconds: float, repeats: int) -> None:
     cartpole = single_env_rate("CartPole-v1", seconds, repeats)
     print(f"| CartPole-v1, gym.make | 1 | {cartpole:,.0f} | itself | 1.000 |", flush=True)
     for name, env_id in (("small", SMALL), ("paper", PAPER)):
         rate = single_env_rate(env_id, seconds, repeats)
         print(f"| single env, {name} preset, gym.make | 1 | {rate:,.0f} | CartPole-v1 | {rate / cartpole:.3f} |",
               flush=True)
+
+
+def _vector_env_rows(widths: tuple[int, ...], seconds: float, repeats: int) -> None:
     for width in widths:
         reference = vector_rate("CartPole-v1", width, seconds, repeats)
         print(f"| CartPoleVectorEnv (Gymnasium) | {width} | {reference:,.0f} | itself | 1.000 |", flush=True)
@@ -268,7 +298,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     else:
         print("| (num_threads=2 rows skipped: NUMBA_NUM_THREADS=1) | | | | |")
 
-    planner_episodes = 2 if args.quick else 5
+
+def _planner_rows(planner_episodes: int) -> None:
     decision, decisions = planner_seconds(TEACHER_ENV, planner_episodes)
     print(f"\n| window planner on {TEACHER_ENV} | decisions | ms per decision |")
     print("|---|---:|---:|")
@@ -281,17 +312,19 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         print("|---|---:|")
         print(f"| sdedge_agents.imitate.collect, {planner_episodes} episodes | {labels:,.0f} |", flush=True)
 
-    if not args.quick:
-        cart_fps, small_fps = ppo_fps("CartPole-v1", 16384), ppo_fps(SMALL, 16384)
-        if cart_fps is None:
-            print("\nSB3 PPO: the train extra is not installed; no training rows")
-        else:
-            print("\n| SB3 PPO, 8 envs, MlpPolicy, n_steps 256, 4 epochs | training steps/s | ratio |")
-            print("|---|---:|---:|")
-            print(f"| CartPole-v1 (DummyVecEnv) | {cart_fps:,.0f} | 1.000 |")
-            print(f"| {SMALL} (native vector env) | {small_fps:,.0f} | {small_fps / cart_fps:.3f} |")
 
-    sizes = (100, 1000) if args.quick else (100, 1000, 10_000)
+def _ppo_rows() -> None:
+    cart_fps, small_fps = ppo_fps("CartPole-v1", 16384), ppo_fps(SMALL, 16384)
+    if cart_fps is None:
+        print("\nSB3 PPO: the train extra is not installed; no training rows")
+    else:
+        print("\n| SB3 PPO, 8 envs, MlpPolicy, n_steps 256, 4 epochs | training steps/s | ratio |")
+        print("|---|---:|---:|")
+        print(f"| CartPole-v1 (DummyVecEnv) | {cart_fps:,.0f} | 1.000 |")
+        print(f"| {SMALL} (native vector env) | {small_fps:,.0f} | {small_fps / cart_fps:.3f} |")
+
+
+def _oracle_rows(sizes: tuple[int, ...]) -> None:
     print("\n| oracle, paper preset | K | tables (s) | DP (s) | total (s) | labels | peak RSS (GiB) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
@@ -300,6 +333,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         print(f"| segment tables + exact DP | {size} | {result['tables']:.3f} | {result['dp']:.3f} | {total:.3f} | "
               f"{result['labels']:,} | {result['rss'] / 2**30:.2f} |", flush=True)
 
+
+def _startup_rows() -> None:
     with tempfile.TemporaryDirectory() as cache:
         cold = float(_child(_JIT_CHILD, env={"NUMBA_CACHE_DIR": cache}))
         cached = float(_child(_JIT_CHILD, env={"NUMBA_CACHE_DIR": cache}))

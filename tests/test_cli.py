@@ -115,3 +115,13 @@ def test_forwarded_usage_errors_exit_with_argparse_s_code(capsys) -> None:
     assert "is not a registered single-cell id" in capsys.readouterr().err
     assert cli.main(["evaluate", "--env", "sdedge/EdgeSD-MultiCell-TwoIdentical-v0"]) == 2
     assert "scripts/multicell_bounds.py" in capsys.readouterr().err
+
+
+def test_benchmark_measures_only_the_sections_asked_for(capsys) -> None:
+    assert cli.main(["benchmark", "--quick", "--repeats", "1", "--sections", "single"]) == 0
+    out = capsys.readouterr().out
+    assert "| single env, paper preset, gym.make | 1 |" in out
+    assert "CartPoleVectorEnv" not in out and "window planner" not in out and "oracle" not in out
+    assert cli.main(["benchmark", "--sections", "single,kernels"]) == 2
+    assert ("--sections: 'kernels' unknown; allowed: single, vector, planner, ppo, oracle, startup"
+            in capsys.readouterr().err)
