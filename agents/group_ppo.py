@@ -294,6 +294,9 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
     # sdedge_agents.train's run.json layout, so that every reader of a run directory reads this one too: the
     # harness's config, and this trainer's own settings as its hyperparameters.
     settings = {name: value for name, value in asdict(config).items() if name != "run"}
+    # With --init the network is the init model's (the config's three network fields are ignored): record that one.
+    network = policy._get_constructor_parameters()
+    settings.update({name: network[name] for name in ("net_arch", "slot_width", "speculation_context")})
     record: dict[str, Any] = {
         "config": asdict(run),
         "algorithm": "group_ppo",

@@ -98,6 +98,9 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("maskable-ppo-reference-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
         # The same recipe with the speculation-length head reading the batch its batch-size head chooses.
         _agent("maskable-ppo-reference-context-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
+        # ... each seed then fine-tuned by group_ppo across loads (a group replays one episode's arrivals: an
+        # input-driven baseline): RL from reward throughout, the best learned agent on the online id.
+        _agent("maskable-ppo-reference-context-group-online", "sdedge/EdgeSD-Online-v0", "maskable_ppo"),
         # The hybrid ids' composed agents (sdedge_agents.band_split): (n, l) from the discrete id's agent trained
         # from the reference reward, the band split from a network fitted to the closed form.
         _agent("composed-reference-paper-hybrid", "sdedge/EdgeSD-Paper-Hybrid-v0", "composed"),

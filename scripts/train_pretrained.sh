@@ -33,7 +33,9 @@
 # reference-slot-lambda0.9-linlr, uplink-reference-slot-linlr; the fits into runs/band-split/), 32-38 min per
 # online seed with two runs on 2 cores, 35-55 min per (n, l) seed with four to six runs, 1-2.5 min per fit.
 # maskable-ppo-reference-context-online likewise (scripts/ablation_reward.sh online-reference-slot-context-loads):
-# 26 min per seed beside one other run on 2 cores.
+# 26 min per seed beside one other run on 2 cores. maskable-ppo-reference-context-group-online from the same
+# recipe's runs fine-tuned in runs/online-group/ (its seed 2000 from the shipped seed 2000; evaluations every 50k
+# steps instead of 25k): 10-11 min per seed beside one other run.
 # group-ppo-paper, dagger-group-paper and maskable-ppo-reference-group-paper (sdedge_agents.group_ppo, the trainer
 # "group" below) were shipped from the same commands' runs in runs/group/ (scripts/ablation_group.sh
 # default-lin_1e-3, and the fine-tuning loops of docs/BENCHMARK.md, the last from the reward ablation's lr-decay
@@ -161,6 +163,7 @@ declare -A AGENTS=(
     [dagger-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 ppo imitate"
     [maskable-ppo-reference-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
     [maskable-ppo-reference-context-online]="sdedge/EdgeSD-Online-v0 maskable_ppo"
+    [maskable-ppo-reference-context-group-online]="sdedge/EdgeSD-Online-v0 maskable_ppo group"
     [composed-reference-paper-hybrid]="sdedge/EdgeSD-Paper-Hybrid-v0 sdedge/EdgeSD-v0 compose"
     [composed-reference-uplink-hybrid]="sdedge/EdgeSD-Uplink-Hybrid-v0 sdedge/EdgeSD-Uplink-v0 compose"
     [group-ppo-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
@@ -202,6 +205,8 @@ declare -A TRAIN_ARGUMENTS=(
     [dagger-context-paper]="--speculation-context"
     # ... and each of its seeds fine-tuned by group_ppo (rebuild dagger-context-paper first).
     [dagger-context-group-paper]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/dagger-context-paper/seed${seed}/model.zip'
+    # Each seed of maskable-ppo-reference-context-online fine-tuned by group_ppo across loads (rebuild it first).
+    [maskable-ppo-reference-context-group-online]='--timesteps 300000 --episodes 8 --group-size 8 --learning-rate lin_1e-4 --env-kwargs reward=reference --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --init runs/pretrained/maskable-ppo-reference-context-online/seed${seed}/model.zip'
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
 declare -A PLOT_ARGUMENTS=(
@@ -215,7 +220,7 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
        group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper dagger-posterior-paper-stochastic
        dagger-posterior-group-paper-stochastic dagger-context-paper
-       dagger-context-group-paper maskable-ppo-reference-context-online)
+       dagger-context-group-paper maskable-ppo-reference-context-online maskable-ppo-reference-context-group-online)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.

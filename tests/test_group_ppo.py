@@ -166,6 +166,8 @@ def test_init_starts_from_a_saved_models_network_and_weights(tmp_path):
     assert model.policy.slot_width == 8
     for name, value in source.policy.state_dict().items():
         torch.testing.assert_close(model.policy.state_dict()[name], value, rtol=0, atol=0)
+    record = train(config)  # run.json records the network it trained, the saved one, not the flags' defaults
+    assert (record["hyperparameters"]["slot_width"], record["hyperparameters"]["net_arch"]) == (8, [16])
     with pytest.raises(ValueError, match=r"--init = 'nowhere\.zip' is invalid"):
         GroupConfig(run=run, init="nowhere.zip")
     mlp = MaskablePPO("MlpPolicy", make_single_env(run), device="cpu")
