@@ -18,12 +18,13 @@ planner-exact, posterior-planner, max-batch-timeout, timeout:N:T, dispatch-immed
 uniform-shares, random. Everywhere: pretrained:NAME (a shipped agent of agents/pretrained, e.g.
 pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or sb3-contrib model, e.g.
 sb3:MaskablePPO:agent.zip), composed:DIR (on the hybrid ids: a composed agent of :mod:`sdedge_agents.band_split`,
-(n, l) from a discrete model and a learned band split), module:Class (any class importable from a dotted module
-path, constructed as Class(env), with SB3's ``predict(observation, state, episode_start, deterministic)``;
-:class:`sdedge_agents.policy.Policy` is a base for one). Only pretrained, sb3 and composed import torch; MaskablePPO
-agents are given the env's action mask. From Python, ``evaluate(..., factories={"name": factory})`` adds policies
-trained elsewhere (RLlib, TorchRL, a CleanRL script): ``factory(env)`` returns an object with SB3's ``predict``
-bound to that env.
+(n, l) from a discrete model and a learned band split), ensemble:MEMBER+MEMBER[+...] (MaskablePPO agents of one
+discrete id acting as one, each member a model.zip or pretrained:NAME; :mod:`sdedge_agents.ensemble`),
+module:Class (any class importable from a dotted module path, constructed as Class(env), with SB3's
+``predict(observation, state, episode_start, deterministic)``; :class:`sdedge_agents.policy.Policy` is a base for
+one). Only pretrained, sb3, composed and ensemble import torch; MaskablePPO agents are given the env's action mask.
+From Python, ``evaluate(..., factories={"name": factory})`` adds policies trained elsewhere (RLlib, TorchRL, a
+CleanRL script): ``factory(env)`` returns an object with SB3's ``predict`` bound to that env.
 
 ``--benchmark`` prints one row per policy in docs/BENCHMARK.md's results-table format instead, on the
 protocol's held-out test episodes (``sdedge_agents.protocol.TEST_SEEDS``, 500..599) unless --seed/--episodes say
@@ -156,6 +157,9 @@ def _sb3_policy(spec: str, env) -> Any:
                             uses_mask=algo == "MaskablePPO")
 
 
+# Trained agents, which play any family's env (the other names mean a different policy on the online ids).
+TRAINED_PREFIXES = ("sb3:", "pretrained:", "ensemble:")
+
 POLICY_FACTORIES: dict[str, Callable[[Any], Any]] = {
     "oracle": DPOracle,
     "planner": MPCPlanner,
@@ -177,7 +181,7 @@ def check_policy_spec(spec: str, env) -> None:
 
     Run on every name before any policy runs, so that a typo fails at once rather than after the oracle.
     """
-    if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(("sb3:", "pretrained:")):
+    if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(TRAINED_PREFIXES):
         if spec not in ONLINE_POLICIES:
             make_online_policy(spec, env)  # timeout:N:T is checked by building it; anything else raises the names
         return
@@ -195,6 +199,8 @@ def check_policy_spec(spec: str, env) -> None:
         if not (directory / "split.pt").exists():
             raise ValueError(f"policy {spec!r}: {directory / 'split.pt'} does not exist; allowed: composed:DIR with "
                              "the directory python -m sdedge_agents.band_split fit wrote")
+    elif spec.startswith("ensemble:"):
+        ensemble_members(spec)
     elif spec.startswith("pretrained:"):
         from sdedge_agents.pretrained import PRETRAINED  # the cards only: no torch
 
@@ -213,7 +219,7 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
     """
     if extra and spec in extra:
         return extra[spec](env)
-    if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(("sb3:", "pretrained:")):
+    if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(TRAINED_PREFIXES):
         return make_online_policy(spec, env)
     factories = POLICY_FACTORIES
     if spec in factories:
@@ -233,10 +239,36 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
         from sdedge_agents.pretrained import load_pretrained  # torch only when a trained agent is asked for
 
         return load_pretrained(spec.split(":", 1)[1], env)
+    if spec.startswith("ensemble:"):
+        from sdedge_agents.ensemble import EnsemblePolicy
+
+        return EnsemblePolicy.load(ensemble_members(spec), env, name=spec)
     if spec.count(":") == 1:
         return _class_policy(spec, env)
     raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
-                     "sb3:ALGO:PATH, composed:DIR, module:Class")
+                     "sb3:ALGO:PATH, composed:DIR, ensemble:MEMBER+MEMBER[+...], module:Class")
+
+
+def ensemble_members(spec: str) -> list[str]:
+    """The members of ``ensemble:MEMBER+MEMBER+...`` (each a MaskablePPO model.zip or pretrained:NAME), checked
+    without torch."""
+    members = [member for member in spec.split(":", 1)[1].split("+") if member]
+    if len(members) < 2:
+        raise ValueError(f"policy {spec!r} has {len(members)} member(s); allowed: ensemble:MEMBER+MEMBER[+...] with "
+                         "at least two members, each a MaskablePPO model.zip or pretrained:NAME")
+    for member in members:
+        if member.startswith("pretrained:"):
+            from sdedge_agents.pretrained import PRETRAINED  # the cards only: no torch
+
+            name = member.split(":", 1)[1]
+            if name not in PRETRAINED or PRETRAINED[name].algo != "maskable_ppo":
+                allowed = " | ".join(n for n, agent in PRETRAINED.items() if agent.algo == "maskable_ppo")
+                raise ValueError(f"policy {spec!r}: member {member!r} is not a shipped MaskablePPO agent; allowed: "
+                                 f"pretrained:NAME with NAME one of {allowed}")
+        elif not (member.endswith(".zip") and Path(member).exists()):
+            raise ValueError(f"policy {spec!r}: member {member!r} is not an existing model.zip; allowed: a "
+                             "MaskablePPO model.zip or pretrained:NAME")
+    return members
 
 
 def _class_policy(spec: str, env) -> Any:

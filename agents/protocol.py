@@ -37,6 +37,27 @@ def seeded_rows(items: list[str], flag: str = "--row") -> list[tuple[str, list[t
     return rows
 
 
+def ensemble_rows(items: list[str], flag: str = "--ensemble") -> list[tuple[str, list[tuple[int, str | None]]]]:
+    """The result scripts' ``LABEL=PATH`` ensembles (``{seed}`` in PATH standing for each of TRAINING_SEEDS, a
+    MaskablePPO model.zip per seed; :mod:`sdedge_agents.ensemble`), as two rows of policy specs: the three
+    ensembles of two seeds (each named by the seed it leaves out, so that the row has a value per training seed,
+    as any other row), and the ensemble of all three. A spec is None where a member is missing."""
+    rows = []
+    for label, runs in seeded_rows(items, flag):
+        paths = {seed: path for seed, path in runs}
+        pairs = [(left_out, _ensemble_spec([paths[seed] for seed in TRAINING_SEEDS if seed != left_out]))
+                 for left_out in TRAINING_SEEDS]
+        rows.append((f"{label}: ensembles of two seeds (the seed left out)", pairs))
+        every = _ensemble_spec(list(paths.values()))
+        rows.append((f"{label}: ensemble of the three seeds", [(TRAINING_SEEDS[0], every)]))
+    return rows
+
+
+def _ensemble_spec(paths: list[Path]) -> str | None:
+    """``ensemble:PATH+PATH...`` (sdedge_agents.evaluate's name), None if a model is missing."""
+    return "ensemble:" + "+".join(map(str, paths)) if all(path.exists() for path in paths) else None
+
+
 def held_out_env_kwargs(env_id: str) -> dict:
     """``gymnasium.make`` keyword arguments of the test episodes of ``env_id``: the test part of a trace id's
     trace (a trace id's ``arrivals`` kwargs with ``trace_window="test"``); nothing for the other ids."""

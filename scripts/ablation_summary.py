@@ -7,7 +7,9 @@
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
 reported as missing): a MaskablePPO ``model.zip``, or on the hybrid ids a composed agent's directory
-(``sdedge_agents.band_split``). Every model and the references (oracle, random, best-constant, planner,
+(``sdedge_agents.band_split``). ``--ensemble LABEL=PATH`` (same form, MaskablePPO models) adds two rows of
+ensembles of those models (``sdedge_agents.ensemble``): the three of two seeds, one per seed left out, and the
+one of all three. Every model and the references (oracle, random, best-constant, planner,
 window-planner, rollout, posterior-planner, posterior-window-planner) play the same test episodes 500..599 of
 ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id; ``sdedge_agents.evaluate``). Per row: each seed's gap
 to the oracle, the interquartile mean of the normalised score over the seeds with its stratified bootstrap 95 %
@@ -26,7 +28,7 @@ import numpy as np
 
 import sdedge_gym
 from sdedge_agents.evaluate import evaluate
-from sdedge_agents.protocol import TEST_SEEDS, seeded_rows
+from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
@@ -41,19 +43,33 @@ def evaluation_env_kwargs(model: Path) -> dict:
     return {}
 
 
-def policy_spec(path: Path) -> str:
-    """A composed agent's directory (sdedge_agents.band_split, the hybrid ids) or a MaskablePPO model.zip."""
+def policy_spec(path: Path) -> str | None:
+    """A composed agent's directory (sdedge_agents.band_split, the hybrid ids) or a MaskablePPO model.zip; None
+    if it is missing."""
+    if not path.exists():
+        return None
     return f"composed:{path}" if path.suffix != ".zip" else f"sb3:MaskablePPO:{path}"
+
+
+def spec_model(spec: str) -> Path:
+    """The model whose run.json gives ``spec``'s env kwargs (an ensemble's: its first member's; they share an env)."""
+    return Path(spec.split(":", 2)[-1] if not spec.startswith("ensemble:") else spec.split(":", 1)[1].split("+")[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--row", action="append", required=True, help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--ensemble", action="append", default=[],
+                        help="LABEL=PATH with {seed} in PATH: the ensembles of the seeds' models (two rows)")
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="an offline id (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
     args = parser.parse_args()
-    rows = seeded_rows(args.row)
+    if not args.row and not args.ensemble:
+        raise SystemExit("give at least one --row or --ensemble")
+    # Per row: (label, [(seed, policy spec, None where the model is missing)]).
+    rows = [(label, [(seed, policy_spec(path)) for seed, path in runs]) for label, runs in seeded_rows(args.row)]
+    rows += ensemble_rows(args.ensemble)
     env_id = args.env
     if env_id not in sdedge_gym.ENV_IDS or env_id in sdedge_gym.ONLINE_ENV_IDS + sdedge_gym.MULTICELL_ENV_IDS:
         raise SystemExit(f"--env {env_id!r} is invalid; allowed: an offline single-cell id, e.g. sdedge/EdgeSD-v0")
@@ -63,10 +79,9 @@ def main() -> None:
     # observation); the episodes are the same whatever those are.
     by_kwargs: dict[str, list[str]] = {}
     for _, runs in rows:
-        for _, path in runs:
-            spec = policy_spec(path)
-            if path.exists() and spec not in cache:
-                by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(path)), []).append(spec)
+        for _, spec in runs:
+            if spec is not None and spec not in cache:
+                by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(spec_model(spec))), []).append(spec)
     references = [name for name in REFERENCES if name not in cache]
     if references or "oracle" not in cache:
         by_kwargs.setdefault("{}", []).extend(references)
@@ -105,7 +120,7 @@ def main() -> None:
         values = np.array(cache[name])
         lines.append(f"| {name} | {gap(values):+.1f} % | {score(values):.3f} | {versus(values, name)} |")
     for label, runs in rows:
-        present = [(seed, np.array(cache[policy_spec(path)])) for seed, path in runs if policy_spec(path) in cache]
+        present = [(seed, np.array(cache[spec])) for seed, spec in runs if spec in cache]
         if not present:
             lines.append(f"| {label} | not trained | | | |")
             continue

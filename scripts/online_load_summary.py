@@ -6,13 +6,15 @@
         --row "default reward=runs/ablation/online-latency-loads/seed{seed}/model.zip"
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000): a MaskablePPO model of
-``sdedge/EdgeSD-Online-v0``. At each load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``)
-every model and the references (oracle, planner, max-batch-timeout, random) play the test episodes 500..599
-(``sdedge_agents.evaluate``; the same workloads and Poisson gaps at every load). Per row and load: each seed's
-mean latency, and the paired differences of mean latency against the planner and max-batch-timeout (the seeds'
-mean per episode minus the reference's on that episode, averaged over the episodes, with a bootstrap 95 %
-interval over episodes). Results are cached in ``--json`` (key "load|policy"); ``--figure`` draws mean latency
-against load (the rows as the mean over their seeds, with the seeds' range).
+``sdedge/EdgeSD-Online-v0``. ``--ensemble LABEL=PATH`` (same form) adds two rows of ensembles of those models
+(:mod:`sdedge_agents.ensemble`): the three of two seeds, one per seed left out, and the one of all three. At each
+load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``) every model and the references
+(oracle, planner, max-batch-timeout, random) play the test episodes 500..599 (``sdedge_agents.evaluate``; the same
+workloads and Poisson gaps at every load). Per row and load: each seed's mean latency, and the paired differences
+of mean latency against the planner and max-batch-timeout (the seeds' mean per episode minus the reference's on
+that episode, averaged over the episodes, with a bootstrap 95 % interval over episodes). Results are cached in
+``--json`` (key "load|policy"); ``--figure`` draws mean latency against load (the rows as the mean over their
+seeds, with the seeds' range).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import evaluate
-from sdedge_agents.protocol import TEST_SEEDS, seeded_rows
+from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
 from sdedge_agents.statistics import paired_difference
 from sdedge_gym.online_env import max_batch_capacity
 
@@ -36,13 +38,19 @@ REFERENCES = ("oracle", "planner", "max-batch-timeout")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--row", action="append", required=True, help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--ensemble", action="append", default=[],
+                        help="LABEL=PATH with {seed} in PATH: the ensembles of the seeds' models (two rows)")
     parser.add_argument("--loads", default="0.3,0.5,0.7,0.9", help="loads (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for what is already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
     parser.add_argument("--figure", default=None, help="a PNG of mean latency against load")
     args = parser.parse_args()
-    rows = seeded_rows(args.row)
+    if not args.row and not args.ensemble:
+        raise SystemExit("give at least one --row or --ensemble")
+    # Per row: (label, [(seed, policy spec, None where the model is missing)]).
+    rows = [(label, [(seed, f"sb3:MaskablePPO:{path}" if path.exists() else None) for seed, path in runs])
+            for label, runs in seeded_rows(args.row)] + ensemble_rows(args.ensemble)
     try:
         loads = [float(x) for x in args.loads.split(",")]
     except ValueError:
@@ -51,7 +59,7 @@ def main() -> None:
     cache_path = Path(args.json)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     for load in loads:
-        specs = [f"sb3:MaskablePPO:{path}" for _, runs in rows for _, path in runs if path.exists()]
+        specs = [spec for _, runs in rows for _, spec in runs if spec is not None]
         missing = [spec for spec in (*REFERENCES, *specs) if f"{load}|{spec}" not in cache]
         if not missing:
             continue
@@ -75,8 +83,7 @@ def main() -> None:
             lines.append(f"| {load} | {name} | {value:.2f} | | |")
             curves.setdefault(name, []).append((load, value, value, value))
         for label, runs in rows:
-            present = [latencies(load, f"sb3:MaskablePPO:{path}") for _, path in runs
-                       if f"{load}|sb3:MaskablePPO:{path}" in cache]
+            present = [latencies(load, spec) for _, spec in runs if f"{load}|{spec}" in cache]
             if not present:
                 lines.append(f"| {load} | {label} | not trained | | |")
                 continue
