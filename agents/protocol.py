@@ -38,17 +38,23 @@ def seeded_rows(items: list[str], flag: str = "--row") -> list[tuple[str, list[t
 
 
 def ensemble_rows(items: list[str], flag: str = "--ensemble") -> list[tuple[str, list[tuple[int, str | None]]]]:
-    """The result scripts' ``LABEL=PATH`` ensembles (``{seed}`` in PATH standing for each of TRAINING_SEEDS, a
-    MaskablePPO model.zip per seed; :mod:`sdedge_agents.ensemble`), as two rows of policy specs: the three
-    ensembles of two seeds (each named by the seed it leaves out, so that the row has a value per training seed,
-    as any other row), and the ensemble of all three. A spec is None where a member is missing."""
+    """The result scripts' ``LABEL=PATH[+PATH...]`` ensembles (``{seed}`` in every PATH standing for each of
+    TRAINING_SEEDS; a seed's members are its MaskablePPO model.zip under each PATH; :mod:`sdedge_agents.ensemble`),
+    as two rows of policy specs: the three ensembles of two seeds' members (each named by the seed it leaves out,
+    so that the row has a value per training seed, as any other row), and the ensemble of all three seeds'
+    members. A spec is None where a member is missing."""
     rows = []
-    for label, runs in seeded_rows(items, flag):
-        paths = {seed: path for seed, path in runs}
-        pairs = [(left_out, _ensemble_spec([paths[seed] for seed in TRAINING_SEEDS if seed != left_out]))
+    for item in items:
+        label, sep, patterns = item.rpartition("=")
+        if not sep or not all("{seed}" in pattern for pattern in patterns.split("+")):
+            raise SystemExit(f"{flag} {item!r} is invalid; allowed: LABEL=PATH[+PATH...] with {{seed}} in every PATH")
+        members = {seed: [Path(pattern.format(seed=seed)) for pattern in patterns.split("+")]
+                   for seed in TRAINING_SEEDS}
+        pairs = [(left_out, _ensemble_spec([path for seed in TRAINING_SEEDS if seed != left_out
+                                            for path in members[seed]]))
                  for left_out in TRAINING_SEEDS]
         rows.append((f"{label}: ensembles of two seeds (the seed left out)", pairs))
-        every = _ensemble_spec(list(paths.values()))
+        every = _ensemble_spec([path for seed in TRAINING_SEEDS for path in members[seed]])
         rows.append((f"{label}: ensemble of the three seeds", [(TRAINING_SEEDS[0], every)]))
     return rows
 

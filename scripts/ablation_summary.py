@@ -7,15 +7,15 @@
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000; a missing model is
 reported as missing): a MaskablePPO ``model.zip``, or on the hybrid ids a composed agent's directory
-(``sdedge_agents.band_split``). ``--ensemble LABEL=PATH`` (same form, MaskablePPO models) adds two rows of
-ensembles of those models (``sdedge_agents.ensemble``): the three of two seeds, one per seed left out, and the
-one of all three. Every model and the references (oracle, random, best-constant, planner,
-window-planner, rollout, posterior-planner, posterior-window-planner) play the same test episodes 500..599 of
-``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id; ``sdedge_agents.evaluate``). Per row: each seed's gap
-to the oracle, the interquartile mean of the normalised score over the seeds with its stratified bootstrap 95 %
-interval (``agents/statistics.py``), and the paired differences in mean latency against the best constant action
-and the planner (the seeds' mean per episode minus the reference's on that episode, averaged over the episodes,
-with a bootstrap 95 % interval over episodes).
+(``sdedge_agents.band_split``). ``--ensemble LABEL=PATH[+PATH...]`` (``{seed}`` in every PATH, MaskablePPO models)
+adds two rows of ensembles of those models (``sdedge_agents.ensemble``): the three of two seeds' models, one per
+seed left out, and the one of all three seeds' models. Every model and the references (oracle, random,
+best-constant, planner, window-planner, rollout, posterior-planner, posterior-window-planner) play the same test
+episodes 500..599 of ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id; ``sdedge_agents.evaluate``). Per
+row: each seed's gap to the oracle, the interquartile mean of the normalised score over the seeds with its
+stratified bootstrap 95 % interval (``agents/statistics.py``), and the paired differences in mean latency against
+the best constant action and the planner (the seeds' mean per episode minus the reference's on that episode,
+averaged over the episodes, with a bootstrap 95 % interval over episodes).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
     parser.add_argument("--ensemble", action="append", default=[],
-                        help="LABEL=PATH with {seed} in PATH: the ensembles of the seeds' models (two rows)")
+                        help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="an offline id (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")

@@ -6,8 +6,9 @@
         --row "default reward=runs/ablation/online-latency-loads/seed{seed}/model.zip"
 
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000): a MaskablePPO model of
-``sdedge/EdgeSD-Online-v0``. ``--ensemble LABEL=PATH`` (same form) adds two rows of ensembles of those models
-(:mod:`sdedge_agents.ensemble`): the three of two seeds, one per seed left out, and the one of all three. At each
+``sdedge/EdgeSD-Online-v0``. ``--ensemble LABEL=PATH[+PATH...]`` (``{seed}`` in every PATH) adds two rows of
+ensembles of those models (:mod:`sdedge_agents.ensemble`): the three of two seeds' models, one per seed left out,
+and the one of all three seeds' models. At each
 load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``) every model and the references
 (oracle, planner, max-batch-timeout, random) play the test episodes 500..599 (``sdedge_agents.evaluate``; the same
 workloads and Poisson gaps at every load). Per row and load: each seed's mean latency, and the paired differences
@@ -40,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
     parser.add_argument("--ensemble", action="append", default=[],
-                        help="LABEL=PATH with {seed} in PATH: the ensembles of the seeds' models (two rows)")
+                        help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
     parser.add_argument("--loads", default="0.3,0.5,0.7,0.9", help="loads (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for what is already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")

@@ -117,3 +117,13 @@ def test_ensemble_rows_name_the_seed_each_pair_leaves_out(tmp_path):
     assert every == [(1000, None)]
     with pytest.raises(SystemExit, match="--ensemble 'x=nothing' is invalid"):
         ensemble_rows(["x=nothing"])
+    with pytest.raises(SystemExit, match="with \\{seed\\} in every PATH"):
+        ensemble_rows([f"x={tmp_path}/seed{{seed}}/model.zip+other.zip"])
+    # Two patterns: each seed brings one member from each, so the ensemble of all three seeds has six members.
+    pattern = f"{tmp_path}/seed{{seed}}/model.zip"
+    [_, (_, [(_, six)])] = ensemble_rows([f"x={pattern}+{pattern}"])
+    assert six is None  # seed 3000's models are missing
+    (tmp_path / "seed3000").mkdir()
+    (tmp_path / "seed3000" / "model.zip").write_bytes(b"")
+    [_, (_, [(_, six)])] = ensemble_rows([f"x={pattern}+{pattern}"])
+    assert six == "ensemble:" + "+".join(model.format(s) for s in (1000, 1000, 2000, 2000, 3000, 3000))
