@@ -30,8 +30,6 @@ from sb3_contrib import MaskablePPO
 
 from sdedge_agents.pretrained import PRETRAINED
 
-ENSEMBLE_PREFIX = "ensemble:"
-
 
 class EnsemblePolicy:
     """MaskablePPO ``models`` bound to one discrete-mode env; ``predict`` has SB3's signature."""
@@ -55,10 +53,11 @@ class EnsemblePolicy:
     @classmethod
     def load(cls, members: Sequence[str], env: gym.Env, name: str = "ensemble") -> EnsemblePolicy:
         """The ensemble of ``members``, each a MaskablePPO model.zip path or ``pretrained:NAME``."""
-        from sdedge_agents.evaluate import ensemble_members  # the one check of a member list (no torch there)
+        from sdedge_agents.evaluate import check_ensemble_members  # the one check of a member list (no torch there)
 
+        check_ensemble_members(members, name)
         models = []
-        for member in ensemble_members(ENSEMBLE_PREFIX + "+".join(members)):
+        for member in members:
             agent = member.split(":", 1)[1] if member.startswith("pretrained:") else None
             models.append(MaskablePPO.load(PRETRAINED[agent].model_path if agent else Path(member), device="cpu"))
         return cls(models, env, name)
@@ -73,31 +72,31 @@ class EnsemblePolicy:
         size_mask = torch.as_tensor(mask[: self.batch_choices])
         length_mask = torch.as_tensor(mask[self.batch_choices:])
         with torch.no_grad():
-            features = [self._features(model, observation) for model in self.models]
-            size_probability = sum(self._probabilities(model, f, None, size_mask, length_mask)[0]
-                                   for model, f in zip(self.models, features, strict=True))
+            tensor, _ = self.models[0].policy.obs_to_tensor(observation)  # the members share the env's spaces
+            features = [model.policy.extract_features(tensor, model.policy.pi_features_extractor)
+                        for model in self.models]
+            logits = [self._logits(model, f, None) for model, f in zip(self.models, features, strict=True)]
+            size_probability = sum(_masked_softmax(x[: self.batch_choices], size_mask) for x in logits)
             first = int(torch.argmax(size_probability))  # n - 1, or n_max: wait (online)
-            # A wait's l is not used: each member's l head then reads its own most likely batch, as it would alone.
-            chosen = torch.tensor([first + 1]) if first < self.max_batch else None
-            length_probability = sum(self._probabilities(model, f, chosen, size_mask, length_mask)[1]
-                                     for model, f in zip(self.models, features, strict=True))
+            if first < self.max_batch:  # l heads that read their batch read the chosen one (a wait's l is unused)
+                chosen = torch.tensor([first + 1])
+                logits = [self._logits(model, f, chosen) if _reads_batch(model) else x
+                          for model, f, x in zip(self.models, features, logits, strict=True)]
+            length_probability = sum(_masked_softmax(x[self.batch_choices:], length_mask) for x in logits)
         return np.array([first, int(torch.argmax(length_probability))], dtype=np.int64), state
 
     @staticmethod
-    def _features(model: MaskablePPO, observation: Any) -> torch.Tensor:
-        tensor, _ = model.policy.obs_to_tensor(observation)
-        return model.policy.extract_features(tensor, model.policy.pi_features_extractor)
+    def _logits(model: MaskablePPO, features: torch.Tensor, batch_size: torch.Tensor | None) -> torch.Tensor:
+        """One member's action logits [n logits, l logits]; with ``batch_size``, its l head reads that batch."""
+        arguments = (features,) if batch_size is None else (features, batch_size)
+        return model.policy.action_net(model.policy.mlp_extractor.forward_actor(*arguments))[0]
 
-    def _probabilities(self, model: MaskablePPO, features: torch.Tensor, batch_size: torch.Tensor | None,
-                       size_mask: torch.Tensor, length_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(p(n), p(l)) of one member under the mask, as its own MaskablePPO distribution gives them (invalid
-        entries 0); with ``batch_size``, p(l) for that batch where the member's l head reads its batch."""
-        extractor = model.policy.mlp_extractor
-        if batch_size is not None and getattr(extractor, "speculation_context", False):
-            latent = extractor.forward_actor(features, batch_size)
-        else:
-            latent = extractor.forward_actor(features)
-        logits = model.policy.action_net(latent)[0]
-        sizes = logits[: self.batch_choices].masked_fill(~size_mask, -torch.inf)
-        lengths = logits[self.batch_choices:].masked_fill(~length_mask, -torch.inf)
-        return torch.softmax(sizes, dim=-1), torch.softmax(lengths, dim=-1)
+
+def _reads_batch(model: MaskablePPO) -> bool:
+    """Whether the member's l head reads the batch its n forms (the sequence policy's ``speculation_context``)."""
+    return bool(getattr(model.policy.mlp_extractor, "speculation_context", False))
+
+
+def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The probabilities MaskablePPO's distribution gives ``logits`` under ``mask`` (invalid entries 0)."""
+    return torch.softmax(logits.masked_fill(~mask, -torch.inf), dim=-1)

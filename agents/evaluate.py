@@ -200,7 +200,7 @@ def check_policy_spec(spec: str, env) -> None:
             raise ValueError(f"policy {spec!r}: {directory / 'split.pt'} does not exist; allowed: composed:DIR with "
                              "the directory python -m sdedge_agents.band_split fit wrote")
     elif spec.startswith("ensemble:"):
-        ensemble_members(spec)
+        check_ensemble_members(ensemble_members(spec), spec)
     elif spec.startswith("pretrained:"):
         from sdedge_agents.pretrained import PRETRAINED  # the cards only: no torch
 
@@ -250,25 +250,28 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
 
 
 def ensemble_members(spec: str) -> list[str]:
-    """The members of ``ensemble:MEMBER+MEMBER+...`` (each a MaskablePPO model.zip or pretrained:NAME), checked
-    without torch."""
-    members = [member for member in spec.split(":", 1)[1].split("+") if member]
+    """The members named by ``ensemble:MEMBER+MEMBER+...``, as given (:func:`check_ensemble_members` checks them)."""
+    return [member for member in spec.split(":", 1)[1].split("+") if member]
+
+
+def check_ensemble_members(members: Sequence[str], name: str) -> None:
+    """ValueError unless ``members`` are at least two, each an existing MaskablePPO model.zip or a shipped
+    MaskablePPO agent's pretrained:NAME; no torch (``name``: the ensemble's, for the message)."""
     if len(members) < 2:
-        raise ValueError(f"policy {spec!r} has {len(members)} member(s); allowed: ensemble:MEMBER+MEMBER[+...] with "
+        raise ValueError(f"policy {name!r} has {len(members)} member(s); allowed: ensemble:MEMBER+MEMBER[+...] with "
                          "at least two members, each a MaskablePPO model.zip or pretrained:NAME")
     for member in members:
         if member.startswith("pretrained:"):
             from sdedge_agents.pretrained import PRETRAINED  # the cards only: no torch
 
-            name = member.split(":", 1)[1]
-            if name not in PRETRAINED or PRETRAINED[name].algo != "maskable_ppo":
-                allowed = " | ".join(n for n, agent in PRETRAINED.items() if agent.algo == "maskable_ppo")
-                raise ValueError(f"policy {spec!r}: member {member!r} is not a shipped MaskablePPO agent; allowed: "
+            agent = member.split(":", 1)[1]
+            if agent not in PRETRAINED or PRETRAINED[agent].algo != "maskable_ppo":
+                allowed = " | ".join(n for n, a in PRETRAINED.items() if a.algo == "maskable_ppo")
+                raise ValueError(f"policy {name!r}: member {member!r} is not a shipped MaskablePPO agent; allowed: "
                                  f"pretrained:NAME with NAME one of {allowed}")
         elif not (member.endswith(".zip") and Path(member).exists()):
-            raise ValueError(f"policy {spec!r}: member {member!r} is not an existing model.zip; allowed: a "
+            raise ValueError(f"policy {name!r}: member {member!r} is not an existing model.zip; allowed: a "
                              "MaskablePPO model.zip or pretrained:NAME")
-    return members
 
 
 def _class_policy(spec: str, env) -> Any:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import sdedge_gym
-from sdedge_agents.evaluate import evaluate
+from sdedge_agents.evaluate import ensemble_members, evaluate
 from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
@@ -53,7 +53,7 @@ def policy_spec(path: Path) -> str | None:
 
 def spec_model(spec: str) -> Path:
     """The model whose run.json gives ``spec``'s env kwargs (an ensemble's: its first member's; they share an env)."""
-    return Path(spec.split(":", 2)[-1] if not spec.startswith("ensemble:") else spec.split(":", 1)[1].split("+")[0])
+    return Path(ensemble_members(spec)[0] if spec.startswith("ensemble:") else spec.split(":", 2)[-1])
 
 
 def main() -> None:
