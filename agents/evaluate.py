@@ -20,6 +20,8 @@ pretrained:maskable-ppo-small), sb3:ALGO:PATH (a saved Stable-Baselines3 or sb3-
 sb3:MaskablePPO:agent.zip), composed:DIR (on the hybrid ids: a composed agent of :mod:`sdedge_agents.band_split`,
 (n, l) from a discrete model and a learned band split), ensemble:MEMBER+MEMBER[+...] (MaskablePPO agents of one
 discrete id acting as one, each member a model.zip or pretrained:NAME; :mod:`sdedge_agents.ensemble`),
+chain-l:SPEC (in the discrete action mode, offline or online: policy SPEC's batch size with the service-chain
+speculation length, the l best for that batch alone; :mod:`sdedge_agents.service_chain`),
 module:Class (any class importable from a dotted module path, constructed as Class(env), with SB3's
 ``predict(observation, state, episode_start, deterministic)``; :class:`sdedge_agents.policy.Policy` is a base for
 one). Only pretrained, sb3, composed and ensemble import torch; MaskablePPO agents are given the env's action mask.
@@ -56,6 +58,8 @@ from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_
 from sdedge_agents.oracle import DPOracle, UniformShares
 from sdedge_agents.planner import MPCPlanner, PosteriorPlanner, RolloutPlanner, WindowPlanner
 from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
+from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
+from sdedge_agents.service_chain import ServiceChainSpeculation
 from sdedge_agents.statistics import mean_interval
 from sdedge_gym.config import TRACE_WINDOWS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
@@ -181,6 +185,10 @@ def check_policy_spec(spec: str, env) -> None:
 
     Run on every name before any policy runs, so that a typo fails at once rather than after the oracle.
     """
+    if spec.startswith(CHAIN_PREFIX):
+        _check_chain_env(spec, env)
+        check_policy_spec(spec.removeprefix(CHAIN_PREFIX), env)
+        return
     if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(TRAINED_PREFIXES):
         if spec not in ONLINE_POLICIES:
             make_online_policy(spec, env)  # timeout:N:T is checked by building it; anything else raises the names
@@ -219,6 +227,9 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
     """
     if extra and spec in extra:
         return extra[spec](env)
+    if spec.startswith(CHAIN_PREFIX):
+        _check_chain_env(spec, env)
+        return ServiceChainSpeculation(env, make_policy(spec.removeprefix(CHAIN_PREFIX), env, extra), name=spec)
     if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(TRAINED_PREFIXES):
         return make_online_policy(spec, env)
     factories = POLICY_FACTORIES
@@ -246,7 +257,15 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
     if spec.count(":") == 1:
         return _class_policy(spec, env)
     raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
-                     "sb3:ALGO:PATH, composed:DIR, ensemble:MEMBER+MEMBER[+...], module:Class")
+                     "sb3:ALGO:PATH, composed:DIR, ensemble:MEMBER+MEMBER[+...], chain-l:SPEC, module:Class")
+
+
+def _check_chain_env(spec: str, env) -> None:
+    """ValueError unless ``env`` is in the discrete action mode, where ``chain-l:SPEC`` plays."""
+    mode = env.unwrapped.action_mode
+    if mode != "discrete":
+        raise ValueError(f"policy {spec!r}: {CHAIN_PREFIX}SPEC plays in the discrete action mode; the env is in "
+                         f"action_mode {mode!r}")
 
 
 def ensemble_members(spec: str) -> list[str]:

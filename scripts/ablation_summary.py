@@ -9,7 +9,9 @@ A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2
 reported as missing): a MaskablePPO ``model.zip``, or on the hybrid ids a composed agent's directory
 (``sdedge_agents.band_split``). ``--ensemble LABEL=PATH[+PATH...]`` (``{seed}`` in every PATH, MaskablePPO models)
 adds two rows of ensembles of those models (``sdedge_agents.ensemble``): the three of two seeds' models, one per
-seed left out, and the one of all three seeds' models. Every model and the references (oracle, random,
+seed left out, and the one of all three seeds' models. ``--chain-l`` follows every row with the same agents playing
+their batch sizes with the service-chain speculation length (``chain-l:`` in ``sdedge_agents.evaluate``,
+``sdedge_agents.service_chain``). Every model and the references (oracle, random,
 best-constant, planner, window-planner, rollout, posterior-planner, posterior-window-planner) play the same test
 episodes 500..599 of ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id; ``sdedge_agents.evaluate``). Per
 row: each seed's gap to the oracle, the interquartile mean of the normalised score over the seeds with its
@@ -29,6 +31,8 @@ import numpy as np
 import sdedge_gym
 from sdedge_agents.evaluate import ensemble_members, evaluate
 from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
+from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
+from sdedge_agents.service_chain import chain_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
@@ -53,6 +57,7 @@ def policy_spec(path: Path) -> str | None:
 
 def spec_model(spec: str) -> Path:
     """The model whose run.json gives ``spec``'s env kwargs (an ensemble's: its first member's; they share an env)."""
+    spec = spec.removeprefix(CHAIN_PREFIX)
     return Path(ensemble_members(spec)[0] if spec.startswith("ensemble:") else spec.split(":", 2)[-1])
 
 
@@ -61,6 +66,8 @@ def main() -> None:
     parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
     parser.add_argument("--ensemble", action="append", default=[],
                         help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
+    parser.add_argument("--chain-l", action="store_true",
+                        help="follow every row with its agents' batch sizes at the service-chain speculation length")
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="an offline id (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
@@ -70,6 +77,8 @@ def main() -> None:
     # Per row: (label, [(seed, policy spec, None where the model is missing)]).
     rows = [(label, [(seed, policy_spec(path)) for seed, path in runs]) for label, runs in seeded_rows(args.row)]
     rows += ensemble_rows(args.ensemble)
+    if args.chain_l:
+        rows = chain_rows(rows)
     env_id = args.env
     if env_id not in sdedge_gym.ENV_IDS or env_id in sdedge_gym.ONLINE_ENV_IDS + sdedge_gym.MULTICELL_ENV_IDS:
         raise SystemExit(f"--env {env_id!r} is invalid; allowed: an offline single-cell id, e.g. sdedge/EdgeSD-v0")

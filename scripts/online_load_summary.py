@@ -8,14 +8,16 @@
 A row is ``LABEL=PATH`` with ``{seed}`` standing for each training seed (1000, 2000, 3000): a MaskablePPO model of
 ``sdedge/EdgeSD-Online-v0``. ``--ensemble LABEL=PATH[+PATH...]`` (``{seed}`` in every PATH) adds two rows of
 ensembles of those models (:mod:`sdedge_agents.ensemble`): the three of two seeds' models, one per seed left out,
-and the one of all three seeds' models. At each
-load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``) every model and the references
-(oracle, planner, max-batch-timeout, random) play the test episodes 500..599 (``sdedge_agents.evaluate``; the same
-workloads and Poisson gaps at every load). Per row and load: each seed's mean latency, and the paired differences
-of mean latency against the planner and max-batch-timeout (the seeds' mean per episode minus the reference's on
-that episode, averaged over the episodes, with a bootstrap 95 % interval over episodes). Results are cached in
-``--json`` (key "load|policy"); ``--figure`` draws mean latency against load (the rows as the mean over their
-seeds, with the seeds' range).
+and the one of all three seeds' models. ``--chain-l`` follows every row with the same agents playing their batch
+sizes (and waits) with the service-chain speculation length (``chain-l:``, :mod:`sdedge_agents.service_chain`).
+At each load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``) every model and the
+references (oracle, planner, max-batch-timeout, random, and any ``--reference`` policy, e.g. ``chain-l:planner``)
+play the test episodes 500..599 (``sdedge_agents.evaluate``; the same workloads and Poisson gaps at every load).
+Per row and load: each seed's mean latency, and the paired differences of mean latency against the planner,
+max-batch-timeout and every ``--reference`` (the seeds' mean per episode minus the reference's on that episode,
+averaged over the episodes, with a bootstrap 95 % interval over episodes). Results are cached in ``--json`` (key
+"load|policy"); ``--figure`` draws mean latency against load (the rows as the mean over their seeds, with the
+seeds' range).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import evaluate
 from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
+from sdedge_agents.service_chain import chain_rows
 from sdedge_agents.statistics import paired_difference
 from sdedge_gym.online_env import max_batch_capacity
 
@@ -42,6 +45,11 @@ def main() -> None:
     parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
     parser.add_argument("--ensemble", action="append", default=[],
                         help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
+    parser.add_argument("--chain-l", action="store_true",
+                        help="follow every row with its agents' batch sizes at the service-chain speculation length")
+    parser.add_argument("--reference", action="append", default=[],
+                        help="another reference policy of sdedge_agents.evaluate (e.g. chain-l:planner), listed "
+                             "beside the planner")
     parser.add_argument("--loads", default="0.3,0.5,0.7,0.9", help="loads (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for what is already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
@@ -52,6 +60,9 @@ def main() -> None:
     # Per row: (label, [(seed, policy spec, None where the model is missing)]).
     rows = [(label, [(seed, f"sb3:MaskablePPO:{path}" if path.exists() else None) for seed, path in runs])
             for label, runs in seeded_rows(args.row)] + ensemble_rows(args.ensemble)
+    if args.chain_l:
+        rows = chain_rows(rows)
+    references = (*REFERENCES, *args.reference)
     try:
         loads = [float(x) for x in args.loads.split(",")]
     except ValueError:
@@ -61,7 +72,7 @@ def main() -> None:
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     for load in loads:
         specs = [spec for _, runs in rows for _, spec in runs if spec is not None]
-        missing = [spec for spec in (*REFERENCES, *specs) if f"{load}|{spec}" not in cache]
+        missing = [spec for spec in (*references, *specs) if f"{load}|{spec}" not in cache]
         if not missing:
             continue
         env_kwargs = {"config": {"arrivals": {"arrival_rate": load * capacity}}}
@@ -73,24 +84,26 @@ def main() -> None:
     def latencies(load: float, spec: str) -> np.ndarray:  # per test episode, s
         return np.array(cache[f"{load}|{spec}"])
 
+    versus_names = ("planner", "max-batch-timeout", *args.reference)  # a paired column each
+    blank = " |" * len(versus_names)
     lines = [f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]} of `{ONLINE}` at each load (x {capacity:.4f} "
              "requests/s); mean latency in s, paired differences in s with bootstrap 95 % intervals.", "",
-             "| load | row | mean latency per seed (1000, 2000, 3000) | vs planner [95 % CI] | "
-             "vs max-batch-timeout [95 % CI] |", "|---:|---|---|---:|---:|"]
+             "| load | row | mean latency per seed (1000, 2000, 3000) | "
+             + " | ".join(f"vs {name} [95 % CI]" for name in versus_names) + " |",
+             "|---:|---|---|" + "---:|" * len(versus_names)]
     curves: dict[str, list[tuple[float, float, float, float]]] = {}
     for load in loads:
-        for name in REFERENCES:
+        for name in references:
             value = latencies(load, name).mean()
-            lines.append(f"| {load} | {name} | {value:.2f} | | |")
+            lines.append(f"| {load} | {name} | {value:.2f} |{blank}")
             curves.setdefault(name, []).append((load, value, value, value))
         for label, runs in rows:
             present = [latencies(load, spec) for _, spec in runs if f"{load}|{spec}" in cache]
             if not present:
-                lines.append(f"| {load} | {label} | not trained | | |")
+                lines.append(f"| {load} | {label} | not trained |{blank}")
                 continue
             per_episode = np.mean(present, axis=0)
-            versus = [paired_difference(per_episode, latencies(load, name))
-                      for name in ("planner", "max-batch-timeout")]
+            versus = [paired_difference(per_episode, latencies(load, name)) for name in versus_names]
             means = [v.mean() for v in present]
             note = "" if len(present) == len(runs) else f" ({len(present)} of {len(runs)} seeds)"
             lines.append(f"| {load} | {label}{note} | {', '.join(f'{m:.2f}' for m in means)} | "
@@ -108,7 +121,7 @@ def main() -> None:
         for label, points in curves.items():
             x, mean, low, high = (np.array(v) for v in zip(*points, strict=True))
             line = axis.plot(x, mean, marker="o", label=label)[0]
-            if label not in REFERENCES:
+            if label not in references:
                 axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
         axis.set_xlabel("load (arrival rate / max-batch capacity)")
         axis.set_ylabel("mean latency (s), test episodes 500..599")
