@@ -60,6 +60,7 @@ from sdedge_agents.planner import MPCPlanner, PosteriorPlanner, RolloutPlanner, 
 from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
 from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
 from sdedge_agents.service_chain import ServiceChainSpeculation
+from sdedge_agents.service_chain import check_env as check_chain_env
 from sdedge_agents.statistics import mean_interval
 from sdedge_gym.config import TRACE_WINDOWS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
@@ -186,7 +187,7 @@ def check_policy_spec(spec: str, env) -> None:
     Run on every name before any policy runs, so that a typo fails at once rather than after the oracle.
     """
     if spec.startswith(CHAIN_PREFIX):
-        _check_chain_env(spec, env)
+        check_chain_env(env, spec)
         check_policy_spec(spec.removeprefix(CHAIN_PREFIX), env)
         return
     if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(TRAINED_PREFIXES):
@@ -227,8 +228,7 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
     """
     if extra and spec in extra:
         return extra[spec](env)
-    if spec.startswith(CHAIN_PREFIX):
-        _check_chain_env(spec, env)
+    if spec.startswith(CHAIN_PREFIX):  # the wrapper checks the env's action mode
         return ServiceChainSpeculation(env, make_policy(spec.removeprefix(CHAIN_PREFIX), env, extra), name=spec)
     if isinstance(env.unwrapped, EdgeSDOnlineEnv) and not spec.startswith(TRAINED_PREFIXES):
         return make_online_policy(spec, env)
@@ -258,14 +258,6 @@ def make_policy(spec: str, env, extra: Mapping[str, Callable[[Any], Any]] | None
         return _class_policy(spec, env)
     raise ValueError(f"policy {spec!r} is unknown; allowed: {', '.join(factories)}, fixed:N:L, pretrained:NAME, "
                      "sb3:ALGO:PATH, composed:DIR, ensemble:MEMBER+MEMBER[+...], chain-l:SPEC, module:Class")
-
-
-def _check_chain_env(spec: str, env) -> None:
-    """ValueError unless ``env`` is in the discrete action mode, where ``chain-l:SPEC`` plays."""
-    mode = env.unwrapped.action_mode
-    if mode != "discrete":
-        raise ValueError(f"policy {spec!r}: {CHAIN_PREFIX}SPEC plays in the discrete action mode; the env is in "
-                         f"action_mode {mode!r}")
 
 
 def ensemble_members(spec: str) -> list[str]:

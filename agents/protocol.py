@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 TRAINING_SEEDS: tuple[int, ...] = (1000, 2000, 3000)
@@ -62,6 +64,35 @@ def ensemble_rows(items: list[str], flag: str = "--ensemble") -> list[tuple[str,
 def _ensemble_spec(paths: list[Path]) -> str | None:
     """``ensemble:PATH+PATH...`` (sdedge_agents.evaluate's name), None if a model is missing."""
     return "ensemble:" + "+".join(map(str, paths)) if all(path.exists() for path in paths) else None
+
+
+def chain_rows(rows: list[tuple[str, list[tuple[int, str | None]]]]) -> list[tuple[str, list[tuple[int, str | None]]]]:
+    """The result scripts' rows (label, [(seed, policy spec or None)]), each followed by the same agents with the
+    service-chain speculation length (``chain-l:SPEC``, :mod:`sdedge_agents.service_chain`)."""
+    from sdedge_agents.service_chain import PREFIX  # that module imports the planners: only when asked for
+
+    return [row for label, runs in rows for row in (
+        (label, runs), (f"{label}, service-chain l", [(seed, spec and PREFIX + spec) for seed, spec in runs]))]
+
+
+def add_row_arguments(parser: argparse.ArgumentParser) -> None:
+    """The result scripts' ``--row``, ``--ensemble`` and ``--chain-l`` (read back by :func:`policy_rows`)."""
+    parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
+    parser.add_argument("--ensemble", action="append", default=[],
+                        help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
+    parser.add_argument("--chain-l", action="store_true",
+                        help="follow every row with its agents' batch sizes at the service-chain speculation length")
+
+
+def policy_rows(args: argparse.Namespace, spec_of: Callable[[Path], str | None]
+                ) -> list[tuple[str, list[tuple[int, str | None]]]]:
+    """The rows of :func:`add_row_arguments`' arguments: (label, [(seed, policy spec, None where a model is
+    missing)]), a ``--row``'s spec ``spec_of(path)``; exits unless at least one --row or --ensemble is given."""
+    if not args.row and not args.ensemble:
+        raise SystemExit("give at least one --row or --ensemble")
+    rows = [(label, [(seed, spec_of(path)) for seed, path in runs]) for label, runs in seeded_rows(args.row)]
+    rows += ensemble_rows(args.ensemble)
+    return chain_rows(rows) if args.chain_l else rows
 
 
 def held_out_env_kwargs(env_id: str) -> dict:

@@ -55,6 +55,16 @@ def service_chain_length(model: ServingModel, episode: Episode, clock: EpisodeCl
     return best_length
 
 
+def check_env(env, name: str = "chain-l") -> None:
+    """ValueError unless ``env`` is an sdedge env (offline or online) in the discrete action mode, where the rule
+    replaces l of a [n - 1, l] action (``name``: the policy's, for the message)."""
+    unwrapped = env.unwrapped
+    if not isinstance(unwrapped, EdgeSDEnv) or unwrapped.action_mode != "discrete":
+        raise ValueError(f"policy {name!r}: {PREFIX}SPEC plays in the discrete action mode of an sdedge env (offline "
+                         f"or online); the env is {type(unwrapped).__name__} in action_mode "
+                         f"{getattr(unwrapped, 'action_mode', None)!r}")
+
+
 class ServiceChainSpeculation:
     """``inner``'s batch size (its action's first entry; a wait stays a wait) with l*(n) of the module docstring.
 
@@ -63,14 +73,9 @@ class ServiceChainSpeculation:
     """
 
     def __init__(self, env, inner: Predictor, name: str = "chain-l") -> None:
-        unwrapped = env.unwrapped
-        if not isinstance(unwrapped, EdgeSDEnv) or unwrapped.action_mode != "discrete":
-            mode = getattr(unwrapped, "action_mode", None)
-            raise ValueError(f"policy {name!r}: the env is {type(unwrapped).__name__} in action_mode {mode!r}; "
-                             "allowed: an sdedge env (offline or online) in action_mode 'discrete' (the rule "
-                             "replaces l of a [n - 1, l] action)")
-        self.env, self.unwrapped, self.inner, self.name = env, unwrapped, inner, name
-        self.online = unwrapped.has_wait  # the online action's first entry may be the wait
+        check_env(env, name)
+        self.unwrapped, self.inner, self.name = env.unwrapped, inner, name
+        self.online = self.unwrapped.has_wait  # the online action's first entry may be the wait
         self._episode: Episode | None = None
         self._view: Episode | None = None
 
@@ -88,9 +93,3 @@ class ServiceChainSpeculation:
         length = service_chain_length(env.model, self._view, env.clock, batch_size)
         return env.actions.encode(batch_size, length, wait=False if self.online else None), state
 
-
-def chain_rows(rows: list[tuple[str, list[tuple[int, str | None]]]]) -> list[tuple[str, list[tuple[int, str | None]]]]:
-    """The result scripts' rows (label, [(seed, policy spec or None)]), each followed by the same agents with the
-    service-chain l (``--chain-l`` of scripts/ablation_summary.py and scripts/online_load_summary.py)."""
-    return [row for label, runs in rows for row in (
-        (label, runs), (f"{label}, service-chain l", [(seed, spec and PREFIX + spec) for seed, spec in runs]))]

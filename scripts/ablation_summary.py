@@ -30,9 +30,8 @@ import numpy as np
 
 import sdedge_gym
 from sdedge_agents.evaluate import ensemble_members, evaluate
-from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
+from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, policy_rows
 from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
-from sdedge_agents.service_chain import chain_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
@@ -63,22 +62,12 @@ def spec_model(spec: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
-    parser.add_argument("--ensemble", action="append", default=[],
-                        help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
-    parser.add_argument("--chain-l", action="store_true",
-                        help="follow every row with its agents' batch sizes at the service-chain speculation length")
+    add_row_arguments(parser)
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="an offline id (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
     args = parser.parse_args()
-    if not args.row and not args.ensemble:
-        raise SystemExit("give at least one --row or --ensemble")
-    # Per row: (label, [(seed, policy spec, None where the model is missing)]).
-    rows = [(label, [(seed, policy_spec(path)) for seed, path in runs]) for label, runs in seeded_rows(args.row)]
-    rows += ensemble_rows(args.ensemble)
-    if args.chain_l:
-        rows = chain_rows(rows)
+    rows = policy_rows(args, policy_spec)
     env_id = args.env
     if env_id not in sdedge_gym.ENV_IDS or env_id in sdedge_gym.ONLINE_ENV_IDS + sdedge_gym.MULTICELL_ENV_IDS:
         raise SystemExit(f"--env {env_id!r} is invalid; allowed: an offline single-cell id, e.g. sdedge/EdgeSD-v0")

@@ -31,8 +31,7 @@ import numpy as np
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import evaluate
-from sdedge_agents.protocol import TEST_SEEDS, ensemble_rows, seeded_rows
-from sdedge_agents.service_chain import chain_rows
+from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, policy_rows
 from sdedge_agents.statistics import paired_difference
 from sdedge_gym.online_env import max_batch_capacity
 
@@ -42,11 +41,7 @@ REFERENCES = ("oracle", "planner", "max-batch-timeout")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--row", action="append", default=[], help="LABEL=PATH with {seed} in PATH")
-    parser.add_argument("--ensemble", action="append", default=[],
-                        help="LABEL=PATH[+PATH...], {seed} in every PATH: ensembles of the seeds' models (two rows)")
-    parser.add_argument("--chain-l", action="store_true",
-                        help="follow every row with its agents' batch sizes at the service-chain speculation length")
+    add_row_arguments(parser)
     parser.add_argument("--reference", action="append", default=[],
                         help="another reference policy of sdedge_agents.evaluate (e.g. chain-l:planner), listed "
                              "beside the planner")
@@ -55,13 +50,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="the markdown table")
     parser.add_argument("--figure", default=None, help="a PNG of mean latency against load")
     args = parser.parse_args()
-    if not args.row and not args.ensemble:
-        raise SystemExit("give at least one --row or --ensemble")
-    # Per row: (label, [(seed, policy spec, None where the model is missing)]).
-    rows = [(label, [(seed, f"sb3:MaskablePPO:{path}" if path.exists() else None) for seed, path in runs])
-            for label, runs in seeded_rows(args.row)] + ensemble_rows(args.ensemble)
-    if args.chain_l:
-        rows = chain_rows(rows)
+    rows = policy_rows(args, lambda path: f"sb3:MaskablePPO:{path}" if path.exists() else None)
     references = (*REFERENCES, *args.reference)
     try:
         loads = [float(x) for x in args.loads.split(",")]

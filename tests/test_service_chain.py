@@ -125,7 +125,7 @@ def test_online_waits_stay_waits_and_dispatches_get_the_rule():
 
 
 def test_chain_rows_follow_each_row_with_its_wrapped_twin():
-    from sdedge_agents.service_chain import chain_rows
+    from sdedge_agents.protocol import chain_rows
 
     rows = [("a", [(1000, "sb3:MaskablePPO:x.zip"), (2000, None)]), ("b", [(1000, "ensemble:x.zip+y.zip")])]
     assert chain_rows(rows) == [
