@@ -21,23 +21,12 @@ from sdedge_agents.oracle import DPOracle, action_values, solve
 from sdedge_agents.posterior import sample_hidden
 from sdedge_gym import compile_cache
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import Episode, EpisodeClock, ServingModel
+from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, predicted_episode
 from sdedge_gym.reference import best_constant_action, constant_plan_cost, segment_cost_after
 from sdedge_gym.segments import SegmentTables, segment_tables
 from sdedge_gym.workload import WORKLOAD_FIELDS, Workload
 
 compile_cache.install()  # before this module's @njit(cache=True): cached in the per-user folder, not here
-
-
-def predicted_episode(episode: Episode, exact: bool = False) -> Episode:
-    """The episode as the planner believes it: hints and estimates (or the truth), expected acceptance."""
-    w = episode.workload
-    if exact:
-        view = dataclasses.replace(w, uniforms=None)
-    else:
-        view = dataclasses.replace(w, output_len=np.asarray(w.output_hint, dtype=np.int64),
-                                   alpha=np.asarray(w.alpha_estimate, dtype=float), uniforms=None)
-    return Episode(view, episode.channel, None)
 
 
 class MPCPlanner(DPOracle):

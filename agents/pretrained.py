@@ -62,6 +62,9 @@ class PretrainedAgent(ShippedFiles):
     algo: str  # an sdedge_agents.train algorithm name, or "composed" (sdedge_agents.band_split)
     model_file: str  # composed: the discrete (n, l) model; its band split is split_path
     card_file: str
+    # "service_chain": trained with the env's speculation="service_chain" (the env played l*(n)); it plays its n
+    # with l*(n) in any env, through the chain-l wrapper where the env plays the action's l.
+    speculation: str = "action"
 
     @property
     def split_path(self) -> Path:
@@ -69,8 +72,8 @@ class PretrainedAgent(ShippedFiles):
         return PRETRAINED_DIR / f"{self.name}.split.pt"
 
 
-def _agent(name: str, env_id: str, algo: str) -> PretrainedAgent:
-    return PretrainedAgent(name, env_id, algo, f"{name}.zip", f"{name}.json")
+def _agent(name: str, env_id: str, algo: str, speculation: str = "action") -> PretrainedAgent:
+    return PretrainedAgent(name, env_id, algo, f"{name}.zip", f"{name}.json", speculation)
 
 
 PRETRAINED: dict[str, PretrainedAgent] = {
@@ -237,7 +240,14 @@ def load_pretrained(name: str, env: gym.Env) -> Any:
                          f"{model.observation_space}, action {model.action_space}); env has observation "
                          f"{env.observation_space}, action {env.action_space}; allowed: an env with the same spaces, "
                          f"e.g. gym.make({agent.env_id!r})")
-    return PretrainedPolicy(name, model, env, uses_mask=agent.algo == "maskable_ppo")
+    policy = PretrainedPolicy(name, model, env, uses_mask=agent.algo == "maskable_ppo")
+    if agent.speculation == "service_chain" and getattr(env.unwrapped, "speculation", None) == "action":
+        from sdedge_agents.service_chain import ServiceChainSpeculation
+
+        # The l the training env played, l*(n) for the agent's n; the n is the same, since the observation is
+        # and the l mask does not touch the batch-size logits (tests/test_service_chain.py).
+        return ServiceChainSpeculation(env, policy, name)
+    return policy
 
 
 # ---------------------------------------------------------------------- shipping a trained run
@@ -299,6 +309,10 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
     if run["status"] != "completed" or run["config"]["env_id"] != agent.env_id or run["config"]["algo"] != agent.algo:
         raise ValueError(f"run {run_dir} (status {run['status']!r}, env {run['config']['env_id']!r}, algo "
                          f"{run['config']['algo']!r}) is not a completed {agent.algo} run on {agent.env_id}")
+    speculation = dict(run["config"].get("env_kwargs", [])).get("speculation", "action")
+    if speculation != agent.speculation:
+        raise ValueError(f"run {run_dir} trained with speculation = {speculation!r}; pretrained agent {name!r} is "
+                         f"declared with speculation = {agent.speculation!r} (PRETRAINED); allowed: the same")
     shutil.copyfile(run_dir / "model.zip", agent.model_path)
     card = {
         "name": name,
@@ -310,6 +324,7 @@ def ship(name: str, run_dir: Path, command: str, episodes: int = 100, seed: int 
         "command": command,
         "wall_time_s": round(run.get("total_wall_time_s", run["wall_time_s"]), 1),
         "hyperparameters": run["hyperparameters"],
+        "env_kwargs": dict(run["config"].get("env_kwargs", [])),
         "vectorisation": run["vectorisation"],
         "training_eval": {k: run["evaluation"][k] for k in ("objective", "mean", "episodes", "seeds")}
         if run["evaluation"] else None,

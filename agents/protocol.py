@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,27 @@ def policy_rows(args: argparse.Namespace, spec_of: Callable[[Path], str | None]
     rows = [(label, [(seed, spec_of(path)) for seed, path in runs]) for label, runs in seeded_rows(args.row)]
     rows += ensemble_rows(args.ensemble)
     return chain_rows(rows) if args.chain_l else rows
+
+
+def evaluation_env_kwargs(spec: str) -> dict:
+    """The ``gymnasium.make`` keyword arguments a trained agent's ``spec`` is evaluated with: the --env-kwargs of
+    the run that saved its model (the run.json in a parent directory; an ensemble's first member's, the members
+    sharing an env; a ``chain-l:`` spec's inner model's), without ``reward``, since a test scores the objective.
+    Options that change what the agent sees or plays (``observe_queue=True``, ``speculation="service_chain"``)
+    are kept. Nothing for a reference policy or a model without a run.json."""
+    from sdedge_agents.evaluate import ensemble_members
+    from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
+
+    spec = spec.removeprefix(CHAIN_PREFIX)
+    if spec.startswith("ensemble:"):
+        spec = f"sb3:MaskablePPO:{ensemble_members(spec)[0]}"
+    if not spec.startswith(("sb3:", "composed:")):
+        return {}
+    for directory in Path(spec.split(":", 2)[-1]).parents:
+        if (directory / "run.json").exists():
+            config = json.loads((directory / "run.json").read_text())["config"]
+            return {name: value for name, value in config.get("env_kwargs", []) if name != "reward"}
+    return {}
 
 
 def held_out_env_kwargs(env_id: str) -> dict:

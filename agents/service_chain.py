@@ -2,28 +2,25 @@
 
 The learned agents choose n well and l badly: kept at their n, the l that is best *for their own batch* (by the
 window planner's values) takes ``dagger-paper`` from +2.7 % to +1.4 % of the oracle on the validation
-episodes (docs/BENCHMARK.md, "What the learners got wrong"). The planner's values cost a DP per action; this
-module asks the batch alone. For the batch of the next n tasks, started from the env's clock, each l gives its
-completion times C_k(l) and its service end F(l) (the compiled commit, :func:`sdedge_gym.episode.commit_batch`,
-with the closed-form band split), and the rule plays
+episodes (docs/BENCHMARK.md, "What the learners got wrong"). The planner's values cost a DP per action; the rule
+of :mod:`sdedge_gym.service_chain` asks the batch alone:
 
-    l*(n) = argmin_l  sum_k C_k(l) + r F(l),     r = the tasks left after the batch,
+    l*(n) = argmin_l  sum_k C_k(l) + r F(l),     r = the tasks left after the batch
 
-the batch's own completions plus the delay its service puts on every later task when the server, not the
-uplink, is the bottleneck (the oracle's "service chain" lower bound, one batch of it). Ties keep the smallest l.
-Under the makespan objective the rule is l*(n) = argmin_l F(l).
+(F(l) alone under makespan), timed by the env's compiled commit from its clock on the episode as the observation
+shows it. This module plays it for agents trained without the env's ``speculation="service_chain"`` option
+(which plays the same l inside the env): :class:`ServiceChainSpeculation` keeps the inner policy's n and plays
+l*(n); online, a wait the env can honour stays a wait, and a wait it cannot (the env then dispatches the largest
+batch) gets the rule's l for that batch.
 
-On the online ids the same rule times the batch from the decision epoch (the clock's ``now``), and r counts every
-request of the episode after the batch, arrived or not (the observation shows how many are left); a wait stays a
-wait. Counting only the requests already waiting behind the batch was worse (on 10 validation episodes at load
-0.7, with the shipped ``maskable-ppo-reference-context-group-online``'s batch sizes: 20.14 s, against 19.34 s
-for every request left and 20.07 s for the agent's own l): the requests about to arrive wait for this batch's
-service too.
+On the online ids r counts every request of the episode after the batch, arrived or not (the observation shows
+how many are left). Counting only the requests already waiting behind the batch was worse (on 10 validation
+episodes at load 0.7, with the shipped ``maskable-ppo-reference-context-group-online``'s batch sizes: 20.14 s,
+against 19.34 s for every request left and 20.07 s for the agent's own l): the requests about to arrive wait for
+this batch's service too.
 
-It reads what the window planner reads: the batch's tasks, which are in the observation's window, as the
-observation shows them (true lengths and acceptance rates on a clairvoyant id, hints and estimates otherwise,
-expected acceptance), and the env's clock. Discrete action mode (``action_mode="discrete"``). From the command
-line, ``chain-l:SPEC`` in :mod:`sdedge_agents.evaluate` wraps any policy SPEC (``chain-l:pretrained:NAME``,
+Discrete action mode (``action_mode="discrete"``). From the command line, ``chain-l:SPEC`` in
+:mod:`sdedge_agents.evaluate` wraps any policy SPEC (``chain-l:pretrained:NAME``,
 ``chain-l:sb3:MaskablePPO:model.zip``, ``chain-l:ensemble:A+B``, ``chain-l:max-batch``).
 """
 
@@ -33,26 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from sdedge_agents.planner import predicted_episode
 from sdedge_agents.policy import Predictor
 from sdedge_gym.env import EdgeSDEnv
-from sdedge_gym.episode import Episode, EpisodeClock, ServingModel, commit_batch
+from sdedge_gym.episode import Episode, predicted_episode
+from sdedge_gym.service_chain import service_chain_length
 
 PREFIX = "chain-l:"
-
-
-def service_chain_length(model: ServingModel, episode: Episode, clock: EpisodeClock, batch_size: int) -> int:
-    """l*(n) of the module docstring for the batch of the next ``batch_size`` tasks of ``episode`` from ``clock``."""
-    mean_latency = model.config.objective == "mean_latency"
-    best, best_length = np.inf, 0
-    for length in range(model.config.max_speculation + 1):
-        outcome, after = commit_batch(model, episode, clock, batch_size, length)
-        value = outcome.finish
-        if mean_latency:
-            value = float(outcome.completion_times.sum()) + (episode.num_tasks - after.next_task) * outcome.finish
-        if value < best:
-            best, best_length = value, length
-    return best_length
 
 
 def check_env(env, name: str = "chain-l") -> None:
@@ -84,12 +67,13 @@ class ServiceChainSpeculation:
         action, state = self.inner.predict(observation, state, episode_start, deterministic)
         env = self.unwrapped
         waits, requested, _, _ = env.actions.decode(np.asarray(action, dtype=np.int64), wait=self.online)
-        if waits:
+        if waits and env.can_wait():
             return action, state
         if env.episode is not self._episode:  # the episode as the observation shows it, built once an episode
             self._episode = env.episode
             self._view = predicted_episode(env.episode, exact=env.scenario.clairvoyant)
-        batch_size = min(requested, env.batch_limit())
+        # A wait the env cannot honour dispatches the largest batch (the online card): it gets the rule's l too.
+        batch_size = env.batch_limit() if waits else min(requested, env.batch_limit())
         length = service_chain_length(env.model, self._view, env.clock, batch_size)
-        return env.actions.encode(batch_size, length, wait=False if self.online else None), state
+        return env.actions.encode(batch_size, length, wait=waits if self.online else None), state
 

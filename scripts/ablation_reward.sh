@@ -45,6 +45,10 @@ row_arguments() {
         # rate's late oscillation on the validation episodes.
         reference-slot-lambda0.9-linlr)
             echo "--timesteps 300000 --policy slot --env-kwargs reward=reference --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
+        # The same with the env playing the service-chain speculation length l*(n) (speculation="service_chain"): the
+        # learner chooses n only, trained for the l that is played (docs/MODEL.md, section 11).
+        reference-slot-lambda0.9-linlr-chain)
+            echo "--timesteps 300000 --policy slot --env-kwargs reward=reference speculation=service_chain --hyperparams gae_lambda=0.9 learning_rate=lin_1e-3" ;;
         # The same with a per-task network twice as wide (slot_width 128, the GRU's and the heads' width): is the
         # function class what keeps the learner at +2.6..+2.8 %?
         reference-slot-lambda0.9-linlr-wide)

@@ -29,21 +29,11 @@ from pathlib import Path
 import numpy as np
 
 import sdedge_gym
-from sdedge_agents.evaluate import ensemble_members, evaluate
-from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, policy_rows
-from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
+from sdedge_agents.evaluate import evaluate
+from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, evaluation_env_kwargs, policy_rows
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
-
-
-def evaluation_env_kwargs(model: Path) -> dict:
-    """The --env-kwargs of the run that saved ``model`` (its run.json, in a parent directory), without reward."""
-    for directory in model.parents:
-        if (directory / "run.json").exists():
-            config = json.loads((directory / "run.json").read_text())["config"]
-            return {name: value for name, value in config.get("env_kwargs", []) if name != "reward"}
-    return {}
 
 
 def policy_spec(path: Path) -> str | None:
@@ -52,12 +42,6 @@ def policy_spec(path: Path) -> str | None:
     if not path.exists():
         return None
     return f"composed:{path}" if path.suffix != ".zip" else f"sb3:MaskablePPO:{path}"
-
-
-def spec_model(spec: str) -> Path:
-    """The model whose run.json gives ``spec``'s env kwargs (an ensemble's: its first member's; they share an env)."""
-    spec = spec.removeprefix(CHAIN_PREFIX)
-    return Path(ensemble_members(spec)[0] if spec.startswith("ensemble:") else spec.split(":", 2)[-1])
 
 
 def main() -> None:
@@ -79,7 +63,7 @@ def main() -> None:
     for _, runs in rows:
         for _, spec in runs:
             if spec is not None and spec not in cache:
-                by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(spec_model(spec))), []).append(spec)
+                by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(spec)), []).append(spec)
     references = [name for name in REFERENCES if name not in cache]
     if references or "oracle" not in cache:
         by_kwargs.setdefault("{}", []).extend(references)

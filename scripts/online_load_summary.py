@@ -12,7 +12,8 @@ and the one of all three seeds' models. ``--chain-l`` follows every row with the
 sizes (and waits) with the service-chain speculation length (``chain-l:``, :mod:`sdedge_agents.service_chain`).
 At each load (x the paper preset's max-batch capacity, as ``scripts/load_curves.py``) every model and the
 references (oracle, planner, max-batch-timeout, random, and any ``--reference`` policy, e.g. ``chain-l:planner``)
-play the test episodes 500..599 (``sdedge_agents.evaluate``; the same workloads and Poisson gaps at every load).
+play the test episodes 500..599 (``sdedge_agents.evaluate``; the same workloads and Poisson gaps at every load),
+each model with its run's --env-kwargs but ``reward`` (``sdedge_agents.protocol.evaluation_env_kwargs``).
 Per row and load: each seed's mean latency, and the paired differences of mean latency against the planner,
 max-batch-timeout and every ``--reference`` (the seeds' mean per episode minus the reference's on that episode,
 averaged over the episodes, with a bootstrap 95 % interval over episodes). Results are cached in ``--json`` (key
@@ -31,7 +32,7 @@ import numpy as np
 
 import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import evaluate
-from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, policy_rows
+from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, evaluation_env_kwargs, policy_rows
 from sdedge_agents.statistics import paired_difference
 from sdedge_gym.online_env import max_batch_capacity
 
@@ -64,11 +65,17 @@ def main() -> None:
         missing = [spec for spec in (*references, *specs) if f"{load}|{spec}" not in cache]
         if not missing:
             continue
-        env_kwargs = {"config": {"arrivals": {"arrival_rate": load * capacity}}}
-        for result in evaluate(ONLINE, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=missing,
-                               progress=False, env_kwargs=env_kwargs):
-            cache[f"{load}|{result.policy}"] = result.values
-        cache_path.write_text(json.dumps(cache) + "\n")
+        # Each model with its run's --env-kwargs but reward (e.g. speculation="service_chain"); the same episodes.
+        by_kwargs: dict[str, list[str]] = {}
+        for spec in missing:
+            by_kwargs.setdefault(json.dumps(evaluation_env_kwargs(spec)), []).append(spec)
+        for kwargs, specs in by_kwargs.items():
+            env_kwargs = {**json.loads(kwargs), "config": {"arrivals": {"arrival_rate": load * capacity}}}
+            for result in evaluate(ONLINE, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=specs,
+                                   progress=False, env_kwargs=env_kwargs):
+                if result.policy in specs or kwargs == "{}":  # evaluate's oracle and random: in the default env only
+                    cache[f"{load}|{result.policy}"] = result.values
+            cache_path.write_text(json.dumps(cache) + "\n")
 
     def latencies(load: float, spec: str) -> np.ndarray:  # per test episode, s
         return np.array(cache[f"{load}|{spec}"])

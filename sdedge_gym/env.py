@@ -17,9 +17,18 @@ from gymnasium import spaces
 from sdedge_gym import kernels
 from sdedge_gym.actions import ActionMode, action_mask_table, action_mode_class
 from sdedge_gym.config import ScenarioConfig
-from sdedge_gym.episode import BatchOutcome, Episode, EpisodeClock, ServingModel, commit_batch, frozen_record
+from sdedge_gym.episode import (
+    BatchOutcome,
+    Episode,
+    EpisodeClock,
+    ServingModel,
+    commit_batch,
+    frozen_record,
+    predicted_episode,
+)
 from sdedge_gym.reference import best_constant_action, constant_action_costs, reference_cost_to_go
 from sdedge_gym.scenarios import check_override_keys, make_scenario
+from sdedge_gym.service_chain import service_chain_length
 from sdedge_gym.uplink import channel_coefficient, user_rate
 from sdedge_gym.workload import MAX_ALPHA_ESTIMATE, WORKLOAD_FIELDS, Workload, path_gain, raw_draws
 
@@ -36,6 +45,8 @@ QUEUE_FEATURES = ("queue_beyond", "beyond_prompt_len", "beyond_payload", "beyond
                   "beyond_acceptance", "beyond_output_len")
 # The env's reward forms (the ``reward=`` argument; the card's "Rewards" section defines them).
 REWARDS = ("latency", "reference", "relative")
+# Who picks the speculation length (the ``speculation=`` argument; the card's "Action Space" defines them).
+SPECULATIONS = ("action", "service_chain")
 
 
 @dataclass(frozen=True)
@@ -234,6 +245,16 @@ class EdgeSDEnv(gym.Env):
     outside the space (wrong shape or keys, out of range, not an integer where one is needed, NaN or
     inf, booleans or strings) raises ``ValueError`` and leaves the episode unchanged.
 
+    ``speculation="service_chain"`` makes the env pick l: the action still has its l entry (the spaces are the
+    same, so agents and tools carry over), but the env ignores it and serves the batch with the service-chain
+    speculation length l*(n) = argmin_l [sum_k C_k(l) + r F(l)] (F(l) alone under makespan), r the tasks left
+    after the batch, the batch timed from the env's clock with the closed-form split on the episode as the
+    observation shows it (:mod:`sdedge_gym.service_chain`; docs/MODEL.md, section 11). The mask then marks only
+    l = 0 valid (a placeholder: a masked learner's l head has one choice), ``info["speculation_length"]`` is the
+    l played, and the agent's decision is n (and, in the hybrid and dict modes, the band split). The default,
+    ``"action"``, plays the action's l. The native vector env has no ``speculation`` option
+    (``gymnasium.make_vec(id, num_envs, vectorization_mode="sync", speculation="service_chain")`` vectorises this env).
+
     ## Observation Space
 
     ``Box(0, 1, (4 + 6 n_max,), float32)``: four global features, then six features for each of the
@@ -343,7 +364,7 @@ class EdgeSDEnv(gym.Env):
     ```python
     env = gymnasium.make("sdedge/EdgeSD-v0", num_tasks=50, max_speculation=6, config={"uplink": {"bandwidth": 2e6}})
     EdgeSDEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, reward="latency",
-              observe_reference=False, observe_queue=False, **overrides)
+              observe_reference=False, observe_queue=False, speculation="action", **overrides)
     ```
 
     * ``scenario``: a preset name ("small", "paper", "large", "uplink") or a ``ScenarioConfig``.
@@ -356,6 +377,8 @@ class EdgeSDEnv(gym.Env):
     * ``observe_reference``: False (default) | True: the reference's cost to go as an extra observation feature.
     * ``observe_queue``: False (default) | True: the summary of the queue past the window as six extra
       observation features (see Observation Space).
+    * ``speculation``: "action" (default: the action's l) | "service_chain" (the env plays l*(n) for the
+      action's n; see Action Space).
     * ``overrides``: flat ``ScenarioConfig`` fields (``max_batch``, ``max_speculation``, ``acceptance``
       "expected" | "sampled", ``clairvoyant``, ``objective`` "mean_latency" | "makespan",
       ``pipelining``, ``queue_order``) and ``num_tasks``; they win over ``config``. An unknown keyword
@@ -384,8 +407,8 @@ class EdgeSDEnv(gym.Env):
       ``arrival`` are read-only views of ``clock.now`` and ``episode.release`` (restore a saved state by
       assigning ``env.clock``); the vector env's ``next_task``, ``uplink_end``, ``inference_end`` read its
       ``clocks`` (``EpisodeClocks``).
-      The ``reward``, ``observe_reference`` and ``observe_queue`` options were added later; their defaults are
-      the v0 env.
+      The ``reward``, ``observe_reference``, ``observe_queue`` and ``speculation`` options were added later;
+      their defaults are the v0 env.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": list(RENDER_MODES), "render_fps": 2}
@@ -393,10 +416,13 @@ class EdgeSDEnv(gym.Env):
     def __init__(self, scenario: str | ScenarioConfig = "paper", action_mode: str = "discrete",
                  render_mode: str | None = None, config: Mapping[str, Any] | ScenarioConfig | None = None,
                  reward: str = "latency", observe_reference: bool = False, observe_queue: bool = False,
-                 **overrides: Any) -> None:
+                 speculation: str = "action", **overrides: Any) -> None:
         check_override_keys(type(self).__name__, overrides)
         if reward not in REWARDS:
             raise ValueError(f"reward = {reward!r} is invalid; allowed: {' | '.join(repr(r) for r in REWARDS)}")
+        if speculation not in SPECULATIONS:
+            raise ValueError(f"speculation = {speculation!r} is invalid; allowed: "
+                             f"{' | '.join(repr(r) for r in SPECULATIONS)}")
         if not isinstance(observe_reference, bool):
             raise ValueError(f"observe_reference = {observe_reference!r} is invalid; allowed: True | False")
         if not isinstance(observe_queue, bool):
@@ -420,6 +446,8 @@ class EdgeSDEnv(gym.Env):
         self.reward = reward
         self.observe_reference = observe_reference
         self.observe_queue = observe_queue
+        self.speculation = speculation
+        self._observed: tuple[Episode | None, Episode | None] = (None, None)  # (episode, as observed): the rule's view
         # (n_ref, l_ref) of reward="reference" and observe_reference: the search runs once per scenario (cached).
         self.uses_reference = reward != "latency" or observe_reference
         self.reference_action: tuple[int, int] | None = None  # offline: the reference's (n_ref, l_ref)
@@ -436,6 +464,9 @@ class EdgeSDEnv(gym.Env):
         size = self.observation_size(n_max) + int(observe_reference) + len(QUEUE_FEATURES) * observe_queue
         self.observation_space = spaces.Box(0.0, 1.0, (size,), dtype=np.float32)
         self._mask_table = action_mask_table(n_max, l_max)  # row b: the mask when batch_limit() == b
+        if speculation == "service_chain":  # the env plays l*(n): the action's l is ignored, and masked to l = 0
+            self._mask_table = self._mask_table.copy()
+            self._mask_table[:, n_max + 1:] = False
 
         self.episode: Episode | None = None
         self.clock = EpisodeClock()
@@ -486,7 +517,9 @@ class EdgeSDEnv(gym.Env):
     def step(self, action):
         self._check_steppable()
         _, requested, speculation_length, weights = self.actions.decode(action)
-        outcome = self._commit(min(requested, self.batch_limit()), speculation_length, weights, self.clock)
+        batch_size = min(requested, self.batch_limit())
+        speculation_length = self._played_length(batch_size, speculation_length)
+        outcome = self._commit(batch_size, speculation_length, weights, self.clock)
         terminated = self.clock.next_task >= self.episode.num_tasks
         info = self._step_info(outcome, outcome.batch_size, speculation_length, outcome.batch_size != requested)
         reward = -outcome.cost
@@ -518,6 +551,17 @@ class EdgeSDEnv(gym.Env):
             reward *= 100.0 / self._reference_start
         self._reference_to_go = to_go
         return reward
+
+    def _played_length(self, batch_size: int, speculation_length: int) -> int:
+        """The l the env serves the batch with: the action's, or under ``speculation="service_chain"`` the rule's
+        l*(n) (:func:`sdedge_gym.service_chain.service_chain_length`) on the episode as the observation shows it."""
+        if self.speculation == "action":
+            return speculation_length
+        episode, view = self._observed
+        if episode is not self.episode:  # built once an episode
+            view = predicted_episode(self.episode, exact=self.scenario.clairvoyant)
+            self._observed = (self.episode, view)
+        return service_chain_length(self.model, view, self.clock, batch_size)
 
     def _commit(self, batch_size: int, speculation_length: int, weights: np.ndarray | None,
                 start: EpisodeClock) -> BatchOutcome:

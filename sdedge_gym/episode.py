@@ -109,6 +109,18 @@ class Episode:
                 w.payload_bits.astype(float), self.channel.astype(float), runs)
 
 
+def predicted_episode(episode: Episode, exact: bool = False) -> Episode:
+    """The episode as the observation shows it: the output-length hints and acceptance estimates (or, with
+    ``exact``, the truth), in expected acceptance. What the planners and the service-chain rule time batches on."""
+    w = episode.workload
+    if exact:
+        view = dataclasses.replace(w, uniforms=None)
+    else:
+        view = dataclasses.replace(w, output_len=np.asarray(w.output_hint, dtype=np.int64),
+                                   alpha=np.asarray(w.alpha_estimate, dtype=float), uniforms=None)
+    return Episode(view, episode.channel, None)
+
+
 @dataclass(frozen=True)
 class EpisodeClock:
     """Where an episode stands between batches: the one episode state of every env.

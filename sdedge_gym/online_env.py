@@ -198,13 +198,15 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
     env = gymnasium.make("sdedge/EdgeSD-Online-v0", config={"arrivals": {"arrival_rate": 0.5, "slo": 30}})
     env = gymnasium.make("sdedge/EdgeSD-Online-v0", config={"arrivals": {"process": "trace", "trace": PATH}})
     EdgeSDOnlineEnv(scenario="paper", action_mode="discrete", render_mode=None, config=None, arrivals=None,
-                    reward="latency", **overrides)
+                    reward="latency", speculation="action", **overrides)
     ```
 
-    As ``EdgeSDEnv`` (``reward`` as under Rewards; ``observe_reference`` and ``observe_queue`` are offline
-    options and raise ``TypeError``), plus ``arrivals``, a dict merged over the preset's ``ArrivalConfig``
-    before ``config`` (the registered ids set it to Poisson at 0.757 requests/s; ``gymnasium.make(id,
-    arrivals=...)`` replaces that dict whole, so change single fields through ``config``).
+    As ``EdgeSDEnv`` (``reward`` as under Rewards; ``speculation="service_chain"`` as offline, the batch timed from
+    the decision epoch and r counting every request after the batch, arrived or not, a wait staying a wait;
+    ``observe_reference`` and ``observe_queue`` are offline options and raise ``TypeError``), plus ``arrivals``, a
+    dict merged over the preset's ``ArrivalConfig`` before ``config`` (the registered ids set it to Poisson at 0.757
+    requests/s; ``gymnasium.make(id, arrivals=...)`` replaces that dict whole, so change single fields through
+    ``config``).
     ``config["arrivals"]`` sets the ``ArrivalConfig`` (process "offline" | "poisson" | "mmpp" | "trace",
     ``arrival_rate``, ``burst_rate``, ``calm_duration``, ``burst_duration``, ``trace``, ``slo``). With process
     "offline" every request arrives at 0 and the env reproduces ``EdgeSDEnv`` step for step. A trace is read at
@@ -212,7 +214,8 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
 
     ## Version History
 
-    * v0: initial release. The ``reward`` option was added later; its default is the v0 env.
+    * v0: initial release. The ``reward`` and ``speculation`` options were added later; their defaults are the
+      v0 env.
     """
 
     has_wait: ClassVar[bool] = True
@@ -359,6 +362,7 @@ class EdgeSDOnlineEnv(EdgeSDEnv):
         limit = self.batch_limit()
         batch_size = limit if wait else min(requested, limit)
         first = self.clock.next_task
+        speculation_length = self._played_length(batch_size, speculation_length)
         outcome = self._commit(batch_size, speculation_length, weights, self.clock)  # the slot starts at t
         arrival_sum = float(self.arrival[first:first + batch_size].sum())
         # cost = sum_k C_k / K; subtracting sum_k a_k / K makes the reward minus the batch's latency share.

@@ -1,4 +1,5 @@
-"""The service-chain speculation length (sdedge_agents.service_chain): the rule, the wrapper and its spec."""
+"""The service-chain speculation length: the rule (sdedge_gym.service_chain), the env's speculation="service_chain"
+option, and the chain-l: wrapper (sdedge_agents.service_chain) and its spec."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import pytest
 import sdedge_gym  # noqa: F401
 from sdedge_agents.baselines import FixedAction
 from sdedge_agents.evaluate import check_policy_spec, evaluate, make_policy
-from sdedge_agents.planner import predicted_episode
-from sdedge_agents.service_chain import ServiceChainSpeculation, service_chain_length
-from sdedge_gym.episode import EpisodeClock
+from sdedge_agents.service_chain import ServiceChainSpeculation
+from sdedge_gym.actions import action_mask
+from sdedge_gym.episode import EpisodeClock, predicted_episode
 from sdedge_gym.segments import segment_tables
+from sdedge_gym.service_chain import service_chain_length
 
 
 @pytest.mark.parametrize("objective", ["mean_latency", "makespan"])
@@ -134,3 +136,136 @@ def test_chain_rows_follow_each_row_with_its_wrapped_twin():
         ("b", [(1000, "ensemble:x.zip+y.zip")]),
         ("b, service-chain l", [(1000, "chain-l:ensemble:x.zip+y.zip")]),
     ]
+
+
+class _Replay:
+    """A policy that plays the action it is given (set before each predict)."""
+
+    action = None
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        return self.action, state
+
+
+@pytest.mark.parametrize("env_id", ["sdedge/EdgeSD-v0", "sdedge/EdgeSD-Small-Stochastic-v0", "sdedge/EdgeSD-Online-v0"])
+def test_env_option_plays_what_the_wrapper_plays(env_id):
+    """speculation="service_chain" on any action equals the default env under the chain-l wrapper of that action:
+    the same commits in the same order, so the rewards and the played l agree to the bit (random actions: l and
+    out-of-limit n and, online, waits the env may not honour)."""
+    ruled, plain = gym.make(env_id, speculation="service_chain"), gym.make(env_id)
+    replay = _Replay()
+    wrapper = ServiceChainSpeculation(plain, replay)
+    ruled.action_space.seed(0)
+    lengths = set()
+    for seed in range(3):
+        _, _ = ruled.reset(seed=seed)
+        observation, _ = plain.reset(seed=seed)
+        done = False
+        while not done:
+            replay.action = ruled.action_space.sample()
+            _, reward, terminated, truncated, info = ruled.step(replay.action)
+            observation, expected_reward, _, _, expected = plain.step(wrapper.predict(observation)[0])
+            assert reward == expected_reward
+            assert info["speculation_length"] == expected["speculation_length"]
+            assert info["batch_size"] == expected["batch_size"]
+            lengths.add(int(info["speculation_length"]))
+            done = terminated or truncated
+    assert len(lengths) > 1  # the rule's l varies with the batch, whatever the action's l was
+
+
+def test_env_option_masks_l_to_zero_and_plays_the_rule():
+    env = gym.make("sdedge/EdgeSD-v0", speculation="service_chain")
+    unwrapped = env.unwrapped
+    n_max, l_max = unwrapped.scenario.max_batch, unwrapped.scenario.max_speculation
+    _, info = env.reset(seed=3)
+    while True:
+        mask = info["action_mask"]
+        assert mask[n_max] and not mask[n_max + 1:].any()  # l: only the placeholder 0
+        np.testing.assert_array_equal(mask[:n_max], action_mask(unwrapped.batch_limit(), n_max, l_max)[:n_max])
+        n = min(9, unwrapped.batch_limit())
+        view = predicted_episode(unwrapped.episode, exact=True)
+        rule = service_chain_length(unwrapped.model, view, unwrapped.clock, n)
+        _, _, terminated, _, info = env.step(np.array([8, l_max]))
+        assert info["speculation_length"] == rule and info["batch_size"] == n
+        if terminated:
+            break
+
+
+def test_env_option_in_the_hybrid_mode_and_its_errors():
+    """Any action mode: the hybrid action's band split is kept, its l entry ignored. A bad value names the allowed."""
+    env_id = "sdedge/EdgeSD-Paper-Hybrid-v0"
+    env, plain = gym.make(env_id, speculation="service_chain"), gym.make(env_id)
+    env.reset(seed=1)
+    plain.reset(seed=1)
+    unwrapped = env.unwrapped
+    action = np.zeros(env.action_space.shape, dtype=np.float32)
+    action[:2] = (0.3, 1.0)  # some n; the largest l
+    action[2:] = np.linspace(-1, 1, action.size - 2)  # an uneven band split
+    view = predicted_episode(unwrapped.episode, exact=True)
+    n = unwrapped.actions.decode(action)[1]
+    rule = service_chain_length(unwrapped.model, view, unwrapped.clock, n)
+    info, expected = env.step(action)[4], plain.step(action)[4]
+    assert info["speculation_length"] == rule != expected["speculation_length"]
+    np.testing.assert_array_equal(info["bandwidth"], expected["bandwidth"])  # the action's split, not the closed form
+    with pytest.raises(ValueError, match=r"speculation = 'rule' is invalid; allowed: 'action' \| 'service_chain'"):
+        gym.make("sdedge/EdgeSD-v0", speculation="rule")
+
+
+@pytest.mark.parametrize("env_id", ["sdedge/EdgeSD-Small-v0", "sdedge/EdgeSD-Online-v0"])
+def test_env_option_passes_the_checkers(env_id):
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    gym_check_env(gym.make(env_id, speculation="service_chain").unwrapped, skip_render_check=True)
+    sb3_check_env(gym.make(env_id, speculation="service_chain"))
+
+
+def test_evaluation_env_kwargs_keep_the_run_options_but_reward(tmp_path):
+    """A model trained with speculation="service_chain" is tested with it (any spec around the model), never with
+    the training reward; references and models without a run get nothing."""
+    import json
+
+    from sdedge_agents.protocol import evaluation_env_kwargs
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {"env_kwargs": [["reward", "reference"],
+                                                                        ["speculation", "service_chain"]]}}))
+    model = run / "model.zip"
+    expected = {"speculation": "service_chain"}
+    assert evaluation_env_kwargs(f"sb3:MaskablePPO:{model}") == expected
+    assert evaluation_env_kwargs(f"chain-l:sb3:MaskablePPO:{model}") == expected
+    assert evaluation_env_kwargs(f"ensemble:{model}+{tmp_path / 'other.zip'}") == expected
+    assert evaluation_env_kwargs(f"sb3:MaskablePPO:{run / 'checkpoints' / 'model_100000_steps.zip'}") == expected
+    assert evaluation_env_kwargs("planner") == {}
+    assert evaluation_env_kwargs(f"sb3:MaskablePPO:{tmp_path / 'elsewhere.zip'}") == {}
+
+
+def test_agent_trained_with_the_option_plays_the_same_in_either_env(monkeypatch):
+    """A shipped agent declared speculation="service_chain" plays its n with l*(n): in an env with the option as it
+    is, in a default env through the chain-l wrapper. Its n does not depend on the l mask, so both episodes are the
+    same commits (rewards equal to the bit). An online agent with the context head, the hardest case: its l head
+    reads the batch of its most likely n."""
+    pytest.importorskip("sb3_contrib")
+    from sdedge_agents import pretrained
+
+    shipped = pretrained.PRETRAINED["maskable-ppo-reference-context-group-online"]
+    as_chain = pretrained.PretrainedAgent("chain-agent", shipped.env_id, shipped.algo, shipped.model_file,
+                                          shipped.card_file, speculation="service_chain")
+    monkeypatch.setitem(pretrained.PRETRAINED, "chain-agent", as_chain)
+    ruled, plain = gym.make(shipped.env_id, speculation="service_chain"), gym.make(shipped.env_id)
+    in_env, wrapped = pretrained.load_pretrained("chain-agent", ruled), pretrained.load_pretrained("chain-agent", plain)
+    assert isinstance(wrapped, ServiceChainSpeculation) and not isinstance(in_env, ServiceChainSpeculation)
+    for seed in range(2):
+        observations = [ruled.reset(seed=seed)[0], plain.reset(seed=seed)[0]]
+        done, steps = False, 0
+        while not done:
+            ruled_step = ruled.step(in_env.predict(observations[0])[0])
+            plain_step = plain.step(wrapped.predict(observations[1])[0])
+            assert ruled_step[1] == plain_step[1]
+            assert ruled_step[4]["batch_size"] == plain_step[4]["batch_size"]
+            if ruled_step[4]["batch_size"] > 0:  # a wait serves nothing; its info echoes the action's l
+                assert ruled_step[4]["speculation_length"] == plain_step[4]["speculation_length"]
+            observations = [ruled_step[0], plain_step[0]]
+            done, steps = ruled_step[2], steps + 1
+        assert plain_step[2] and steps > 10
