@@ -37,7 +37,8 @@ after ``learning_starts`` steps).
 ``--env-kwargs NAME=VALUE ...`` passes keyword arguments to ``gymnasium.make`` for the training envs (e.g.
 ``reward=reference``, the env's shaped reward; values are Python literals, else strings); such runs train on
 SB3's DummyVecEnv (the native vector env has no reward option), and the evaluations drop ``reward`` so that
-they score the objective. ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
+they score the objective (and keep the others, e.g. ``speculation=service_chain``, which change what the agent
+sees or plays). ``--hyperparams NAME=VALUE ...`` overrides the algorithm's keyword arguments of the
 hyperparameter file (e.g. ``gae_lambda=0.9``; ``policy_kwargs="dict(net_arch=[128, 128], slot_width=128)"``
 replaces the file's policy_kwargs whole; ``learning_rate`` and ``clip_range`` also take rl-zoo3's
 ``lin_<number>``, decayed linearly to 0 over the run); both are recorded in run.json. ``--policy slot`` trains the
