@@ -107,8 +107,9 @@ def evaluation_env_kwargs(spec: str) -> dict:
 
     spec = spec.removeprefix(CHAIN_PREFIX)
     if spec.startswith("ensemble:"):
-        spec = f"sb3:MaskablePPO:{ensemble_members(spec)[0]}"
-    if not spec.startswith(("sb3:", "composed:")):
+        spec = ensemble_members(spec)[0]
+        spec = spec if spec.startswith("pretrained:") else f"sb3:MaskablePPO:{spec}"
+    if not spec.startswith(("sb3:", "composed:")):  # references and shipped agents (pretrained:NAME)
         return {}
     for directory in Path(spec.split(":", 2)[-1]).parents:
         if (directory / "run.json").exists():

@@ -238,6 +238,7 @@ def test_evaluation_env_kwargs_keep_the_run_options_but_reward(tmp_path):
     assert evaluation_env_kwargs(f"ensemble:{model}+{tmp_path / 'other.zip'}") == expected
     assert evaluation_env_kwargs(f"sb3:MaskablePPO:{run / 'checkpoints' / 'model_100000_steps.zip'}") == expected
     assert evaluation_env_kwargs("planner") == {}
+    assert evaluation_env_kwargs("chain-l:ensemble:pretrained:dagger-paper+pretrained:group-ppo-paper") == {}
     assert evaluation_env_kwargs(f"sb3:MaskablePPO:{tmp_path / 'elsewhere.zip'}") == {}
 
 
