@@ -14,6 +14,11 @@ acts in the order the action is read, each half by the members' mean probability
 Deterministic only (the mode of the mixture's marginals); it reads only the observation and the mask, as each
 member does. From the command line, ``ensemble:MEMBER+MEMBER+...`` in ``sdedge_agents.evaluate`` (each member a
 MaskablePPO ``model.zip`` or ``pretrained:NAME``).
+
+Members trained with the env's ``speculation="service_chain"`` (the env played l; their l head learned nothing) vote
+on n only where l is the env's too: play such an ensemble in an env made with the option, or as
+``chain-l:ensemble:...`` on a default env (the same l); the result scripts do the first for models whose run used the
+option (``sdedge_agents.protocol.evaluation_env_kwargs``).
 """
 
 from __future__ import annotations

@@ -123,6 +123,9 @@ PRETRAINED: dict[str, PretrainedAgent] = {
         _agent("dagger-context-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
         # ... then fine-tuned by group_ppo (RL from a good start).
         _agent("dagger-context-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo"),
+        # RL from reward throughout with the env playing the service-chain l (speculation="service_chain"): the
+        # lr-decay recipe trained with the option, then fine-tuned by group_ppo with it. Its n, the rule's l.
+        _agent("maskable-ppo-reference-chain-group-paper", "sdedge/EdgeSD-v0", "maskable_ppo", "service_chain"),
     )
 }
 

@@ -45,6 +45,10 @@
 # DAgger seed with three runs on 2 cores, 6-8 min per fine-tuning seed. dagger-context-paper and
 # dagger-context-group-paper were shipped from the same commands' runs in runs/csd/ (docs/BENCHMARK.md, "What the
 # learners got wrong"): 8-17 min per DAgger seed and ~20 min per fine-tuning seed with three to five runs on 2 cores.
+# maskable-ppo-reference-chain-group-paper was shipped from the same command's runs in runs/chain/group/ (docs/BENCHMARK.md,
+# "The speculation length in the env"; evaluations every 50k steps instead of 25k): 17-18 min per lr-decay seed
+# beside one other run, then 7 min per
+# fine-tuning seed with two runs on 2 cores.
 # Needs the train extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -173,6 +177,7 @@ declare -A AGENTS=(
     [dagger-posterior-group-paper-stochastic]="sdedge/EdgeSD-Paper-Stochastic-v0 maskable_ppo group"
     [dagger-context-paper]="sdedge/EdgeSD-v0 maskable_ppo imitate"
     [dagger-context-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
+    [maskable-ppo-reference-chain-group-paper]="sdedge/EdgeSD-v0 maskable_ppo group"
 )
 # Agents trained with more than the harness defaults of agents/hyperparams.yml: their train arguments.
 declare -A TRAIN_ARGUMENTS=(
@@ -206,6 +211,9 @@ declare -A TRAIN_ARGUMENTS=(
     # ... and each of its seeds fine-tuned by group_ppo (rebuild dagger-context-paper first).
     [dagger-context-group-paper]='--timesteps 300000 --learning-rate lin_3e-4 --init runs/pretrained/dagger-context-paper/seed${seed}/model.zip'
     # Each seed of maskable-ppo-reference-context-online fine-tuned by group_ppo across loads (rebuild it first).
+    # The lr-decay recipe trained with the env playing the service-chain l (scripts/ablation_reward.sh
+    # reference-slot-lambda0.9-linlr-chain, run it first), each seed fine-tuned by group_ppo with the option on.
+    [maskable-ppo-reference-chain-group-paper]='--timesteps 300000 --learning-rate lin_3e-4 --env-kwargs speculation=service_chain --init runs/ablation/reference-slot-lambda0.9-linlr-chain/seed${seed}/model.zip'
     [maskable-ppo-reference-context-group-online]='--timesteps 300000 --episodes 8 --group-size 8 --learning-rate lin_1e-4 --env-kwargs reward=reference --loads 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 --init runs/pretrained/maskable-ppo-reference-context-online/seed${seed}/model.zip'
 )
 # Their learning curves' y range where the first evaluation (an untrained policy, +50..+320 %) would flatten the rest.
@@ -220,7 +228,8 @@ ORDER=(maskable-ppo-small maskable-ppo-small-stochastic maskable-ppo-paper maska
        dagger-uplink-hybrid maskable-ppo-reference-online composed-reference-paper-hybrid composed-reference-uplink-hybrid
        group-ppo-paper dagger-group-paper maskable-ppo-reference-group-paper dagger-posterior-paper-stochastic
        dagger-posterior-group-paper-stochastic dagger-context-paper
-       dagger-context-group-paper maskable-ppo-reference-context-online maskable-ppo-reference-context-group-online)
+       dagger-context-group-paper maskable-ppo-reference-context-online maskable-ppo-reference-context-group-online
+       maskable-ppo-reference-chain-group-paper)
 
 # Arguments: the agents to rebuild (default: all, in ORDER). Two invocations with different agents can run
 # side by side (one core each); they append to the same results table.
