@@ -270,3 +270,18 @@ def test_agent_trained_with_the_option_plays_the_same_in_either_env(monkeypatch)
             observations = [ruled_step[0], plain_step[0]]
             done, steps = ruled_step[2], steps + 1
         assert plain_step[2] and steps > 10
+
+
+def test_shipped_agent_trained_with_the_option_plays_the_same_in_either_env():
+    """maskable-ppo-reference-chain-group-paper, declared speculation="service_chain": in a default env it plays
+    through the chain-l wrapper, episode for episode what it plays in an env with the option."""
+    pytest.importorskip("sb3_contrib")
+    from sdedge_agents.evaluate import run_episodes
+    from sdedge_agents.pretrained import PRETRAINED, load_pretrained
+
+    name = "maskable-ppo-reference-chain-group-paper"
+    assert PRETRAINED[name].speculation == "service_chain"
+    ruled, plain = gym.make("sdedge/EdgeSD-v0", speculation="service_chain"), gym.make("sdedge/EdgeSD-v0")
+    wrapped = load_pretrained(name, plain)
+    assert isinstance(wrapped, ServiceChainSpeculation)
+    assert run_episodes(load_pretrained(name, ruled), ruled, [3, 4]) == run_episodes(wrapped, plain, [3, 4])
