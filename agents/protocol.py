@@ -107,11 +107,14 @@ def evaluation_env_kwargs(spec: str) -> dict:
 
     spec = spec.removeprefix(CHAIN_PREFIX)
     if spec.startswith("ensemble:"):
-        spec = ensemble_members(spec)[0]
-        spec = spec if spec.startswith("pretrained:") else f"sb3:MaskablePPO:{spec}"
-    if not spec.startswith(("sb3:", "composed:")):  # references and shipped agents (pretrained:NAME)
+        model = ensemble_members(spec)[0]  # a model.zip or pretrained:NAME
+    elif spec.startswith(("sb3:", "composed:")):
+        model = spec.split(":", 2)[-1]
+    else:  # a reference policy
         return {}
-    for directory in Path(spec.split(":", 2)[-1]).parents:
+    if model.startswith("pretrained:"):  # a shipped agent plays in the default env (sdedge_agents.pretrained)
+        return {}
+    for directory in Path(model).parents:
         if (directory / "run.json").exists():
             config = json.loads((directory / "run.json").read_text())["config"]
             return {name: value for name, value in config.get("env_kwargs", []) if name != "reward"}

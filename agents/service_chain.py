@@ -32,8 +32,6 @@ import numpy as np
 
 from sdedge_agents.policy import Predictor
 from sdedge_gym.env import EdgeSDEnv
-from sdedge_gym.episode import Episode, predicted_episode
-from sdedge_gym.service_chain import service_chain_length
 
 PREFIX = "chain-l:"
 
@@ -59,8 +57,6 @@ class ServiceChainSpeculation:
         check_env(env, name)
         self.unwrapped, self.inner, self.name = env.unwrapped, inner, name
         self.online = self.unwrapped.has_wait  # the online action's first entry may be the wait
-        self._episode: Episode | None = None
-        self._view: Episode | None = None
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[Any, Any]:
@@ -69,11 +65,8 @@ class ServiceChainSpeculation:
         waits, requested, _, _ = env.actions.decode(np.asarray(action, dtype=np.int64), wait=self.online)
         if waits and env.can_wait():
             return action, state
-        if env.episode is not self._episode:  # the episode as the observation shows it, built once an episode
-            self._episode = env.episode
-            self._view = predicted_episode(env.episode, exact=env.scenario.clairvoyant)
         # A wait the env cannot honour dispatches the largest batch (the online card): it gets the rule's l too.
         batch_size = env.batch_limit() if waits else min(requested, env.batch_limit())
-        length = service_chain_length(env.model, self._view, env.clock, batch_size)
+        length = env.service_chain_length(batch_size)
         return env.actions.encode(batch_size, length, wait=waits if self.online else None), state
 

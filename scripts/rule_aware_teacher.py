@@ -21,8 +21,6 @@ import sdedge_gym  # noqa: F401  (registers the ids)
 from sdedge_agents.evaluate import make_policy, run_episodes
 from sdedge_agents.planner import WindowPlanner
 from sdedge_agents.protocol import VALIDATION_SEED_BASE
-from sdedge_gym.episode import predicted_episode
-from sdedge_gym.service_chain import service_chain_length
 
 
 class RuleAwareWindowPlanner(WindowPlanner):
@@ -34,8 +32,7 @@ class RuleAwareWindowPlanner(WindowPlanner):
                 deterministic: bool = True) -> tuple[Any, Any]:
         env = self.unwrapped
         values = self.action_values()
-        view = predicted_episode(env.episode, exact=env.scenario.clairvoyant)
-        lengths = [service_chain_length(env.model, view, env.clock, n) for n in range(1, env.batch_limit() + 1)]
+        lengths = [env.service_chain_length(n) for n in range(1, env.batch_limit() + 1)]
         batch_size = 1 + int(np.argmin([values[n - 1, length] for n, length in enumerate(lengths, start=1)]))
         return env.actions.encode(batch_size, 0), state
 

@@ -251,7 +251,8 @@ class EdgeSDEnv(gym.Env):
     after the batch, the batch timed from the env's clock with the closed-form split on the episode as the
     observation shows it (:mod:`sdedge_gym.service_chain`; docs/MODEL.md, section 11). The mask then marks only
     l = 0 valid (a placeholder: a masked learner's l head has one choice), ``info["speculation_length"]`` is the
-    l played, and the agent's decision is n (and, in the hybrid and dict modes, the band split). The default,
+    l played (``env.unwrapped.service_chain_length(n)`` gives it for any n now), and the agent's decision is n
+    (and, in the hybrid and dict modes, the band split). The default,
     ``"action"``, plays the action's l. The native vector env has no ``speculation`` option
     (``gymnasium.make_vec(id, num_envs, vectorization_mode="sync", speculation="service_chain")`` vectorises this env).
 
@@ -553,10 +554,13 @@ class EdgeSDEnv(gym.Env):
         return reward
 
     def _played_length(self, batch_size: int, speculation_length: int) -> int:
-        """The l the env serves the batch with: the action's, or under ``speculation="service_chain"`` the rule's
-        l*(n) (:func:`sdedge_gym.service_chain.service_chain_length`) on the episode as the observation shows it."""
-        if self.speculation == "action":
-            return speculation_length
+        """The l the env serves the batch with: the action's, or under ``speculation="service_chain"`` the rule's."""
+        return speculation_length if self.speculation == "action" else self.service_chain_length(batch_size)
+
+    def service_chain_length(self, batch_size: int) -> int:
+        """l*(n) of the next ``batch_size`` tasks from the current state
+        (:func:`sdedge_gym.service_chain.service_chain_length`), on the episode as the observation shows it: the l
+        that ``speculation="service_chain"`` plays, and the ``chain-l:`` policies' l."""
         episode, view = self._observed
         if episode is not self.episode:  # built once an episode
             view = predicted_episode(self.episode, exact=self.scenario.clairvoyant)
