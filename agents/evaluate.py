@@ -34,6 +34,10 @@ otherwise; the references it needs (oracle, random, planner, the fixed baselines
 episodes:
 
     python -m sdedge_agents.evaluate --benchmark --env sdedge/EdgeSD-Small-v0 --policies pretrained:maskable-ppo-small
+
+``--deep-fades`` plays the protocol's deep-fade test episodes instead (``sdedge_agents.protocol.deep_fade_seeds``:
+episodes that each hold a user whose upload alone takes longer than 30 s, a rare event that the test episodes
+500..599 happen not to sample; docs/BENCHMARK.md, "Rare events: deep fades").
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from sdedge_agents.baselines import Autoregressive, BestConstant, FixedAction, M
 from sdedge_agents.online import ONLINE_DEFAULT_POLICIES, ONLINE_POLICIES, make_online_policy
 from sdedge_agents.oracle import DPOracle, UniformShares
 from sdedge_agents.planner import MPCPlanner, PosteriorPlanner, RolloutPlanner, WindowPlanner
-from sdedge_agents.protocol import TEST_SEEDS, held_out_env_kwargs
+from sdedge_agents.protocol import TEST_SEEDS, deep_fade_seeds, held_out_env_kwargs
 from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
 from sdedge_agents.service_chain import ServiceChainSpeculation
 from sdedge_agents.service_chain import check_env as check_chain_env
@@ -332,8 +336,9 @@ def run_episodes(policy: Any, env, seeds: Sequence[int], progress=None) -> list[
 
 def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[str] | None = None,
              progress: bool = True, factories: Mapping[str, Callable[[Any], Any]] | None = None,
-             env_kwargs: Mapping[str, Any] | None = None) -> list[PolicyResult]:
-    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ...
+             env_kwargs: Mapping[str, Any] | None = None, seeds: Sequence[int] | None = None) -> list[PolicyResult]:
+    """Evaluate ``policies`` (plus the oracle and random) on episodes seeded seed, seed + 1, ... (or on the
+    episodes of the given ``seeds``, which then replace ``episodes`` and ``seed``).
 
     ``policies`` defaults to DEFAULT_POLICIES, or ONLINE_DEFAULT_POLICIES on an online id. ``factories``
     adds named policies trained elsewhere (see :func:`make_policy`); ``env_kwargs`` are passed to every
@@ -343,7 +348,11 @@ def evaluate(env_id: str, episodes: int = 20, seed: int = 0, policies: Sequence[
         raise ValueError(f"episodes = {episodes!r} is invalid; allowed: an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed = {seed!r} is invalid; allowed: an integer >= 0 (numpy seeds are non-negative)")
-    seeds = [seed + i for i in range(episodes)]
+    if seeds is None:
+        seeds = [seed + i for i in range(episodes)]
+    else:
+        seeds = [int(s) for s in seeds]
+        episodes = len(seeds)
     env_kwargs = dict(env_kwargs or {})
     base = gym.make(env_id, disable_env_checker=True, **env_kwargs)
     if policies is None:
@@ -396,6 +405,21 @@ def format_table(results: Sequence[PolicyResult]) -> str:
         lines.append(f"| {name} | {r.mean:.3f} ± {r.half_width:.3f} | {r.gap_percent:+.1f} % | {r.score:.3f} | "
                      f"{r.wall_time:.1f} |")
     return "\n".join(lines)
+
+
+def format_episode_gaps(results: Sequence[PolicyResult]) -> str:
+    """A Markdown table of each policy's gaps to the oracle episode by episode (100 (v_e / o_e - 1), every episode
+    weighing the same), best first: for episodes whose objectives differ by orders of magnitude (deep fades),
+    where the table of means is the worst episode's."""
+    oracle = np.array(next(r for r in results if r.policy == "oracle").values)
+    lines = ["| policy | mean per-episode gap | median | episodes over 5 % | worst |", "|---|---:|---:|---:|---:|"]
+    rows = []
+    for r in results:
+        gaps = 100.0 * (np.array(r.values) / oracle - 1.0)
+        name = r.policy if r.action_mode == "discrete" else f"{r.policy} ({r.action_mode})"
+        rows.append((gaps.mean(), f"| {name} | {gaps.mean():+.2f} % | {np.median(gaps):+.2f} % | "
+                                  f"{int((gaps > 5.0).sum())} of {gaps.size} | {gaps.max():+.1f} % |"))
+    return "\n".join(lines + [row for _, row in sorted(rows, key=lambda row: row[0])])
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -455,6 +479,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
     parser.add_argument("--policies", default=None,
                         help="comma-separated policy names (oracle and random are always added); default: "
                              f"{','.join(DEFAULT_POLICIES)} (online ids: {','.join(ONLINE_DEFAULT_POLICIES)})")
+    parser.add_argument("--deep-fades", action="store_true",
+                        help="play the protocol's deep-fade test episodes (sdedge_agents.protocol.deep_fade_seeds: "
+                             "each holds a user whose upload alone takes > 30 s; --episodes of them, default 100) "
+                             "instead of seeds from --seed; offline ids")
     parser.add_argument("--trace-window", choices=TRACE_WINDOWS, default=None,
                         help="trace ids: where the episodes' windows start (default: the id's 'train'; with "
                              "--benchmark 'test', the held-out last 30 %% of the trace)")
@@ -482,6 +510,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
         parser.error(f"--policies: {error}")
     finally:
         env.close()
+    if args.benchmark and args.deep_fades:
+        parser.error("--deep-fades is invalid with --benchmark (the results table's rows are the test episodes)")
     if args.benchmark:
         episodes = len(TEST_SEEDS) if args.episodes is None else args.episodes
         seed = TEST_SEEDS[0] if args.seed is None else args.seed
@@ -490,15 +520,25 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
         print("\n".join(benchmark_rows(args.env, policies or defaults, episodes, seed,
                                         progress=not args.no_progress)))
         return 0
-    args.episodes = 20 if args.episodes is None else args.episodes
-    args.seed = 0 if args.seed is None else args.seed
-    results = evaluate(args.env, args.episodes, args.seed, policies, progress=not args.no_progress,
-                       env_kwargs=env_kwargs)
-    print(f"{args.env}: {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}")
+    if args.deep_fades:
+        if args.seed is not None or args.env in sdedge_gym.ONLINE_ENV_IDS:
+            parser.error("--deep-fades is invalid with --seed or an online id; allowed: an offline id, --episodes")
+        seeds = deep_fade_seeds(args.env, 100 if args.episodes is None else args.episodes)
+        described = f"{len(seeds)} deep-fade episodes (protocol.deep_fade_seeds), seeds {seeds[0]}..{seeds[-1]}"
+    else:
+        first = 0 if args.seed is None else args.seed
+        seeds = list(range(first, first + (20 if args.episodes is None else args.episodes)))
+        described = f"{len(seeds)} episodes, seeds {first}..{seeds[-1]}"
+    results = evaluate(args.env, policies=policies, progress=not args.no_progress, env_kwargs=env_kwargs,
+                       seeds=seeds)
+    print(f"{args.env}: {described}")
     print(format_table(results))
+    if args.deep_fades:  # a fade's upload can last hours: the means above are the worst episode's
+        print("\nPer episode (every episode weighing the same):")
+        print(format_episode_gaps(results))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"env": args.env, "episodes": args.episodes, "seed": args.seed,
+            json.dump({"env": args.env, "episodes": len(seeds), "seed": seeds[0], "seeds": seeds,
                        "results": [asdict(r) for r in results]}, handle, indent=2)
     return 0
 

@@ -17,7 +17,9 @@ One update:
    stochastic policy;
 2. rollout g of episode b gets the advantage A = R_bg - mean_g' R_bg' (R: the return under the run's
    reward; with the default reward minus the episode's objective), divided by the update's standard
-   deviation of A; every step of the rollout carries its rollout's A (the whole return: gamma = 1);
+   deviation of A (with ``--relative-advantage``, each group's A first divided by its mean |R|, so that every
+   episode weighs alike whatever its latencies); every step of the rollout carries its rollout's A (the whole
+   return: gamma = 1);
 3. ``--epochs`` passes of PPO's clipped surrogate over the update's steps in minibatches of
    ``--batch-size``, with the log-probabilities of the collecting policy as the old ones.
 
@@ -25,7 +27,10 @@ A group that plays identically teaches nothing: once the policy is deterministic
 advantage is zero and learning stops (measured: one seed on ``sdedge/EdgeSD-Paper-Stochastic-v0`` stayed at the
 best constant action from 33k steps on). ``--ent-coef 0.01`` keeps the policy stochastic enough to avoid it.
 ``--init MODEL`` starts from a saved sequence-policy agent (its network and weights, a new optimiser), e.g. a
-DAgger agent: RL from a good start.
+DAgger agent: RL from a good start. ``--replay F`` replays a fraction F of every update's groups from the training
+episodes on which the policy was furthest from the oracle (prioritised episode replay,
+:mod:`sdedge_agents.episode_replay`: a curriculum for rare costly events such as deep fades; offline ids), and
+logs its buffer in ``replay.csv``.
 
 The network is the sequence policy of :mod:`sdedge_agents.slot_policy` (``MaskableSlotPolicy``, on the online
 ids ``OnlineMaskableSlotPolicy``; its critic is built but never trained or used), saved as a ``MaskablePPO``
@@ -53,6 +58,7 @@ import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from sdedge_agents.episode_replay import EpisodeReplay, ReplayEntry
 from sdedge_agents.hyperparameters import parse_schedule
 from sdedge_agents.protocol import VALIDATION_SEEDS
 from sdedge_agents.runs import check_int, write_run
@@ -78,6 +84,10 @@ from sdedge_agents.train import (
 )
 from sdedge_gym.registration import ENV_TABLE
 
+# replay.csv (with --replay): per update, the groups replayed, the buffer's size and its highest and median score
+# (the policy's gap to the oracle on the episode, a fraction).
+REPLAY_HEADER = "timesteps,replayed_groups,buffer,top_score,median_score\n"
+REPLAY_STREAM = 0x5E1A7  # the replay draws' stream, apart from the update's minibatch shuffling
 PROGRESS_HEADER = ("timesteps,updates,mean_objective,mean_group_spread,policy_loss,entropy,approx_kl,clip_fraction,"
                    "learning_rate,wall_time_s\n")
 
@@ -107,9 +117,16 @@ class GroupConfig:
     net_arch: tuple[int, ...] = (128, 128)
     speculation_context: bool = False  # MaskableSlotPolicy's: l also reads the most likely batch's tasks
     init: str | None = None  # a MaskablePPO zip to start from (its network: the three fields above are ignored)
+    replay: float = 0.0  # fraction of an update's groups replayed by oracle gap (sdedge_agents.episode_replay)
+    relative_advantage: bool = False  # a group's advantages divided by its mean |return|
 
     def __post_init__(self) -> None:
         check_env_id(self.run.env_id)
+        if not (isinstance(self.replay, int | float) and 0.0 <= self.replay < 1.0):
+            raise ValueError(f"--replay = {self.replay!r} is invalid; allowed: a number in [0, 1)")
+        if self.replay > 0 and "arrivals" in ENV_TABLE[self.run.env_id]:
+            raise ValueError(f"--replay = {self.replay!r} is invalid for the online id {self.run.env_id!r}; allowed: "
+                             "0 (episode replay scores episodes by the offline oracle)")
         check_int("--episodes", self.episodes, 1)
         check_int("--group-size", self.group_size, 2)
         check_int("--epochs", self.epochs, 1)
@@ -145,8 +162,9 @@ class Rollouts:
 class GroupCollector:
     """``episodes x group_size`` envs; envs ``b * group_size .. (b + 1) * group_size - 1`` play episode b."""
 
-    def __init__(self, config: GroupConfig) -> None:
-        self.config = config
+    def __init__(self, config: GroupConfig, replay: EpisodeReplay | None = None) -> None:
+        self.config, self.replay = config, replay
+        self.replayed: list[ReplayEntry | None] = [None] * config.episodes  # this update's replayed groups
         # A group's envs share the leader's index, and so its load on an online id trained --loads.
         self.envs = [make_single_env(config.run, index=i // config.group_size)
                      for i in range(config.episodes * config.group_size)]
@@ -157,12 +175,18 @@ class GroupCollector:
             env.close()
 
     def _reset(self) -> list[np.ndarray]:
-        size = self.config.group_size
+        size, episodes = self.config.group_size, self.config.episodes
+        drawn = self.replay.draw(episodes) if self.replay is not None else []
+        # The last groups replay; the others' leaders draw fresh episodes from their streams.
+        self.replayed = [None] * (episodes - len(drawn)) + drawn
         observations = []
-        for b in range(self.config.episodes):
+        for b in range(episodes):
             leader = self.envs[b * size]
-            seed = self.config.run.seed + b if not self.leaders_seeded else None
-            observation, _ = leader.reset(seed=seed)
+            if self.replayed[b] is None:
+                seed = self.config.run.seed + b if not self.leaders_seeded else None
+                observation, _ = leader.reset(seed=seed)
+            else:
+                observation, _ = leader.reset(options={"episode": self.replayed[b].episode})
             observations.append(observation)
             episode = leader.unwrapped.episode
             for env in self.envs[b * size + 1:(b + 1) * size]:
@@ -201,7 +225,15 @@ class GroupCollector:
                     still.append(i)
             active = still
         groups = returns.reshape(self.config.episodes, self.config.group_size)
-        advantage = (groups - groups.mean(axis=1, keepdims=True)).reshape(-1)
+        if self.replay is not None:
+            for b, objective in enumerate(objectives.reshape(groups.shape).mean(axis=1)):
+                leader = self.envs[b * self.config.group_size].unwrapped
+                self.replay.record(leader.model, leader.episode, float(objective), self.replayed[b])
+        baseline = groups.mean(axis=1, keepdims=True)
+        advantage = groups - baseline
+        if self.config.relative_advantage:  # in fractions of the episode's mean return: every episode on one scale
+            advantage = advantage / np.maximum(np.abs(baseline), 1e-12)
+        advantage = advantage.reshape(-1)
         advantage = advantage / (advantage.std() + 1e-8)
         rollout = np.concatenate(rows["rollout"])
         return Rollouts(observations=np.concatenate(rows["obs"]), masks=np.concatenate(rows["mask"]),
@@ -287,7 +319,11 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(config)
     policy = model.policy
-    collector = GroupCollector(config)
+    # Its own stream, so that a run without replay draws exactly what it drew before replay existed.
+    replay = None
+    if config.replay > 0:
+        replay = EpisodeReplay(config.replay, rng=np.random.default_rng([run.seed, REPLAY_STREAM]))
+    collector = GroupCollector(config, replay)
     rng = np.random.default_rng(run.seed)
     seeds = list(VALIDATION_SEEDS[: run.eval_episodes])
     oracle = float(np.mean(oracle_values(run, seeds))) if run.eval_every > 0 else None
@@ -312,6 +348,8 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
     (out_dir / "progress.csv").write_text(PROGRESS_HEADER)
     if oracle is not None:
         (out_dir / "evaluations.csv").write_text(EVALUATIONS_HEADER)
+    if replay is not None:
+        (out_dir / "replay.csv").write_text(REPLAY_HEADER)
     start = time.perf_counter()
     steps, updates = 0, 0
     next_eval, next_checkpoint = 0, run.checkpoint_every
@@ -336,6 +374,11 @@ def train(config: GroupConfig, stop: StopRequest | None = None) -> dict[str, Any
                 handle.write(f"{steps},{updates},{float(rollouts.objectives.mean())!r},{rollouts.group_spread!r},"
                              f"{stats['policy_loss']!r},{stats['entropy']!r},{stats['approx_kl']!r},"
                              f"{stats['clip_fraction']!r},{learning_rate!r},{time.perf_counter() - start:.3f}\n")
+            if replay is not None:
+                scores = replay.scores()
+                with (out_dir / "replay.csv").open("a") as handle:
+                    handle.write(f"{steps},{sum(e is not None for e in collector.replayed)},{len(scores)},"
+                                 f"{float(scores[0])!r},{float(np.median(scores))!r}\n")
             if steps >= next_checkpoint:
                 save_model(model, checkpoint_dir / f"{CHECKPOINT_PREFIX}_{steps}_steps.zip")
                 next_checkpoint = (steps // run.checkpoint_every + 1) * run.checkpoint_every
@@ -391,6 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="online Poisson ids: the leader env of episode i (and its group) at load L[i mod len] x "
                              "the max-batch capacity, e.g. 0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0 (the evaluations stay at "
                              "the id's load)")
+    parser.add_argument("--replay", type=float, default=0.0, metavar="FRACTION",
+                        help="replay this fraction of each update's groups from the training episodes with the "
+                             "largest gap to the oracle (prioritised episode replay, sdedge_agents.episode_replay; "
+                             "offline ids; default 0: every episode fresh)")
+    parser.add_argument("--relative-advantage", action="store_true",
+                        help="divide each group's advantages by its mean |return| before the update's "
+                             "normalisation, so that an episode whose latencies run to hours (a deep fade) does not "
+                             "outweigh the others (default: the returns' own scale)")
     add_torch_threads(parser)
     return parser
 
@@ -416,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         config = GroupConfig(run=run, episodes=args.episodes, group_size=args.group_size, epochs=args.epochs,
                              batch_size=args.batch_size, learning_rate=learning_rate(args.learning_rate),
                              clip_range=args.clip_range, ent_coef=args.ent_coef, slot_width=args.slot_width,
-                             speculation_context=args.speculation_context, init=args.init)
+                             speculation_context=args.speculation_context, init=args.init, replay=args.replay,
+                             relative_advantage=args.relative_advantage)
     except ValueError as error:
         parser.error(str(error))
     check_torch_threads(parser, args.torch_threads)

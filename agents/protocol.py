@@ -7,6 +7,11 @@
   ``sdedge_agents.train``'s final evaluation. Never trained on.
 * Test (``TEST_SEEDS``, 500..599): the held-out episodes of the results table; no training env and no
   validation episode uses them, so choosing a checkpoint on validation never sees them.
+* Deep fades (``deep_fade_seeds``): the first 100 seeds from 100000 (validation: from 200000) whose episode
+  holds a user in a deep fade, one whose upload alone over the whole band takes longer than DEEP_FADE_SLOT
+  (30 s; ~2 % of episodes on the paper preset, none among the test seeds 500..599). A stress set for the rare
+  event that the test episodes happen not to sample (docs/BENCHMARK.md, "Rare events: deep fades"); training
+  runs seeded below 100000 never reset to them.
 * The tuned baselines search their constant action on episodes of their own
   (``sdedge_agents.baselines.TUNING_SEEDS``, 1000000..1000002).
 * Trace ids (``sdedge/EdgeSD-Online-Azure*``): training and validation episodes are windows of the trace's
@@ -26,6 +31,30 @@ TRAINING_SEEDS: tuple[int, ...] = (1000, 2000, 3000)
 VALIDATION_SEED_BASE = 900_000
 VALIDATION_SEEDS: range = range(VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + 100)
 TEST_SEEDS: range = range(500, 600)
+DEEP_FADE_SEED_BASE = 100_000  # the deep-fade test episodes are the first qualifying seeds from here
+DEEP_FADE_VALIDATION_BASE = 200_000  # ... and the deep-fade validation episodes from here
+DEEP_FADE_SLOT = 30.0  # s: a user whose upload alone over the whole band is longer is in a deep fade
+
+
+def deep_fade_seeds(env_id: str, count: int = 100, base: int = DEEP_FADE_SEED_BASE) -> list[int]:
+    """The first ``count`` seeds from ``base`` whose episode of ``env_id`` holds a user in a deep fade: its
+    upload alone over the whole band, payload / rate(B), longer than DEEP_FADE_SLOT."""
+    import gymnasium as gym
+
+    from sdedge_gym.uplink import user_rate
+
+    env = gym.make(env_id, disable_env_checker=True)
+    uplink = env.unwrapped.scenario.uplink
+    seeds, seed = [], base
+    while len(seeds) < count:
+        env.reset(seed=seed)
+        episode = env.unwrapped.episode
+        solo = episode.workload.payload_bits / user_rate(uplink.bandwidth, episode.channel, uplink.rate_model)
+        if solo.max() > DEEP_FADE_SLOT:
+            seeds.append(seed)
+        seed += 1
+    env.close()
+    return seeds
 
 
 def seeded_rows(items: list[str], flag: str = "--row") -> list[tuple[str, list[tuple[int, Path]]]]:

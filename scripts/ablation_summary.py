@@ -17,7 +17,11 @@ episodes 500..599 of ``--env`` (default sdedge/EdgeSD-v0; one ``--json`` per id;
 row: each seed's gap to the oracle, the interquartile mean of the normalised score over the seeds with its
 stratified bootstrap 95 % interval (``agents/statistics.py``), and the paired differences in mean latency against
 the best constant action and the planner (the seeds' mean per episode minus the reference's on that episode,
-averaged over the episodes, with a bootstrap 95 % interval over episodes).
+averaged over the episodes, with a bootstrap 95 % interval over episodes). ``--episodes deep-fades`` plays the
+protocol's deep-fade test episodes instead (``sdedge_agents.protocol.deep_fade_seeds``: 100 episodes that each
+hold a user in a deep fade, which the test episodes happen not to sample; ``deep-fades-validation``: 50 others,
+for choosing); there every figure is on each episode's own gap to the oracle (a fade's upload can last hours, so a
+mean latency over those episodes is the worst one's), the paired differences in percentage points.
 """
 
 from __future__ import annotations
@@ -30,9 +34,17 @@ import numpy as np
 
 import sdedge_gym
 from sdedge_agents.evaluate import evaluate
-from sdedge_agents.protocol import TEST_SEEDS, add_row_arguments, evaluation_env_kwargs, policy_rows
+from sdedge_agents.protocol import (
+    DEEP_FADE_VALIDATION_BASE,
+    TEST_SEEDS,
+    add_row_arguments,
+    deep_fade_seeds,
+    evaluation_env_kwargs,
+    policy_rows,
+)
 from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
 
+EPISODE_SETS = ("test", "deep-fades", "deep-fades-validation")
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
 
 
@@ -50,13 +62,25 @@ def main() -> None:
     parser.add_argument("--env", default="sdedge/EdgeSD-v0", help="an offline id (default: %(default)s)")
     parser.add_argument("--json", required=True, help="per-episode results, reused for models already evaluated")
     parser.add_argument("--out", required=True, help="the markdown table")
+    parser.add_argument("--episodes", choices=EPISODE_SETS, default="test",
+                        help="the test episodes 500..599 (default), or the deep-fade test or validation episodes")
     args = parser.parse_args()
     rows = policy_rows(args, policy_spec)
     env_id = args.env
     if env_id not in sdedge_gym.ENV_IDS or env_id in sdedge_gym.ONLINE_ENV_IDS + sdedge_gym.MULTICELL_ENV_IDS:
         raise SystemExit(f"--env {env_id!r} is invalid; allowed: an offline single-cell id, e.g. sdedge/EdgeSD-v0")
+    if args.episodes == "test":
+        seeds, described = list(TEST_SEEDS), f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]}"
+    elif args.episodes == "deep-fades":
+        seeds, described = deep_fade_seeds(env_id), "The 100 deep-fade test episodes (sdedge_agents.protocol)"
+    else:
+        seeds = deep_fade_seeds(env_id, 50, DEEP_FADE_VALIDATION_BASE)
+        described = "The 50 deep-fade validation episodes (sdedge_agents.protocol)"
     cache_path = Path(args.json)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    if cache.setdefault("episode_seeds", seeds) != seeds:  # a cache of other episodes would mix the two
+        raise SystemExit(f"--json {args.json!r} holds other episodes than --episodes {args.episodes}; allowed: a new "
+                         "file per episode set")
     # Models are evaluated with their run's --env-kwargs but reward (e.g. observe_reference=True changes the
     # observation); the episodes are the same whatever those are.
     by_kwargs: dict[str, list[str]] = {}
@@ -68,23 +92,36 @@ def main() -> None:
     if references or "oracle" not in cache:
         by_kwargs.setdefault("{}", []).extend(references)
     for kwargs, specs in by_kwargs.items():
-        results = evaluate(env_id, episodes=len(TEST_SEEDS), seed=TEST_SEEDS[0], policies=specs, progress=False,
-                           env_kwargs=json.loads(kwargs))
+        results = evaluate(env_id, policies=specs, progress=False, env_kwargs=json.loads(kwargs), seeds=seeds)
         for result in results:
             if result.policy not in ("oracle", "random") or kwargs == "{}":
                 cache[result.policy] = result.values
         cache_path.write_text(json.dumps(cache) + "\n")
-    oracle, random = np.array(cache["oracle"]), np.array(cache["random"])
+    oracle = np.array(cache["oracle"])
+    # A deep fade's upload can last hours (a Rayleigh gain near zero), so a sum of latencies over those episodes is
+    # the worst one's: there every statistic is taken on each episode's own gap to the oracle, 100 (v_e / o_e - 1) %,
+    # every episode weighing the same. On the test episodes, on the latencies (s), as everywhere else.
+    relative = args.episodes != "test"
+
+    def measure(values) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        return 100.0 * (values / oracle - 1.0) if relative else values
+
+    random = measure(cache["random"])
 
     def gap(values: np.ndarray) -> float:
-        return 100.0 * (values.mean() / oracle.mean() - 1.0)
+        return float(measure(values).mean()) if relative else 100.0 * (values.mean() / oracle.mean() - 1.0)
 
     def score(values: np.ndarray) -> float:  # on mean returns (= minus mean latencies), as sdedge_agents.evaluate
-        return float((random.mean() - values.mean()) / (random.mean() - oracle.mean()))
+        best = 0.0 if relative else oracle.mean()
+        return float((random.mean() - measure(values).mean()) / (random.mean() - best))
 
-    lines = [f"Test episodes {TEST_SEEDS[0]}..{TEST_SEEDS[-1]} of `{env_id}`; oracle {oracle.mean():.3f} s.", "",
-             "| row | gap to oracle per seed (1000, 2000, 3000) | IQM score [95 % CI] | vs best constant (s) "
-             "[95 % CI] | vs planner (s) [95 % CI] |",
+    unit = "points" if relative else "s"
+    heading = (f"oracle {np.median(oracle):.3f} s median, {oracle.mean():.1f} s mean; every figure on the per-episode "
+               "gaps" if relative else f"oracle {oracle.mean():.3f} s")
+    lines = [f"{described} of `{env_id}`; {heading}.", "",
+             f"| row | gap to oracle per seed (1000, 2000, 3000) | IQM score [95 % CI] | vs best constant ({unit}) "
+             f"[95 % CI] | vs planner ({unit}) [95 % CI] |",
              "|---|---|---:|---:|---:|"]
 
     def versus(values: np.ndarray, itself: str | None = None) -> str:
@@ -94,7 +131,7 @@ def main() -> None:
             if reference == itself:
                 cells.append("")
                 continue
-            difference, low, high = paired_difference(values, np.array(cache[reference]))
+            difference, low, high = paired_difference(measure(values), measure(cache[reference]))
             cells.append(f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]")
         return " | ".join(cells)
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sdedge_agents.evaluate import evaluate, format_table, main, make_policy
@@ -93,3 +94,58 @@ def test_a_class_path_that_does_not_import_is_a_clear_error():
 
     with pytest.raises(ValueError, match=r"cannot import Nope from sdedge_agents\.baselines"):
         make_policy("sdedge_agents.baselines:Nope", gym.make("sdedge/EdgeSD-Small-v0"))
+
+
+def test_deep_fade_seeds_are_exactly_the_episodes_with_a_user_in_a_deep_fade():
+    import gymnasium as gym
+
+    from sdedge_agents.protocol import DEEP_FADE_SLOT, deep_fade_seeds
+    from sdedge_gym.uplink import user_rate
+
+    env_id = "sdedge/EdgeSD-v0"
+    seeds = deep_fade_seeds(env_id, 3, base=600)
+    env = gym.make(env_id)
+    uplink = env.unwrapped.scenario.uplink
+    for seed in range(600, seeds[-1] + 1):  # every seed in the range is in the list if and only if it qualifies
+        env.reset(seed=seed)
+        episode = env.unwrapped.episode
+        solo = episode.workload.payload_bits / user_rate(uplink.bandwidth, episode.channel, uplink.rate_model)
+        assert (solo.max() > DEEP_FADE_SLOT) == (seed in seeds)
+    assert deep_fade_seeds(env_id, 1, base=500)[0] > 599  # the test episodes 500..599 hold none
+
+
+def test_evaluate_on_given_seeds_plays_those_episodes():
+    given = evaluate("sdedge/EdgeSD-Small-v0", policies=["best-constant"], progress=False, seeds=[11, 4])
+    one_by_one = [evaluate("sdedge/EdgeSD-Small-v0", episodes=1, seed=s, policies=["best-constant"], progress=False)
+                  for s in (11, 4)]
+    for result in (r for r in given if r.policy != "random"):  # random's stream runs on across episodes
+        expected = [next(r for r in results if r.policy == result.policy).values[0] for results in one_by_one]
+        assert result.values == expected
+
+
+def test_the_deep_fades_flag_plays_the_protocols_deep_fade_episodes(tmp_path, capsys):
+    from sdedge_agents.protocol import deep_fade_seeds
+
+    out = tmp_path / "fades.json"
+    assert main(["--env", "sdedge/EdgeSD-v0", "--deep-fades", "--episodes", "2", "--policies", "best-constant",
+                 "--json", str(out), "--no-progress"]) == 0
+    seeds = deep_fade_seeds("sdedge/EdgeSD-v0", 2)
+    text = capsys.readouterr().out
+    assert f"2 deep-fade episodes (protocol.deep_fade_seeds), seeds {seeds[0]}..{seeds[1]}" in text
+    assert "| oracle | +0.00 % | +0.00 % | 0 of 2 | +0.0 % |" in text  # the per-episode table follows
+    assert json.loads(out.read_text())["seeds"] == seeds
+    for argv in (["--seed", "3"], ["--benchmark"], ["--env", "sdedge/EdgeSD-Online-v0"]):
+        with pytest.raises(SystemExit):
+            main(["--deep-fades", *argv])
+
+
+def test_episode_gaps_weigh_every_episode_the_same():
+    from sdedge_agents.evaluate import PolicyResult, format_episode_gaps
+
+    def result(name, values):
+        return PolicyResult(name, "mean_latency", values, [-v for v in values], float(np.mean(values)), 0.0, 0.0,
+                            0.0, 0.0, "discrete")
+
+    # The mean of the ratios, not the ratio of the means (which would be 1 / 110 = +0.9 %).
+    text = format_episode_gaps([result("oracle", [10.0, 100.0]), result("agent", [11.0, 100.0])])
+    assert text.splitlines()[-1] == "| agent | +5.00 % | +5.00 % | 1 of 2 | +10.0 % |"
