@@ -523,7 +523,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m sdedge_agents
     if args.deep_fades:
         if args.seed is not None or args.env in sdedge_gym.ONLINE_ENV_IDS:
             parser.error("--deep-fades is invalid with --seed or an online id; allowed: an offline id, --episodes")
-        seeds = deep_fade_seeds(args.env, 100 if args.episodes is None else args.episodes)
+        try:
+            seeds = deep_fade_seeds(args.env, 100 if args.episodes is None else args.episodes)
+        except ValueError as error:
+            parser.error(f"--deep-fades: {error}")
         described = f"{len(seeds)} deep-fade episodes (protocol.deep_fade_seeds), seeds {seeds[0]}..{seeds[-1]}"
     else:
         first = 0 if args.seed is None else args.seed

@@ -34,11 +34,13 @@ TEST_SEEDS: range = range(500, 600)
 DEEP_FADE_SEED_BASE = 100_000  # the deep-fade test episodes are the first qualifying seeds from here
 DEEP_FADE_VALIDATION_BASE = 200_000  # ... and the deep-fade validation episodes from here
 DEEP_FADE_SLOT = 30.0  # s: a user whose upload alone over the whole band is longer is in a deep fade
+DEEP_FADE_SEARCH = 200_000  # seeds searched at most (~30 s): a scenario without fading has no such episode
 
 
 def deep_fade_seeds(env_id: str, count: int = 100, base: int = DEEP_FADE_SEED_BASE) -> list[int]:
     """The first ``count`` seeds from ``base`` whose episode of ``env_id`` holds a user in a deep fade: its
-    upload alone over the whole band, payload / rate(B), longer than DEEP_FADE_SLOT."""
+    upload alone over the whole band, payload / rate(B), longer than DEEP_FADE_SLOT. A ValueError if fewer than
+    ``count`` of the DEEP_FADE_SEARCH seeds from ``base`` qualify."""
     import gymnasium as gym
 
     from sdedge_gym.uplink import user_rate
@@ -47,6 +49,11 @@ def deep_fade_seeds(env_id: str, count: int = 100, base: int = DEEP_FADE_SEED_BA
     uplink = env.unwrapped.scenario.uplink
     seeds, seed = [], base
     while len(seeds) < count:
+        if seed >= base + DEEP_FADE_SEARCH:
+            env.close()
+            raise ValueError(f"{env_id!r} has {len(seeds)} deep-fade episodes among seeds {base}..{seed - 1}, fewer "
+                             f"than count = {count}; allowed: a count it reaches (its users rarely or never take "
+                             f"longer than {DEEP_FADE_SLOT:g} s to upload alone)")
         env.reset(seed=seed)
         episode = env.unwrapped.episode
         solo = episode.workload.payload_bits / user_rate(uplink.bandwidth, episode.channel, uplink.rate_model)

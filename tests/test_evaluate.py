@@ -149,3 +149,11 @@ def test_episode_gaps_weigh_every_episode_the_same():
     # The mean of the ratios, not the ratio of the means (which would be 1 / 110 = +0.9 %).
     text = format_episode_gaps([result("oracle", [10.0, 100.0]), result("agent", [11.0, 100.0])])
     assert text.splitlines()[-1] == "| agent | +5.00 % | +5.00 % | 1 of 2 | +10.0 % |"
+
+
+def test_deep_fade_seeds_give_up_with_a_clear_error(monkeypatch):
+    from sdedge_agents import protocol
+
+    monkeypatch.setattr(protocol, "DEEP_FADE_SEARCH", 50)  # fewer seeds than it takes to find 10 (~2 % qualify)
+    with pytest.raises(ValueError, match=r"deep-fade episodes among seeds 100000\.\.100049, fewer than count = 10"):
+        protocol.deep_fade_seeds("sdedge/EdgeSD-v0", 10)
