@@ -46,14 +46,17 @@ def test_a_group_replays_one_episode_and_its_advantages_are_relative_to_it(tmp_p
     collector.close()
 
 
-def test_group_advantages_are_zero_mean_per_group(tmp_path, monkeypatch):
-    config = small_config(tmp_path)
+@pytest.mark.parametrize("relative", [False, True])
+def test_group_advantages_are_zero_mean_per_group(tmp_path, relative):
+    config = small_config(tmp_path, relative_advantage=relative)
     policy = build_model(config).policy
     collector = GroupCollector(config)
     rollouts = collector.collect(policy)
-    # Rebuild each rollout's advantage from its objective (default reward: return = -objective).
+    # Rebuild each rollout's advantage from its objective (default reward: return = -objective); relative: in
+    # fractions of the group's mean objective.
     objectives = rollouts.objectives.reshape(3, 4)
-    expected = -(objectives - objectives.mean(axis=1, keepdims=True)).reshape(-1)
+    mean = objectives.mean(axis=1, keepdims=True)
+    expected = -((objectives - mean) / (mean if relative else 1.0)).reshape(-1)
     if expected.std() > 0:
         expected = expected / (expected.std() + 1e-8)
     per_step_rollout = np.concatenate([np.flatnonzero([len(env.unwrapped.outcomes) > t for env in collector.envs])
