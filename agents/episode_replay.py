@@ -2,10 +2,11 @@
 
 Why: some events are rare and costly. On ``sdedge/EdgeSD-v0`` about 2 % of episodes hold a user in a deep fade
 (Rayleigh gain near zero at the cell edge: its upload alone over the whole band takes more than 30 s, against
-~0.5 s for a typical user). The batch that carries that user waits for its upload, so the right action is to
-end the batch before it and start the next one with it; an agent that does not cuts the episode's tasks in
-the wrong place and loses 10-30 % on it. Sampled as they come, such episodes are a few of every hundred, and
-RL agents trained from reward do not learn them (docs/BENCHMARK.md, "Rare events: deep fades").
+~0.65 s for the median user). The batch that carries that user waits for its upload, so the right action is to
+end the batch before it and start the next one with it; an agent that does not makes the tasks ahead of the
+fade in its batch wait for it too, and loses up to tens of percent on the episode. Sampled as they come, such
+episodes are a few of every hundred, and RL agents trained from reward do not learn them (docs/BENCHMARK.md, "Rare
+events: deep fades").
 
 Prioritised level replay (Jiang, Grefenstette and Rocktäschel, ICML 2021) replays the training instances with
 the most left to learn. Here the score of an episode is the policy's gap to the exact oracle on it, which this

@@ -65,7 +65,7 @@ from sdedge_agents.protocol import TEST_SEEDS, deep_fade_seeds, held_out_env_kwa
 from sdedge_agents.service_chain import PREFIX as CHAIN_PREFIX
 from sdedge_agents.service_chain import ServiceChainSpeculation
 from sdedge_agents.service_chain import check_env as check_chain_env
-from sdedge_agents.statistics import mean_interval
+from sdedge_agents.statistics import episode_gaps, mean_interval
 from sdedge_gym.config import TRACE_WINDOWS
 from sdedge_gym.online_env import EdgeSDOnlineEnv
 
@@ -411,11 +411,11 @@ def format_episode_gaps(results: Sequence[PolicyResult]) -> str:
     """A Markdown table of each policy's gaps to the oracle episode by episode (100 (v_e / o_e - 1), every episode
     weighing the same), best first: for episodes whose objectives differ by orders of magnitude (deep fades),
     where the table of means is the worst episode's."""
-    oracle = np.array(next(r for r in results if r.policy == "oracle").values)
+    oracle = next(r for r in results if r.policy == "oracle").values
     lines = ["| policy | mean per-episode gap | median | episodes over 5 % | worst |", "|---|---:|---:|---:|---:|"]
     rows = []
     for r in results:
-        gaps = 100.0 * (np.array(r.values) / oracle - 1.0)
+        gaps = episode_gaps(r.values, oracle)
         name = r.policy if r.action_mode == "discrete" else f"{r.policy} ({r.action_mode})"
         rows.append((gaps.mean(), f"| {name} | {gaps.mean():+.2f} % | {np.median(gaps):+.2f} % | "
                                   f"{int((gaps > 5.0).sum())} of {gaps.size} | {gaps.max():+.1f} % |"))

@@ -6,7 +6,9 @@
 * :func:`stratified_bootstrap_ci`: a percentile confidence interval of a statistic over runs, resampling
   the runs of each task (env id) with replacement separately, so every resample keeps each task's weight;
 * :func:`mean_interval`: a mean over episodes with its 95 % t-interval, and :func:`paired_difference`: the mean
-  per-episode difference against a reference with a bootstrap interval over episodes.
+  per-episode difference against a reference with a bootstrap interval over episodes;
+* :func:`episode_gaps`: each episode's own gap to the oracle in %, for episode sets whose objectives differ by
+  orders of magnitude (the deep fades of ``sdedge_agents.protocol``), where a mean is the worst episode's.
 
 numpy and scipy; rliable (``pip install rliable``) computes the first three if a user prefers it.
 """
@@ -25,6 +27,11 @@ def normalised_score(mean_return: float, oracle_return: float, random_return: fl
     if spread == 0:
         raise ValueError("normalised_score: oracle_return == random_return; allowed: distinct references")
     return float((mean_return - random_return) / spread)
+
+
+def episode_gaps(values: Sequence[float] | np.ndarray, oracle: Sequence[float] | np.ndarray) -> np.ndarray:
+    """100 (v_e / o_e - 1) for each episode e: its gap to the oracle in %, every episode weighing the same."""
+    return 100.0 * (np.asarray(values, dtype=float) / np.asarray(oracle, dtype=float) - 1.0)
 
 
 def interquartile_mean(scores: Sequence[float] | np.ndarray) -> float:

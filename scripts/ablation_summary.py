@@ -42,7 +42,7 @@ from sdedge_agents.protocol import (
     evaluation_env_kwargs,
     policy_rows,
 )
-from sdedge_agents.statistics import interquartile_mean, paired_difference, stratified_bootstrap_ci
+from sdedge_agents.statistics import episode_gaps, interquartile_mean, paired_difference, stratified_bootstrap_ci
 
 EPISODE_SETS = ("test", "deep-fades", "deep-fades-validation")
 REFERENCES = ("best-constant", "planner", "window-planner", "rollout", "posterior-planner", "posterior-window-planner")
@@ -104,8 +104,7 @@ def main() -> None:
     relative = args.episodes != "test"
 
     def measure(values) -> np.ndarray:
-        values = np.asarray(values, dtype=float)
-        return 100.0 * (values / oracle - 1.0) if relative else values
+        return episode_gaps(values, oracle) if relative else np.asarray(values, dtype=float)
 
     random = measure(cache["random"])
 
